@@ -1,0 +1,1 @@
+"""Synthetic access logs for a public employment information system, with replayed attacks."""
