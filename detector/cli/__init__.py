@@ -13,7 +13,9 @@ import click
 from detector.errors import DetectorError
 
 # name -> "module:attribute"; one line per command, in the order `--help` lists them.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "report": "detector.cli.report:report",
+}
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:

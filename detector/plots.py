@@ -1,0 +1,357 @@
+"""Figures shared by the HTML report and the notebooks.
+
+Every function takes data the library already produced (events, the feature
+table, alerts, bench results), draws one figure and returns it. They build a
+`matplotlib.figure.Figure` directly rather than going through pyplot, so the
+report can draw hundreds of figures without touching global state; pass `ax=`
+to draw into an axes of your own.
+
+Times are drawn in local wall-clock time (`timezone`, default Europe/Paris):
+behaviour (office hours, nights) is read in local time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+DEFAULT_TIMEZONE = "Europe/Paris"
+
+# Actions grouped the way an analyst reads an account's activity.
+ACTION_GROUPS: dict[str, str] = {
+    "login": "sessions",
+    "logout": "sessions",
+    "view_record": "record reads",
+    "update_record": "record reads",
+    "search": "searches & exports",
+    "export": "searches & exports",
+    "create_account": "account admin",
+    "grant_access": "account admin",
+}
+GROUP_ORDER = ["sessions", "record reads", "searches & exports", "account admin", "other"]
+GROUP_COLOURS = {
+    "sessions": "#9e9e9e",
+    "record reads": "#1f77b4",
+    "searches & exports": "#ff7f0e",
+    "account admin": "#9467bd",
+    "other": "#bcbd22",
+}
+SEVERITY_COLOURS = {"high": "#c62828", "medium": "#ef6c00", "low": "#f9a825"}
+
+
+def _new_axes(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
+    if ax is not None:
+        return ax.figure, ax
+    figure = Figure(figsize=size, layout="constrained")
+    return figure, figure.add_subplot()
+
+
+def _utc(value) -> pd.Timestamp:
+    """A UTC timestamp from anything pandas can read; naive means UTC (contract)."""
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _local_naive(stamps, timezone: str):
+    """UTC instants as naive local wall-clock times, which matplotlib draws as-is."""
+    if isinstance(stamps, pd.Timestamp):
+        return _utc(stamps).tz_convert(timezone).tz_localize(None)
+    return pd.DatetimeIndex(stamps).tz_convert(timezone).tz_localize(None)
+
+
+def _utc_series(timestamps: pd.Series) -> pd.Series:
+    stamps = pd.to_datetime(timestamps)
+    if stamps.dt.tz is None:
+        return stamps.dt.tz_localize("UTC")
+    return stamps.dt.tz_convert("UTC")
+
+
+def hourly_activity(
+    events: pd.DataFrame,
+    account_id: str,
+    start=None,
+    end=None,
+) -> pd.DataFrame:
+    """One account's activity per UTC hour between `start` and `end` (inclusive hours).
+
+    Returns one row per hour (a `DatetimeIndex` in UTC, hours without events
+    included as zeros), one column per action group (see `GROUP_ORDER`) and a
+    `records` column: records exposed that hour (record actions plus
+    `records_returned` of searches and exports).
+    """
+    mine = events[events["account_id"] == account_id]
+    stamps = _utc_series(mine["timestamp"])
+    # Hours are floored in UTC: France's offsets are whole hours, so UTC hours
+    # are local hours, and UTC has no ambiguous hour at the autumn switch.
+    hours = stamps.dt.floor("h")
+    groups = mine["action"].map(ACTION_GROUPS).fillna("other")
+    counts = pd.crosstab(hours, groups).reindex(columns=GROUP_ORDER, fill_value=0)
+    record_actions = mine["action"].isin(["view_record", "update_record"]).astype("int64")
+    if "records_returned" in mine:
+        returned = pd.to_numeric(mine["records_returned"], errors="coerce").fillna(0)
+    else:
+        returned = pd.Series(0, index=mine.index)
+    counts["records"] = (record_actions + returned).groupby(hours).sum()
+    first = _utc(start).floor("h") if start is not None else (hours.min() if len(hours) else None)
+    last = _utc(end).floor("h") if end is not None else (hours.max() if len(hours) else None)
+    if first is None or last is None or first > last:
+        return pd.DataFrame(columns=[*GROUP_ORDER, "records"], dtype="int64").rename_axis("hour")
+    full = pd.date_range(first, last, freq="h", tz="UTC", name="hour")
+    return counts.reindex(full, fill_value=0).astype("int64")
+
+
+def account_timeline(
+    events: pd.DataFrame,
+    account_id: str,
+    *,
+    window_start=None,
+    window_end=None,
+    detected_at=None,
+    rule_times: Sequence | None = None,
+    days_before: float = 3,
+    days_after: float = 1,
+    timezone: str = DEFAULT_TIMEZONE,
+    title: str | None = None,
+) -> Figure:
+    """An account's activity per hour around an alert window, detection instant marked.
+
+    Top: events per hour, stacked by action group. Bottom: records exposed per
+    hour. The alert window is shaded, `detected_at` is a red line and each
+    rule's first-hold instant (`rule_times`) a small tick. The span runs from
+    `days_before` days before the window to `days_after` days after it (or
+    after `detected_at`, whichever is later).
+    """
+    anchor_start = _utc(window_start if window_start is not None else detected_at)
+    anchor_end = _utc(window_end if window_end is not None else detected_at)
+    if detected_at is not None:
+        anchor_end = max(anchor_end, _utc(detected_at))
+    start = anchor_start - pd.Timedelta(days=days_before)
+    end = anchor_end + pd.Timedelta(days=days_after)
+    hourly = hourly_activity(events, account_id, start, end)
+
+    figure = Figure(figsize=(9, 3.6), layout="constrained")
+    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[3, 2])
+    x = _local_naive(hourly.index, timezone)
+    width = 1 / 24
+    base = np.zeros(len(hourly))
+    for group in GROUP_ORDER:
+        values = hourly[group].to_numpy()
+        if values.any():
+            top.bar(
+                x,
+                values,
+                width=width,
+                bottom=base,
+                align="edge",
+                label=group,
+                color=GROUP_COLOURS[group],
+                linewidth=0,
+            )
+            base = base + values
+    bottom.bar(
+        x, hourly["records"].to_numpy(), width=width, align="edge", color="#455a64", linewidth=0
+    )
+    top.set_ylabel("events / hour")
+    bottom.set_ylabel("records / hour")
+    bottom.set_xlabel(f"local time ({timezone})")
+    for axes in (top, bottom):
+        if window_start is not None and window_end is not None:
+            axes.axvspan(
+                _local_naive(window_start, timezone),
+                _local_naive(window_end, timezone),
+                color="#ffcdd2",
+                alpha=0.5,
+                zorder=0,
+            )
+        if detected_at is not None:
+            axes.axvline(_local_naive(detected_at, timezone), color="#c62828", linewidth=1.5)
+        axes.grid(axis="y", alpha=0.3)
+    for instant in rule_times or ():
+        if instant is not None and not pd.isna(instant):
+            top.axvline(
+                _local_naive(instant, timezone),
+                color="#c62828",
+                linewidth=0.8,
+                linestyle=":",
+                ymin=0.85,
+            )
+    if detected_at is not None:
+        top.annotate(
+            "detected",
+            xy=(_local_naive(detected_at, timezone), 1),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -10),
+            textcoords="offset points",
+            color="#c62828",
+            fontsize=8,
+        )
+    if base.any():
+        top.legend(loc="upper left", fontsize=7, frameon=False)
+    top.set_title(title or f"{account_id}: activity per hour", fontsize=10)
+    figure.autofmt_xdate()
+    return figure
+
+
+def account_vs_peers(
+    features: pd.DataFrame,
+    account_id: str,
+    feature: str = "records_touched",
+    *,
+    peer_column: str = "account_type",
+    log_scale: bool = True,
+    ax: Axes | None = None,
+) -> Figure:
+    """One account's daily `feature` against its peers' median and 5-95 % band.
+
+    Peers are the other accounts with the same `peer_column` value in the
+    feature table (one row per account and day). Days where the account was
+    idle are absent from the table and so from its line.
+    """
+    if feature not in features:
+        raise KeyError(f"the feature table has no column {feature!r}")
+    mine = features[features["account_id"] == account_id]
+    if mine.empty:
+        raise KeyError(f"account {account_id!r} is not in the feature table")
+    peers = features[features["account_id"] != account_id]
+    if peer_column in features:
+        peers = peers[peers[peer_column].isin(mine[peer_column].unique())]
+        peer_label = ", ".join(map(str, mine[peer_column].unique()))
+    else:
+        peer_label = "all accounts"
+    band = peers.groupby("day")[feature].quantile([0.05, 0.5, 0.95]).unstack()
+    figure, ax = _new_axes(ax, (9, 3.2))
+    days = pd.to_datetime(band.index)
+    ax.fill_between(days, band[0.05], band[0.95], color="#90a4ae", alpha=0.35, label="peers 5-95 %")
+    ax.plot(days, band[0.5], color="#546e7a", linewidth=1, label="peers median")
+    ax.plot(
+        pd.to_datetime(mine["day"]),
+        mine[feature],
+        marker="o",
+        markersize=3,
+        color="#c62828",
+        linewidth=1.5,
+        label=account_id,
+    )
+    if log_scale:
+        ax.set_yscale("symlog", linthresh=1)
+    ax.set_ylabel(feature)
+    ax.set_title(f"{account_id} against its peers ({peer_label}): {feature} per day", fontsize=10)
+    ax.legend(loc="upper left", fontsize=7, frameon=False)
+    ax.grid(alpha=0.3)
+    figure.autofmt_xdate()
+    return figure
+
+
+def activity_by_hour_of_day(
+    events: pd.DataFrame,
+    account_id: str,
+    *,
+    split_at=None,
+    timezone: str = DEFAULT_TIMEZONE,
+    ax: Axes | None = None,
+) -> Figure:
+    """Share of an account's events per local hour of day.
+
+    With `split_at` (an instant, e.g. an alert's window start), events before
+    it (the account's habits) and from it on are drawn side by side, so an
+    attacker's hours stand out against the owner's.
+    """
+    mine = events[events["account_id"] == account_id]
+    stamps = _utc_series(mine["timestamp"])
+    local_hour = stamps.dt.tz_convert(timezone).dt.hour
+    figure, ax = _new_axes(ax, (8, 3))
+    hours = np.arange(24)
+    if split_at is None:
+        parts = {"all events": local_hour}
+    else:
+        before = stamps < _utc(split_at)
+        parts = {"before": local_hour[before], "from the alert window on": local_hour[~before]}
+    width = 0.8 / len(parts)
+    for i, (label, values) in enumerate(parts.items()):
+        counts = np.bincount(values.to_numpy(dtype="int64"), minlength=24)
+        share = counts / counts.sum() if counts.sum() else counts.astype(float)
+        ax.bar(
+            hours + i * width - 0.4 + width / 2,
+            share,
+            width=width,
+            label=f"{label} ({counts.sum()} events)",
+        )
+    ax.set_xticks(hours)
+    ax.set_xlabel(f"local hour of day ({timezone})")
+    ax.set_ylabel("share of events")
+    ax.set_title(f"{account_id}: events by hour of day", fontsize=10)
+    ax.legend(fontsize=7, frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    return figure
+
+
+def evidence_bars(
+    evidence: pd.DataFrame, *, title: str | None = None, ax: Axes | None = None
+) -> Figure:
+    """An alert's features next to their baselines: value, own median, peers' p95.
+
+    `evidence` is the table from `detector.report.evidence_table` (columns
+    `feature`, `value`, `own_median`, `peer_p95`). Drawn on a symlog scale since
+    an attack's volume is often orders of magnitude above normal.
+    """
+    figure, ax = _new_axes(ax, (8, 0.5 + 0.45 * max(len(evidence), 1)))
+    y = np.arange(len(evidence))
+    height = 0.27
+    series = [
+        ("value", "#c62828", "this window"),
+        ("own_median", "#1f77b4", "own median"),
+        ("peer_p95", "#78909c", "peers' 95th pct"),
+    ]
+    for i, (column, colour, label) in enumerate(series):
+        values = pd.to_numeric(
+            evidence.get(column, pd.Series(np.nan, index=evidence.index)), errors="coerce"
+        )
+        ax.barh(
+            y + (1 - i) * height,
+            values.fillna(0).to_numpy(),
+            height=height,
+            color=colour,
+            label=label,
+        )
+    ax.set_yticks(y, evidence["feature"].astype(str).tolist() if len(evidence) else [])
+    ax.invert_yaxis()
+    ax.set_xscale("symlog", linthresh=1)
+    ax.legend(fontsize=7, frameon=False, loc="lower right")
+    ax.set_title(title or "features against their baselines", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    return figure
+
+
+def alerts_over_time(
+    alerts: pd.DataFrame, *, timezone: str = DEFAULT_TIMEZONE, ax: Axes | None = None
+) -> Figure:
+    """Alerts per local day, stacked by severity."""
+    figure, ax = _new_axes(ax, (8, 2.8))
+    if len(alerts):
+        day = _local_naive(_utc_series(alerts["detected_at"]), timezone).normalize()
+        table = pd.crosstab(day, alerts["severity"].astype(str))
+        base = np.zeros(len(table))
+        for severity in [s for s in ("high", "medium", "low") if s in table] + [
+            s for s in table if s not in SEVERITY_COLOURS
+        ]:
+            ax.bar(
+                table.index,
+                table[severity],
+                bottom=base,
+                width=0.8,
+                color=SEVERITY_COLOURS.get(severity, "#9e9e9e"),
+                label=severity,
+            )
+            base = base + table[severity].to_numpy()
+        ax.legend(fontsize=7, frameon=False)
+        figure.autofmt_xdate()
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("alerts")
+    ax.set_title(f"alerts per day (detection time, {timezone})", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    return figure
