@@ -251,6 +251,66 @@ def usage_table(
     ]
 
 
+def explanations(alerts: pd.DataFrame, limit: int | None = None) -> pd.DataFrame:
+    """Why each alert fired, one row per alert and evidence feature, most urgent first.
+
+    Columns: `alert_id`, `account_id`, `severity`, `rules`, `reason`, then the
+    evidence columns (`feature`, `value`, `own_median`, `peer_p95`); an alert
+    without evidence keeps one row with those empty. `limit` keeps the first
+    alerts only.
+    """
+    alerts = normalise_alerts(alerts).head(limit)
+    keys = ["alert_id", "account_id", "severity", "rules", "reason"]
+    columns = [*keys, "feature", "value", "own_median", "peer_p95"]
+    tables = []
+    for _, alert in alerts.iterrows():  # an alert list has tens of rows, not millions
+        evidence = evidence_table(alert).drop(columns="doc")
+        if evidence.empty:
+            evidence = evidence.reindex([0])
+        tables.append(evidence.assign(**{key: [alert[key]] * len(evidence) for key in keys}))
+    if not tables:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(tables, ignore_index=True)[columns]
+
+
+CASELOAD_ACTIONS = ("view_record", "update_record", "export")
+
+
+def caseload_reads(
+    events: pd.DataFrame, account_id: str, caseloads: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One account's single-record accesses, each marked in or out of its caseload.
+
+    Record accesses are `view_record`, `update_record` and single-record
+    `export` (a `record_id` is named). `in_caseload` follows the contract
+    (section 2): the (account, record) pair is in `caseloads`; without that
+    table, the record's `record_org_id` equals the account's
+    `organization_id`; without either it is missing (NA).
+    """
+    mine = events[
+        (events["account_id"] == account_id)
+        & events["action"].astype(str).isin(CASELOAD_ACTIONS)
+        & events["record_id"].notna()
+    ]
+    keep = [
+        c
+        for c in ("timestamp", "action", "record_id", "record_org_id", "organization_id")
+        if c in mine
+    ]
+    table = mine[keep].copy()
+    table["record_id"] = table["record_id"].astype(str)
+    if caseloads is not None:
+        assigned = caseloads.loc[caseloads["account_id"].astype(str) == account_id, "record_id"]
+        table["in_caseload"] = table["record_id"].isin(assigned.astype(str))
+    elif "record_org_id" in table and "organization_id" in table:
+        table["in_caseload"] = table["record_org_id"].astype(str) == table[
+            "organization_id"
+        ].astype(str)
+    else:
+        table["in_caseload"] = pd.NA
+    return table.reset_index(drop=True)
+
+
 # --------------------------------------------------------------------------- formatting
 
 

@@ -10,7 +10,14 @@ import pytest
 from click.testing import CliRunner
 
 from detector.cli import main
-from detector.report import evidence_table, format_local, read_alerts, usage_table
+from detector.report import (
+    caseload_reads,
+    evidence_table,
+    explanations,
+    format_local,
+    read_alerts,
+    usage_table,
+)
 
 UTC = "UTC"
 
@@ -282,3 +289,24 @@ def test_evidence_table_reads_the_json_column():
     assert table["feature"].tolist() == ["records_touched", "new_addresses"]
     assert table["value"].tolist() == [2005.0, 1.0]
     assert evidence_table(_alerts().iloc[1]).empty
+
+
+def test_explanations_has_one_row_per_evidence_feature():
+    table = explanations(_alerts())
+    assert table["alert_id"].tolist() == ["al-7", "al-7", "al-8"]
+    assert table["feature"].tolist()[:2] == ["records_touched", "new_addresses"]
+    assert pd.isna(table["feature"].iloc[2])  # al-8 has no evidence: one empty row
+    assert table["rules"].iloc[0] == ["bulk_read", "new_address"]
+
+
+def test_caseload_reads_marks_records_outside_the_caseload():
+    log = _log()
+    caseloads = pd.DataFrame(
+        {"account_id": ["adv-1"] * 3, "record_id": ["r-adv-1-0", "r-adv-1-1", "r-x"]}
+    )
+    reads = caseload_reads(log, "adv-1", caseloads)
+    assert len(reads) == 25  # five reads a day over five days
+    assert reads["in_caseload"].sum() == 10
+    log["record_org_id"] = log["organization_id"].where(log["record_id"] != "r-adv-1-4", "other")
+    by_structure = caseload_reads(log, "adv-1")
+    assert (~by_structure["in_caseload"]).sum() == 5
