@@ -355,3 +355,109 @@ def alerts_over_time(
     ax.set_title(f"alerts per day (detection time, {timezone})", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     return figure
+
+
+def bench_comparison(rows: pd.DataFrame) -> Figure:
+    """Rule sets side by side on a bench's rows (`detector.bench.BenchResult.rows`).
+
+    Three panels, medians over seeds: time to detect per scenario (a hatched
+    bar marks a scenario missed on every seed), share of the attack's records
+    exposed before detection per scenario, and false alerts per 1000 benign
+    account-days.
+    """
+    from detector.bench import summary_table
+
+    table = summary_table(rows)
+    table["run"] = table["ruleset"].astype(str) + " / " + table["mode"].astype(str)
+    runs = list(dict.fromkeys(table["run"]))
+    scenarios = list(dict.fromkeys(table["scenario"]))
+    figure = Figure(figsize=(13, 4), layout="constrained")
+    ttd_ax, exposed_ax, false_ax = figure.subplots(1, 3, width_ratios=[2, 2, 1.2])
+    x = np.arange(len(scenarios))
+    width = 0.8 / max(len(runs), 1)
+    ttd = table.set_index(["run", "scenario"])["ttd_h"]
+    exposed = table.set_index(["run", "scenario"])["exposed"]
+    ceiling = max(float(np.nanmax(ttd.to_numpy(dtype=float))) if ttd.notna().any() else 1.0, 1.0)
+    for i, run in enumerate(runs):
+        colour = f"C{i}"
+        hours = np.array([ttd.get((run, s), np.nan) for s in scenarios], dtype=float)
+        missed = np.isnan(hours)
+        ttd_ax.bar(x[~missed] + i * width, hours[~missed], width, color=colour, label=run)
+        # A missed scenario: an empty hatched bar taller than every detection.
+        ttd_ax.bar(
+            x[missed] + i * width,
+            np.full(missed.sum(), ceiling * 1.05),
+            width,
+            fill=False,
+            hatch="//",
+            edgecolor=colour,
+        )
+        shares = np.array([exposed.get((run, s), np.nan) for s in scenarios], dtype=float)
+        exposed_ax.bar(x + i * width, shares, width, color=colour, label=run)
+    for axes in (ttd_ax, exposed_ax):
+        axes.set_xticks(x + width * (len(runs) - 1) / 2, scenarios, rotation=15, fontsize=8)
+        axes.grid(axis="y", alpha=0.3)
+    ttd_ax.set_ylabel("hours")
+    ttd_ax.set_title("time to detect (hatched: missed)", fontsize=10)
+    ttd_ax.legend(fontsize=7, frameon=False)
+    exposed_ax.set_ylim(0, 1.05)
+    exposed_ax.set_ylabel("share of the attack's records")
+    exposed_ax.set_title("exposed before detection (1 = missed)", fontsize=10)
+    false_alerts = table.drop_duplicates("run").set_index("run")["fp_per_1000"].reindex(runs)
+    false_ax.barh(
+        runs, false_alerts.to_numpy(dtype=float), color=[f"C{i}" for i in range(len(runs))]
+    )
+    false_ax.invert_yaxis()
+    false_ax.set_xlabel("per 1000 benign account-days")
+    false_ax.set_title("false alerts", fontsize=10)
+    false_ax.grid(axis="x", alpha=0.3)
+    return figure
+
+
+def stealth_curve(rows: pd.DataFrame, knob: str | None = None) -> Figure:
+    """A stealth sweep as curves: detection and exposure against the knob's values.
+
+    `rows` are a swept bench's rows (with `knob_value`). Left: share of seeds
+    on which each scenario was detected; right: median share of the attack's
+    records exposed before detection. One colour per scenario, one line style
+    per rule set and mode.
+    """
+    if "knob_value" not in rows:
+        raise KeyError("these bench rows hold no stealth sweep (no knob_value column)")
+    if knob is None and "knob" in rows and len(rows):
+        knob = str(rows["knob"].iloc[0])
+    values = list(dict.fromkeys(rows["knob_value"]))
+    positions = np.arange(len(values))
+    runs = list(dict.fromkeys(rows["ruleset"].astype(str) + " / " + rows["mode"].astype(str)))
+    scenarios = list(dict.fromkeys(rows["scenario"]))
+    styles = ["-", "--", ":", "-."]
+    figure = Figure(figsize=(11, 3.8), layout="constrained")
+    detected_ax, exposed_ax = figure.subplots(1, 2)
+    grouped = rows.assign(run=rows["ruleset"].astype(str) + " / " + rows["mode"].astype(str))
+    grouped = grouped.groupby(["run", "scenario", "knob_value"], sort=False)
+    rate = grouped["detected"].mean()
+    exposed = grouped["exposed_before_detection"].median()
+    for r, run in enumerate(runs):
+        for s, scenario in enumerate(scenarios):
+            label = f"{scenario} ({run})" if len(runs) > 1 else scenario
+            style = {"color": f"C{s}", "linestyle": styles[r % len(styles)], "marker": "o"}
+            detected_ax.plot(
+                positions,
+                [rate.get((run, scenario, v), np.nan) for v in values],
+                label=label,
+                **style,
+            )
+            exposed_ax.plot(
+                positions, [exposed.get((run, scenario, v), np.nan) for v in values], **style
+            )
+    for axes, title in (
+        (detected_ax, "share of seeds detected"),
+        (exposed_ax, "records exposed before detection (median share)"),
+    ):
+        axes.set_xticks(positions, [str(v) for v in values])
+        axes.set_xlabel(knob or "knob value")
+        axes.set_ylim(-0.05, 1.05)
+        axes.set_title(title, fontsize=10)
+        axes.grid(alpha=0.3)
+    detected_ax.legend(fontsize=7, frameon=False)
+    return figure

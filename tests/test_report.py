@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from detector import plots
 from detector.cli import main
+from detector.plots import hourly_activity
 from detector.report import (
     caseload_reads,
     evidence_table,
@@ -310,3 +312,82 @@ def test_caseload_reads_marks_records_outside_the_caseload():
     log["record_org_id"] = log["organization_id"].where(log["record_id"] != "r-adv-1-4", "other")
     by_structure = caseload_reads(log, "adv-1")
     assert (~by_structure["in_caseload"]).sum() == 5
+
+
+def test_hourly_activity_counts_events_and_records_per_hour():
+    hourly = hourly_activity(_log(), "adv-2", "2024-02-05 00:00", "2024-02-05 23:59")
+    assert len(hourly) == 24  # idle hours included as zeros
+    at_nine_pm = hourly.loc[pd.Timestamp("2024-02-05 21:00", tz=UTC)]
+    assert at_nine_pm["searches & exports"] == 40
+    assert at_nine_pm["sessions"] == 1
+    assert at_nine_pm["records"] == 40 * 50
+    assert hourly["record reads"].sum() == 5
+
+
+def test_account_vs_peers_draws_the_account_and_its_peer_band():
+    days = pd.date_range("2024-02-01", periods=4, freq="D")
+    features = pd.DataFrame(
+        {
+            "account_id": ["a"] * 4 + ["b"] * 4 + ["c"] * 4,
+            "account_type": ["advisor"] * 8 + ["service"] * 4,
+            "day": list(days) * 3,
+            "records_touched": [5, 6, 5, 900, 4, 5, 6, 5, 1000, 1000, 1000, 1000],
+        }
+    )
+    axes = plots.account_vs_peers(features, "a").axes[0]
+    own = [line for line in axes.get_lines() if line.get_label() == "a"][0]
+    assert list(own.get_ydata()) == [5, 6, 5, 900]
+    peer_median = [line for line in axes.get_lines() if line.get_label() == "peers median"][0]
+    assert list(peer_median.get_ydata()) == [4, 5, 6, 5]  # b only: c is another type
+    with pytest.raises(KeyError):
+        plots.account_vs_peers(features, "nobody")
+
+
+def test_bench_comparison_marks_missed_scenarios():
+    rows = pd.DataFrame(
+        {
+            "ruleset": ["naive", "naive", "default", "default"],
+            "mode": ["rules"] * 4,
+            "scenario": ["cap_emploi", "kairos_infostealer"] * 2,
+            "seed": [1] * 4,
+            "detected": [1, 0, 1, 1],
+            "time_to_detect_h": [30.0, float("nan"), 2.0, 5.0],
+            "exposed_before_detection": [0.5, 1.0, 0.01, 0.02],
+            "benign_accounts_alerted": [3, 3, 1, 1],
+            "fp_per_1000_account_days": [2.0, 2.0, 0.5, 0.5],
+            "precision": [0.5] * 4,
+            "recall": [0.5] * 4,
+            "alerts_total": [4] * 4,
+        }
+    )
+    figure = plots.bench_comparison(rows)
+    ttd_axes = figure.axes[0]
+    hatched = [bar for bar in ttd_axes.patches if bar.get_hatch() == "//"]
+    assert len(hatched) == 1  # naive missed kairos
+    assert [bar.get_height() for bar in ttd_axes.patches if bar.get_hatch() is None] == [
+        30.0,
+        2.0,
+        5.0,
+    ]
+
+
+def test_stealth_curve_plots_detection_against_the_knob():
+    rows = pd.DataFrame(
+        {
+            "ruleset": ["default"] * 3,
+            "mode": ["rules"] * 3,
+            "scenario": ["cap_emploi"] * 3,
+            "seed": [1] * 3,
+            "knob": ["rate_multiple"] * 3,
+            "knob_value": [50.0, 5.0, 1.0],
+            "detected": [1, 1, 0],
+            "exposed_before_detection": [0.01, 0.2, 1.0],
+        }
+    )
+    figure = plots.stealth_curve(rows)
+    detected_ax, exposed_ax = figure.axes
+    assert list(detected_ax.get_lines()[0].get_ydata()) == [1, 1, 0]
+    assert list(exposed_ax.get_lines()[0].get_ydata()) == [0.01, 0.2, 1.0]
+    assert detected_ax.get_xlabel() == "rate_multiple"
+    with pytest.raises(KeyError):
+        plots.stealth_curve(rows.drop(columns="knob_value"))
