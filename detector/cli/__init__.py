@@ -15,6 +15,7 @@ from detector.errors import DetectorError
 # name -> "module:attribute"; one line per command, in the order `--help` lists them.
 COMMANDS: dict[str, str] = {
     "report": "detector.cli.report:report",
+    "rules": "detector.cli.rules:rules",
     "bench": "detector.cli.bench:bench",
 }
 

@@ -61,10 +61,18 @@ class SourceLines:
                 self._rules[-1][1].append(block)
 
     def table(self, name: str, key: str | None = None) -> int:
-        """Line of ``[name]`` (or of its ``key``); ``""`` is the top of the file."""
+        """Line of ``[name]`` (or of its ``key``); ``""`` is the top of the file.
+
+        A top-level ``key`` written as a table (``[key]``, ``[[key]]``) gives its header's line.
+        """
         for block in self.blocks:
             if block.name == name:
+                if name == "" and key and key not in block.keys:
+                    return self.table(key)
                 return block.line_of(key)
+        for block in self.blocks:  # only sub-tables ([name.sub]) were written
+            if name and block.name.startswith(name + "."):
+                return block.line
         return 1
 
     def rule(self, index: int, key: str | None = None) -> int:
