@@ -14,6 +14,8 @@ from detector.errors import DetectorError
 
 # name -> "module:attribute"; one line per command, in the order `--help` lists them.
 COMMANDS: dict[str, str] = {
+    "generate": "detector.cli.generate:generate",
+    "scenarios": "detector.cli.generate:scenarios",
     "report": "detector.cli.report:report",
     "rules": "detector.cli.rules:rules",
     "bench": "detector.cli.bench:bench",

@@ -1,0 +1,372 @@
+"""Attack primitives: each adds events for one step of a scenario, all marked with the attack.
+
+A run starts with the victims as acting accounts. Identity primitives (`take_over`,
+`replay_credentials`) give the attacker new addresses and clients; `create_accounts`
+makes the acting accounts create new ones, which then act; `night_window` moves the
+hours; reading primitives (`bulk_read`, `search_and_read`, `bulk_export`) emit sessions
+of reads spread over the attack days, under the scenario's stealth knobs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from synthetic_logs.errors import GeneratorError
+from synthetic_logs.events import ACTION, APP, AUTH, TYPE, EventBatch, make_batch
+from synthetic_logs.normal import HOUR, sorted_uniforms
+from synthetic_logs.population import ATTACKER_CLIENTS, KIND, Population, random_addresses
+from synthetic_logs.scenario import Scenario, Step
+from synthetic_logs.timegrid import DayGrid, to_utc_us
+
+OFFICE_HOURS = (9.0, 17.0)
+
+
+@dataclass
+class AttackRun:
+    """State of one attack instance while its steps run."""
+
+    index: int
+    scenario: Scenario
+    acting: np.ndarray  # account codes acting now
+    ip: np.ndarray  # address codes the attacker may use (one picked per session)
+    client: np.ndarray  # client codes the attacker uses, per acting account
+    days: np.ndarray  # attack days (day of each window's start)
+    hours: tuple[float, float]
+    not_before_us: int = 0
+    failed_logins: int = 0
+    accounts: list[int] = field(default_factory=list)  # every account the attacker used
+    batches: list[EventBatch] = field(default_factory=list)
+
+
+def attack_days(scenario: Scenario, grid: DayGrid) -> np.ndarray:
+    """The days the attack runs, its start and length clipped to the log (see docs/generator.md)."""
+    p = scenario.parameters
+    duration = max(1, p.duration_days)
+    start = min(p.start_day, max(grid.days - duration, grid.days // 2))
+    days = np.arange(start, min(grid.days, start + duration))
+    if scenario.stealth.office_hours_only or not p.weekends:
+        weekdays = days[grid.weekday[days] < 5]
+        if not len(weekdays):  # a one-day attack on a weekend moves to the nearest weekday
+            every = np.arange(grid.days)
+            every = every[grid.weekday[every] < 5]
+            weekdays = every[np.argsort(np.abs(every - start), kind="stable")[:1]]
+        days = weekdays
+    return days
+
+
+def run_attack(
+    rng: np.random.Generator,
+    index: int,
+    scenario: Scenario,
+    pop: Population,
+    grid: DayGrid,
+    excluded: set[int],
+) -> AttackRun:
+    """Pick victims and run every step of `scenario`; the events are in the returned run."""
+    p = scenario.parameters
+    victims = _pick_victims(rng, scenario, pop, grid, excluded)
+    hours = OFFICE_HOURS if scenario.stealth.office_hours_only else p.hours
+    run = AttackRun(
+        index,
+        scenario,
+        victims,
+        pop.office_ip[victims],
+        pop.client[victims],
+        attack_days(scenario, grid),
+        hours,
+    )
+    run.accounts.extend(int(v) for v in victims)
+    for step in scenario.steps:
+        PRIMITIVE_FUNCTIONS[step.primitive](rng, run, step, pop, grid)
+    return run
+
+
+def _pick_victims(
+    rng, scenario: Scenario, pop: Population, grid: DayGrid, excluded: set[int]
+) -> np.ndarray:
+    p = scenario.parameters
+    ok = (
+        (pop.account_type == TYPE[p.victim_type])
+        & (pop.first_day == 0)
+        & (pop.last_day == grid.days - 1)
+    )
+    if p.victim_structure:
+        ok &= pop.org_kind[pop.account_org] == KIND[p.victim_structure]
+    candidates = np.setdiff1d(np.flatnonzero(ok), np.fromiter(excluded, np.int64, len(excluded)))
+    if len(candidates) < p.victims:
+        raise GeneratorError(
+            f"scenario {scenario.name}: the population has only {len(candidates)} free {p.victim_type} accounts for {p.victims} victims; raise --accounts"
+        )
+    return rng.choice(candidates, p.victims, replace=False).astype(np.int32)
+
+
+def _new_identity(rng, run: AttackRun, pop: Population, step: Step) -> None:
+    """The attacker logs in with the victim's secret from its own addresses and client."""
+    p, stealth = run.scenario.parameters, run.scenario.stealth
+    if not stealth.reuse_victim_address:
+        run.ip = pop.addresses.add(random_addresses(rng, max(1, p.attacker_addresses)))
+    if not stealth.reuse_victim_client:
+        picked = rng.choice(
+            len(ATTACKER_CLIENTS),
+            min(len(ATTACKER_CLIENTS), max(1, p.attacker_clients)),
+            replace=False,
+        )
+        codes = np.array(
+            [
+                pop.clients.values.index(ATTACKER_CLIENTS[i])
+                if ATTACKER_CLIENTS[i] in pop.clients.values
+                else pop.clients.add([ATTACKER_CLIENTS[i]])[0]
+                for i in picked
+            ]
+        )
+        run.client = codes[np.arange(len(run.acting)) % len(codes)].astype(np.int32)
+    run.failed_logins = step.get("failed_logins")
+
+
+def take_over(rng, run: AttackRun, step: Step, pop: Population, grid: DayGrid) -> None:
+    """Account taken over by social engineering: the victim's password, used from elsewhere."""
+    _new_identity(rng, run, pop, step)
+
+
+def replay_credentials(rng, run: AttackRun, step: Step, pop: Population, grid: DayGrid) -> None:
+    """Credentials stolen by an infostealer, replayed from a new address and client."""
+    _new_identity(rng, run, pop, step)
+
+
+def night_window(rng, run: AttackRun, step: Step, pop: Population, grid: DayGrid) -> None:
+    """Move the attack's daily window (local hours; an end before the start runs past midnight)."""
+    if not run.scenario.stealth.office_hours_only:
+        run.hours = (step.get("start_hour"), step.get("end_hour"))
+
+
+def create_accounts(rng, run: AttackRun, step: Step, pop: Population, grid: DayGrid) -> None:
+    """The acting account creates accounts in its structure (and grants them access); they act next."""
+    creator = int(run.acting[0])
+    count = step.get("count")
+    kind = TYPE[step.get("account_type")]
+    used = set(pop.account_ids)
+    pool = rng.permutation(np.arange(100_000, 1_000_000))
+    ids = [f"u{i:06d}" for i in pool[: count + len(used)].tolist() if f"u{i:06d}" not in used][
+        :count
+    ]
+    peers = np.flatnonzero(pop.account_type == kind)
+    like = (
+        int(peers[np.argsort(pop.daily_events[peers])[len(peers) // 2]]) if len(peers) else creator
+    )
+    created = pop.add_accounts(ids, kind, int(pop.account_org[creator]), like)
+    pop.first_day[created] = run.days[0]
+    pop.auth[created] = pop.auth[creator]
+    # One session of the creator: login, then create_account + grant_access per new account.
+    day = int(run.days[0])
+    start = _window(rng, run, np.array([day]))[0][0] + rng.uniform(60, 600)
+    n = 2 * count + 2
+    local = start + np.cumsum(rng.uniform(40, 200, n))
+    action = np.concatenate(
+        [
+            [ACTION["login"]],
+            np.tile([ACTION["create_account"], ACTION["grant_access"]], count),
+            [ACTION["logout"]],
+        ]
+    )
+    target = np.concatenate([[-1], np.repeat(created, 2), [-1]])
+    ip = run.ip[rng.integers(0, len(run.ip))]
+    ts = to_utc_us(grid, np.full(n, day), local)
+    _failed_logins(rng, run, grid, creator, ip, run.client[0], ts[0], pop)
+    run.batches.append(make_batch(
+        ts, account=creator, action=action, application=APP[step.get("application")], ip=ip,
+        ua=run.client[0], auth=np.where(action == ACTION["login"], pop.auth[creator], -1), target=target,
+        attack=run.index,
+    ))  # fmt: skip
+    if run.scenario.stealth.reuse_victim_address:
+        run.ip = pop.office_ip[[creator]]
+    run.acting = created
+    run.client = np.resize(run.client, len(created))
+    run.accounts.extend(int(c) for c in created)
+    run.not_before_us = int(ts[-1]) + 10 * 60 * 1_000_000
+
+
+def bulk_read(rng, run: AttackRun, step: Step, pop: Population, grid: DayGrid) -> None:
+    """Sustained reading of person records one by one, with a few look-up searches."""
+    pool = _pool(pop, step.get("scope"))
+    reads = _daily_volumes(run, pop, step.get("population_share") * len(pool))
+    searches = np.round(reads * step.get("search_share")).astype(np.int64)
+    _emit_sessions(
+        rng, run, step, pop, grid, pool, reads, searches, lambda n: rng.integers(1, 4, n)
+    )
+
+
+def search_and_read(rng, run: AttackRun, step: Step, pop: Population, grid: DayGrid) -> None:
+    """Bursts of searches, each followed by reads of the records it returned."""
+    pool = _pool(pop, step.get("scope"))
+    reads = _daily_volumes(run, pop, step.get("population_share") * len(pool))
+    searches = np.maximum(1, np.round(reads / max(step.get("reads_per_search"), 1.0))).astype(
+        np.int64
+    )
+    mean = step.get("records_per_search")
+    _emit_sessions(rng, run, step, pop, grid, pool, reads, searches, lambda n: rng.poisson(mean, n))
+
+
+def bulk_export(rng, run: AttackRun, step: Step, pop: Population, grid: DayGrid) -> None:
+    """Large exports (records_returned in the thousands) through an application such as BI."""
+    pool = _pool(pop, step.get("scope"))
+    records = _daily_volumes(run, pop, step.get("population_share") * len(pool))
+    sessions = len(records)
+    exports = np.maximum(1, np.full(sessions, step.get("exports") // max(1, sessions)))
+    per_export = np.maximum(1, records // exports)
+    _emit_sessions(
+        rng,
+        run,
+        step,
+        pop,
+        grid,
+        pool,
+        np.zeros(sessions, np.int64),
+        np.zeros(sessions, np.int64),
+        None,
+        exports=exports,
+        per_export=per_export,
+    )
+
+
+PRIMITIVE_FUNCTIONS = {
+    "take_over": take_over,
+    "replay_credentials": replay_credentials,
+    "create_accounts": create_accounts,
+    "night_window": night_window,
+    "bulk_read": bulk_read,
+    "search_and_read": search_and_read,
+    "bulk_export": bulk_export,
+}
+
+
+def _pool(pop: Population, scope: str) -> np.ndarray:
+    if scope == "job_seekers":
+        return np.flatnonzero(~pop.person_is_young)
+    if scope == "young_people":
+        return np.flatnonzero(pop.person_is_young)
+    return np.arange(pop.n_persons)
+
+
+def _daily_volumes(run: AttackRun, pop: Population, total: float) -> np.ndarray:
+    """Records per session (acting account x day, account-major), under the rate cap if any."""
+    sessions = len(run.acting) * len(run.days)
+    per_session = np.full(sessions, int(np.ceil(total / max(1, sessions))), np.int64)
+    multiple = run.scenario.stealth.rate_multiple
+    if multiple is not None:
+        usual = pop.daily_events[np.repeat(run.acting, len(run.days))]
+        per_session = np.minimum(
+            per_session, np.maximum(1, np.round(multiple * usual)).astype(np.int64)
+        )
+    return per_session
+
+
+def _window(rng, run: AttackRun, days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Local start and end seconds of each day's attack window (end may pass midnight)."""
+    start_h, end_h = run.hours
+    if end_h <= start_h:
+        end_h += 24
+    start = (start_h + rng.uniform(0, 0.4, len(days))) * HOUR
+    end = (end_h - rng.uniform(0, 0.4, len(days))) * HOUR
+    return start, np.maximum(end, start + 600)
+
+
+def _failed_logins(rng, run: AttackRun, grid, account, ip, client, first_ts, pop) -> None:
+    n = run.failed_logins
+    if n <= 0:
+        return
+    ts = first_ts - np.sort(rng.uniform(30, 900, n))[::-1].astype(np.int64) * 1_000_000
+    run.batches.append(
+        make_batch(
+            ts,
+            account=account,
+            action=ACTION["login"],
+            application=pop.application[account],
+            ip=ip,
+            ua=client,
+            auth=pop.auth[account],
+            outcome=1,
+            attack=run.index,
+        )
+    )
+    run.failed_logins = 0
+
+
+def _emit_sessions(
+    rng, run, step, pop, grid, pool, reads, searches, hits, exports=None, per_export=None
+) -> None:
+    """One session per (acting account, day): login, the session's actions in time order, logout."""
+    n_days = len(run.days)
+    acc = np.repeat(run.acting, n_days)
+    who = np.repeat(np.arange(len(run.acting)), n_days)
+    day = np.tile(run.days, len(run.acting))
+    if exports is None:
+        exports = np.zeros(len(acc), np.int64)
+        per_export = np.zeros(len(acc), np.int64)
+    middle = reads + searches + exports
+    keep = middle > 0
+    acc, who, day, reads, searches, exports, per_export = (
+        x[keep] for x in (acc, who, day, reads, searches, exports, per_export)
+    )
+    middle = middle[keep]
+    if not len(acc):
+        return
+    counts = middle + 2
+    group = np.repeat(np.arange(len(acc)), counts)
+    ends = np.cumsum(counts)
+    position = np.arange(ends[-1]) - (ends - counts)[group]
+    start, end = _window(rng, run, day)
+    day_start_us = to_utc_us(grid, day, start)
+    late = day_start_us < run.not_before_us  # sessions may not start before the accounts exist
+    start = start + np.where(late, (run.not_before_us - day_start_us) / 1e6, 0.0)
+    end = np.maximum(end, start + 600)
+    local = start[group] + sorted_uniforms(rng, counts) * (end - start)[group]
+
+    # Inside a session: actions in random order, then login first and logout last.
+    kinds = np.array([ACTION["view_record"], ACTION["search"], ACTION["export"]], np.int8)
+    action = np.empty(len(group), np.int8)
+    inner = (position > 0) & (position < counts[group] - 1)
+    per_kind = np.stack([reads, searches, exports], axis=1).ravel()
+    inner_actions = np.repeat(np.tile(kinds, len(acc)), per_kind)
+    inner_group = np.repeat(np.arange(len(acc)), middle)
+    shuffle = np.lexsort((rng.random(len(inner_group)), inner_group))
+    action[inner] = inner_actions[shuffle]
+    action[position == 0] = ACTION["login"]
+    action[position == counts[group] - 1] = ACTION["logout"]
+
+    record = np.full(len(group), -1, np.int32)
+    is_read = action == ACTION["view_record"]
+    record[is_read] = _distinct(rng, pool, int(is_read.sum()))
+    returned = np.full(len(group), -1, np.int64)
+    is_search = action == ACTION["search"]
+    if hits is not None:
+        returned[is_search] = hits(int(is_search.sum()))
+    is_export = action == ACTION["export"]
+    returned[is_export] = np.maximum(
+        1, np.round(per_export[group[is_export]] * rng.uniform(0.8, 1.2, is_export.sum()))
+    ).astype(np.int64)
+
+    app_name = step.get("application")
+    application = (
+        np.full(len(group), APP[app_name], np.int8) if app_name else pop.application[acc[group]]
+    )
+    session_ip = run.ip[rng.integers(0, len(run.ip), len(acc))]
+    auth = np.where(action == ACTION["login"], pop.auth[acc[group]], -1)
+    ts = to_utc_us(grid, day[group], local)
+    first = ends - counts
+    _failed_logins(rng, run, grid, acc[0], session_ip[0], run.client[who[0]], ts[first[0]], pop)
+    run.batches.append(make_batch(
+        ts, account=acc[group], action=action, record=record, application=application,
+        ip=session_ip[group], ua=run.client[who[group]], auth=auth, returned=returned, attack=run.index,
+    ))  # fmt: skip
+
+
+def _distinct(rng, pool: np.ndarray, n: int) -> np.ndarray:
+    """n records from pool, without repeats while the pool lasts (scrapers do not re-read)."""
+    if n <= len(pool):
+        return pool[rng.choice(len(pool), n, replace=False)]
+    return pool[rng.integers(0, len(pool), n)]
+
+
+__all__ = ["AttackRun", "run_attack", "attack_days", "PRIMITIVE_FUNCTIONS", "AUTH"]
