@@ -14,6 +14,8 @@ from detector.errors import DetectorError
 
 # name -> "module:attribute"; one line per command, in the order `--help` lists them.
 COMMANDS: dict[str, str] = {
+    "score": "detector.cli.score:score",
+    "fit": "detector.cli.score:fit",
     "generate": "detector.cli.generate:generate",
     "scenarios": "detector.cli.generate:scenarios",
     "report": "detector.cli.report:report",

@@ -33,38 +33,93 @@ _ACTIVITY = [
     Feature("failed_logins", "failed logins", "count"),
     Feature("password_logins", "successful logins by password alone", "count"),
     Feature("mfa_logins", "successful logins by MFA or SSO", "count"),
-    Feature("records_read", "distinct person records accessed one by one (view, update, single export)", "count"),
+    Feature(
+        "records_read",
+        "distinct person records accessed one by one (view, update, single export)",
+        "count",
+    ),
     Feature("searches", "search requests", "count"),
     Feature("exports", "export requests", "count"),
     Feature("records_returned", "person records held in search and export answers", "count"),
     Feature("records_exported", "person records held in export answers", "count"),
     Feature("records_touched", "records_read + records_returned: what the window exposed", "count"),
     Feature("peak_hourly_records", "most records touched within one clock hour", "count"),
-    Feature("out_of_caseload_reads", "distinct records read outside the account's caseload", "count"),
-    Feature("out_of_caseload_share", "out_of_caseload_reads / records_read (0 when nothing read)", "share"),
+    Feature(
+        "out_of_caseload_reads", "distinct records read outside the account's caseload", "count"
+    ),
+    Feature(
+        "out_of_caseload_share",
+        "out_of_caseload_reads / records_read (0 when nothing read)",
+        "share",
+    ),
     Feature("caseload_size", "records in the account's caseload (0 when it has none)", "count"),
-    Feature("caseload_ratio", "records_read / caseload_size (records_read when no caseload)", "ratio"),
+    Feature(
+        "caseload_ratio", "records_read / caseload_size (records_read when no caseload)", "ratio"
+    ),
     Feature("night_share", "share of events between 22:00 and 06:00 local time", "share"),
-    Feature("off_hours_share", "share of events outside 07:00-20:00 local time or on a weekend", "share"),
-    Feature("rare_hour_events", "events at a local hour holding < 2 % of the account's earlier events (0 without history)", "count"),
-    Feature("new_addresses", "distinct source addresses never used by the account in earlier windows (0 without history)", "count"),
-    Feature("new_clients", "distinct user agents never used by the account in earlier windows (0 without history)", "count"),
-    Feature("new_applications", "distinct applications never used by the account in earlier windows (0 without history)", "count"),
+    Feature(
+        "off_hours_share", "share of events outside 07:00-20:00 local time or on a weekend", "share"
+    ),
+    Feature(
+        "rare_hour_events",
+        "events at a local hour holding < 2 % of the account's earlier events (0 without history)",
+        "count",
+    ),
+    Feature(
+        "new_addresses",
+        "distinct source addresses never used by the account in earlier windows (0 without history)",
+        "count",
+    ),
+    Feature(
+        "new_clients",
+        "distinct user agents never used by the account in earlier windows (0 without history)",
+        "count",
+    ),
+    Feature(
+        "new_applications",
+        "distinct applications never used by the account in earlier windows (0 without history)",
+        "count",
+    ),
     Feature("accounts_created", "create_account events by the account", "count"),
     Feature("access_grants", "grant_access events by the account", "count"),
     Feature("history_days", "earlier windows with activity for this account", "days"),
-    Feature("account_age_days", "days from the account's first appearance (or creation in the log) to the window start", "days"),
-    Feature("created_in_log", "1 when a create_account event in the log created this account", "flag"),
+    Feature(
+        "log_days",
+        "days between the log's first day and this window: how much history anyone can have",
+        "days",
+    ),
+    Feature(
+        "account_age_days",
+        "days from the account's first appearance (or creation in the log) to the window start",
+        "days",
+    ),
+    Feature(
+        "created_in_log", "1 when a create_account event in the log created this account", "flag"
+    ),
 ]
 
 
 def _baseline_features(volume: str) -> list[Feature]:
     return [
-        Feature(f"own_median_{volume}", f"median {volume} over the account's earlier active windows", "count"),
+        Feature(
+            f"own_median_{volume}",
+            f"median {volume} over the account's earlier active windows",
+            "count",
+        ),
         Feature(f"own_max_{volume}", f"largest {volume} in the account's earlier windows", "count"),
-        Feature(f"peer_median_{volume}", f"median {volume} over peers' earlier active windows", "count"),
-        Feature(f"peer_p95_{volume}", f"95th percentile of {volume} over peers' earlier active windows", "count"),
-        Feature(f"z_own_{volume}", f"robust z of {volume} against the account's history (0 without history)", "z"),
+        Feature(
+            f"peer_median_{volume}", f"median {volume} over peers' earlier active windows", "count"
+        ),
+        Feature(
+            f"peer_p95_{volume}",
+            f"95th percentile of {volume} over peers' earlier active windows",
+            "count",
+        ),
+        Feature(
+            f"z_own_{volume}",
+            f"robust z of {volume} against the account's history (0 without history)",
+            "z",
+        ),
         Feature(f"z_peer_{volume}", f"robust z of {volume} against peers' earlier windows", "z"),
     ]
 

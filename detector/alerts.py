@@ -1,0 +1,234 @@
+"""Fuse rule hits and model scores into alerts that say why, and when they could be raised.
+
+One alert per account and window. ``detected_at`` is the first event at which
+a rule's condition (or the model's threshold) held on the window's events up to
+that instant (see :mod:`detector.features.prefix`): never the window's end by
+default, never anything later.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from detector.errors import DetectorError
+from detector.features.catalogue import BASELINED_VOLUMES, FEATURES
+from detector.features.prefix import prefix_features
+from detector.features.table import FeatureTable
+from detector.rules import RuleSet, format_value
+
+SEVERITIES = ("low", "medium", "high")
+SEVERITY_SCORE = {"low": 0.5, "medium": 0.7, "high": 0.85}
+MODEL_POINTS_PER_WINDOW = 256  # prefix points the model is scored at, per alerted window
+ALERT_COLUMNS = [
+    "alert_id",
+    "account_id",
+    "account_type",
+    "window_start",
+    "window_end",
+    "detected_at",
+    "score",
+    "severity",
+    "rules",
+    "rule_times",
+    "model_score",
+    "top_features",
+    "reason",
+    "evidence",
+]
+
+
+def empty_alerts() -> pd.DataFrame:
+    """An alerts table with no rows and the right columns and types."""
+    frame = pd.DataFrame({c: pd.Series(dtype=object) for c in ALERT_COLUMNS})
+    for column in ("window_start", "window_end", "detected_at"):
+        frame[column] = pd.Series(dtype="datetime64[ns, UTC]")
+    frame["score"] = pd.Series(dtype=np.float64)
+    frame["model_score"] = pd.Series(dtype=np.float64)
+    return frame
+
+
+def first_hold_times(
+    feature_table: FeatureTable,
+    windows: np.ndarray,
+    conditions: dict[str, Callable[[pd.DataFrame], np.ndarray]],
+    sparse: frozenset[str] = frozenset(),
+) -> dict[str, np.ndarray]:
+    """For each condition, the first instant (ns UTC, or NaT) it held in each given window.
+
+    Conditions named in ``sparse`` are costly (the model): they are checked at
+    most ``MODEL_POINTS_PER_WINDOW`` evenly spaced events per window (always
+    including the last), so their instant may be slightly late, never early.
+    """
+    prefix = prefix_features(feature_table, windows)
+    slot = pd.Index(windows).get_indexer(prefix["window"].to_numpy())
+    stamps = pd.DatetimeIndex(prefix["timestamp"]).asi8
+    change = np.r_[True, slot[1:] != slot[:-1]] if len(slot) else np.array([], dtype=bool)
+    starts = np.flatnonzero(change)
+    rank = np.arange(len(slot)) - starts[np.cumsum(change) - 1] if len(slot) else slot
+    size = np.diff(np.r_[starts, len(slot)])[np.cumsum(change) - 1] if len(slot) else slot
+    stride = (
+        np.maximum(1, np.ceil(size / MODEL_POINTS_PER_WINDOW)).astype(np.int64)
+        if len(slot)
+        else slot
+    )
+    sampled = (rank % stride == 0) | (rank == size - 1) if len(slot) else np.array([], dtype=bool)
+
+    times: dict[str, np.ndarray] = {}
+    for name, condition in conditions.items():
+        rows = np.flatnonzero(sampled) if name in sparse else np.arange(len(prefix))
+        held = np.zeros(len(prefix), dtype=bool)
+        if len(rows):
+            held[rows] = condition(prefix.iloc[rows])
+        first = np.full(len(windows), np.iinfo(np.int64).max)
+        hit = np.flatnonzero(held)
+        np.minimum.at(first, slot[hit], stamps[hit])
+        times[name] = np.where(first == np.iinfo(np.int64).max, np.iinfo(np.int64).min, first)
+    return times
+
+
+def _evidence(row: pd.Series, names: list[str]) -> str:
+    items = []
+    for name in names:
+        volume = name if name in BASELINED_VOLUMES else None
+        items.append(
+            {
+                "feature": name,
+                "doc": FEATURES[name].doc,
+                "value": _json_number(row[name]),
+                "own_median": _json_number(row[f"own_median_{volume}"]) if volume else None,
+                "peer_p95": _json_number(row[f"peer_p95_{volume}"]) if volume else None,
+            }
+        )
+    return json.dumps(items)
+
+
+_BASELINE_PREFIXES = ("own_median_", "own_max_", "peer_median_", "peer_p95_", "z_own_", "z_peer_")
+
+
+def _evidence_features(names: list[str]) -> list[str]:
+    """The observed features behind a list of names: baselines stand for their volume.
+
+    A baseline (``own_median_records_read``) is shown beside its volume
+    (``records_read``), not as a row of its own.
+    """
+    shown = []
+    for name in names:
+        for prefix in _BASELINE_PREFIXES:
+            if name.startswith(prefix):
+                name = name[len(prefix) :]
+                break
+        if name in FEATURES and name not in shown:
+            shown.append(name)
+    return shown
+
+
+def write_alerts(alerts: pd.DataFrame, path: str | Path, fmt: str = "parquet") -> Path:
+    """Write alerts as Parquet, JSON lines or CSV (lists JSON-encoded in CSV)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet":
+        alerts.to_parquet(path, index=False)
+    elif fmt == "jsonl":
+        alerts.to_json(path, orient="records", lines=True, date_format="iso", date_unit="us")
+    elif fmt == "csv":
+        flat = alerts.copy()
+        flat["rules"] = flat["rules"].map(lambda v: json.dumps(list(v)))
+        flat["top_features"] = flat["top_features"].map(lambda v: json.dumps(list(v)))
+        flat["rule_times"] = flat["rule_times"].map(
+            lambda v: json.dumps([t.isoformat() for t in v])
+        )
+        flat.to_csv(path, index=False)
+    else:
+        raise DetectorError(f"unknown alerts format {fmt!r}; expected parquet, jsonl or csv")
+    return path
+
+
+def _json_number(value: float) -> float | None:
+    value = float(value)
+    return None if not np.isfinite(value) else value
+
+
+def _model_reason(row: pd.Series, drivers: list[str], score: float) -> str:
+    parts = []
+    for name in drivers:
+        text = f"{name} {format_value(row[name])}"
+        if name in BASELINED_VOLUMES:
+            text += (
+                f" (own median {format_value(row[f'own_median_{name}'])}, "
+                f"peers' 95th percentile {format_value(row[f'peer_p95_{name}'])})"
+            )
+        parts.append(text)
+    detail = "; ".join(parts) if parts else "an unusual combination of features"
+    return f"unusual window for the model (score {score:.2f}): {detail}"
+
+
+def build_alerts(
+    feature_table: FeatureTable,
+    windows: np.ndarray,
+    fired: pd.DataFrame,
+    times: dict[str, np.ndarray],
+    ruleset: RuleSet | None,
+    model_scores: np.ndarray | None,
+    model_flags: np.ndarray | None,
+    drivers: list[list[str]] | None,
+) -> pd.DataFrame:
+    """The alerts of the given windows (rows of the feature table).
+
+    ``fired`` holds one bool column per rule (rows aligned with ``windows``),
+    ``times`` the first-hold instant of each rule and of ``"model"``.
+    """
+    if len(windows) == 0:
+        return empty_alerts()
+    table = feature_table.table.iloc[windows].reset_index(drop=True)
+    nat = np.iinfo(np.int64).min
+    records = []
+    for i, row in table.iterrows():  # one iteration per alert (tens to hundreds)
+        hits = [
+            rid
+            for rid in fired.columns
+            if fired.iat[i, fired.columns.get_loc(rid)] and times[rid][i] != nat
+        ]
+        hits.sort(key=lambda rid: times[rid][i])
+        model_hit = model_flags is not None and bool(model_flags[i]) and times["model"][i] != nat
+        instants = [times[rid][i] for rid in hits] + ([times["model"][i]] if model_hit else [])
+        if not instants:
+            continue
+        rules = [ruleset.rule(rid) for rid in hits] if ruleset is not None else []
+        severity = max((r.severity for r in rules), key=SEVERITIES.index, default="low")
+        rule_score = max((SEVERITY_SCORE[r.severity] for r in rules), default=0.0)
+        rule_score = min(0.95, rule_score + 0.03 * max(0, len(rules) - 1))
+        model_score = float(model_scores[i]) if model_scores is not None else float("nan")
+        score = max(rule_score, model_score if model_hit else 0.0)
+        reasons = [r.render_reason(row) for r in rules]
+        top = drivers[i] if (model_hit and drivers is not None) else []
+        if model_hit:
+            reasons.append(_model_reason(row, top, model_score))
+        shown = _evidence_features([f for r in rules for f in sorted(r.features())] + top)
+        records.append(
+            {
+                "account_id": row["account_id"],
+                "account_type": row["account_type"],
+                "window_start": row["window_start"],
+                "window_end": row["window_end"],
+                "detected_at": pd.Timestamp(min(instants), tz="UTC"),
+                "score": float(np.clip(score, 0.0, 1.0)),
+                "severity": severity,
+                "rules": hits,
+                "rule_times": [pd.Timestamp(times[rid][i], tz="UTC") for rid in hits],
+                "model_score": model_score,
+                "top_features": top,
+                "reason": "; ".join(reasons),
+                "evidence": _evidence(row, shown),
+            }
+        )
+    if not records:
+        return empty_alerts()
+    alerts = pd.DataFrame(records)
+    alerts = alerts.sort_values(["score", "detected_at"], ascending=[False, True], kind="stable")
+    alerts.insert(0, "alert_id", [f"A{i + 1:05d}" for i in range(len(alerts))])
+    return alerts.reset_index(drop=True)[ALERT_COLUMNS]

@@ -1,0 +1,105 @@
+"""Own-history and peer baselines, from earlier windows only.
+
+A baseline for day *d* looks at the ``HISTORY_DAYS`` calendar days before *d*
+(never *d* itself): the account's own active days for *own* statistics, the
+active days of every account of the same type for *peer* statistics.
+Volumes are laid out as a dense (account x day) matrix with NaN for days
+without activity; quantiles come from sorting fixed-width slices, which is
+vectorised and bounded in memory by working in chunks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+HISTORY_DAYS = 28
+MIN_OWN_WINDOWS = 3  # fewer earlier active days than this: no own baseline
+MIN_PEER_WINDOWS = 20  # fewer peer account-days than this: no peer baseline
+_CHUNK_CELLS = 4_000_000  # values sorted at once: bounds memory to ~32 MB per chunk
+
+
+def sorted_quantiles(values: np.ndarray, qs: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Quantiles along the last axis, ignoring NaN (linear interpolation, as numpy).
+
+    Returns (quantiles with shape ``values.shape[:-1] + (len(qs),)``, count of
+    non-NaN values). Rows without values give NaN.
+    """
+    ordered = np.sort(np.where(np.isnan(values), np.inf, values), axis=-1)
+    count = np.isfinite(ordered).sum(axis=-1)
+    out = np.full(values.shape[:-1] + (len(qs),), np.nan)
+    last = np.maximum(count - 1, 0)
+    for i, q in enumerate(qs):
+        position = q * last
+        low = np.floor(position).astype(np.int64)
+        high = np.ceil(position).astype(np.int64)
+        low_value = np.take_along_axis(ordered, low[..., None], axis=-1)[..., 0]
+        high_value = np.take_along_axis(ordered, high[..., None], axis=-1)[..., 0]
+        with np.errstate(invalid="ignore"):
+            value = low_value + (high_value - low_value) * (position - low)
+        out[..., i] = np.where(count > 0, value, np.nan)
+    return out, count
+
+
+def _history_view(matrix: np.ndarray) -> np.ndarray:
+    """(rows, days, HISTORY_DAYS) view: for each day, the HISTORY_DAYS days before it."""
+    padded = np.concatenate([np.full((matrix.shape[0], HISTORY_DAYS), np.nan), matrix], axis=1)
+    return sliding_window_view(padded, HISTORY_DAYS, axis=1)[:, : matrix.shape[1], :]
+
+
+def own_stats(matrix: np.ndarray) -> dict[str, np.ndarray]:
+    """Per (account, day): median, q25, q75, max and count of the account's earlier days.
+
+    ``matrix`` is (accounts x days) with NaN for inactive days.
+    """
+    n_rows, n_days = matrix.shape
+    stats = {k: np.full((n_rows, n_days), np.nan) for k in ("median", "q25", "q75", "max")}
+    stats["count"] = np.zeros((n_rows, n_days), dtype=np.int64)
+    rows_per_chunk = max(1, _CHUNK_CELLS // max(1, n_days * HISTORY_DAYS))
+    for start in range(0, n_rows, rows_per_chunk):
+        rows = slice(start, start + rows_per_chunk)
+        quantiles, count = sorted_quantiles(_history_view(matrix[rows]), (0.25, 0.5, 0.75, 1.0))
+        for i, key in enumerate(("q25", "median", "q75", "max")):
+            stats[key][rows] = quantiles[..., i]
+        stats["count"][rows] = count
+    return stats
+
+
+def peer_stats(matrix: np.ndarray, groups: np.ndarray) -> dict[str, np.ndarray]:
+    """Per (group, day): median, q25, q75, p95 and count of the group's earlier account-days.
+
+    ``groups`` gives each matrix row's peer group as an integer 0..G-1; the
+    result arrays are (G x days).
+    """
+    n_groups = int(groups.max()) + 1 if len(groups) else 0
+    n_days = matrix.shape[1]
+    stats = {k: np.full((n_groups, n_days), np.nan) for k in ("median", "q25", "q75", "p95")}
+    stats["count"] = np.zeros((n_groups, n_days), dtype=np.int64)
+    for group in range(n_groups):  # a handful of account types
+        members = matrix[groups == group]
+        if members.size == 0:
+            continue
+        history = _history_view(members)  # (members, days, HISTORY_DAYS), a view
+        days_per_chunk = max(1, _CHUNK_CELLS // max(1, members.shape[0] * HISTORY_DAYS))
+        for start in range(0, n_days, days_per_chunk):
+            days = slice(start, start + days_per_chunk)
+            # (days, members * HISTORY_DAYS): every earlier peer account-day of each day.
+            pooled = (
+                history[:, days, :].transpose(1, 0, 2).reshape(-1, members.shape[0] * HISTORY_DAYS)
+            )
+            quantiles, count = sorted_quantiles(pooled, (0.25, 0.5, 0.75, 0.95))
+            for i, key in enumerate(("q25", "median", "q75", "p95")):
+                stats[key][group, days] = quantiles[:, i]
+            stats["count"][group, days] = count
+    return stats
+
+
+def robust_scale(median: np.ndarray, q25: np.ndarray, q75: np.ndarray) -> np.ndarray:
+    """Spread for a robust z: the IQR's normal-equivalent, never below counting noise.
+
+    Counts fluctuate at least like a Poisson variable (sd = sqrt(mean)); the
+    floor keeps a very regular account from turning a small wobble into a huge z.
+    """
+    iqr_sd = (q75 - q25) / 1.349
+    poisson_sd = np.sqrt(np.maximum(median, 1.0))
+    return np.fmax(iqr_sd, poisson_sd)

@@ -1,0 +1,89 @@
+"""The one definition of every feature computed from per-window sums.
+
+The feature table (whole windows) and the prefix evaluation behind
+``detected_at`` (a window cut at each of its events) both call :func:`derive`
+on sums of the same per-event counts, so a feature cannot mean two things.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from detector.features.catalogue import BASELINED_VOLUMES
+
+# Per-event counts summed over a window (or a window's prefix).
+SUMS: tuple[str, ...] = (
+    "events",
+    "logins",
+    "failed_logins",
+    "password_logins",
+    "mfa_logins",
+    "records_read",
+    "searches",
+    "exports",
+    "records_returned",
+    "records_exported",
+    "out_of_caseload_reads",
+    "night_events",
+    "off_hours_events",
+    "rare_hour_events",
+    "new_addresses",
+    "new_clients",
+    "new_applications",
+    "accounts_created",
+    "access_grants",
+)
+# Taken as is from the window (same value for every prefix of it).
+WINDOW_CONSTANTS: tuple[str, ...] = (
+    "caseload_size",
+    "history_days",
+    "log_days",
+    "account_age_days",
+    "created_in_log",
+) + tuple(
+    f"{stat}_{volume}"
+    for volume in BASELINED_VOLUMES
+    for stat in ("own_median", "own_max", "peer_median", "peer_p95", "_own_scale", "_peer_scale")
+)
+
+
+def derive(
+    sums: Mapping[str, np.ndarray], constants: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Catalogue features from window (or prefix) sums and the window's constants."""
+    features: dict[str, np.ndarray] = {}
+    for name in SUMS:
+        if name not in ("night_events", "off_hours_events"):
+            features[name] = np.asarray(sums[name], dtype=np.float64)
+    features["peak_hourly_records"] = np.asarray(sums["peak_hourly_records"], dtype=np.float64)
+    events = features["events"]
+    read = features["records_read"]
+    features["records_touched"] = read + features["records_returned"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        features["out_of_caseload_share"] = np.where(
+            read > 0,
+            features["out_of_caseload_reads"] / read,
+            features["out_of_caseload_reads"] * 0,
+        )
+        features["night_share"] = np.where(events > 0, sums["night_events"] / events, 0.0)
+        features["off_hours_share"] = np.where(events > 0, sums["off_hours_events"] / events, 0.0)
+        caseload = np.asarray(constants["caseload_size"], dtype=np.float64)
+        features["caseload_ratio"] = np.where(caseload > 0, read / caseload, read)
+    for name in ("caseload_size", "history_days", "log_days", "account_age_days", "created_in_log"):
+        features[name] = np.asarray(constants[name], dtype=np.float64)
+    for volume in BASELINED_VOLUMES:
+        value = features[volume]
+        for stat in ("own_median", "own_max", "peer_median", "peer_p95"):
+            features[f"{stat}_{volume}"] = np.asarray(
+                constants[f"{stat}_{volume}"], dtype=np.float64
+            )
+        for side, centre in (("own", "own_median"), ("peer", "peer_median")):
+            scale = np.asarray(constants[f"_{side}_scale_{volume}"], dtype=np.float64)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z = (value - features[f"{centre}_{volume}"]) / scale
+            # No baseline: the account is neither above nor below it (0), unless
+            # the volume itself is unknown (no caseload data), which stays NaN.
+            features[f"z_{side}_{volume}"] = np.where(np.isnan(scale), value * 0, z)
+    return features

@@ -1,0 +1,374 @@
+"""Build the feature table: one row per (account, local day) window.
+
+Steps, all vectorised over events:
+
+1. per-event counts (is it a login? the first read of this record today? an
+   address this account never used before? ...), kept in :class:`EventCounts`;
+2. window sums with ``np.bincount``;
+3. window constants (history, age, caseload) and own/peer baselines from
+   earlier days (:mod:`detector.features.baselines`);
+4. :func:`detector.features.derive.derive` turns sums and constants into the
+   catalogue's features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from detector.features import baselines
+from detector.features.catalogue import BASELINED_VOLUMES, FEATURES
+from detector.features.derive import SUMS, WINDOW_CONSTANTS, derive
+from detector.schema import ACTIONS, EventLog
+
+HOUR_NS = 3_600_000_000_000
+DAY_NS = 24 * HOUR_NS
+NIGHT_HOURS = (22, 6)  # [22:00, 06:00) local
+OFFICE_HOURS = (7, 20)  # [07:00, 20:00) local, Monday to Friday
+RARE_HOUR_SHARE = 0.02
+RARE_HOUR_MIN_HISTORY = 50  # earlier events needed before an hour can be called rare
+_DENSE_WINDOW_LIMIT = 50_000_000
+_A = {name: code for code, name in enumerate(ACTIONS)}
+
+
+@dataclass
+class EventCounts:
+    """Per-event arrays the window sums are made of, kept for prefix evaluation."""
+
+    timestamp: np.ndarray  # int64 ns UTC, ascending
+    window: np.ndarray  # window row of each event
+    hour: np.ndarray  # local hour 0-23
+    counts: dict[str, np.ndarray]  # name in SUMS -> per-event count (bool or float)
+    touched: np.ndarray  # per-event contribution to records_touched (peak_hourly_records)
+
+
+@dataclass
+class FeatureTable:
+    """The feature table and what it was built from."""
+
+    table: pd.DataFrame  # window keys, catalogue features, internal `_` columns
+    events: EventCounts
+    timezone: str
+    notices: list[str] = field(default_factory=list)
+    has_caseload_data: bool = True
+
+    @property
+    def features(self) -> pd.DataFrame:
+        """Only the window keys and the catalogue's features (what users look at)."""
+        keys = [
+            "account_id",
+            "account_type",
+            "organization_id",
+            "day",
+            "window_start",
+            "window_end",
+        ]
+        return self.table[keys + list(FEATURES)]
+
+
+def local_wall_ns(timestamp_ns: np.ndarray, timezone: str) -> np.ndarray:
+    """Local wall-clock time (as naive ns) of UTC instants.
+
+    Offsets are looked up per quarter hour of the covered span (every zone
+    changes offset on a quarter-hour boundary), so ten million events cost a
+    gather rather than ten million time-zone conversions.
+    """
+    if len(timestamp_ns) == 0:
+        return timestamp_ns.copy()
+    quarter = 15 * 60 * 1_000_000_000
+    first, last = timestamp_ns.min() // quarter, timestamp_ns.max() // quarter
+    grid = np.arange(first, last + 1, dtype=np.int64) * quarter
+    utc = pd.DatetimeIndex(grid.view("datetime64[ns]"), tz="UTC")
+    offsets = utc.tz_convert(timezone).tz_localize(None).asi8 - grid
+    return timestamp_ns + offsets[timestamp_ns // quarter - first]
+
+
+def _codes(frame: pd.DataFrame, column: str) -> np.ndarray | None:
+    if column not in frame or frame[column].isna().all():
+        return None
+    return frame[column].cat.codes.to_numpy().astype(np.int64)
+
+
+def _first_per_account(acc: np.ndarray, codes: np.ndarray | None, n_acc: int) -> np.ndarray:
+    """Each account's first non-missing code (-1 when none)."""
+    out = np.full(n_acc, -1, dtype=np.int64)
+    if codes is None:
+        return out
+    present = np.flatnonzero(codes >= 0)[::-1]
+    out[acc[present]] = codes[present]  # written last = earliest event
+    return out
+
+
+def _first_occurrence(keys: np.ndarray) -> np.ndarray:
+    """True at the first (earliest) occurrence of each key."""
+    return ~pd.Series(keys).duplicated(keep="first").to_numpy()
+
+
+def _category_lower(frame: pd.DataFrame, column: str) -> np.ndarray | None:
+    """Per-event lower-cased value of a small categorical, via its categories."""
+    if column not in frame:
+        return None
+    categories = np.array([str(c).strip().lower() for c in frame[column].cat.categories] + [""])
+    return categories[frame[column].cat.codes.to_numpy()]  # code -1 -> ""
+
+
+def _caseload_membership(
+    acc: np.ndarray, rec: np.ndarray, accounts: pd.Index, records: pd.Index, caseloads: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
+    """(in_caseload per event, caseload size per account)."""
+    cl_acc = pd.Categorical(caseloads["account_id"], categories=accounts).codes.astype(np.int64)
+    cl_rec = pd.Categorical(caseloads["record_id"], categories=records).codes.astype(np.int64)
+    size = np.bincount(cl_acc[cl_acc >= 0], minlength=len(accounts))
+    known = (cl_acc >= 0) & (cl_rec >= 0)
+    n_rec = max(len(records), 1)
+    allowed = np.unique(cl_acc[known] * n_rec + cl_rec[known])
+    keys = acc * n_rec + rec
+    position = np.searchsorted(allowed, keys)
+    inside = (position < len(allowed)) & (allowed[np.minimum(position, len(allowed) - 1)] == keys)
+    return inside & (rec >= 0), size
+
+
+def _out_of_scope_by_structure(frame: pd.DataFrame) -> np.ndarray:
+    """Per event: the record belongs to another structure than the account's."""
+    org = frame["organization_id"].astype("string")
+    record_org = frame["record_org_id"].astype("string")
+    return (org != record_org).fillna(False).to_numpy(dtype=bool)
+
+
+def build_feature_table(
+    log: EventLog, caseloads: pd.DataFrame | None = None, timezone: str = "Europe/Paris"
+) -> FeatureTable:
+    """The feature table of a validated log (one row per account and local day)."""
+    frame = log.events
+    notices: list[str] = []
+    n = len(frame)
+    timestamp = pd.DatetimeIndex(frame["timestamp"]).asi8
+    local = local_wall_ns(timestamp, timezone)
+    day = local // DAY_NS
+    hour = ((local // HOUR_NS) % 24).astype(np.int64)
+    weekday = (day + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+
+    accounts = frame["account_id"].cat.categories
+    acc = frame["account_id"].cat.codes.to_numpy().astype(np.int64)
+    n_acc = len(accounts)
+    first_day = int(day.min()) if n else 0
+    day_index = day - first_day
+    n_days = int(day_index.max()) + 1 if n else 1
+
+    # Windows: dense (account, day) keys, compacted to the active ones, ordered by account then day.
+    dense = acc * n_days + day_index
+    if n_acc * n_days <= _DENSE_WINDOW_LIMIT:
+        per_key = np.bincount(dense, minlength=n_acc * n_days)
+        active = np.flatnonzero(per_key)
+        lookup = np.full(n_acc * n_days, -1, dtype=np.int64)
+        lookup[active] = np.arange(len(active))
+        window = lookup[dense]
+    else:
+        active, window = np.unique(dense, return_inverse=True)
+    n_win = len(active)
+    w_acc = active // n_days
+    w_day = active % n_days
+    acc_first_window = np.full(n_acc, n_win, dtype=np.int64)
+    acc_first_window[w_acc[::-1]] = np.arange(n_win)[::-1]
+    history_days = np.arange(n_win) - acc_first_window[w_acc]
+
+    action = frame["action"].cat.codes.to_numpy()
+    outcome = _category_lower(frame, "outcome")
+    failed = outcome == "failure" if outcome is not None else np.zeros(n, dtype=bool)
+    auth = _category_lower(frame, "auth_method")
+    is_login = action == _A["login"]
+    login_ok = is_login & ~failed
+
+    counts: dict[str, np.ndarray] = {"events": np.ones(n, dtype=bool)}
+    counts["logins"] = login_ok
+    counts["failed_logins"] = is_login & failed
+    if auth is not None:
+        counts["password_logins"] = login_ok & (auth == "password")
+        counts["mfa_logins"] = login_ok & np.isin(auth, ["mfa", "sso"])
+    else:
+        counts["password_logins"] = counts["mfa_logins"] = np.zeros(n, dtype=bool)
+    counts["searches"] = action == _A["search"]
+    counts["exports"] = action == _A["export"]
+    counts["accounts_created"] = action == _A["create_account"]
+    counts["access_grants"] = action == _A["grant_access"]
+
+    returned = frame["records_returned"].to_numpy() if "records_returned" in frame else np.zeros(n)
+    answers = counts["searches"] | counts["exports"]
+    counts["records_returned"] = np.where(answers, returned, 0.0)
+    counts["records_exported"] = np.where(counts["exports"], returned, 0.0)
+
+    # Records read one by one: distinct per window, counted at their first access.
+    rec = _codes(frame, "record_id")
+    records = frame["record_id"].cat.categories if rec is not None else pd.Index([])
+    if rec is None:
+        rec = np.full(n, -1, dtype=np.int64)
+        notices.append("no record_id column: record reads cannot be counted")
+    record_action = np.isin(action, [_A["view_record"], _A["update_record"], _A["export"]]) & (
+        rec >= 0
+    )
+    first_read = np.zeros(n, dtype=bool)
+    idx = np.flatnonzero(record_action)
+    first_read[idx] = _first_occurrence(window[idx] * max(len(records), 1) + rec[idx])
+    counts["records_read"] = first_read
+
+    has_caseload_data = True
+    caseload_size = np.zeros(n_acc, dtype=np.int64)
+    if caseloads is not None:
+        inside, caseload_size = _caseload_membership(acc, rec, accounts, records, caseloads)
+        out_read = first_read & ~inside
+    elif (
+        "organization_id" in frame
+        and "record_org_id" in frame
+        and frame["record_org_id"].notna().any()
+    ):
+        notices.append(
+            "no caseload table: reads outside the caseload approximated by structure mismatch"
+        )
+        out_read = first_read & _out_of_scope_by_structure(frame)
+    else:
+        notices.append(
+            "no caseload table and no organization_id/record_org_id: out-of-caseload features are absent"
+        )
+        out_read = None
+        has_caseload_data = False
+    counts["out_of_caseload_reads"] = out_read if out_read is not None else np.full(n, np.nan)
+
+    counts["night_events"] = (hour >= NIGHT_HOURS[0]) | (hour < NIGHT_HOURS[1])
+    counts["off_hours_events"] = (
+        (hour < OFFICE_HOURS[0]) | (hour >= OFFICE_HOURS[1]) | (weekday >= 5)
+    )
+
+    # Novelty: a value the account never used in an earlier window.
+    has_history = history_days[window] > 0
+    for column, name in (
+        ("src_ip", "new_addresses"),
+        ("user_agent", "new_clients"),
+        ("application", "new_applications"),
+    ):
+        codes = _codes(frame, column)
+        if codes is None:
+            counts[name] = np.zeros(n, dtype=bool)
+            continue
+        n_values = len(frame[column].cat.categories) + 1
+        first_use = _first_occurrence(acc * n_values + codes + 1) & (codes >= 0)
+        counts[name] = first_use & has_history
+
+    # Rare hours: hours holding < 2 % of the account's events on earlier days.
+    per_hour = np.bincount(window * 24 + hour, minlength=n_win * 24).reshape(n_win, 24)
+    before = np.cumsum(per_hour, axis=0) - per_hour  # all earlier windows, every account
+    before = before - before[acc_first_window[w_acc]]  # keep the same account's only
+    history_events = before.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = before / history_events[:, None]
+    rare = (history_events >= RARE_HOUR_MIN_HISTORY)[:, None] & (share < RARE_HOUR_SHARE)
+    counts["rare_hour_events"] = rare[window, hour]
+
+    sums = {
+        name: np.bincount(window, weights=counts[name], minlength=n_win)
+        if counts[name].dtype != bool
+        else np.bincount(window[counts[name]], minlength=n_win).astype(np.float64)
+        for name in SUMS
+    }
+    touched = first_read + counts["records_returned"]
+    per_hour_touched = np.bincount(window * 24 + hour, weights=touched, minlength=n_win * 24)
+    sums["peak_hourly_records"] = per_hour_touched.reshape(n_win, 24).max(axis=1)
+    if out_read is None:
+        sums["out_of_caseload_reads"] = np.full(n_win, np.nan)
+
+    # Window constants.
+    created = np.full(n_acc, np.iinfo(np.int64).max)
+    target = _codes(frame, "target_account_id")
+    if target is not None:
+        created_ids = frame["target_account_id"].cat.categories
+        target_acc = pd.Categorical(created_ids, categories=accounts).codes.astype(np.int64)
+        creation = np.flatnonzero(counts["accounts_created"] & (target >= 0))
+        creation_acc = target_acc[target[creation]]
+        ok = creation_acc >= 0
+        np.minimum.at(created, creation_acc[ok], day_index[creation][ok])
+    first_seen = np.minimum(w_day[acc_first_window], created) if n_win else created
+    constants: dict[str, np.ndarray] = {
+        "caseload_size": caseload_size[w_acc].astype(np.float64),
+        "history_days": history_days.astype(np.float64),
+        "log_days": w_day.astype(np.float64),
+        "account_age_days": (w_day - first_seen[w_acc]).astype(np.float64),
+        "created_in_log": (created[w_acc] <= w_day).astype(np.float64),
+    }
+
+    type_codes = _first_per_account(acc, _codes(frame, "account_type"), n_acc)
+    org_codes = _first_per_account(acc, _codes(frame, "organization_id"), n_acc)
+    peer_group = type_codes + 1  # 0 = unknown type
+    volumes = derive(sums, {**constants, **_nan_baselines(n_win)})
+    for volume in BASELINED_VOLUMES:
+        _add_baselines(constants, volume, volumes[volume], w_acc, w_day, n_acc, n_days, peer_group)
+
+    features = derive(sums, constants)
+    window_start = np.empty(n_win, dtype=np.int64)
+    window_end = np.empty(n_win, dtype=np.int64)
+    window_end[window] = timestamp  # last write wins: the latest event
+    window_start[window[::-1]] = timestamp[::-1]
+    table = pd.DataFrame(
+        {
+            "account_id": accounts[w_acc].astype(str),
+            "account_type": _labels(frame, "account_type", type_codes[w_acc]),
+            "organization_id": _labels(frame, "organization_id", org_codes[w_acc]),
+            "day": pd.to_datetime((w_day + first_day) * DAY_NS).date,
+            "window_start": pd.to_datetime(window_start, utc=True),
+            "window_end": pd.to_datetime(window_end, utc=True),
+            **{name: features[name] for name in FEATURES},
+            **{name: constants[name] for name in WINDOW_CONSTANTS if name.startswith("_")},
+            "_peer_group": peer_group[w_acc],
+        }
+    )
+    events = EventCounts(
+        timestamp=timestamp, window=window, hour=hour, counts=counts, touched=touched
+    )
+    return FeatureTable(table, events, timezone, notices, has_caseload_data)
+
+
+def _labels(frame: pd.DataFrame, column: str, codes: np.ndarray) -> np.ndarray:
+    if column not in frame:
+        return np.full(len(codes), None, dtype=object)
+    categories = np.array([str(c) for c in frame[column].cat.categories] + [None], dtype=object)
+    return categories[codes]  # code -1 -> None
+
+
+def _nan_baselines(n_win: int) -> dict[str, np.ndarray]:
+    return {
+        name: np.full(n_win, np.nan)
+        for name in WINDOW_CONSTANTS
+        if name
+        not in ("caseload_size", "history_days", "log_days", "account_age_days", "created_in_log")
+    }
+
+
+def _add_baselines(
+    constants: dict[str, np.ndarray],
+    volume: str,
+    values: np.ndarray,
+    w_acc: np.ndarray,
+    w_day: np.ndarray,
+    n_acc: int,
+    n_days: int,
+    peer_group: np.ndarray,
+) -> None:
+    """Own and peer statistics of one volume, from earlier days only."""
+    matrix = np.full((n_acc, n_days), np.nan)
+    matrix[w_acc, w_day] = values
+    own = baselines.own_stats(matrix)
+    enough = own["count"][w_acc, w_day] >= baselines.MIN_OWN_WINDOWS
+    median = own["median"][w_acc, w_day]
+    constants[f"own_median_{volume}"] = np.where(enough, median, np.nan)
+    constants[f"own_max_{volume}"] = np.where(enough, own["max"][w_acc, w_day], np.nan)
+    scale = baselines.robust_scale(median, own["q25"][w_acc, w_day], own["q75"][w_acc, w_day])
+    constants[f"_own_scale_{volume}"] = np.where(enough, scale, np.nan)
+
+    peers = baselines.peer_stats(matrix, peer_group)
+    group = peer_group[w_acc]
+    enough = peers["count"][group, w_day] >= baselines.MIN_PEER_WINDOWS
+    median = peers["median"][group, w_day]
+    constants[f"peer_median_{volume}"] = np.where(enough, median, np.nan)
+    constants[f"peer_p95_{volume}"] = np.where(enough, peers["p95"][group, w_day], np.nan)
+    scale = baselines.robust_scale(median, peers["q25"][group, w_day], peers["q75"][group, w_day])
+    constants[f"_peer_scale_{volume}"] = np.where(enough, scale, np.nan)
