@@ -185,8 +185,10 @@ def default_engine() -> Engine:
 
 
 def _events_of(prepared: Any, log: Path, engine: Engine) -> pd.DataFrame:
-    """The validated events: those the prepared data set holds, else read again."""
-    held = getattr(prepared, "events", None)
+    """The validated events the prepared data set holds (``prepared.log.events``), else read again."""
+    held = getattr(getattr(prepared, "log", None), "events", None)
+    if held is None:
+        held = getattr(prepared, "events", None)
     if isinstance(held, pd.DataFrame) and "timestamp" in held.columns:
         return held
     return engine.read_events(log)

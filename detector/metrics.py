@@ -76,7 +76,12 @@ def attack_accounts(attacks: Sequence[Mapping] | pd.DataFrame) -> pd.DataFrame:
 
 def _utc(values: pd.Series) -> pd.Series:
     """Timestamps as tz-aware UTC; naive values are UTC (contract section 1)."""
-    stamps = pd.to_datetime(values, utc=True)
+    is_text = not pd.api.types.is_datetime64_any_dtype(values)
+    try:
+        # ISO 8601 with or without fractions of a second, as JSON files write them.
+        stamps = pd.to_datetime(values, utc=True, format="ISO8601" if is_text else None)
+    except (ValueError, TypeError) as error:
+        raise InputError(f"unreadable timestamp: {error}") from None
     return stamps.astype("datetime64[ns, UTC]")
 
 
@@ -95,6 +100,11 @@ def _alerts(alerts: pd.DataFrame) -> pd.DataFrame:
                 if "rules" in alerts.columns
                 else np.empty(len(alerts), dtype=object)
             ),
+            "rule_times": (
+                alerts["rule_times"].to_numpy()
+                if "rule_times" in alerts.columns
+                else np.empty(len(alerts), dtype=object)
+            ),
         }
     )
     out["detected_at"] = _utc(out["detected_at"])
@@ -102,10 +112,22 @@ def _alerts(alerts: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def first_rule(rules: object) -> str:
-    """The rule that fired first in an alert (rules are ordered by firing instant)."""
-    if rules is None or (isinstance(rules, float) and np.isnan(rules)) or len(rules) == 0:
+def _empty(values: object) -> bool:
+    return values is None or (isinstance(values, float) and np.isnan(values)) or len(values) == 0
+
+
+def first_rule(rules: object, rule_times: object = None, detected_at: object = None) -> str:
+    """What raised an alert first: its first rule, or ``(model)``.
+
+    Rules are ordered by the instant their condition first held (``rule_times``).
+    When the alert was raised before its first rule held (``detected_at`` earlier
+    than ``rule_times[0]``), or has no rules, the model raised it.
+    """
+    if _empty(rules):
         return MODEL_ONLY
+    if not _empty(rule_times) and detected_at is not None and not pd.isna(detected_at):
+        if pd.Timestamp(rule_times[0]) > pd.Timestamp(detected_at):
+            return MODEL_ONLY
     return str(rules[0])
 
 
@@ -138,7 +160,15 @@ def detections(
     out["detected_at"] = first["detected_at"].reindex(out.index)
     out["time_to_detect_h"] = (out["detected_at"] - out["start"]) / pd.Timedelta(hours=1)
     out["first_account"] = first["account_id"].reindex(out.index)
-    out["first_rule"] = first["rules"].reindex(out.index).map(first_rule)
+    # A loop over attacks (one first alert each), not over events.
+    out["first_rule"] = pd.Series(
+        [
+            first_rule(*row)
+            for row in first[["rules", "rule_times", "detected_at"]].itertuples(index=False)
+        ],
+        index=first.index,
+        dtype=object,
+    ).reindex(out.index)
     out.loc[out["detected"] == 0, "first_rule"] = None
     out["first_severity"] = first["severity"].reindex(out.index)
     return out.reset_index()
@@ -361,9 +391,7 @@ def rule_alert_counts(
     ``(model)``. Columns: rule, false_alerts, attack_account_alerts.
     """
     table = _alerts(alerts)
-    table["rule"] = table["rules"].map(
-        lambda rules: [MODEL_ONLY] if first_rule(rules) == MODEL_ONLY else list(rules)
-    )
+    table["rule"] = table["rules"].map(lambda rules: [MODEL_ONLY] if _empty(rules) else list(rules))
     table["benign"] = ~table["account_id"].isin(set(attack_accounts(attacks)["account_id"]))
     long = table.explode("rule")
     if not len(long):

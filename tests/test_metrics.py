@@ -152,6 +152,25 @@ def test_detection_window_bounds(detected_at, detected):
     assert found.set_index("attack_id").loc["A1", "detected"] == detected
 
 
+def test_first_rule_is_the_model_when_the_alert_predates_its_rules():
+    at = T("2024-01-03 10:00", tz="UTC")
+    later = T("2024-01-03 10:30", tz="UTC")
+    alerts = pd.DataFrame(
+        {
+            "account_id": ["x2"],
+            "detected_at": [at],
+            "severity": ["high"],
+            "rules": [["bulk_search"]],
+            "rule_times": [[later]],
+        }
+    )
+    found = metrics.detections(alerts, ATTACKS).set_index("attack_id")
+    assert found.loc["A2", "first_rule"] == metrics.MODEL_ONLY
+    alerts["rule_times"] = [[at]]
+    found = metrics.detections(alerts, ATTACKS).set_index("attack_id")
+    assert found.loc["A2", "first_rule"] == "bulk_search"
+
+
 def test_benign_account_alerted_twice_on_one_day(case):
     alerts, events, _ = case
     counts = metrics.alert_counts(alerts, ATTACKS, events)
@@ -270,6 +289,20 @@ def test_rule_alert_counts(case):
     assert counts.loc["volume", "attack_account_alerts"] == 2
     assert counts.loc[metrics.MODEL_ONLY, "attack_account_alerts"] == 1
     assert counts.loc["bulk_search", "false_alerts"] == 0
+
+
+def test_attack_times_in_mixed_iso_forms():
+    attacks = [
+        dict(ATTACKS[0], start="2024-01-02T01:00:00.000000+00:00", end="2024-01-02T02:00:00Z"),
+        dict(ATTACKS[1], start="2024-01-03T11:00:00+01:00"),  # 10:00 UTC
+    ]
+    table = metrics.attacks_table(attacks)
+    assert table["start"].tolist() == [
+        T("2024-01-02 01:00", tz="UTC"),
+        T("2024-01-03 10:00", tz="UTC"),
+    ]
+    with pytest.raises(InputError, match="unreadable timestamp"):
+        metrics.attacks_table([dict(ATTACKS[0], start="yesterday")])
 
 
 def test_missing_columns_are_input_errors(case):
