@@ -62,22 +62,22 @@ _ACTIVITY = [
     ),
     Feature(
         "rare_hour_events",
-        "events at a local hour holding < 2 % of the account's earlier events (0 without history)",
+        "events at a local hour which, with its two neighbours, holds < 1 % of the account's earlier events (0 before 50 earlier events)",
         "count",
     ),
     Feature(
         "new_addresses",
-        "distinct source addresses never used by the account in earlier windows (0 without history)",
+        "distinct source addresses never used by the account in earlier windows (0 before 5 days of history)",
         "count",
     ),
     Feature(
         "new_clients",
-        "distinct user agents never used by the account in earlier windows (0 without history)",
+        "distinct user agents never used by the account in earlier windows (0 before 5 days of history)",
         "count",
     ),
     Feature(
         "new_applications",
-        "distinct applications never used by the account in earlier windows (0 without history)",
+        "distinct applications never used by the account in earlier windows (0 before 5 days of history)",
         "count",
     ),
     Feature("accounts_created", "create_account events by the account", "count"),

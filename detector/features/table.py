@@ -27,8 +27,9 @@ HOUR_NS = 3_600_000_000_000
 DAY_NS = 24 * HOUR_NS
 NIGHT_HOURS = (22, 6)  # [22:00, 06:00) local
 OFFICE_HOURS = (7, 20)  # [07:00, 20:00) local, Monday to Friday
-RARE_HOUR_SHARE = 0.02
+RARE_HOUR_SHARE = 0.01
 RARE_HOUR_MIN_HISTORY = 50  # earlier events needed before an hour can be called rare
+NOVELTY_MIN_HISTORY = 5  # earlier active days needed before a value can be called new
 _DENSE_WINDOW_LIMIT = 50_000_000
 _A = {name: code for code, name in enumerate(ACTIONS)}
 
@@ -241,7 +242,8 @@ def build_feature_table(
     )
 
     # Novelty: a value the account never used in an earlier window.
-    has_history = history_days[window] > 0
+    # Before a working week of history, every second address would look "new".
+    has_history = history_days[window] >= NOVELTY_MIN_HISTORY
     for column, name in (
         ("src_ip", "new_addresses"),
         ("user_agent", "new_clients"),
@@ -255,13 +257,15 @@ def build_feature_table(
         first_use = _first_occurrence(acc * n_values + codes + 1) & (codes >= 0)
         counts[name] = first_use & has_history
 
-    # Rare hours: hours holding < 2 % of the account's events on earlier days.
+    # Rare hours: hours which, with their two neighbours, hold < 1 % of the account's
+    # earlier events (working half an hour later than usual is not rare; 3 a.m. is).
     per_hour = np.bincount(window * 24 + hour, minlength=n_win * 24).reshape(n_win, 24)
     before = np.cumsum(per_hour, axis=0) - per_hour  # all earlier windows, every account
     before = before - before[acc_first_window[w_acc]]  # keep the same account's only
+    around = before + np.roll(before, 1, axis=1) + np.roll(before, -1, axis=1)
     history_events = before.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        share = before / history_events[:, None]
+        share = around / history_events[:, None]
     rare = (history_events >= RARE_HOUR_MIN_HISTORY)[:, None] & (share < RARE_HOUR_SHARE)
     counts["rare_hour_events"] = rare[window, hour]
 
