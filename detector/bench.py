@@ -515,14 +515,22 @@ def _plot_comparison(plt, rows: pd.DataFrame):
         rows.drop_duplicates(["run", "dataset"]).groupby("run")["fp_per_1000_account_days"].median()
     )
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), width_ratios=[2, 1])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8), width_ratios=[2, 1])
+    colours = [plt.get_cmap("tab10")(i % 10) for i in range(len(runs))]
     width = 0.8 / len(runs)
     x = np.arange(len(scenarios))
     top = max(float(np.nanmax(ttd.to_numpy())) if ttd.notna().any() else 1.0, 1.0)
     for i, run in enumerate(runs):
         heights = np.array([ttd.get((run, s), np.nan) for s in scenarios], dtype=float)
         missed = np.isnan(heights)
-        bars = left.bar(x + i * width, np.where(missed, top * 1.05, heights), width, label=run)
+        bars = left.bar(
+            x + i * width,
+            np.where(missed, top * 1.5, heights),
+            width,
+            label=run,
+            color=colours[i],
+            edgecolor=colours[i],
+        )
         for bar, gone, scenario in zip(bars, missed, scenarios, strict=True):
             if gone:  # a missed attack: an empty hatched bar reaching past every detection
                 bar.set_fill(False)
@@ -536,11 +544,13 @@ def _plot_comparison(plt, rows: pd.DataFrame):
                 va="bottom",
                 fontsize=7,
             )
+    # Detection times span seconds to days: linear below 6 minutes, logarithmic above.
+    left.set_yscale("symlog", linthresh=0.1)
     left.set_xticks(x + width * (len(runs) - 1) / 2, scenarios, rotation=15)
     left.set_ylabel("median time to detect (h)")
-    left.set_title("Time to detect (hatched: missed; label: seeds detected)")
+    left.set_title("Time to detect (hatched: missed; label: share of seeds detected)")
     left.legend(fontsize=8)
-    right.barh(runs, [fp.get(r, np.nan) for r in runs], color="tab:red")
+    right.barh(runs, [fp.get(r, np.nan) for r in runs], color=colours)
     right.set_xlabel("false alerts per 1000 benign account-days (median)")
     right.set_title("False alerts")
     right.invert_yaxis()

@@ -95,3 +95,32 @@ def test_bad_options_give_one_error_line(args, line, tmp_path):
     assert result.exit_code in (1, 2)
     assert result.output.strip().splitlines()[-1] == line
     assert not list(tmp_path.iterdir())  # nothing generated
+
+
+def test_sweep_end_to_end(tmp_path):
+    """A knob reaches the generator: each value is its own data set, rows carry the value."""
+    result = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            *SMALL,
+            "--rules",
+            "naive",
+            "--mode",
+            "rules",
+            "--sweep",
+            "office_hours_only",
+            "--sweep-values",
+            "false,true",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--out",
+            str(tmp_path / "sweep.csv"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(tmp_path / "sweep.csv")
+    assert rows["knob"].tolist() == ["office_hours_only"] * 2
+    assert rows["knob_value"].tolist() == [False, True]
+    assert rows["dataset"].nunique() == 2
+    assert "Detected seeds by office_hours_only" in result.stdout
