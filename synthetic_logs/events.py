@@ -60,6 +60,9 @@ class EventBatch:
     def __len__(self) -> int:
         return len(self.ts)
 
+    def slice(self, start: int, stop: int) -> EventBatch:
+        return EventBatch(**{f.name: getattr(self, f.name)[start:stop] for f in fields(self)})
+
     def take(self, order: np.ndarray) -> EventBatch:
         return EventBatch(**{f.name: getattr(self, f.name)[order] for f in fields(self)})
 

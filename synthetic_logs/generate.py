@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +30,10 @@ from synthetic_logs.events import (
     concat,
 )
 from synthetic_logs.lookalikes import lookalike_accounts, plan_lookalikes
-from synthetic_logs.normal import RecordPicker, normal_life, plan_days
+from synthetic_logs.normal import RecordPicker, normal_day, plan_days
 from synthetic_logs.population import Population, build_population
 from synthetic_logs.scenario import Scenario, builtin_dir, load_scenario
-from synthetic_logs.timegrid import build_grid
+from synthetic_logs.timegrid import build_grid, to_utc_us
 
 DEFAULT_START = dt.date(2024, 1, 8)  # a Monday
 ROW_GROUP = 1_000_000
@@ -100,29 +101,31 @@ def generate_dataset(
     pop = build_population(rng, accounts, days)
     plan = plan_days(rng, pop, grid)
     found = plan_lookalikes(rng, pop, grid, plan)
-    report("normal life", 0.1)
-    benign = normal_life(rng, pop, grid, plan, RecordPicker(pop))
-    report("attacks", 0.55)
+    picker = RecordPicker(pop)  # after the look-alikes: hand-overs add caseload rows
+    report("attacks", 0.05)
     excluded = lookalike_accounts(found)
     runs = []
     for index, scenario in enumerate(chosen):
         run = run_attack(rng, index, scenario, pop, grid, excluded)
         excluded.update(run.accounts)
         runs.append(run)
-    events = concat([benign, *found.batches, *[b for run in runs for b in run.batches]])
-    del benign
-    report("sorting", 0.7)
-    events = events.take(np.argsort(events.ts, kind="stable"))
-    report("writing", 0.8)
+    extra = concat([*found.batches, *[b for run in runs for b in run.batches]])
     out.parent.mkdir(parents=True, exist_ok=True)
-    files = _write(out, events, pop, runs, found, chosen)
+    record_ids = _person_ids(pop)
+    report("normal life", 0.1)
+    with _LogWriter(out, pop, record_ids) as writer:
+        for chunk in _time_ordered(rng, pop, grid, plan, picker, extra):
+            writer.add(chunk)
+            report("normal life", 0.1 + 0.85 * writer.written / max(1, 35 * accounts * days))
+    events, malicious = writer.written, writer.malicious()
+    files = _write_sides(out, extra, pop, record_ids, runs, found, malicious)
     report("done", 1.0)
     return GenerationSummary(
-        events=len(events),
+        events=events,
         accounts=pop.n_accounts,
         persons=pop.n_persons,
         attacks=len(runs),
-        malicious_events=int((events.attack >= 0).sum()),
+        malicious_events=len(malicious),
         lookalikes=len(found.instances),
         start=start,
         days=days,
@@ -140,55 +143,153 @@ def _iso(us: int) -> str:
     return dt.datetime.fromtimestamp(us / 1e6, tz=dt.UTC).isoformat()
 
 
-def _strings(codes: np.ndarray, vocabulary: Sequence[str]) -> pa.Array:
-    """Plain string column from codes (-1 = null), via a dictionary take (no Python loop)."""
-    codes = np.asarray(codes)
-    indices = pa.array(codes.astype(np.int32), mask=codes < 0)
-    return pa.array(list(vocabulary), pa.string()).take(indices)
+def _codes(codes: np.ndarray, dictionary: pa.Array) -> pa.DictionaryArray:
+    """Dictionary-encoded string column from integer codes (-1 = null); zero-copy on the strings."""
+    codes = np.asarray(codes, dtype=np.int32)
+    return pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0), dictionary)
 
 
-def _write(out: Path, events: EventBatch, pop: Population, runs, found, chosen) -> tuple[Path, ...]:
-    n = len(events)
-    record_ids = _person_ids(pop)
-    columns = {
-        "timestamp": pa.array(events.ts, pa.timestamp("us", tz="UTC")),
-        "event_id": pa.array(np.arange(n, dtype=np.int64)),
-        "account_id": _strings(events.account, pop.account_ids),
-        "action": _strings(events.action, ACTIONS),
-        "record_id": record_ids.take(pa.array(events.record, mask=events.record < 0)),
-        "organization_id": _strings(pop.account_org[events.account], pop.org_ids),
-        "account_type": _strings(pop.account_type[events.account], ACCOUNT_TYPES),
-        "application": _strings(events.application, APPLICATIONS),
-        "src_ip": _strings(events.ip, pop.addresses.values),
-        "user_agent": _strings(events.ua, pop.clients.values),
-        "auth_method": _strings(events.auth, AUTH_METHODS),
-        "outcome": _strings(events.outcome, OUTCOMES),
-        "records_returned": pa.array(events.returned, pa.int64(), mask=events.returned < 0),
-        "target_account_id": _strings(events.target, pop.account_ids),
-        "record_org_id": _strings(
-            np.where(events.record >= 0, pop.person_org[np.maximum(events.record, 0)], -1),
-            pop.org_ids,
-        ),
-    }
-    pq.write_table(pa.table(columns), out, row_group_size=ROW_GROUP)
+def _time_ordered(rng, pop, grid, plan, picker, extra: EventBatch) -> Iterator[EventBatch]:
+    """All events in time order: each local day's normal life merged with the extra events
+    (look-alikes, attacks) of the same span. Many cache-sized sorts instead of one huge one."""
+    extra = extra.take(np.argsort(extra.ts))
+    midnights = to_utc_us(grid, np.arange(1, grid.days), np.zeros(grid.days - 1))
+    cuts = np.concatenate([[0], np.searchsorted(extra.ts, midnights), [len(extra)]])
+    for day in range(grid.days):
+        chunk = concat(
+            [normal_day(rng, pop, grid, plan, picker, day), extra.slice(cuts[day], cuts[day + 1])]
+        )
+        yield chunk.take(np.argsort(chunk.ts))
 
-    malicious = np.flatnonzero(events.attack >= 0)
-    attack_ids = [f"{run.scenario.name}-{run.index + 1}" for run in runs]
-    names = [run.scenario.name for run in runs]
+
+class _LogWriter:
+    """Writes time-ordered chunks as row groups of ~ROW_GROUP rows, encoding and writing in a
+    background thread (Arrow releases the GIL) while the next chunk is generated."""
+
+    def __init__(self, out: Path, pop: Population, record_ids: pa.Array):
+        self.pop, self.record_ids = pop, record_ids
+        self.dictionaries = {
+            "account_id": pa.array(pop.account_ids, pa.string()),
+            "action": pa.array(ACTIONS, pa.string()),
+            "organization_id": pa.array(pop.org_ids, pa.string()),
+            "account_type": pa.array(ACCOUNT_TYPES, pa.string()),
+            "application": pa.array(APPLICATIONS, pa.string()),
+            "src_ip": pa.array(pop.addresses.values, pa.string()),
+            "user_agent": pa.array(pop.clients.values, pa.string()),
+            "auth_method": pa.array(AUTH_METHODS, pa.string()),
+            "outcome": pa.array(OUTCOMES, pa.string()),
+        }
+        dictionary = pa.dictionary(pa.int32(), pa.string())
+        self.schema = pa.schema([
+            ("timestamp", pa.timestamp("us", tz="UTC")), ("event_id", pa.int64()), ("account_id", dictionary),
+            ("action", dictionary), ("record_id", pa.string()), ("organization_id", dictionary),
+            ("account_type", dictionary), ("application", dictionary), ("src_ip", dictionary),
+            ("user_agent", dictionary), ("auth_method", dictionary), ("outcome", dictionary),
+            ("records_returned", pa.int64()), ("target_account_id", dictionary), ("record_org_id", dictionary),
+        ])  # fmt: skip
+        # store_schema=False: readers see plain strings, not dictionaries. Statistics and
+        # dictionary pages only where they are cheap and useful.
+        self.writer = pq.ParquetWriter(
+            out,
+            self.schema,
+            store_schema=False,
+            write_statistics=["timestamp", "event_id"],
+            use_dictionary=[
+                n
+                for n, t in zip(self.schema.names, self.schema.types, strict=True)
+                if pa.types.is_dictionary(t)
+            ],
+        )
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.pending: list[EventBatch] = []
+        self.future: Future | None = None
+        self.written = 0
+        self._malicious: list[np.ndarray] = []
+
+    def __enter__(self) -> _LogWriter:
+        return self
+
+    def __exit__(self, *error) -> None:
+        if self.pending and error[0] is None:
+            self._flush()
+        if self.future is not None:
+            self.future.result()
+        self.pool.shutdown()
+        self.writer.close()
+
+    def add(self, chunk: EventBatch) -> None:
+        self.pending.append(chunk)
+        if sum(len(p) for p in self.pending) >= ROW_GROUP:
+            self._flush()
+
+    def malicious(self) -> np.ndarray:
+        """(event_id, attack code) of every malicious event written."""
+        return np.concatenate(self._malicious) if self._malicious else np.zeros((0, 2), np.int64)
+
+    def _flush(self) -> None:
+        chunk = concat(self.pending)
+        self.pending = []
+        bad = np.flatnonzero(chunk.attack >= 0)
+        self._malicious.append(np.stack([bad + self.written, chunk.attack[bad]], axis=1))
+        if self.future is not None:
+            self.future.result()  # one row group in flight at most: bounded memory
+        self.future = self.pool.submit(self._write, chunk, self.written)
+        self.written += len(chunk)
+
+    def _write(self, chunk: EventBatch, first_id: int) -> None:
+        pop, d = self.pop, self.dictionaries
+        account = chunk.account
+        columns = [
+            pa.array(chunk.ts, pa.timestamp("us", tz="UTC")),
+            pa.array(np.arange(first_id, first_id + len(chunk), dtype=np.int64)),
+            _codes(account, d["account_id"]),
+            _codes(chunk.action, d["action"]),
+            self.record_ids.take(pa.array(chunk.record, mask=chunk.record < 0)),
+            _codes(pop.account_org[account], d["organization_id"]),
+            _codes(pop.account_type[account], d["account_type"]),
+            _codes(chunk.application, d["application"]),
+            _codes(chunk.ip, d["src_ip"]),
+            _codes(chunk.ua, d["user_agent"]),
+            _codes(chunk.auth, d["auth_method"]),
+            _codes(chunk.outcome, d["outcome"]),
+            pa.array(chunk.returned, pa.int64(), mask=chunk.returned < 0),
+            _codes(chunk.target, d["account_id"]),
+            _codes(
+                np.where(chunk.record >= 0, pop.person_org[np.maximum(chunk.record, 0)], -1),
+                d["organization_id"],
+            ),
+        ]
+        self.writer.write_table(
+            pa.Table.from_arrays(columns, schema=self.schema), row_group_size=ROW_GROUP
+        )
+
+
+def _write_sides(
+    out: Path,
+    extra: EventBatch,
+    pop: Population,
+    record_ids: pa.Array,
+    runs,
+    found,
+    malicious: np.ndarray,
+) -> tuple[Path, ...]:
+    """Truth, attacks, caseloads and look-alikes beside the log."""
+    attack_ids = pa.array([f"{run.scenario.name}-{run.index + 1}" for run in runs], pa.string())
+    names = pa.array([run.scenario.name for run in runs], pa.string())
     truth = pa.table({
-        "event_id": pa.array(malicious.astype(np.int64)),
-        "attack_id": _strings(events.attack[malicious], attack_ids),
-        "scenario": _strings(events.attack[malicious], names),
+        "event_id": pa.array(malicious[:, 0].astype(np.int64)),
+        "attack_id": attack_ids.take(pa.array(malicious[:, 1].astype(np.int32))),
+        "scenario": names.take(pa.array(malicious[:, 1].astype(np.int32))),
     })  # fmt: skip
     pq.write_table(truth, sidecar(out, "truth.parquet"))
 
     attacks = []
-    for run, attack_id in zip(runs, attack_ids, strict=True):
-        mine = events.ts[events.attack == run.index]
+    for run in runs:
+        mine = extra.ts[extra.attack == run.index]
         if not len(mine):
             raise GeneratorError(f"scenario {run.scenario.name} produced no event")
         attacks.append({
-            "attack_id": attack_id,
+            "attack_id": f"{run.scenario.name}-{run.index + 1}",
             "scenario": run.scenario.name,
             "accounts": [pop.account_ids[a] for a in run.accounts],
             "start": _iso(int(mine.min())),
@@ -197,7 +298,7 @@ def _write(out: Path, events: EventBatch, pop: Population, runs, found, chosen) 
     sidecar(out, "attacks.json").write_text(json.dumps(attacks, indent=2) + "\n")
 
     caseloads = pa.table({
-        "account_id": _strings(pop.caseload_account, pop.account_ids),
+        "account_id": pa.array(pop.account_ids, pa.string()).take(pa.array(pop.caseload_account)),
         "record_id": record_ids.take(pa.array(pop.caseload_person)),
     })  # fmt: skip
     pq.write_table(caseloads, sidecar(out, "caseloads.parquet"))
@@ -222,9 +323,18 @@ def _write(out: Path, events: EventBatch, pop: Population, runs, found, chosen) 
 
 
 def _person_ids(pop: Population) -> pa.Array:
-    """Record ids: `JS` + 8 digits for job seekers, `YP` + 8 digits for young people."""
-    import pyarrow.compute as pc
+    """Record ids: `JS` + 8 digits for job seekers, `YP` + 8 digits for young people.
 
-    digits = pc.utf8_lpad(pc.cast(pa.array(np.arange(pop.n_persons)), pa.string()), 8, "0")
-    prefix = pa.array(np.where(pop.person_is_young, "YP", "JS"))
-    return pc.binary_join_element_wise(prefix, digits, "")
+    Built straight into an Arrow buffer (fixed width), far faster than formatting strings.
+    """
+    n = pop.n_persons
+    width = 10
+    chars = np.empty((n, width), np.uint8)
+    chars[:, 0] = np.where(pop.person_is_young, ord("Y"), ord("J"))
+    chars[:, 1] = np.where(pop.person_is_young, ord("P"), ord("S"))
+    number = np.arange(n, dtype=np.int64)
+    for position in range(width - 1, 1, -1):
+        chars[:, position] = ord("0") + number % 10
+        number //= 10
+    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(chars))

@@ -13,7 +13,7 @@ import numpy as np
 
 from synthetic_logs.events import ACTION, APP, NONE, TYPE, EventBatch, concat, make_batch
 from synthetic_logs.population import KIND, Population
-from synthetic_logs.timegrid import DayGrid, to_utc_us
+from synthetic_logs.timegrid import DAY_SECONDS, DayGrid, to_utc_us
 
 HOUR = 3600.0
 LUNCH = (12.0 * HOUR, 13.5 * HOUR)
@@ -152,12 +152,28 @@ class RecordPicker:
         return self.case_size[account]
 
 
-def normal_life(
-    rng: np.random.Generator, pop: Population, grid: DayGrid, plan: DayPlan, picker: RecordPicker
+def normal_day(
+    rng: np.random.Generator,
+    pop: Population,
+    grid: DayGrid,
+    plan: DayPlan,
+    picker: RecordPicker,
+    day: int,
 ) -> EventBatch:
-    """Every benign working-day event of the plan: sessions, reads, searches, exports, failures."""
-    acc, day = np.nonzero(plan.active)
-    acc = acc.astype(np.int32)
+    """Every benign working event of local day `day` (all inside that local day).
+
+    Called day by day: the arrays stay cache-sized and no fresh memory pages need faulting in.
+    """
+    acc = np.flatnonzero(plan.active[:, day]).astype(np.int32)
+    return _account_days(rng, pop, grid, plan, picker, acc, np.full(len(acc), day))
+
+
+_READS = np.zeros(len(ACTION), bool)
+_READS[[ACTION["view_record"], ACTION["update_record"], ACTION["export"]]] = True
+
+
+def _account_days(rng, pop, grid, plan, picker, acc: np.ndarray, day: np.ndarray) -> EventBatch:
+    """Sessions, reads, searches, exports and failed logins of the given account-days."""
     inner = rng.poisson(pop.daily_events[acc] * plan.volume[acc, day])
     counts = inner + 2  # login and closing event
     group = np.repeat(np.arange(len(acc)), counts)
@@ -174,7 +190,7 @@ def normal_life(
     action[is_last & (rng.random(len(action)) < 0.85)] = ACTION["logout"]
 
     record = np.full(len(action), NONE, np.int32)
-    reads = np.isin(action, [ACTION["view_record"], ACTION["update_record"], ACTION["export"]])
+    reads = _READS[action]
     record[reads] = picker.pick(rng, e_acc[reads], pop.out_share[e_acc[reads]])
     returned = np.full(len(action), NONE, np.int64)
     searches = action == ACTION["search"]
@@ -211,7 +227,7 @@ def normal_life(
     target[grants] = _colleagues(rng, pop, e_acc[grants])
     auth = np.where(action == ACTION["login"], pop.auth[e_acc], NONE).astype(np.int8)
 
-    ts = to_utc_us(grid, e_day, local)
+    ts = to_utc_us(grid, e_day, np.clip(local, 0.0, DAY_SECONDS - 1.0))
     day_ip, day_client = plan.ip[acc, day], plan.client[acc, day]
     events = make_batch(
         ts, account=e_acc, action=action, record=record, application=application,
@@ -248,7 +264,7 @@ def _failed_logins(rng, pop, grid, plan, acc, day, login_local) -> EventBatch:
     """A mistyped password now and then, just before the day's first login."""
     fail = rng.random(len(acc)) < 0.04
     a, d = acc[fail], day[fail]
-    local = login_local[fail] - rng.uniform(8, 120, fail.sum())
+    local = np.maximum(login_local[fail] - rng.uniform(8, 120, fail.sum()), 0.0)
     return make_batch(
         to_utc_us(grid, d, local), account=a, action=ACTION["login"], application=pop.application[a],
         ip=plan.ip[a, d], ua=plan.client[a, d], auth=pop.auth[a], outcome=1,

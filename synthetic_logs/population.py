@@ -333,18 +333,13 @@ def build_population(rng: np.random.Generator, accounts: int, days: int) -> Popu
     # Training organisations follow trainees who are job seekers followed by an agency.
     trainers = np.flatnonzero(types == TYPE["training_org"])
     trainee_owner = np.repeat(trainers, case_size[trainers])
-    caseload_account = np.concatenate([caseload_account, trainee_owner.astype(np.int32)])
-    caseload_person = np.concatenate(
-        [
-            caseload_person,
-            rng.integers(0, max(1, len(js_followed)), len(trainee_owner)).astype(np.int32),
-        ]
-    )
+    trainees = rng.integers(0, max(1, len(js_followed)), len(trainee_owner))
     # Random trainees may repeat within one organisation: keep each pair once.
-    pairs = np.unique(caseload_account.astype(np.int64) * len(person_org) + caseload_person)
-    caseload_account = (pairs // len(person_org)).astype(np.int32)
-    caseload_person = (pairs % len(person_org)).astype(np.int32)
-
+    pairs = np.unique(trainee_owner.astype(np.int64) * len(person_org) + trainees)
+    caseload_account = np.concatenate(
+        [caseload_account[: len(caseload_person)], (pairs // len(person_org)).astype(np.int32)]
+    )
+    caseload_person = np.concatenate([caseload_person, (pairs % len(person_org)).astype(np.int32)])
     return Population(
         account_ids=[
             f"u{i:06d}" for i in rng.permutation(np.arange(100_000, 100_000 + n)).tolist()
