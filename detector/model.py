@@ -71,10 +71,10 @@ class WindowModel:
 
     def __init__(
         self,
-        n_estimators: int = 200,
+        n_estimators: int = 100,
         max_samples: int = 512,
         alert_rate: float = 0.001,
-        min_score: float = 0.62,
+        min_score: float = 0.68,
         random_state: int = 0,
     ):
         self.n_estimators = n_estimators

@@ -236,7 +236,8 @@ def normalise(frame: pd.DataFrame, source: str = "<frame>") -> EventLog:
     if len(timestamps) > 1 and not (timestamps[1:] >= timestamps[:-1]).all():
         events = events.iloc[np.argsort(timestamps, kind="stable")]
     events = events.reset_index(drop=True)
-    events["account_id"] = events["account_id"].cat.remove_unused_categories()
+    if bad.any():  # rejected rows may leave accounts without events
+        events["account_id"] = events["account_id"].cat.remove_unused_categories()
     return EventLog(
         events=events, rejects=rejects.reset_index(drop=True), notices=notices, source=source
     )

@@ -118,17 +118,33 @@ def _category_lower(frame: pd.DataFrame, column: str) -> np.ndarray | None:
 def _caseload_membership(
     acc: np.ndarray, rec: np.ndarray, accounts: pd.Index, records: pd.Index, caseloads: pd.DataFrame
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(in_caseload per event, caseload size per account)."""
+    """(in_caseload per event, caseload size per account).
+
+    Most records are followed by one account: a record -> owner array answers
+    those with one gather. Records with several owners (hand-overs) are looked
+    up among the sorted (account, record) pairs.
+    """
     cl_acc = pd.Categorical(caseloads["account_id"], categories=accounts).codes.astype(np.int64)
     cl_rec = pd.Categorical(caseloads["record_id"], categories=records).codes.astype(np.int64)
     size = np.bincount(cl_acc[cl_acc >= 0], minlength=len(accounts))
     known = (cl_acc >= 0) & (cl_rec >= 0)
     n_rec = max(len(records), 1)
-    allowed = np.unique(cl_acc[known] * n_rec + cl_rec[known])
-    keys = acc * n_rec + rec
-    position = np.searchsorted(allowed, keys)
-    inside = (position < len(allowed)) & (allowed[np.minimum(position, len(allowed) - 1)] == keys)
-    return inside & (rec >= 0), size
+    pairs = np.unique(cl_acc[known] * n_rec + cl_rec[known])
+    pair_acc, pair_rec = pairs // n_rec, pairs % n_rec
+    owners = np.bincount(pair_rec, minlength=n_rec)
+    owner = np.full(n_rec, -1, dtype=np.int64)
+    owner[pair_rec] = pair_acc
+
+    inside = np.zeros(len(acc), dtype=bool)
+    has_record = rec >= 0
+    owner_count = np.where(has_record, owners[np.maximum(rec, 0)], 0)
+    single = owner_count == 1
+    inside[single] = owner[rec[single]] == acc[single]
+    shared = np.flatnonzero(owner_count > 1)
+    keys = acc[shared] * n_rec + rec[shared]
+    position = np.minimum(np.searchsorted(pairs, keys), max(len(pairs) - 1, 0))
+    inside[shared] = pairs[position] == keys
+    return inside, size
 
 
 def _out_of_scope_by_structure(frame: pd.DataFrame) -> np.ndarray:

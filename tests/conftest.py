@@ -1,0 +1,17 @@
+"""Shared fixtures: small generated data sets, made once per test session (per worker)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from synthetic_logs.generate import generate_dataset
+
+
+@pytest.fixture(scope="session")
+def small_log(tmp_path_factory) -> Path:
+    """A small log with all four attacks: 300 accounts over three weeks."""
+    out = tmp_path_factory.mktemp("small") / "logs.parquet"
+    generate_dataset(out, seed=5, accounts=300, days=21)
+    return out
