@@ -221,7 +221,8 @@ def account_vs_peers(
 
     Peers are the other accounts with the same `peer_column` value in the
     feature table (one row per account and day). Days where the account was
-    idle are absent from the table and so from its line.
+    idle are absent from the table: its line breaks there rather than
+    drawing a slope through days it did nothing.
     """
     if feature not in features:
         raise KeyError(f"the feature table has no column {feature!r}")
@@ -239,9 +240,11 @@ def account_vs_peers(
     days = pd.to_datetime(band.index)
     ax.fill_between(days, band[0.05], band[0.95], color="#90a4ae", alpha=0.35, label="peers 5-95 %")
     ax.plot(days, band[0.5], color="#546e7a", linewidth=1, label="peers median")
+    own = mine.set_index(pd.to_datetime(mine["day"]))[feature]
+    own = own.reindex(own.index.union(days))
     ax.plot(
-        pd.to_datetime(mine["day"]),
-        mine[feature],
+        own.index,
+        own.to_numpy(dtype=float),
         marker="o",
         markersize=3,
         color="#c62828",
