@@ -190,7 +190,7 @@ def create_accounts(rng, run: AttackRun, step: Step, pop: Population, grid: DayG
 def bulk_read(rng, run: AttackRun, step: Step, pop: Population, grid: DayGrid) -> None:
     """Sustained reading of person records one by one, with a few look-up searches."""
     pool = _pool(pop, step.get("scope"))
-    reads = _daily_volumes(run, pop, step.get("population_share") * len(pool))
+    reads = _daily_volumes(rng, run, pop, step.get("population_share") * len(pool))
     searches = np.round(reads * step.get("search_share")).astype(np.int64)
     _emit_sessions(
         rng, run, step, pop, grid, pool, reads, searches, lambda n: rng.integers(1, 4, n)
@@ -200,7 +200,7 @@ def bulk_read(rng, run: AttackRun, step: Step, pop: Population, grid: DayGrid) -
 def search_and_read(rng, run: AttackRun, step: Step, pop: Population, grid: DayGrid) -> None:
     """Bursts of searches, each followed by reads of the records it returned."""
     pool = _pool(pop, step.get("scope"))
-    reads = _daily_volumes(run, pop, step.get("population_share") * len(pool))
+    reads = _daily_volumes(rng, run, pop, step.get("population_share") * len(pool))
     searches = np.maximum(1, np.round(reads / max(step.get("reads_per_search"), 1.0))).astype(
         np.int64
     )
@@ -211,7 +211,7 @@ def search_and_read(rng, run: AttackRun, step: Step, pop: Population, grid: DayG
 def bulk_export(rng, run: AttackRun, step: Step, pop: Population, grid: DayGrid) -> None:
     """Large exports (records_returned in the thousands) through an application such as BI."""
     pool = _pool(pop, step.get("scope"))
-    records = _daily_volumes(run, pop, step.get("population_share") * len(pool))
+    records = _daily_volumes(rng, run, pop, step.get("population_share") * len(pool))
     sessions = len(records)
     exports = np.maximum(1, np.full(sessions, step.get("exports") // max(1, sessions)))
     per_export = np.maximum(1, records // exports)
@@ -249,10 +249,15 @@ def _pool(pop: Population, scope: str) -> np.ndarray:
     return np.arange(pop.n_persons)
 
 
-def _daily_volumes(run: AttackRun, pop: Population, total: float) -> np.ndarray:
-    """Records per session (acting account x day, account-major), under the rate cap if any."""
+def _daily_volumes(rng, run: AttackRun, pop: Population, total: float) -> np.ndarray:
+    """Records per session (acting account x day, account-major), under the rate cap if any.
+
+    Sessions vary around the mean (scripts get throttled, attackers pause); the cap is
+    `rate_multiple` times the account's usual daily events (peers' median for new accounts).
+    """
     sessions = len(run.acting) * len(run.days)
-    per_session = np.full(sessions, int(np.ceil(total / max(1, sessions))), np.int64)
+    spread = rng.gamma(6.0, 1 / 6.0, sessions)
+    per_session = np.ceil(total * spread / spread.sum()).astype(np.int64)
     multiple = run.scenario.stealth.rate_multiple
     if multiple is not None:
         usual = pop.daily_events[np.repeat(run.acting, len(run.days))]

@@ -8,6 +8,7 @@ wrong types and unknown primitives are load-time errors naming the file and the 
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -148,6 +149,10 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     except FileNotFoundError:
         raise ScenarioError(where, None, "no such file") from None
     except tomllib.TOMLDecodeError as error:
+        # tomllib only says where in its message: "... (at line 3, column 7)".
+        found = re.search(r"^(.*) \(at line (\d+), column \d+\)$", str(error))
+        if found:
+            raise ScenarioError(where, f"line {found[2]}", f"invalid TOML: {found[1]}") from None
         raise ScenarioError(where, None, f"invalid TOML: {error}") from None
     return parse_scenario(data, where)
 

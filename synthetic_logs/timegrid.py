@@ -49,8 +49,9 @@ def build_grid(start: dt.date, days: int) -> DayGrid:
     after = np.array(
         [dt.datetime.combine(d, dt.time(23, 59), PARIS).utcoffset().total_seconds() for d in dates]
     )
-    # Spring forward happens at 02:00 local, fall back at 03:00 local (first occurrence).
-    switch = np.where(after > before, 2 * 3600, np.where(after < before, 3 * 3600, DAY_SECONDS))
+    # Both switches take effect at 03:00 local wall-clock time: in spring 02:xx (which does not
+    # exist) keeps winter time and so lands at 03:xx; in autumn 02:xx is its first occurrence.
+    switch = np.where(after != before, 3 * 3600, DAY_SECONDS)
     epoch = dt.date(1970, 1, 1)
     midnight = np.array([(d - epoch).days * DAY_SECONDS * US for d in dates], dtype=np.int64)
     weekday = np.array([d.weekday() for d in dates], dtype=np.int8)

@@ -1,0 +1,90 @@
+"""`detector generate` and `detector scenarios` end to end through CliRunner."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+from click.testing import CliRunner
+
+from detector.cli import main
+
+
+def test_generate_small_population_end_to_end(tmp_path):
+    out = tmp_path / "data" / "logs.parquet"
+    result = CliRunner().invoke(
+        main, ["generate", "--out", str(out), "--accounts", "200", "--days", "14", "--seed", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    log = pd.read_parquet(out)
+    truth = pd.read_parquet(out.with_name("logs.truth.parquet"))
+    lines = result.output.splitlines()
+    assert lines[0] == f"events: {len(log):,}"
+    assert f"attacks: 4 ({len(truth):,} malicious events)" in lines
+    assert lines[-1] == "files: " + ", ".join(
+        str(out.with_name(f"logs.{s}"))
+        for s in (
+            "parquet",
+            "truth.parquet",
+            "attacks.json",
+            "caseloads.parquet",
+            "lookalikes.json",
+        )
+    )
+    first = log["timestamp"].min().tz_convert("Europe/Paris")
+    assert first.date().isoformat() == "2024-01-08"  # the default start, a Monday
+
+
+def test_generate_one_scenario_from_a_start_date(tmp_path):
+    out = tmp_path / "logs.parquet"
+    args = [
+        "generate",
+        "--out",
+        str(out),
+        "--accounts",
+        "100",
+        "--days",
+        "10",
+        "--start",
+        "2024-10-21",
+        "--scenario",
+        "kairos_infostealer",
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    attacks = json.loads(out.with_name("logs.attacks.json").read_text())
+    assert [a["scenario"] for a in attacks] == ["kairos_infostealer"]
+    assert attacks[0]["start"].startswith("2024-10-30")  # day 20 clipped to the last day of 10
+
+
+def test_generate_without_attacks(tmp_path):
+    out = tmp_path / "logs.parquet"
+    for flag in (["--no-attacks"], ["--scenario", "none"]):
+        result = CliRunner().invoke(
+            main, ["generate", "--out", str(out), "--accounts", "60", "--days", "2", *flag]
+        )
+        assert result.exit_code == 0, result.output
+        assert "attacks: 0 (0 malicious events)" in result.output
+
+
+def test_generate_rejects_bad_options(tmp_path):
+    result = CliRunner().invoke(main, ["generate", "--out", str(tmp_path / "logs.csv")])
+    assert result.exit_code == 1
+    assert (
+        result.output.splitlines()[-1]
+        == f"Error: --out must end in .parquet, got {tmp_path / 'logs.csv'}"
+    )
+    result = CliRunner().invoke(
+        main, ["generate", "--out", str(tmp_path / "l.parquet"), "--accounts", "10"]
+    )
+    assert result.output.splitlines()[-1] == "Error: --accounts must be at least 50, got 10"
+
+
+def test_scenarios_lists_the_builtins_one_line_each():
+    result = CliRunner().invoke(main, ["scenarios"])
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert [line.split("\t")[0] for line in lines] == [
+        "cap_emploi", "imilo_night_bi", "kairos_infostealer", "ouiform_account_creation",
+    ]  # fmt: skip
+    assert lines[0].split("\t")[1] == "2024-02-06/2024-03-05"
