@@ -124,8 +124,8 @@ def _caseload_membership(
     those with one gather. Records with several owners (hand-overs) are looked
     up among the sorted (account, record) pairs.
     """
-    cl_acc = pd.Categorical(caseloads["account_id"], categories=accounts).codes.astype(np.int64)
-    cl_rec = pd.Categorical(caseloads["record_id"], categories=records).codes.astype(np.int64)
+    cl_acc = accounts.get_indexer(caseloads["account_id"]).astype(np.int64)
+    cl_rec = records.get_indexer(caseloads["record_id"]).astype(np.int64)
     size = np.bincount(cl_acc[cl_acc >= 0], minlength=len(accounts))
     known = (cl_acc >= 0) & (cl_rec >= 0)
     n_rec = max(len(records), 1)
@@ -302,7 +302,7 @@ def build_feature_table(
     target = _codes(frame, "target_account_id")
     if target is not None:
         created_ids = frame["target_account_id"].cat.categories
-        target_acc = pd.Categorical(created_ids, categories=accounts).codes.astype(np.int64)
+        target_acc = accounts.get_indexer(created_ids).astype(np.int64)
         creation = np.flatnonzero(counts["accounts_created"] & (target >= 0))
         creation_acc = target_acc[target[creation]]
         ok = creation_acc >= 0
