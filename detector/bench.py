@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -124,7 +125,9 @@ def cached_dataset(
     scratch = folder.with_name(folder.name + ".partial")
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
+    began = time.perf_counter()
     generate(scratch / "logs.parquet", spec)
+    _say(progress, f"seed {spec.seed}: generated in {time.perf_counter() - began:.1f} s")
     if not (scratch / "logs.parquet").exists():
         raise DetectorError(f"the generate function wrote no log at {scratch / 'logs.parquet'}")
     (scratch / "spec.json").write_text(json.dumps(asdict(spec), default=str, indent=1))
@@ -233,7 +236,9 @@ def evaluate_dataset(
     answer = read_ground_truth(log)
     caseloads = sibling(log, ".caseloads.parquet")
     _say(progress, f"preparing {log}")
+    began = time.perf_counter()
     prepared = engine.prepare(log, caseloads if caseloads.exists() else None, timezone=timezone)
+    _say(progress, f"  prepared in {time.perf_counter() - began:.1f} s")
     events = _events_of(prepared, log, engine)
     lookalike_accounts = (
         {str(a) for item in answer.lookalikes for a in item["accounts"]}
@@ -243,8 +248,12 @@ def evaluate_dataset(
 
     rows, rule_counts, lookalikes = [], [], []
     for label, ruleset, mode in _runs(rulesets, modes):
-        _say(progress, f"  detect: {label} / {mode}")
+        began = time.perf_counter()
         alerts = engine.detect(prepared, rules=ruleset, mode=mode)
+        _say(
+            progress,
+            f"  {label} / {mode}: {len(alerts)} alerts in {time.perf_counter() - began:.1f} s",
+        )
         keys = {"ruleset": label, "mode": mode}
         table = metrics.scenario_metrics(alerts, answer.attacks, answer.truth, events, timezone)
         looks = metrics.lookalike_outcomes(alerts, answer.lookalikes)
