@@ -32,6 +32,7 @@ from matplotlib.figure import Figure
 
 from detector import plots
 from detector.errors import InputError
+from detector.schema import read_events
 
 DEFAULT_TIMEZONE = plots.DEFAULT_TIMEZONE
 DEFAULT_MAX_ALERTS = 50
@@ -174,24 +175,7 @@ def load_account_events(log: str | Path, accounts: Collection[str]) -> pd.DataFr
     log = Path(log)
     if not log.exists():
         raise InputError(f"log not found: {log}")
-    try:
-        from detector.schema import read_events
-    except ImportError:  # TEMPORARY until detector.schema lands
-        return _read_events_fallback(log, accounts)
     return read_events(log, accounts=sorted(set(accounts)))
-
-
-def _read_events_fallback(log: Path, accounts: Collection[str]) -> pd.DataFrame:
-    import pyarrow.dataset as ds
-
-    try:
-        dataset = ds.dataset(log, format="parquet")
-        table = dataset.to_table(filter=ds.field("account_id").isin(sorted(set(accounts))))
-    except Exception as error:
-        raise InputError(f"cannot read log {log}: not a valid Parquet file or dataset") from error
-    events = table.to_pandas()
-    events["timestamp"] = plots._utc_series(events["timestamp"])
-    return events
 
 
 def evidence_table(alert: pd.Series | dict) -> pd.DataFrame:
@@ -271,6 +255,31 @@ def explanations(alerts: pd.DataFrame, limit: int | None = None) -> pd.DataFrame
     if not tables:
         return pd.DataFrame(columns=columns)
     return pd.concat(tables, ignore_index=True)[columns]
+
+
+def account_summary(alerts: pd.DataFrame) -> pd.DataFrame:
+    """One row per alerted account: type, alerts, highest severity, first and last detection.
+
+    Most urgent account first (highest severity, then earliest detection).
+    """
+    alerts = normalise_alerts(alerts)
+    rank = alerts["severity"].map(SEVERITY_RANK).fillna(len(SEVERITY_RANK))
+    table = (
+        alerts.assign(rank=rank)
+        .groupby("account_id", sort=False)
+        .agg(
+            account_type=("account_type", "first"),
+            alerts=("alert_id", "size"),
+            rank=("rank", "min"),
+            first_detected=("detected_at", "min"),
+            last_detected=("detected_at", "max"),
+        )
+        .reset_index()
+        .sort_values(["rank", "first_detected"])
+    )
+    by_rank = {rank: name for name, rank in SEVERITY_RANK.items()}
+    table.insert(3, "top_severity", table.pop("rank").map(by_rank).fillna("unknown"))
+    return table.reset_index(drop=True)
 
 
 CASELOAD_ACTIONS = ("view_record", "update_record", "export")
@@ -373,7 +382,7 @@ h1{font-size:1.6em}h2{font-size:1.25em;margin-top:2em;border-top:2px solid #e0e0
 h3{font-size:1em;margin-bottom:.3em}
 table{border-collapse:collapse;margin:.4em 0 1em;font-size:.9em}
 th,td{border:1px solid #e0e0e0;padding:.25em .6em;text-align:left;vertical-align:top}
-th{background:#f5f5f5}td.num{text-align:right}
+th{background:#f5f5f5}.num{display:block;text-align:right}
 .badge{display:inline-block;padding:0 .5em;border-radius:.3em;color:#fff;font-size:.85em;font-weight:600}
 .badge.high{background:#c62828}.badge.medium{background:#ef6c00}.badge.low{background:#f9a825;color:#212121}
 .badge.unknown{background:#757575}
@@ -402,7 +411,7 @@ def _summary_html(alerts: pd.DataFrame, shown: int, timezone: str) -> str:
     facts = [
         ("Alerts", f"{len(alerts)} ({by_severity})"),
         ("Accounts", _e(alerts["account_id"].nunique())),
-        ("Period covered", _e(period)),
+        ("Alert windows span", _e(period)),
         ("First detection", _e(format_local(alerts["detected_at"].min(), timezone))),
     ]
     types = alerts.loc[alerts["account_type"] != "", "account_type"].value_counts()
@@ -416,6 +425,22 @@ def _summary_html(alerts: pd.DataFrame, shown: int, timezone: str) -> str:
             f'<p class="note">Details below for the {shown} most urgent alerts; '
             f"{len(alerts) - shown} more are left out (raise <code>--max-alerts</code> to see them).</p>"
         )
+    accounts = account_summary(alerts)
+    rows = [
+        [
+            _e(row.account_id),
+            _e(row.account_type or "-"),
+            f'<span class="num">{row.alerts}</span>',
+            _badge(row.top_severity),
+            _e(format_local(row.first_detected, timezone)),
+            _e(format_local(row.last_detected, timezone)),
+        ]
+        for row in accounts.head(MAX_INDEX_ROWS).itertuples(index=False)
+    ]
+    parts.append(
+        "<h3>Accounts</h3>"
+        + _table(["account", "type", "alerts", "highest", "first detected", "last detected"], rows)
+    )
     rule_counts = alerts["rules"].explode().dropna().value_counts()
     model_only = int((alerts["rules"].map(len) == 0).sum())
     rule_rows = [[_e(rule), f'<span class="num">{n}</span>'] for rule, n in rule_counts.items()]

@@ -13,6 +13,7 @@ from detector import plots
 from detector.cli import main
 from detector.plots import hourly_activity
 from detector.report import (
+    account_summary,
     caseload_reads,
     evidence_table,
     explanations,
@@ -391,3 +392,42 @@ def test_stealth_curve_plots_detection_against_the_knob():
     assert detected_ax.get_xlabel() == "rate_multiple"
     with pytest.raises(KeyError):
         plots.stealth_curve(rows.drop(columns="knob_value"))
+
+
+def test_unreadable_log_is_one_error_line(files):
+    tmp_path, alerts_path, _ = files
+    bad_log = tmp_path / "bad.parquet"
+    bad_log.write_text("not parquet")
+    result = _run(alerts_path, "--log", bad_log)
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and result.output.count("\n") == 1, result.output
+
+
+def test_report_on_generated_and_scored_data_names_every_alert(tmp_path):
+    """End to end on the generator's replay of the attacks and the real scorer's alerts."""
+    from detector.pipeline import score_log
+    from synthetic_logs.generate import generate_dataset
+
+    log_path = tmp_path / "logs.parquet"
+    generate_dataset(log_path, accounts=150, days=14, seed=3)
+    alerts = score_log(log_path, caseloads=tmp_path / "logs.caseloads.parquet").alerts
+    assert len(alerts) > 0  # the replayed attacks must raise something to report on
+    alerts_path = tmp_path / "alerts.parquet"
+    alerts.to_parquet(alerts_path)
+    out = tmp_path / "report.html"
+    result = _run(alerts_path, "--log", log_path, "--out", out, "--max-alerts", "5")
+    assert result.exit_code == 0, result.output
+    document = out.read_text(encoding="utf-8")
+    for alert in alerts.itertuples():
+        assert f">{alert.alert_id}<" in document  # every alert is in the summary's index
+        assert alert.account_id in document
+    assert len(_sections(document)) == min(5, len(alerts))
+    assert "http://" not in document and "https://" not in document
+
+
+def test_account_summary_ranks_accounts_by_their_worst_alert():
+    alerts = pd.concat([_alerts(), _alerts().iloc[[1]].assign(alert_id="al-9", severity="medium")])
+    table = account_summary(alerts)
+    assert table["account_id"].tolist() == ["adv-2", "adv-1"]
+    assert table["alerts"].tolist() == [1, 2]
+    assert table["top_severity"].tolist() == ["high", "medium"]
