@@ -5,22 +5,28 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 DEMO := data/demo
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench-speed clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(INSTALLED)
 
 demo: $(INSTALLED)
 	$(BIN)/detector generate --out $(DEMO)/logs.parquet
+	$(BIN)/detector score $(DEMO)/logs.parquet --out $(DEMO)/alerts.parquet
+	$(BIN)/detector report $(DEMO)/alerts.parquet --log $(DEMO)/logs.parquet --out $(DEMO)/report.html
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest -n 2
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check detector synthetic_logs tests benchmarks
+
+# Speed and memory figures of the issues (slow: ~10M events).
+bench-speed: $(INSTALLED)
+	$(BIN)/python benchmarks/bench_generate.py
+	$(BIN)/python benchmarks/bench_score.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

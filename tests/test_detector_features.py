@@ -162,3 +162,11 @@ def test_replayed_counts_only_grow():
     assert list(replay["events"]) == [1, 2, 3, 4, 5, 6]
     assert list(replay["records_read"]) == [0, 1, 1, 2, 2, 2]
     assert list(replay["records_touched"]) == [0, 1, 1, 2, 22, 122]
+
+
+def test_every_catalogued_feature_is_documented():
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[1] / "docs" / "detector.md").read_text()
+    missing = [name for name in FEATURES if f"`{name}`" not in doc]
+    assert not missing, f"docs/detector.md lacks: {missing}"
