@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from synthetic_logs.errors import GeneratorError
-from synthetic_logs.events import ACTION, APP, AUTH, TYPE, EventBatch, make_batch
+from synthetic_logs.events import ACTION, APP, TYPE, EventBatch, make_batch
 from synthetic_logs.normal import HOUR, sorted_uniforms
 from synthetic_logs.population import ATTACKER_CLIENTS, KIND, Population, random_addresses
 from synthetic_logs.scenario import Scenario, Step
@@ -335,7 +335,7 @@ def _emit_sessions(
     per_kind = np.stack([reads, searches, exports], axis=1).ravel()
     inner_actions = np.repeat(np.tile(kinds, len(acc)), per_kind)
     inner_group = np.repeat(np.arange(len(acc)), middle)
-    shuffle = np.lexsort((rng.random(len(inner_group)), inner_group))
+    shuffle = np.argsort(inner_group + rng.random(len(inner_group)))  # shuffle within sessions
     action[inner] = inner_actions[shuffle]
     action[position == 0] = ACTION["login"]
     action[position == counts[group] - 1] = ACTION["logout"]
@@ -372,6 +372,3 @@ def _distinct(rng, pool: np.ndarray, n: int) -> np.ndarray:
     if n <= len(pool):
         return pool[rng.choice(len(pool), n, replace=False)]
     return pool[rng.integers(0, len(pool), n)]
-
-
-__all__ = ["AttackRun", "run_attack", "attack_days", "PRIMITIVE_FUNCTIONS", "AUTH"]

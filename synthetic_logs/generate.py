@@ -143,10 +143,14 @@ def _iso(us: int) -> str:
     return dt.datetime.fromtimestamp(us / 1e6, tz=dt.UTC).isoformat()
 
 
-def _codes(codes: np.ndarray, dictionary: pa.Array) -> pa.DictionaryArray:
-    """Dictionary-encoded string column from integer codes (-1 = null); zero-copy on the strings."""
+def _codes(codes: np.ndarray, dictionary: pa.Array, nullable: bool = False) -> pa.DictionaryArray:
+    """Dictionary-encoded string column from integer codes (-1 = null when `nullable`).
+
+    Zero-copy on the strings; readers see a plain string column (see _LogWriter).
+    """
     codes = np.asarray(codes, dtype=np.int32)
-    return pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0), dictionary)
+    indices = pa.array(codes, mask=codes < 0) if nullable else pa.array(codes)
+    return pa.DictionaryArray.from_arrays(indices, dictionary)
 
 
 def _time_ordered(rng, pop, grid, plan, picker, extra: EventBatch) -> Iterator[EventBatch]:
@@ -250,13 +254,14 @@ class _LogWriter:
             _codes(chunk.application, d["application"]),
             _codes(chunk.ip, d["src_ip"]),
             _codes(chunk.ua, d["user_agent"]),
-            _codes(chunk.auth, d["auth_method"]),
+            _codes(chunk.auth, d["auth_method"], nullable=True),
             _codes(chunk.outcome, d["outcome"]),
             pa.array(chunk.returned, pa.int64(), mask=chunk.returned < 0),
-            _codes(chunk.target, d["account_id"]),
+            _codes(chunk.target, d["account_id"], nullable=True),
             _codes(
                 np.where(chunk.record >= 0, pop.person_org[np.maximum(chunk.record, 0)], -1),
                 d["organization_id"],
+                nullable=True,
             ),
         ]
         self.writer.write_table(

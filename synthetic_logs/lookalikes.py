@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from synthetic_logs.events import ACTION, APP, AUTH, TYPE, EventBatch, concat, make_batch
-from synthetic_logs.normal import HOUR, DayPlan, RecordPicker, sorted_uniforms
+from synthetic_logs.events import ACTION, APP, AUTH, TYPE, EventBatch, make_batch
+from synthetic_logs.normal import HOUR, DayPlan
 from synthetic_logs.population import KIND, Population, random_addresses
 from synthetic_logs.timegrid import DayGrid, to_utc_us
 
@@ -219,17 +219,3 @@ def _remote_work(rng, pop: Population, grid: DayGrid, plan: DayPlan, found: Look
             np.array([plan.start_s[account, days[0]], plan.end_s[account, days[-1]]]),
         )
         found.add("remote_work", [account], window[0], window[1])
-
-
-def merge(found: Lookalikes) -> EventBatch:
-    return concat(found.batches)
-
-
-__all__ = [
-    "Lookalikes",
-    "plan_lookalikes",
-    "lookalike_accounts",
-    "merge",
-    "RecordPicker",
-    "sorted_uniforms",
-]

@@ -85,22 +85,24 @@ def sorted_uniforms(rng: np.random.Generator, counts: np.ndarray) -> np.ndarray:
     return (running - before[group]) / span[group]
 
 
-def working_times(u: np.ndarray, start_s: np.ndarray, end_s: np.ndarray) -> np.ndarray:
-    """Map uniforms to local seconds in [start, end] with a lunch dip (monotone, keeps order)."""
+def working_times(
+    u: np.ndarray, group: np.ndarray, start_s: np.ndarray, end_s: np.ndarray
+) -> np.ndarray:
+    """Map sorted uniforms to local seconds in each group's [start, end], with a lunch dip.
+
+    The map is monotone, so times stay sorted within a group; `start_s`, `end_s` are per group.
+    """
     lunch0 = np.clip(LUNCH[0], start_s, end_s)
     lunch1 = np.clip(LUNCH[1], start_s, end_s)
     morning = lunch0 - start_s
     lunch = LUNCH_WEIGHT * (lunch1 - lunch0)
-    afternoon = end_s - lunch1
-    x = u * (morning + lunch + afternoon)
+    total = morning + lunch + end_s - lunch1
+    x = u * total[group]
+    m, ml = morning[group], (morning + lunch)[group]
     return np.where(
-        x < morning,
-        start_s + x,
-        np.where(
-            x < morning + lunch,
-            lunch0 + (x - morning) / LUNCH_WEIGHT,
-            lunch1 + (x - morning - lunch),
-        ),
+        x < m,
+        start_s[group] + x,
+        np.where(x < ml, lunch0[group] + (x - m) / LUNCH_WEIGHT, lunch1[group] + (x - ml)),
     )
 
 
@@ -165,29 +167,29 @@ def normal_day(
     Called day by day: the arrays stay cache-sized and no fresh memory pages need faulting in.
     """
     acc = np.flatnonzero(plan.active[:, day]).astype(np.int32)
-    return _account_days(rng, pop, grid, plan, picker, acc, np.full(len(acc), day))
+    return _account_days(rng, pop, grid, plan, picker, acc, day)
 
 
 _READS = np.zeros(len(ACTION), bool)
 _READS[[ACTION["view_record"], ACTION["update_record"], ACTION["export"]]] = True
 
 
-def _account_days(rng, pop, grid, plan, picker, acc: np.ndarray, day: np.ndarray) -> EventBatch:
-    """Sessions, reads, searches, exports and failed logins of the given account-days."""
+def _account_days(rng, pop, grid, plan, picker, acc: np.ndarray, day: int) -> EventBatch:
+    """Sessions, reads, searches, exports and failed logins of the accounts `acc` on `day`."""
     inner = rng.poisson(pop.daily_events[acc] * plan.volume[acc, day])
     counts = inner + 2  # login and closing event
     group = np.repeat(np.arange(len(acc)), counts)
-    e_acc, e_day = acc[group], day[group]
-    ends = np.cumsum(counts)
-    position = np.arange(ends[-1] if len(ends) else 0) - (ends - counts)[group]
+    first = np.cumsum(counts) - counts
+    e_acc = acc[group]
+    e_type = pop.account_type[acc][group]
     u = sorted_uniforms(rng, counts)
-    local = working_times(u, plan.start_s[acc, day][group], plan.end_s[acc, day][group])
+    local = working_times(u, group, plan.start_s[acc, day], plan.end_s[acc, day])
     del u
 
-    action = _draw_actions(rng, pop.account_type[e_acc])
-    action[position == 0] = ACTION["login"]
-    is_last = position == counts[group] - 1
-    action[is_last & (rng.random(len(action)) < 0.85)] = ACTION["logout"]
+    action = _draw_actions(rng, e_type)
+    action[first] = ACTION["login"]
+    closes = rng.random(len(acc)) < 0.85  # some sessions just time out
+    action[(first + counts - 1)[closes]] = ACTION["logout"]
 
     record = np.full(len(action), NONE, np.int32)
     reads = _READS[action]
@@ -198,42 +200,38 @@ def _account_days(rng, pop, grid, plan, picker, acc: np.ndarray, day: np.ndarray
     hits[rng.random(len(hits)) < 0.06] = 0
     returned[searches] = hits
 
-    application = pop.application[e_acc].copy()
-    youth = pop.account_type[e_acc] == TYPE["youth_advisor"]
-    application[youth & (rng.random(len(application)) < 0.15)] = APP["ouiform"]
-    managers = (pop.account_type[e_acc] == TYPE["account_manager"]) & (
-        action != ACTION["grant_access"]
+    application = pop.application[acc][group]
+    youth = np.flatnonzero(e_type == TYPE["youth_advisor"])
+    application[youth[rng.random(len(youth)) < 0.15]] = APP["ouiform"]
+    managers = np.flatnonzero(
+        (e_type == TYPE["account_manager"]) & (action != ACTION["grant_access"])
     )
-    at_ml = pop.org_kind[pop.account_org[e_acc]] == KIND["mission_locale"]
-    application[managers] = np.where(at_ml[managers], APP["imilo"], APP["dossier"])
+    at_ml = pop.org_kind[pop.account_org[e_acc[managers]]] == KIND["mission_locale"]
+    application[managers] = np.where(at_ml, APP["imilo"], APP["dossier"])
 
     # Weekly caseload export: one event of the export weekday becomes a bulk export.
     case_size = picker.caseload_size(acc)
     weekly = (grid.weekday[day] == pop.export_weekday[acc]) & (case_size > 0) & (counts >= 3)
-    slot = (
-        (ends - counts)[weekly]
-        + 1
-        + (rng.random(weekly.sum()) * (counts[weekly] - 2)).astype(np.int64)
-    )
+    slot = first[weekly] + 1 + (rng.random(weekly.sum()) * (counts[weekly] - 2)).astype(np.int64)
     action[slot] = ACTION["export"]
     record[slot] = NONE
-    returned[slot] = np.round(case_size[weekly] * rng.uniform(0.85, 1.0, weekly.sum())).astype(
-        np.int64
-    )
+    size = case_size[weekly] * rng.uniform(0.85, 1.0, weekly.sum())
+    returned[slot] = np.round(size).astype(np.int64)
     application[slot] = np.where(pop.bi_user[acc[weekly]], APP["bi"], pop.application[acc[weekly]])
 
     target = np.full(len(action), NONE, np.int32)
     grants = action == ACTION["grant_access"]
     target[grants] = _colleagues(rng, pop, e_acc[grants])
-    auth = np.where(action == ACTION["login"], pop.auth[e_acc], NONE).astype(np.int8)
+    auth = np.full(len(action), NONE, np.int8)
+    auth[first] = pop.auth[acc]
 
-    ts = to_utc_us(grid, e_day, np.clip(local, 0.0, DAY_SECONDS - 1.0))
-    day_ip, day_client = plan.ip[acc, day], plan.client[acc, day]
+    ts = to_utc_us(grid, day, np.clip(local, 0.0, DAY_SECONDS - 1.0))
     events = make_batch(
         ts, account=e_acc, action=action, record=record, application=application,
-        ip=day_ip[group], ua=day_client[group], auth=auth, returned=returned, target=target,
+        ip=plan.ip[acc, day][group], ua=plan.client[acc, day][group], auth=auth,
+        returned=returned, target=target,
     )  # fmt: skip
-    return concat([events, _failed_logins(rng, pop, grid, plan, acc, day, local[ends - counts])])
+    return concat([events, _failed_logins(rng, pop, grid, plan, acc, day, local[first])])
 
 
 def _draw_actions(rng: np.random.Generator, account_type: np.ndarray) -> np.ndarray:
@@ -263,7 +261,7 @@ def _colleagues(rng: np.random.Generator, pop: Population, account: np.ndarray) 
 def _failed_logins(rng, pop, grid, plan, acc, day, login_local) -> EventBatch:
     """A mistyped password now and then, just before the day's first login."""
     fail = rng.random(len(acc)) < 0.04
-    a, d = acc[fail], day[fail]
+    a, d = acc[fail], day
     local = np.maximum(login_local[fail] - rng.uniform(8, 120, fail.sum()), 0.0)
     return make_batch(
         to_utc_us(grid, d, local), account=a, action=ACTION["login"], application=pop.application[a],
