@@ -55,16 +55,20 @@ def plan_days(rng: np.random.Generator, pop: Population, grid: DayGrid) -> DayPl
     in_leave = (day >= leave_start[:, None]) & (day < (leave_start + leave_len)[:, None])
     active &= ~(on_leave[:, None] & in_leave)
     active &= rng.random((n, days)) > 0.03
+    # Now and then someone catches up on a weekend morning.
+    weekend_work = ~working & (rng.random((n, days)) < 0.01)
+    active |= weekend_work
     active &= (day >= pop.first_day[:, None]) & (day <= pop.last_day[:, None])
     active[pop.account_type == TYPE["service"]] = False  # batches are look-alikes
 
     start_s = np.clip(pop.start_hour[:, None] + rng.normal(0, 0.3, (n, days)), 7.0, 11.0) * HOUR
     end_s = np.clip(pop.end_hour[:, None] + rng.normal(0, 0.35, (n, days)), 14.5, 19.0) * HOUR
+    end_s = np.where(weekend_work, start_s + rng.uniform(1.5, 4.0, (n, days)) * HOUR, end_s)
     weekday = np.minimum(grid.weekday[:days], 4)
     remote = pop.remote_weekdays[:, weekday] & working
     ip = np.where(remote, pop.home_ip[:, None], pop.office_ip[:, None]).astype(np.int32)
     client = np.where(rng.random((n, days)) < 0.1, pop.alt_client[:, None], pop.client[:, None])
-    volume = rng.gamma(6.0, 1 / 6.0, (n, days))
+    volume = rng.gamma(6.0, 1 / 6.0, (n, days)) * np.where(weekend_work, 0.4, 1.0)
     return DayPlan(active, start_s, end_s, ip, client.astype(np.int32), volume)
 
 
@@ -190,6 +194,10 @@ def _account_days(rng, pop, grid, plan, picker, acc: np.ndarray, day: int) -> Ev
     action[first] = ACTION["login"]
     closes = rng.random(len(acc)) < 0.85  # some sessions just time out
     action[(first + counts - 1)[closes]] = ACTION["logout"]
+    # A third of the longer days log in again after lunch (the session expired).
+    again = (counts >= 8) & (rng.random(len(acc)) < 0.3)
+    relogin = first[again] + (counts[again] * 0.55).astype(np.int64)
+    action[relogin] = ACTION["login"]
 
     record = np.full(len(action), NONE, np.int32)
     reads = _READS[action]
@@ -223,7 +231,8 @@ def _account_days(rng, pop, grid, plan, picker, acc: np.ndarray, day: int) -> Ev
     grants = action == ACTION["grant_access"]
     target[grants] = _colleagues(rng, pop, e_acc[grants])
     auth = np.full(len(action), NONE, np.int8)
-    auth[first] = pop.auth[acc]
+    logins = np.flatnonzero(action == ACTION["login"])
+    auth[logins] = pop.auth[e_acc[logins]]
 
     ts = to_utc_us(grid, day, np.clip(local, 0.0, DAY_SECONDS - 1.0))
     events = make_batch(

@@ -55,7 +55,8 @@ def test_reads_mostly_inside_the_caseload_with_a_varying_share_outside(benign):
 def test_people_work_office_hours_on_weekdays(benign):
     log, _, _ = benign
     people = log[log["account_type"] != "service"]
-    assert (people["local"].dt.day_of_week < 5).all()
+    weekend = people["local"].dt.day_of_week >= 5
+    assert 0 < weekend.mean() < 0.01  # a rare weekend morning, never a habit
     assert people["local"].dt.hour.between(8, 17).mean() > 0.95
     # The lunch dip: 12:00-13:00 is quieter than 10:00-11:00.
     hours = people["local"].dt.hour.value_counts()

@@ -66,8 +66,9 @@ def test_log_schema_and_order(small):
     assert log.loc[log["action"] == "search", "records_returned"].notna().all()
     assert log.loc[log["record_id"].notna(), "record_org_id"].notna().all()
     assert log.loc[log["action"] == "create_account", "target_account_id"].notna().all()
-    logins = log[log["action"] == "login"]
-    assert logins["auth_method"].notna().all()
+    logins = log["action"] == "login"
+    assert log.loc[logins, "auth_method"].notna().all()
+    assert log.loc[~logins, "auth_method"].isna().all()
 
 
 def test_truth_attacks_caseloads_lookalikes(small):
