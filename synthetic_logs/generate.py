@@ -114,9 +114,9 @@ def generate_dataset(
     record_ids = _person_ids(pop)
     report("normal life", 0.1)
     with _LogWriter(out, pop, record_ids) as writer:
-        for chunk in _time_ordered(rng, pop, grid, plan, picker, extra):
+        for day, chunk in enumerate(_time_ordered(rng, pop, grid, plan, picker, extra)):
             writer.add(chunk)
-            report("normal life", 0.1 + 0.85 * writer.written / max(1, 35 * accounts * days))
+            report("normal life and writing", 0.1 + 0.85 * (day + 1) / days)
     events, malicious = writer.written, writer.malicious()
     files = _write_sides(out, extra, pop, record_ids, runs, found, malicious)
     report("done", 1.0)

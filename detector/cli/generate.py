@@ -62,7 +62,7 @@ def generate(out, scenarios, no_attacks, seed, accounts, days, start) -> None:
 
             def progress(stage: str, fraction: float) -> None:
                 bar.label = stage
-                bar.update(int(fraction * 100) - bar.pos)
+                bar.update(max(0, int(fraction * 100) - bar.pos))
 
             summary = generate_dataset(
                 out,
