@@ -94,12 +94,18 @@ def peer_stats(matrix: np.ndarray, groups: np.ndarray) -> dict[str, np.ndarray]:
     return stats
 
 
-def robust_scale(median: np.ndarray, q25: np.ndarray, q75: np.ndarray) -> np.ndarray:
-    """Spread for a robust z: the IQR's normal-equivalent, never below counting noise.
+SHARE_NOISE = 0.05  # a share moving by 5 points is within ordinary day-to-day noise
 
-    Counts fluctuate at least like a Poisson variable (sd = sqrt(mean)); the
-    floor keeps a very regular account from turning a small wobble into a huge z.
+
+def robust_scale(
+    median: np.ndarray, q25: np.ndarray, q75: np.ndarray, share: bool = False
+) -> np.ndarray:
+    """Spread for a robust z: the IQR's normal-equivalent, never below ordinary noise.
+
+    Counts fluctuate at least like a Poisson variable (sd = sqrt(mean)), shares
+    by a few points; the floor keeps a very regular account from turning a
+    small wobble into a huge z.
     """
     iqr_sd = (q75 - q25) / 1.349
-    poisson_sd = np.sqrt(np.maximum(median, 1.0))
-    return np.fmax(iqr_sd, poisson_sd)
+    noise = np.full_like(median, SHARE_NOISE) if share else np.sqrt(np.maximum(median, 1.0))
+    return np.fmax(iqr_sd, noise)

@@ -18,13 +18,14 @@ class Feature:
     unit: str  # count, share, days, flag, ratio, z
 
 
-# Volumes that get own/peer baselines (see BASELINE_STATS).
+# Features that get own/peer baselines (median, max, 95th percentile, robust z).
 BASELINED_VOLUMES: tuple[str, ...] = (
     "events",
     "records_touched",
     "records_read",
     "records_returned",
     "out_of_caseload_reads",
+    "out_of_caseload_share",
 )
 
 _ACTIVITY = [

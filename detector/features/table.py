@@ -381,7 +381,10 @@ def _add_baselines(
     median = own["median"][w_acc, w_day]
     constants[f"own_median_{volume}"] = np.where(enough, median, np.nan)
     constants[f"own_max_{volume}"] = np.where(enough, own["max"][w_acc, w_day], np.nan)
-    scale = baselines.robust_scale(median, own["q25"][w_acc, w_day], own["q75"][w_acc, w_day])
+    share = FEATURES[volume].unit == "share"
+    scale = baselines.robust_scale(
+        median, own["q25"][w_acc, w_day], own["q75"][w_acc, w_day], share
+    )
     constants[f"_own_scale_{volume}"] = np.where(enough, scale, np.nan)
 
     peers = baselines.peer_stats(matrix, peer_group)
@@ -390,5 +393,7 @@ def _add_baselines(
     median = peers["median"][group, w_day]
     constants[f"peer_median_{volume}"] = np.where(enough, median, np.nan)
     constants[f"peer_p95_{volume}"] = np.where(enough, peers["p95"][group, w_day], np.nan)
-    scale = baselines.robust_scale(median, peers["q25"][group, w_day], peers["q75"][group, w_day])
+    scale = baselines.robust_scale(
+        median, peers["q25"][group, w_day], peers["q75"][group, w_day], share
+    )
     constants[f"_peer_scale_{volume}"] = np.where(enough, scale, np.nan)
