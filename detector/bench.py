@@ -246,6 +246,9 @@ def evaluate_dataset(
         else set()
     )
 
+    # What depends on the log alone, computed once for every (rule set, mode).
+    exposure = metrics.record_exposure(events, answer.truth)
+    active_days = metrics.account_days(events, timezone)
     rows, rule_counts, lookalikes = [], [], []
     for label, ruleset, mode in _runs(rulesets, modes):
         began = time.perf_counter()
@@ -255,7 +258,15 @@ def evaluate_dataset(
             f"  {label} / {mode}: {len(alerts)} alerts in {time.perf_counter() - began:.1f} s",
         )
         keys = {"ruleset": label, "mode": mode}
-        table = metrics.scenario_metrics(alerts, answer.attacks, answer.truth, events, timezone)
+        table = metrics.scenario_metrics(
+            alerts,
+            answer.attacks,
+            answer.truth,
+            events,
+            timezone,
+            exposure=exposure,
+            active_days=active_days,
+        )
         looks = metrics.lookalike_outcomes(alerts, answer.lookalikes)
         table["lookalike_accounts"] = len(lookalike_accounts)
         table["lookalike_accounts_alerted"] = int(looks["accounts_alerted"].sum())

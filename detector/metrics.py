@@ -276,21 +276,35 @@ def attack_outcomes(
 
 
 def account_days(events: pd.DataFrame, timezone: str = "Europe/Paris") -> pd.DataFrame:
-    """Distinct (account_id, day) pairs with at least one event; days are local calendar days."""
-    local = _utc(events["timestamp"]).dt.tz_convert(timezone)
-    days = pd.DataFrame({"account_id": events["account_id"].astype(str), "day": local.dt.date})
+    """Distinct (account_id, day) pairs with at least one event; days are local calendar days.
+
+    ``day`` is the local calendar day as ``datetime64[D]``.
+    """
+    wall = _utc(events["timestamp"]).dt.tz_convert(timezone).dt.tz_localize(None)
+    days = pd.DataFrame(
+        {
+            "account_id": events["account_id"].astype(str).to_numpy(),
+            "day": wall.to_numpy().astype("datetime64[D]"),
+        }
+    )
     return days.drop_duplicates().reset_index(drop=True)
+
+
+def _local_days(stamps: pd.Series, timezone: str) -> np.ndarray:
+    return stamps.dt.tz_convert(timezone).dt.tz_localize(None).to_numpy().astype("datetime64[D]")
 
 
 def alert_counts(
     alerts: pd.DataFrame,
     attacks: Sequence[Mapping] | pd.DataFrame,
-    events: pd.DataFrame,
+    events: pd.DataFrame | None,
     timezone: str = "Europe/Paris",
+    active_days: pd.DataFrame | None = None,
 ) -> dict[str, float]:
     """Data-set-wide counts: false alerts and account-level precision.
 
-    Returns alerts_total, accounts_alerted, attack_accounts, attack_accounts_alerted,
+    ``active_days``: :func:`account_days` of the log, when already computed (then
+    ``events`` is not read). Returns alerts_total, accounts_alerted, attack_accounts, attack_accounts_alerted,
     benign_alerts, benign_accounts_alerted, benign_alert_days, benign_account_days,
     fp_per_1000_account_days, precision (NaN when nothing was alerted) and recall.
     """
@@ -299,11 +313,11 @@ def alert_counts(
     is_bad = table["account_id"].isin(bad_accounts)
     alerted = set(table["account_id"])
     benign = table[~is_bad]
-    benign_alert_days = benign.assign(day=benign["detected_at"].dt.tz_convert(timezone).dt.date)[
+    benign_alert_days = benign.assign(day=_local_days(benign["detected_at"], timezone))[
         ["account_id", "day"]
     ].drop_duplicates()
 
-    days = account_days(events, timezone)
+    days = account_days(events, timezone) if active_days is None else active_days
     benign_days = int((~days["account_id"].isin(bad_accounts)).sum())
     true_positives = len(alerted & bad_accounts)
     return {
@@ -414,8 +428,13 @@ def scenario_metrics(
     events: pd.DataFrame,
     timezone: str = "Europe/Paris",
     grace=DETECTION_GRACE,
+    exposure: pd.DataFrame | None = None,
+    active_days: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per scenario of the data set: the benchmark's columns.
+
+    ``exposure`` (:func:`record_exposure`) and ``active_days`` (:func:`account_days`)
+    depend on the log only: pass them to score many alert tables of one log cheaply.
 
     A scenario with several attack instances is detected when all of them are;
     its time to detect is the slowest instance's; its exposure pools the records
@@ -425,7 +444,9 @@ def scenario_metrics(
     first_rule, recall, and the keys of :func:`alert_counts` (whose recall is
     renamed recall_all).
     """
-    outcomes = attack_outcomes(alerts, attacks, truth, events, grace)
+    if exposure is None:
+        exposure = record_exposure(events, truth)
+    outcomes = exposure_before_detection(exposure, detections(alerts, attacks, grace))
     grouped = outcomes.groupby("scenario", sort=True)
     rows = grouped.agg(
         attacks=("attack_id", "size"),
@@ -448,7 +469,7 @@ def scenario_metrics(
     earliest = outcomes.dropna(subset=["detected_at"]).sort_values("detected_at")
     rows["first_rule"] = earliest.drop_duplicates("scenario").set_index("scenario")["first_rule"]
     rows["recall"] = scenario_recall(alerts, attacks)
-    counts = alert_counts(alerts, attacks, events, timezone)
+    counts = alert_counts(alerts, attacks, events, timezone, active_days)
     counts["recall_all"] = counts.pop("recall")
     for key, value in counts.items():
         rows[key] = value
