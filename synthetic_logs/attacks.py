@@ -95,6 +95,11 @@ def _pick_victims(
     if p.victim_structure:
         ok &= pop.org_kind[pop.account_org] == KIND[p.victim_structure]
     candidates = np.setdiff1d(np.flatnonzero(ok), np.fromiter(excluded, np.int64, len(excluded)))
+    # A theft through BI goes through an account that uses BI (as Similo's users do).
+    if any(s.primitive == "bulk_export" and s.get("application") == "bi" for s in scenario.steps):
+        bi_users = candidates[pop.bi_user[candidates]]
+        if len(bi_users) >= p.victims:
+            candidates = bi_users
     if len(candidates) < p.victims:
         raise GeneratorError(
             f"scenario {scenario.name}: the population has only {len(candidates)} free {p.victim_type} accounts for {p.victims} victims; raise --accounts"
@@ -108,19 +113,9 @@ def _new_identity(rng, run: AttackRun, pop: Population, step: Step) -> None:
     if not stealth.reuse_victim_address:
         run.ip = pop.addresses.add(random_addresses(rng, max(1, p.attacker_addresses)))
     if not stealth.reuse_victim_client:
-        picked = rng.choice(
-            len(ATTACKER_CLIENTS),
-            min(len(ATTACKER_CLIENTS), max(1, p.attacker_clients)),
-            replace=False,
-        )
-        codes = np.array(
-            [
-                pop.clients.values.index(ATTACKER_CLIENTS[i])
-                if ATTACKER_CLIENTS[i] in pop.clients.values
-                else pop.clients.add([ATTACKER_CLIENTS[i]])[0]
-                for i in picked
-            ]
-        )
+        count = min(len(ATTACKER_CLIENTS), max(1, p.attacker_clients))
+        picked = rng.choice(len(ATTACKER_CLIENTS), count, replace=False)
+        codes = pop.clients.codes([ATTACKER_CLIENTS[i] for i in picked])
         run.client = codes[np.arange(len(run.acting)) % len(codes)].astype(np.int32)
     run.failed_logins = step.get("failed_logins")
 
@@ -147,10 +142,8 @@ def create_accounts(rng, run: AttackRun, step: Step, pop: Population, grid: DayG
     count = step.get("count")
     kind = TYPE[step.get("account_type")]
     used = set(pop.account_ids)
-    pool = rng.permutation(np.arange(100_000, 1_000_000))
-    ids = [f"u{i:06d}" for i in pool[: count + len(used)].tolist() if f"u{i:06d}" not in used][
-        :count
-    ]
+    fresh = [f"u{i:06d}" for i in rng.integers(100_000, 1_000_000, 4 * count + 8).tolist()]
+    ids = list(dict.fromkeys(i for i in fresh if i not in used))[:count]
     peers = np.flatnonzero(pop.account_type == kind)
     like = (
         int(peers[np.argsort(pop.daily_events[peers])[len(peers) // 2]]) if len(peers) else creator

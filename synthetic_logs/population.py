@@ -108,9 +108,15 @@ class Vocabulary:
         self.values: list[str] = list(values)
 
     def add(self, values: list[str]) -> np.ndarray:
+        """Append new values; give their codes."""
         first = len(self.values)
         self.values.extend(values)
         return np.arange(first, len(self.values), dtype=np.int32)
+
+    def codes(self, values: list[str]) -> np.ndarray:
+        """Codes of `values`, appending those not yet known."""
+        known = {v: i for i, v in enumerate(self.values)}
+        return np.array([known[v] if v in known else self.add([v])[0] for v in values], np.int32)
 
 
 def random_addresses(rng: np.random.Generator, n: int) -> list[str]:

@@ -187,6 +187,8 @@ def test_imilo_night_bulk_exports_through_bi(data):
     hours = attack["local"].dt.hour
     assert ((hours >= 22) | (hours < 6)).all()
     assert exports["records_returned"].min() > 100
+    victim = log[log["scenario"].isna() & log["account_id"].isin(attack["account_id"])]
+    assert "bi" in set(victim["application"])  # a BI user's account, as Similo's were
 
 
 def test_attack_volumes_scale_with_the_population(tmp_path):
