@@ -31,6 +31,7 @@ class AttackRun:
     scenario: Scenario
     acting: np.ndarray  # account codes acting now
     ip: np.ndarray  # address codes the attacker may use (one picked per session)
+    ip_per_account: bool  # ip[i] belongs to acting account i (the victims' own addresses)
     client: np.ndarray  # client codes the attacker uses, per acting account
     days: np.ndarray  # attack days (day of each window's start)
     hours: tuple[float, float]
@@ -73,6 +74,7 @@ def run_attack(
         scenario,
         victims,
         pop.office_ip[victims],
+        True,
         pop.client[victims],
         attack_days(scenario, grid),
         hours,
@@ -112,6 +114,7 @@ def _new_identity(rng, run: AttackRun, pop: Population, step: Step) -> None:
     p, stealth = run.scenario.parameters, run.scenario.stealth
     if not stealth.reuse_victim_address:
         run.ip = pop.addresses.add(random_addresses(rng, max(1, p.attacker_addresses)))
+        run.ip_per_account = False
     if not stealth.reuse_victim_client:
         count = min(len(ATTACKER_CLIENTS), max(1, p.attacker_clients))
         picked = rng.choice(len(ATTACKER_CLIENTS), count, replace=False)
@@ -164,7 +167,7 @@ def create_accounts(rng, run: AttackRun, step: Step, pop: Population, grid: DayG
         ]
     )
     target = np.concatenate([[-1], np.repeat(created, 2), [-1]])
-    ip = run.ip[rng.integers(0, len(run.ip))]
+    ip = run.ip[0] if run.ip_per_account else run.ip[rng.integers(0, len(run.ip))]
     ts = to_utc_us(grid, np.full(n, day), local)
     _failed_logins(rng, run, grid, creator, ip, run.client[0], ts[0], pop)
     run.batches.append(make_batch(
@@ -173,7 +176,8 @@ def create_accounts(rng, run: AttackRun, step: Step, pop: Population, grid: DayG
         attack=run.index,
     ))  # fmt: skip
     if run.scenario.stealth.reuse_victim_address:
-        run.ip = pop.office_ip[[creator]]
+        run.ip = pop.office_ip[[creator]]  # the new accounts come from the manager's office
+        run.ip_per_account = False
     run.acting = created
     run.client = np.resize(run.client, len(created))
     run.accounts.extend(int(c) for c in created)
@@ -349,7 +353,10 @@ def _emit_sessions(
     application = (
         np.full(len(group), APP[app_name], np.int8) if app_name else pop.application[acc[group]]
     )
-    session_ip = run.ip[rng.integers(0, len(run.ip), len(acc))]
+    if run.ip_per_account:
+        session_ip = run.ip[who]
+    else:
+        session_ip = run.ip[rng.integers(0, len(run.ip), len(acc))]
     auth = np.where(action == ACTION["login"], pop.auth[acc[group]], -1)
     ts = to_utc_us(grid, day[group], local)
     first = ends - counts

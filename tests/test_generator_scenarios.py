@@ -226,8 +226,11 @@ def test_stealth_knobs_make_cap_emploi_quiet(tmp_path):
     attack = quiet[quiet["scenario"].notna()]
     assert 0 < len(attack) < len(loud[loud["scenario"].notna()]) / 10
     benign = quiet[quiet["scenario"].isna() & quiet["account_id"].isin(attack["account_id"])]
-    assert set(attack["src_ip"]) <= set(benign["src_ip"])
-    assert set(attack["user_agent"]) <= set(benign["user_agent"])
+    for account, mine in attack.groupby("account_id"):
+        own = benign[benign["account_id"] == account]
+        assert set(mine["src_ip"]) <= set(own["src_ip"]) and set(mine["user_agent"]) <= set(
+            own["user_agent"]
+        )
     assert attack["local"].dt.hour.between(9, 16).all()
     assert (attack["local"].dt.day_of_week < 5).all()
     # Daily reads stay near the victim's own usual daily volume.
