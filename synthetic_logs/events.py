@@ -81,8 +81,15 @@ _DTYPES = {
     "target": np.int32,
     "attack": np.int16,
 }
-_DEFAULTS = {"record": NONE, "auth": NONE, "outcome": SUCCESS, "returned": NONE}
-_DEFAULTS.update(target=NONE, attack=NONE)
+# Columns that may be left out of make_batch, and their value then.
+_DEFAULTS = {
+    "record": NONE,
+    "auth": NONE,
+    "outcome": SUCCESS,
+    "returned": NONE,
+    "target": NONE,
+    "attack": NONE,
+}
 
 
 def make_batch(ts: np.ndarray, **columns) -> EventBatch:

@@ -80,13 +80,3 @@ def to_utc_us(grid: DayGrid, day: np.ndarray, local_seconds: np.ndarray) -> np.n
         local_us < grid.switch_second[day] * US, grid.offset_before[day], grid.offset_after[day]
     )
     return grid.midnight_us[day] + local_us - offset * US
-
-
-def local_hours(utc_us: np.ndarray) -> np.ndarray:
-    """Local (Europe/Paris) hour of day of UTC instants, via pandas' vectorised tz conversion."""
-    import pandas as pd
-
-    local = pd.DatetimeIndex(pd.to_datetime(np.asarray(utc_us), unit="us", utc=True)).tz_convert(
-        PARIS
-    )
-    return np.asarray(local.hour)
