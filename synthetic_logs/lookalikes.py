@@ -180,16 +180,20 @@ def _onboarding(rng, pop: Population, grid: DayGrid, plan: DayPlan, found: Looka
 
 
 def _late_work(rng, pop: Population, grid: DayGrid, plan: DayPlan, found: Lookalikes) -> None:
-    """Some advisors stay until 20:30-22:00 on a few days."""
+    """Some busy advisors stay until 20:30-22:00 on a few days, doing more than usual."""
     staff = np.flatnonzero(np.isin(pop.account_type, [TYPE["advisor"], TYPE["youth_advisor"]]))
+    staff = staff[pop.daily_events[staff] >= np.median(pop.daily_events[staff])]
     chosen = rng.choice(staff, max(1, len(staff) * 3 // 100), replace=False)
     for account in chosen:
         days = np.flatnonzero(plan.active[account])
         if not len(days):
             continue
         for day in rng.choice(days, min(len(days), int(rng.integers(2, 5))), replace=False):
+            usual = plan.end_s[account, day] - plan.start_s[account, day]
             plan.end_s[account, day] = rng.uniform(20.5, 22.0) * HOUR
-            plan.volume[account, day] *= 1.3
+            plan.volume[account, day] *= (
+                plan.end_s[account, day] - plan.start_s[account, day]
+            ) / usual
             window = to_utc_us(
                 grid, np.array([day, day]), np.array([18.0 * HOUR, plan.end_s[account, day]])
             )

@@ -250,6 +250,10 @@ def build_population(rng: np.random.Generator, accounts: int, days: int) -> Popu
     end_hour = np.clip(rng.normal(17.3, 0.5, n), 15.8, 18.6)
     out_share = np.clip(rng.beta(3.0, 14.0, n), 0.03, 0.45)  # mean ~18 %, varies per account
     out_share[types == TYPE["training_org"]] *= 0.3
+    # Team leads and referents: a few advisors read across the agency's cases all day.
+    leads = (types == TYPE["advisor"]) & (rng.random(n) < 0.03)
+    out_share[leads] = rng.uniform(0.5, 0.8, leads.sum())
+    daily_events[leads] *= 1.5
     remote_count = rng.choice([0, 0, 1, 1, 2], size=n)
     remote_weekdays = rng.random((n, 5)).argsort(axis=1) < remote_count[:, None]
     remote_weekdays[types == TYPE["service"]] = False
