@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from detector.features import baselines
 from detector.features.catalogue import BASELINED_VOLUMES, FEATURES
@@ -31,6 +33,7 @@ RARE_HOUR_SHARE = 0.01
 RARE_HOUR_MIN_HISTORY = 50  # earlier events needed before an hour can be called rare
 NOVELTY_MIN_HISTORY = 5  # earlier active days needed before a value can be called new
 _DENSE_WINDOW_LIMIT = 50_000_000
+_DENSE_KEY_LIMIT = 20_000_000
 _A = {name: code for code, name in enumerate(ACTIONS)}
 
 
@@ -92,18 +95,40 @@ def _codes(frame: pd.DataFrame, column: str) -> np.ndarray | None:
     return frame[column].cat.codes.to_numpy().astype(np.int64)
 
 
-def _first_per_account(acc: np.ndarray, codes: np.ndarray | None, n_acc: int) -> np.ndarray:
-    """Each account's first non-missing code (-1 when none)."""
-    out = np.full(n_acc, -1, dtype=np.int64)
+def _first_event_of_each(keys: np.ndarray, n_keys: int) -> np.ndarray:
+    """Index of the first event of each key 0..n_keys-1 (len(keys) when it has none)."""
+    first = np.full(n_keys, len(keys), dtype=np.int64)
+    first[keys[::-1]] = np.arange(len(keys) - 1, -1, -1)  # written last = earliest event
+    return first
+
+
+def _attribute_of_accounts(
+    acc: np.ndarray, codes: np.ndarray | None, first_event: np.ndarray
+) -> np.ndarray:
+    """Each account's code (type, structure): its first event's, else its first non-missing one."""
     if codes is None:
-        return out
-    present = np.flatnonzero(codes >= 0)[::-1]
-    out[acc[present]] = codes[present]  # written last = earliest event
+        return np.full(len(first_event), -1, dtype=np.int64)
+    out = (
+        codes[np.minimum(first_event, len(codes) - 1)]
+        if len(codes)
+        else np.full(len(first_event), -1)
+    )
+    if (out < 0).any():  # rare: the first event lacks it; look further, for those accounts only
+        missing = np.flatnonzero(out < 0)
+        rows = np.flatnonzero(np.isin(acc, missing) & (codes >= 0))
+        found = _first_event_of_each(acc[rows], len(first_event))
+        has = found[missing] < len(rows)
+        out[missing[has]] = codes[rows[found[missing[has]]]]
     return out
 
 
-def _first_occurrence(keys: np.ndarray) -> np.ndarray:
-    """True at the first (earliest) occurrence of each key."""
+def _first_occurrence(keys: np.ndarray, n_keys: int | None = None) -> np.ndarray:
+    """True at the first (earliest) occurrence of each key.
+
+    With a small key space (``n_keys`` known) a scatter does it; otherwise hashing.
+    """
+    if n_keys is not None and n_keys <= _DENSE_KEY_LIMIT:
+        return _first_event_of_each(keys, n_keys)[keys] == np.arange(len(keys))
     return ~pd.Series(keys).duplicated(keep="first").to_numpy()
 
 
@@ -115,6 +140,18 @@ def _category_lower(frame: pd.DataFrame, column: str) -> np.ndarray | None:
     return categories[frame[column].cat.codes.to_numpy()]  # code -1 -> ""
 
 
+def _lookup(values: pd.Series, index: pd.Index) -> np.ndarray:
+    """Position of each value in ``index`` (-1 when absent), hashed by Arrow.
+
+    Arrow hashes millions of record ids without making Python strings of them.
+    """
+    found = pc.index_in(
+        pa.array(values.astype(str), type=pa.string()),
+        value_set=pa.array(index.astype(str), type=pa.string()),
+    )
+    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
 def _caseload_membership(
     acc: np.ndarray, rec: np.ndarray, accounts: pd.Index, records: pd.Index, caseloads: pd.DataFrame
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -124,8 +161,8 @@ def _caseload_membership(
     those with one gather. Records with several owners (hand-overs) are looked
     up among the sorted (account, record) pairs.
     """
-    cl_acc = accounts.get_indexer(caseloads["account_id"]).astype(np.int64)
-    cl_rec = records.get_indexer(caseloads["record_id"]).astype(np.int64)
+    cl_acc = _lookup(caseloads["account_id"], accounts)
+    cl_rec = _lookup(caseloads["record_id"], records)
     size = np.bincount(cl_acc[cl_acc >= 0], minlength=len(accounts))
     known = (cl_acc >= 0) & (cl_rec >= 0)
     n_rec = max(len(records), 1)
@@ -270,7 +307,7 @@ def build_feature_table(
             counts[name] = np.zeros(n, dtype=bool)
             continue
         n_values = len(frame[column].cat.categories) + 1
-        first_use = _first_occurrence(acc * n_values + codes + 1) & (codes >= 0)
+        first_use = _first_occurrence(acc * n_values + codes + 1, n_acc * n_values) & (codes >= 0)
         counts[name] = first_use & has_history
 
     # Rare hours: hours which, with their two neighbours, hold < 1 % of the account's
@@ -302,7 +339,7 @@ def build_feature_table(
     target = _codes(frame, "target_account_id")
     if target is not None:
         created_ids = frame["target_account_id"].cat.categories
-        target_acc = accounts.get_indexer(created_ids).astype(np.int64)
+        target_acc = _lookup(pd.Series(created_ids), accounts)
         creation = np.flatnonzero(counts["accounts_created"] & (target >= 0))
         creation_acc = target_acc[target[creation]]
         ok = creation_acc >= 0
@@ -316,8 +353,9 @@ def build_feature_table(
         "created_in_log": (created[w_acc] <= w_day).astype(np.float64),
     }
 
-    type_codes = _first_per_account(acc, _codes(frame, "account_type"), n_acc)
-    org_codes = _first_per_account(acc, _codes(frame, "organization_id"), n_acc)
+    first_event = _first_event_of_each(acc, n_acc)
+    type_codes = _attribute_of_accounts(acc, _codes(frame, "account_type"), first_event)
+    org_codes = _attribute_of_accounts(acc, _codes(frame, "organization_id"), first_event)
     peer_group = type_codes + 1  # 0 = unknown type
     volumes = derive(sums, {**constants, **_nan_baselines(n_win)})
     for volume in BASELINED_VOLUMES:
