@@ -240,11 +240,6 @@ def evaluate_dataset(
     prepared = engine.prepare(log, caseloads if caseloads.exists() else None, timezone=timezone)
     _say(progress, f"  prepared in {time.perf_counter() - began:.1f} s")
     events = _events_of(prepared, log, engine)
-    lookalike_accounts = (
-        {str(a) for item in answer.lookalikes for a in item["accounts"]}
-        if answer.lookalikes
-        else set()
-    )
 
     # What depends on the log alone, computed once for every (rule set, mode).
     exposure = metrics.record_exposure(events, answer.truth)
@@ -268,9 +263,8 @@ def evaluate_dataset(
             active_days=active_days,
         )
         looks = metrics.lookalike_outcomes(alerts, answer.lookalikes)
-        table["lookalike_accounts"] = len(lookalike_accounts)
-        table["lookalike_accounts_alerted"] = int(looks["accounts_alerted"].sum())
-        table["lookalike_accounts_alerted_high"] = int(looks["accounts_alerted_high"].sum())
+        for key, value in metrics.lookalike_summary(alerts, answer.lookalikes).items():
+            table[key] = value
         rows.append(table.assign(**keys))
         rule_counts.append(metrics.rule_alert_counts(alerts, answer.attacks).assign(**keys))
         lookalikes.append(looks.assign(**keys))

@@ -342,6 +342,45 @@ def scenario_recall(alerts: pd.DataFrame, attacks: Sequence[Mapping] | pd.DataFr
     return pairs.groupby("scenario")["alerted"].mean().rename("recall")
 
 
+def _lookalike_pairs(
+    alerts: pd.DataFrame, lookalikes: Sequence[Mapping], grace
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The instances (with an ``instance`` number) and their (instance, alert) pairs in span."""
+    frame = pd.DataFrame(list(lookalikes))
+    frame["instance"] = np.arange(len(frame))
+    frame["start"] = _utc(frame["start"])
+    frame["end"] = _utc(frame["end"])
+    frame["n_accounts"] = frame["accounts"].map(len)
+    long = frame.explode("accounts").rename(columns={"accounts": "account_id"})
+    long["account_id"] = long["account_id"].astype(str)
+    pairs = long.merge(_alerts(alerts), on="account_id", how="inner")
+    in_span = (pairs["detected_at"] >= pairs["start"]) & (
+        pairs["detected_at"] <= pairs["end"] + grace
+    )
+    return frame, pairs[in_span]
+
+
+def lookalike_summary(
+    alerts: pd.DataFrame, lookalikes: Sequence[Mapping] | None, grace=DETECTION_GRACE
+) -> dict[str, int]:
+    """Distinct look-alike accounts, those alerted during one of their instances, and at high.
+
+    Keys: lookalike_accounts, lookalike_accounts_alerted, lookalike_accounts_alerted_high.
+    """
+    if not lookalikes:
+        return dict.fromkeys(
+            ("lookalike_accounts", "lookalike_accounts_alerted", "lookalike_accounts_alerted_high"),
+            0,
+        )
+    frame, pairs = _lookalike_pairs(alerts, lookalikes, grace)
+    high = pairs["severity_rank"] == SEVERITIES.index("high")
+    return {
+        "lookalike_accounts": len({str(a) for accounts in frame["accounts"] for a in accounts}),
+        "lookalike_accounts_alerted": int(pairs["account_id"].nunique()),
+        "lookalike_accounts_alerted_high": int(pairs.loc[high, "account_id"].nunique()),
+    }
+
+
 def lookalike_outcomes(
     alerts: pd.DataFrame, lookalikes: Sequence[Mapping] | None, grace=DETECTION_GRACE
 ) -> pd.DataFrame:
@@ -363,17 +402,7 @@ def lookalike_outcomes(
     ]
     if not lookalikes:
         return pd.DataFrame(columns=columns)
-    frame = pd.DataFrame(list(lookalikes))
-    frame["instance"] = np.arange(len(frame))
-    frame["start"] = _utc(frame["start"])
-    frame["end"] = _utc(frame["end"])
-    frame["n_accounts"] = frame["accounts"].map(len)
-    long = frame.explode("accounts").rename(columns={"accounts": "account_id"})
-    long["account_id"] = long["account_id"].astype(str)
-    pairs = long.merge(_alerts(alerts), on="account_id", how="inner")
-    pairs = pairs[
-        (pairs["detected_at"] >= pairs["start"]) & (pairs["detected_at"] <= pairs["end"] + grace)
-    ]
+    frame, pairs = _lookalike_pairs(alerts, lookalikes, grace)
     high = SEVERITIES.index("high")
     grouped = pairs.groupby("instance")
     out = frame[["instance", "kind", "start", "end", "n_accounts"]].set_index("instance")

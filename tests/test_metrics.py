@@ -278,6 +278,12 @@ def test_lookalikes(case):
     assert out["alerts"].tolist() == [2, 0, 0]
     assert out["max_severity"].tolist() == ["high", None, None]
     assert metrics.lookalike_outcomes(alerts, None).empty
+    # b1 is in two instances but counts once; b2, b3 were not alerted
+    assert metrics.lookalike_summary(alerts, lookalikes) == {
+        "lookalike_accounts": 3,
+        "lookalike_accounts_alerted": 1,
+        "lookalike_accounts_alerted_high": 1,
+    }
 
 
 def test_rule_alert_counts(case):
