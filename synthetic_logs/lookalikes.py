@@ -105,12 +105,11 @@ def _handovers(rng, pop: Population, grid: DayGrid, plan: DayPlan, found: Lookal
     used: set[int] = set()
     for _ in range(max(1, len(advisors) // 250)):
         leaver = int(rng.choice(advisors))
-        mates = [
-            a
-            for a in np.flatnonzero(pop.account_org == pop.account_org[leaver])
-            if a != leaver and pop.account_type[a] == TYPE["advisor"] and a not in used
-        ]
-        if leaver in used or not mates:
+        same_agency = (pop.account_org == pop.account_org[leaver]) & (
+            pop.account_type == TYPE["advisor"]
+        )
+        mates = np.setdiff1d(np.flatnonzero(same_agency), [leaver, *used])
+        if leaver in used or not len(mates):
             continue
         taker = int(rng.choice(mates))
         used.update((leaver, taker))
