@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
@@ -39,6 +40,7 @@ OPTIONAL_COLUMNS = tuple(c for c in STRING_COLUMNS if c not in REQUIRED_COLUMNS)
     "event_id",
     "records_returned",
 )
+HIGH_CARDINALITY = ("record_id",)  # encoded after reading, see read_table
 ACTIONS = (
     "login",
     "logout",
@@ -86,8 +88,10 @@ def _dataset(path: Path) -> ds.Dataset:
 def read_table(path: str | Path, accounts: Collection[str] | None = None) -> pa.Table:
     """Read the columns the detector uses from a Parquet file or directory.
 
-    String columns are read dictionary-encoded, which is what makes a 10M-row
-    log cheap to turn into categoricals.
+    Low-cardinality string columns are read dictionary-encoded (cheap to turn
+    into categoricals). ``record_id`` holds millions of distinct values: its
+    per-row-group dictionaries would cost more to unify than one hashing pass,
+    so it is read as text and encoded once, by Arrow.
     """
     path = Path(path)
     dataset = _dataset(path)
@@ -96,12 +100,13 @@ def read_table(path: str | Path, accounts: Collection[str] | None = None) -> pa.
     if missing:
         raise InputError(f"{path}: missing required column(s): {', '.join(missing)}")
     columns = [c for c in REQUIRED_COLUMNS + OPTIONAL_COLUMNS if c in names]
-    read_dictionary = [
+    text = [
         c
         for c in columns
         if pa.types.is_string(dataset.schema.field(c).type)
         or pa.types.is_large_string(dataset.schema.field(c).type)
     ]
+    read_dictionary = [c for c in text if c not in HIGH_CARDINALITY]
     try:
         if accounts is not None:
             wanted = pa.array(sorted(set(accounts)), type=pa.string())
@@ -112,6 +117,10 @@ def read_table(path: str | Path, accounts: Collection[str] | None = None) -> pa.
             table = pq.read_table(path, columns=columns, read_dictionary=read_dictionary)
     except (pa.ArrowInvalid, OSError) as error:
         raise InputError(f"{path}: cannot read Parquet data ({error})") from None
+    for name in HIGH_CARDINALITY:
+        if name in text:
+            encoded = pc.dictionary_encode(table.column(name).combine_chunks())
+            table = table.set_column(table.schema.get_field_index(name), name, encoded)
     return table
 
 
