@@ -7,6 +7,7 @@ budget. They are committed without outputs.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -37,6 +38,18 @@ def test_notebook_is_committed_without_outputs(path):
         if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)
     ]
     assert dirty == [], f"{path.name}: cells {dirty} hold outputs; clear them before committing"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_notebook_defines_no_logic_of_its_own(path):
+    """Functions and classes belong in the library, where they are tested."""
+    notebook = nbformat.read(path, as_version=4)
+    defining = [
+        index
+        for index, cell in enumerate(notebook.cells)
+        if cell.cell_type == "code" and re.search(r"^\s*(def|class|async def) ", cell.source, re.M)
+    ]
+    assert defining == [], f"{path.name}: cells {defining} define functions or classes"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
