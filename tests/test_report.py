@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from html.parser import HTMLParser
 
 import pandas as pd
 import pytest
@@ -431,3 +432,32 @@ def test_account_summary_ranks_accounts_by_their_worst_alert():
     assert table["account_id"].tolist() == ["adv-2", "adv-1"]
     assert table["alerts"].tolist() == [1, 2]
     assert table["top_severity"].tolist() == ["high", "medium"]
+
+
+class _TagBalance(HTMLParser):
+    """Records end tags that do not close the innermost open element."""
+
+    VOID = {"meta", "img", "br", "link", "hr", "input"}
+
+    def __init__(self):
+        super().__init__()
+        self.open, self.mismatches = [], []
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in self.VOID:
+            self.open.append(tag)
+
+    def handle_endtag(self, tag):
+        if self.open and self.open[-1] == tag:
+            self.open.pop()
+        else:
+            self.mismatches.append(tag)
+
+
+def test_report_html_is_well_nested(files):
+    tmp_path, alerts_path, log_path = files
+    out = tmp_path / "report.html"
+    assert _run(alerts_path, "--log", log_path, "--out", out).exit_code == 0
+    checker = _TagBalance()
+    checker.feed(out.read_text(encoding="utf-8"))
+    assert checker.mismatches == [] and checker.open == []
