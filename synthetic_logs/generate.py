@@ -233,16 +233,26 @@ class _LogWriter:
         return np.concatenate(self._malicious) if self._malicious else np.zeros((0, 2), np.int64)
 
     def _flush(self) -> None:
-        chunk = concat(self.pending)
-        self.pending = []
-        bad = np.flatnonzero(chunk.attack >= 0)
-        self._malicious.append(np.stack([bad + self.written, chunk.attack[bad]], axis=1))
+        chunks, self.pending = self.pending, []
+        first_id = self.written
+        for chunk in chunks:
+            bad = np.flatnonzero(chunk.attack >= 0)
+            self._malicious.append(np.stack([bad + self.written, chunk.attack[bad]], axis=1))
+            self.written += len(chunk)
         if self.future is not None:
             self.future.result()  # one row group in flight at most: bounded memory
-        self.future = self.pool.submit(self._write, chunk, self.written)
-        self.written += len(chunk)
+        self.future = self.pool.submit(self._write, chunks, first_id)
 
-    def _write(self, chunk: EventBatch, first_id: int) -> None:
+    def _write(self, chunks: list[EventBatch], first_id: int) -> None:
+        """One row group from consecutive chunks (joined by Arrow without copying)."""
+        tables = []
+        for chunk in chunks:
+            tables.append(self._table(chunk, first_id))
+            first_id += len(chunk)
+        table = pa.concat_tables(tables)
+        self.writer.write_table(table, row_group_size=max(1, len(table)))
+
+    def _table(self, chunk: EventBatch, first_id: int) -> pa.Table:
         pop, d = self.pop, self.dictionaries
         account = chunk.account
         columns = [
@@ -266,9 +276,7 @@ class _LogWriter:
                 nullable=True,
             ),
         ]
-        self.writer.write_table(
-            pa.Table.from_arrays(columns, schema=self.schema), row_group_size=ROW_GROUP
-        )
+        return pa.Table.from_arrays(columns, schema=self.schema)
 
 
 def _write_sides(
