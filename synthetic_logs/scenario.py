@@ -237,10 +237,12 @@ def _coerce(value: Any, expected: type | tuple, key: str, where: str) -> Any:
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
         ):
             raise ScenarioError(where, key, "expected a list of two hours, e.g. [22, 5]")
+        if not all(0 <= v <= 24 for v in value):
+            raise ScenarioError(where, key, "hours must be between 0 and 24")
         return (float(value[0]), float(value[1]))
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if isinstance(value, bool) and expected is not bool or not isinstance(value, expected):
+    if (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected):
         raise ScenarioError(where, key, f"expected {name}, got {type(value).__name__}")
     short = key.rsplit(".", 1)[-1]
     if short in _CHOICES and value not in _CHOICES[short]:
@@ -251,6 +253,10 @@ def _coerce(value: Any, expected: type | tuple, key: str, where: str) -> Any:
         )
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
         raise ScenarioError(where, key, "must not be negative")
+    if short.endswith("_hour") and value > 24:
+        raise ScenarioError(where, key, "hours must be between 0 and 24")
+    if short in ("victims", "count", "exports", "duration_days") and value < 1:
+        raise ScenarioError(where, key, "must be at least 1")
     return value
 
 

@@ -92,6 +92,11 @@ def test_with_overrides_replaces_knobs_and_rejects_unknown_ones():
         with_overrides(base, volume=3)
     with pytest.raises(ScenarioError, match="stealth.office_hours_only: expected bool, got int"):
         with_overrides(base, office_hours_only=1)
+    with pytest.raises(ScenarioError, match="parameters.hours: hours must be between 0 and 24"):
+        with_overrides(base, hours=[22, 30])
+    with pytest.raises(ScenarioError, match="parameters.victims: must be at least 1"):
+        with_overrides(base, victims=0)
+    assert with_overrides(quiet, rate_multiple=None).stealth.rate_multiple is None
 
 
 # --- facts, on one generated data set -------------------------------------------------------
