@@ -170,3 +170,12 @@ def test_every_catalogued_feature_is_documented():
     doc = (Path(__file__).parents[1] / "docs" / "detector.md").read_text()
     missing = [name for name in FEATURES if f"`{name}`" not in doc]
     assert not missing, f"docs/detector.md lacks: {missing}"
+
+
+def test_accounts_listed_in_the_dictionary_without_events_are_ignored(tmp_path):
+    frame = _log(ONE_DAY)
+    frame["account_id"] = pd.Categorical(frame["account_id"], categories=["ghost", "a", "z"])
+    path = tmp_path / "log.parquet"
+    frame.to_parquet(path)
+    table = build_feature_table(read_log(path), CASELOADS).features
+    assert list(table["account_id"]) == ["a"]

@@ -344,7 +344,10 @@ def build_feature_table(
         creation_acc = target_acc[target[creation]]
         ok = creation_acc >= 0
         np.minimum.at(created, creation_acc[ok], day_index[creation][ok])
-    first_seen = np.minimum(w_day[acc_first_window], created) if n_win else created
+    # (Accounts listed in the column's dictionary but without events have no window.)
+    first_seen = (
+        np.minimum(w_day[np.minimum(acc_first_window, n_win - 1)], created) if n_win else created
+    )
     constants: dict[str, np.ndarray] = {
         "caseload_size": caseload_size[w_acc].astype(np.float64),
         "history_days": history_days.astype(np.float64),
