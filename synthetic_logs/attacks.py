@@ -211,6 +211,8 @@ def bulk_export(rng, run: AttackRun, step: Step, pop: Population, grid: DayGrid)
     records = _daily_volumes(rng, run, pop, step.get("population_share") * len(pool))
     sessions = len(records)
     exports = np.maximum(1, np.full(sessions, step.get("exports") // max(1, sessions)))
+    # Under a rate cap, a few small exports rather than dozens of one-record ones.
+    exports = np.maximum(1, np.minimum(exports, records // 20))
     per_export = np.maximum(1, records // exports)
     _emit_sessions(
         rng,

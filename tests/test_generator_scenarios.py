@@ -252,3 +252,18 @@ def test_office_hours_only_overrides_the_night_window(tmp_path):
     log = _run(tmp_path, with_overrides(load_scenario("imilo_night_bi"), office_hours_only=True))
     attack = log[log["scenario"].notna()]
     assert len(attack) and attack["local"].dt.hour.between(9, 16).all()
+
+
+@pytest.mark.parametrize("name", sorted(BUILTINS))
+def test_rate_cap_makes_every_scenario_quieter(tmp_path, name):
+    def records(scenario) -> tuple[int, int]:
+        log = _run(tmp_path / str(id(scenario)), scenario, seed=8)
+        attack = log[log["scenario"].notna()]
+        return len(attack), int(
+            attack["records_returned"].fillna(0).sum() + attack["record_id"].notna().sum()
+        )
+
+    loud_events, loud_records = records(load_scenario(name))
+    quiet_events, quiet_records = records(with_overrides(load_scenario(name), rate_multiple=1.0))
+    assert 0 < quiet_records < loud_records / 5
+    assert 0 < quiet_events <= loud_events
