@@ -153,7 +153,8 @@ def create_accounts(rng, run: AttackRun, step: Step, pop: Population, grid: DayG
     )
     created = pop.add_accounts(ids, kind, int(pop.account_org[creator]), like)
     pop.first_day[created] = run.days[0]
-    pop.auth[created] = pop.auth[creator]
+    for habit in ("auth", "office_ip", "home_ip", "client", "alt_client"):  # the creator's setting
+        getattr(pop, habit)[created] = getattr(pop, habit)[creator]
     # One session of the creator: login, then create_account + grant_access per new account.
     day = int(run.days[0])
     start = _window(rng, run, np.array([day]))[0][0] + rng.uniform(60, 600)
