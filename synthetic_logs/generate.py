@@ -139,8 +139,12 @@ def _resolve(scenarios: Sequence[str | Path | Scenario] | None) -> list[Scenario
     return [s if isinstance(s, Scenario) else load_scenario(s) for s in scenarios]
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def _iso(us: int) -> str:
-    return dt.datetime.fromtimestamp(us / 1e6, tz=dt.UTC).isoformat()
+    """ISO 8601 UTC of µs since epoch, exact (no float rounding)."""
+    return (_EPOCH + dt.timedelta(microseconds=int(us))).isoformat()
 
 
 def _codes(codes: np.ndarray, dictionary: pa.Array, nullable: bool = False) -> pa.DictionaryArray:
