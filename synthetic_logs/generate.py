@@ -351,7 +351,7 @@ def _person_ids(pop: Population) -> pa.Array:
     chars = np.empty((n, width), np.uint8)
     chars[:, 0] = np.where(pop.person_is_young, ord("Y"), ord("J"))
     chars[:, 1] = np.where(pop.person_is_young, ord("P"), ord("S"))
-    number = np.arange(n, dtype=np.int64)
+    number = pop.person_number.astype(np.int64)
     for position in range(width - 1, 1, -1):
         chars[:, position] = ord("0") + number % 10
         number //= 10

@@ -152,6 +152,9 @@ class Population:
     last_day: np.ndarray  # int32 last day the account works (leavers before the end)
     person_org: np.ndarray  # int32 structure following each person
     person_is_young: np.ndarray  # bool: young person (mission locale) vs job seeker
+    person_number: (
+        np.ndarray
+    )  # int64 number in the record id (shuffled: ids say nothing of caseloads)
     caseload_account: np.ndarray  # int32, caseload pairs
     caseload_person: np.ndarray  # int32
     addresses: Vocabulary
@@ -375,6 +378,7 @@ def build_population(rng: np.random.Generator, accounts: int, days: int) -> Popu
         last_day=np.full(n, days - 1, np.int32),
         person_org=person_org,
         person_is_young=person_is_young,
+        person_number=rng.permutation(len(person_org)),
         caseload_account=caseload_account,
         caseload_person=caseload_person,
         addresses=addresses,
