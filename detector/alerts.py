@@ -205,7 +205,8 @@ def build_alerts(
         model_score = float(model_scores[i]) if model_scores is not None else float("nan")
         score = max(rule_score, model_score if model_hit else 0.0)
         reasons = [r.render_reason(row) for r in rules]
-        top = drivers[i] if (model_hit and drivers is not None) else []
+        # Drivers read as the behaviour they measure: z_peer_records_read -> records_read.
+        top = _evidence_features(drivers[i]) if (model_hit and drivers is not None) else []
         if model_hit:
             reasons.append(_model_reason(row, top, model_score))
         shown = _evidence_features([f for r in rules for f in sorted(r.features())] + top)

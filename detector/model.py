@@ -96,10 +96,8 @@ class WindowModel:
         ).fit(matrix)
         scores = self._score_matrix(matrix)
         self.threshold_ = float(max(np.quantile(scores, 1.0 - self.alert_rate), self.min_score))
-        # Robust location and spread of each model column, to say which drove a score.
+        # The usual value of each model column, to say which features drove a score.
         self.centre_ = np.median(matrix, axis=0)
-        q25, q75 = np.quantile(matrix, [0.25, 0.75], axis=0)
-        self.spread_ = np.maximum(q75 - q25, np.std(matrix, axis=0) / 4 + 1e-6)
         return self
 
     def _check_fitted(self) -> None:
@@ -118,14 +116,25 @@ class WindowModel:
         return self._score_matrix(model_matrix(table, self.features_))
 
     def drivers(self, table: pd.DataFrame, top: int = 3) -> list[list[str]]:
-        """Per row, the features farthest above their usual range (the likely drivers)."""
+        """Per row, the features that drove its score, most influential first.
+
+        A feature drives a score when putting it back to its usual value (the
+        training median) lowers the score: each row is re-scored once per
+        feature with that feature reset, and the largest drops are named.
+        """
         self._check_fitted()
         if len(table) == 0:
             return []
-        distance = (model_matrix(table, self.features_) - self.centre_) / self.spread_
-        order = np.argsort(-distance, axis=1)[:, :top]
+        matrix = model_matrix(table, self.features_)
+        n_rows, n_features = matrix.shape
+        base = self._score_matrix(matrix)
+        variants = np.repeat(matrix, n_features, axis=0)
+        columns = np.tile(np.arange(n_features), n_rows)
+        variants[np.arange(len(variants)), columns] = self.centre_[columns]
+        drop = base[:, None] - self._score_matrix(variants).reshape(n_rows, n_features)
+        order = np.argsort(-drop, axis=1)[:, :top]
         names = np.array(self.features_)
-        return [[str(names[j]) for j in row if distance[i, j] > 1.0] for i, row in enumerate(order)]
+        return [[str(names[j]) for j in row if drop[i, j] > 0.005] for i, row in enumerate(order)]
 
     def save(self, path: str | Path) -> None:
         """Save with skops (no pickle: loading cannot run arbitrary code)."""
@@ -138,7 +147,6 @@ class WindowModel:
             "features": list(self.features_),
             "threshold": self.threshold_,
             "centre": self.centre_,
-            "spread": self.spread_,
             "params": {
                 "n_estimators": self.n_estimators,
                 "max_samples": self.max_samples,
@@ -179,5 +187,4 @@ class WindowModel:
         model.features_ = tuple(state["features"])
         model.threshold_ = float(state["threshold"])
         model.centre_ = np.asarray(state["centre"])
-        model.spread_ = np.asarray(state["spread"])
         return model
