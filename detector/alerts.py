@@ -24,6 +24,17 @@ from detector.rules import RuleSet, format_value
 SEVERITIES = ("low", "medium", "high")
 SEVERITY_SCORE = {"low": 0.5, "medium": 0.7, "high": 0.85}
 MODEL_POINTS_PER_WINDOW = 256  # prefix points the model is scored at, per alerted window
+# The columns the data contract promises (section 4); the others are extensions.
+CONTRACT_COLUMNS = (
+    "account_id",
+    "window_start",
+    "window_end",
+    "detected_at",
+    "score",
+    "severity",
+    "rules",
+    "reason",
+)
 ALERT_COLUMNS = [
     "alert_id",
     "account_id",

@@ -31,6 +31,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from detector import plots
+from detector.alerts import CONTRACT_COLUMNS
 from detector.errors import InputError
 from detector.schema import read_events
 
@@ -40,16 +41,6 @@ DEFAULT_MAX_ALERTS = 50
 # stops being something one forwards.
 MAX_INDEX_ROWS = 1000
 
-CONTRACT_COLUMNS = (
-    "account_id",
-    "window_start",
-    "window_end",
-    "detected_at",
-    "score",
-    "severity",
-    "rules",
-    "reason",
-)
 SEVERITY_RANK = {"high": 0, "medium": 1, "low": 2}
 _TIME_COLUMNS = ("window_start", "window_end", "detected_at")
 
