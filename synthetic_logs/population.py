@@ -34,10 +34,10 @@ TYPE_SHARES = {
 }
 MIN_PER_TYPE = {
     "advisor": 4,
-    "partner_advisor": 3,
+    "partner_advisor": 5,
     "training_org": 2,
     "youth_advisor": 4,
-    "account_manager": 2,
+    "account_manager": 4,
     "service": 1,
 }
 # Median events per working day and the structure kind of each type.
@@ -238,7 +238,7 @@ def build_population(rng: np.random.Generator, accounts: int, days: int) -> Popu
         account_org[mask] = first_org[kind] + rng.integers(0, n_orgs[kind], mask.sum())
     managers = np.flatnonzero(types == TYPE["account_manager"])
     at_ml = np.zeros(len(managers), bool)
-    at_ml[: max(1, len(managers) // 2)] = True
+    at_ml[: max(2, len(managers) // 2)] = True  # at least two at missions locales
     account_org[managers[at_ml]] = first_org["mission_locale"] + rng.integers(
         0, n_orgs["mission_locale"], at_ml.sum()
     )

@@ -267,3 +267,9 @@ def test_rate_cap_makes_every_scenario_quieter(tmp_path, name):
     quiet_events, quiet_records = records(with_overrides(load_scenario(name), rate_multiple=1.0))
     assert 0 < quiet_records < loud_records / 5
     assert 0 < quiet_events <= loud_events
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_smallest_population_runs_every_scenario(tmp_path, seed):
+    summary = generate_dataset(tmp_path / "logs.parquet", accounts=50, days=10, seed=seed)
+    assert summary.attacks == 4 and summary.malicious_events > 0
