@@ -88,3 +88,18 @@ def test_scenarios_lists_the_builtins_one_line_each():
         "cap_emploi", "imilo_night_bi", "kairos_infostealer", "ouiform_account_creation",
     ]  # fmt: skip
     assert lines[0].split("\t")[1] == "2024-02-06/2024-03-05"
+
+
+def test_progress_is_reported_up_to_done(tmp_path):
+    from synthetic_logs.generate import generate_dataset
+
+    seen: list[tuple[str, float]] = []
+    generate_dataset(
+        tmp_path / "logs.parquet",
+        [],
+        accounts=60,
+        days=3,
+        progress=lambda s, f: seen.append((s, f)),
+    )
+    fractions = [f for _, f in seen]
+    assert fractions == sorted(fractions) and fractions[0] == 0.0 and seen[-1] == ("done", 1.0)
