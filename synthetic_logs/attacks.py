@@ -113,7 +113,8 @@ def _new_identity(rng, run: AttackRun, pop: Population, step: Step) -> None:
     """The attacker logs in with the victim's secret from its own addresses and client."""
     p, stealth = run.scenario.parameters, run.scenario.stealth
     if not stealth.reuse_victim_address:
-        run.ip = pop.addresses.add(random_addresses(rng, max(1, p.attacker_addresses)))
+        # Residential proxies as well as hosting: some attacker addresses are IPv6 too.
+        run.ip = pop.addresses.add(random_addresses(rng, max(1, p.attacker_addresses), 0.15))
         run.ip_per_account = False
     if not stealth.reuse_victim_client:
         count = min(len(ATTACKER_CLIENTS), max(1, p.attacker_clients))

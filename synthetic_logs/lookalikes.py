@@ -13,7 +13,7 @@ import numpy as np
 
 from synthetic_logs.events import ACTION, APP, AUTH, TYPE, EventBatch, make_batch
 from synthetic_logs.normal import HOUR, DayPlan
-from synthetic_logs.population import KIND, Population, random_addresses
+from synthetic_logs.population import HOME_IPV6_SHARE, KIND, Population, random_addresses
 from synthetic_logs.timegrid import DayGrid, to_utc_us
 
 
@@ -207,7 +207,7 @@ def _remote_work(rng, pop: Population, grid: DayGrid, plan: DayPlan, found: Look
     if grid.days < 10:
         return
     chosen = rng.choice(staff, max(1, len(staff) // 100), replace=False)
-    new_ips = pop.addresses.add(random_addresses(rng, len(chosen)))
+    new_ips = pop.addresses.add(random_addresses(rng, len(chosen), HOME_IPV6_SHARE))
     for account, ip in zip(chosen, new_ips, strict=True):
         first = int(rng.integers(grid.days // 3, grid.days - 3))
         days = _working_days(grid, first, first + 7)[: int(rng.integers(3, 6))]

@@ -79,6 +79,9 @@ _FIRST_OCTETS = np.array(
     [77, 78, 80, 81, 82, 83, 86, 88, 90, 91, 92, 109, 176, 185, 193, 194, 195, 212, 213, 217]
 )
 
+_IPV6_PREFIXES = np.array(["2a01:e0a", "2a01:cb00", "2a01:cb1d", "2001:861", "2a02:8428"])
+HOME_IPV6_SHARE = 0.3
+
 FLEET_CLIENTS = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 Edg/120.0.0.0",
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
@@ -119,11 +122,27 @@ class Vocabulary:
         return np.array([known[v] if v in known else self.add([v])[0] for v in values], np.int32)
 
 
-def random_addresses(rng: np.random.Generator, n: int) -> list[str]:
-    """n public-looking IPv4 addresses as strings."""
+def random_addresses(rng: np.random.Generator, n: int, ipv6_share: float = 0.0) -> list[str]:
+    """n public-looking addresses as strings; about `ipv6_share` of them IPv6.
+
+    French residential lines are often IPv6 (Free, Orange, Bouygues prefixes).
+    """
     first = rng.choice(_FIRST_OCTETS, size=n)
     rest = rng.integers(1, 255, size=(n, 3))
-    return [f"{a}.{b}.{c}.{d}" for a, (b, c, d) in zip(first.tolist(), rest.tolist(), strict=True)]
+    six = rng.random(n) < ipv6_share
+    prefix = rng.choice(_IPV6_PREFIXES, size=n)
+    groups = rng.integers(0, 65536, size=(n, 3))
+    return [
+        f"{p}:{g[0]:x}:{g[1]:x}::{g[2]:x}" if v6 else f"{a}.{b}.{c}.{d}"
+        for v6, p, g, a, (b, c, d) in zip(
+            six.tolist(),
+            prefix.tolist(),
+            groups.tolist(),
+            first.tolist(),
+            rest.tolist(),
+            strict=True,
+        )
+    ]
 
 
 @dataclass
@@ -265,7 +284,7 @@ def build_population(rng: np.random.Generator, accounts: int, days: int) -> Popu
     # Each structure has one or two egress addresses; accounts use one of them.
     org_ips = addresses.add(random_addresses(rng, 2 * len(org_ids))).reshape(-1, 2)
     office_ip = org_ips[account_org, (rng.random(n) < 0.25).astype(int)]
-    home_ip = addresses.add(random_addresses(rng, n))
+    home_ip = addresses.add(random_addresses(rng, n, HOME_IPV6_SHARE))
 
     clients = Vocabulary(FLEET_CLIENTS + SERVICE_CLIENTS)
     fleet_of_org = rng.integers(0, len(FLEET_CLIENTS), len(org_ids))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 
 import numpy as np
@@ -66,6 +67,8 @@ def test_log_schema_and_order(small):
     assert log.loc[log["action"] == "search", "records_returned"].notna().all()
     assert log.loc[log["record_id"].notna(), "record_org_id"].notna().all()
     assert log.loc[log["action"] == "create_account", "target_account_id"].notna().all()
+    addresses = [ipaddress.ip_address(a) for a in log["src_ip"].unique()]
+    assert {a.version for a in addresses} == {4, 6}  # home lines are often IPv6 in France
     logins = log["action"] == "login"
     assert log.loc[logins, "auth_method"].notna().all()
     assert log.loc[~logins, "auth_method"].isna().all()
