@@ -154,3 +154,27 @@ def test_cli_score_with_a_missing_model_file(small_log, tmp_path):
     )
     assert result.exit_code == 1
     assert result.output.splitlines()[-1] == f"Error: no such model file: {tmp_path / 'none.skops'}"
+
+
+def test_allowlists_silence_rules(prepared, tmp_path):
+    """An allowlisted account, or one whose every address is in an allowlisted network, raises no rule alert."""
+    from pathlib import Path
+
+    from detector.rules import load_ruleset
+
+    alerts = detect(prepared, mode="rules")
+    first, last = alerts["account_id"].iloc[0], alerts["account_id"].iloc[-1]
+    events = prepared.log.events
+    addresses = sorted(set(events.loc[events["account_id"] == last, "src_ip"].astype(str)))
+    networks = ", ".join(f'"{address}/32"' for address in addresses)
+    default = Path(load_ruleset("default").path).read_text()
+    assert "accounts = []\nnetworks = []" in default
+    for allow, silenced in (
+        (f'accounts = ["{first}"]\nnetworks = []', first),
+        (f"accounts = []\nnetworks = [{networks}]", last),
+    ):
+        path = tmp_path / "allow.toml"
+        path.write_text(default.replace("accounts = []\nnetworks = []", allow))
+        again = detect(prepared, rules=str(path), mode="rules")
+        assert silenced not in set(again["account_id"]), allow
+        assert len(again) < len(alerts)
