@@ -124,23 +124,31 @@ def _new_identity(rng, run: AttackRun, pop: Population, step: Step) -> None:
     run.failed_logins = step.get("failed_logins")
 
 
-def take_over(rng, run: AttackRun, step: Step, pop: Population, grid: DayGrid) -> None:
+def take_over(
+    rng: np.random.Generator, run: AttackRun, step: Step, pop: Population, grid: DayGrid
+) -> None:
     """Account taken over by social engineering: the victim's password, used from elsewhere."""
     _new_identity(rng, run, pop, step)
 
 
-def replay_credentials(rng, run: AttackRun, step: Step, pop: Population, grid: DayGrid) -> None:
+def replay_credentials(
+    rng: np.random.Generator, run: AttackRun, step: Step, pop: Population, grid: DayGrid
+) -> None:
     """Credentials stolen by an infostealer, replayed from a new address and client."""
     _new_identity(rng, run, pop, step)
 
 
-def night_window(rng, run: AttackRun, step: Step, pop: Population, grid: DayGrid) -> None:
+def night_window(
+    rng: np.random.Generator, run: AttackRun, step: Step, pop: Population, grid: DayGrid
+) -> None:
     """Move the attack's daily window (local hours; an end before the start runs past midnight)."""
     if not run.scenario.stealth.office_hours_only:
         run.hours = (step.get("start_hour"), step.get("end_hour"))
 
 
-def create_accounts(rng, run: AttackRun, step: Step, pop: Population, grid: DayGrid) -> None:
+def create_accounts(
+    rng: np.random.Generator, run: AttackRun, step: Step, pop: Population, grid: DayGrid
+) -> None:
     """The acting account creates accounts in its structure (and grants them access); they act next."""
     creator = int(run.acting[0])
     count = step.get("count")
@@ -186,7 +194,9 @@ def create_accounts(rng, run: AttackRun, step: Step, pop: Population, grid: DayG
     run.not_before_us = int(ts[-1]) + 10 * 60 * 1_000_000
 
 
-def bulk_read(rng, run: AttackRun, step: Step, pop: Population, grid: DayGrid) -> None:
+def bulk_read(
+    rng: np.random.Generator, run: AttackRun, step: Step, pop: Population, grid: DayGrid
+) -> None:
     """Sustained reading of person records one by one, with a few look-up searches."""
     pool = _pool(pop, step.get("scope"))
     reads = _daily_volumes(rng, run, pop, step.get("population_share") * len(pool))
@@ -196,7 +206,9 @@ def bulk_read(rng, run: AttackRun, step: Step, pop: Population, grid: DayGrid) -
     )
 
 
-def search_and_read(rng, run: AttackRun, step: Step, pop: Population, grid: DayGrid) -> None:
+def search_and_read(
+    rng: np.random.Generator, run: AttackRun, step: Step, pop: Population, grid: DayGrid
+) -> None:
     """Bursts of searches, each followed by reads of the records it returned."""
     pool = _pool(pop, step.get("scope"))
     reads = _daily_volumes(rng, run, pop, step.get("population_share") * len(pool))
@@ -207,7 +219,9 @@ def search_and_read(rng, run: AttackRun, step: Step, pop: Population, grid: DayG
     _emit_sessions(rng, run, step, pop, grid, pool, reads, searches, lambda n: rng.poisson(mean, n))
 
 
-def bulk_export(rng, run: AttackRun, step: Step, pop: Population, grid: DayGrid) -> None:
+def bulk_export(
+    rng: np.random.Generator, run: AttackRun, step: Step, pop: Population, grid: DayGrid
+) -> None:
     """Large exports (records_returned in the thousands) through an application such as BI."""
     pool = _pool(pop, step.get("scope"))
     records = _daily_volumes(rng, run, pop, step.get("population_share") * len(pool))
