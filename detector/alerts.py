@@ -66,7 +66,7 @@ def empty_alerts() -> pd.DataFrame:
 def first_hold_times(
     feature_table: FeatureTable,
     windows: np.ndarray,
-    conditions: dict[str, Callable[[pd.DataFrame], np.ndarray]],
+    conditions: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]],
     sparse: frozenset[str] = frozenset(),
 ) -> dict[str, np.ndarray]:
     """For each condition, the first instant (ns UTC, or NaT) it held in each given window.
@@ -76,25 +76,28 @@ def first_hold_times(
     including the last), so their instant may be slightly late, never early.
     """
     prefix = prefix_features(feature_table, windows)
-    slot = pd.Index(windows).get_indexer(prefix["window"].to_numpy())
-    stamps = pd.DatetimeIndex(prefix["timestamp"]).asi8
-    change = np.r_[True, slot[1:] != slot[:-1]] if len(slot) else np.array([], dtype=bool)
+    slot = pd.Index(windows).get_indexer(prefix["window"])
+    stamps = prefix["timestamp"]
+    n_rows = len(slot)
+    change = np.r_[True, slot[1:] != slot[:-1]] if n_rows else np.array([], dtype=bool)
     starts = np.flatnonzero(change)
-    rank = np.arange(len(slot)) - starts[np.cumsum(change) - 1] if len(slot) else slot
-    size = np.diff(np.r_[starts, len(slot)])[np.cumsum(change) - 1] if len(slot) else slot
+    group = np.cumsum(change) - 1
+    rank = np.arange(n_rows) - starts[group] if n_rows else slot
+    size = np.diff(np.r_[starts, n_rows])[group] if n_rows else slot
     stride = (
-        np.maximum(1, np.ceil(size / MODEL_POINTS_PER_WINDOW)).astype(np.int64)
-        if len(slot)
-        else slot
+        np.maximum(1, np.ceil(size / MODEL_POINTS_PER_WINDOW)).astype(np.int64) if n_rows else slot
     )
-    sampled = (rank % stride == 0) | (rank == size - 1) if len(slot) else np.array([], dtype=bool)
+    sampled = (rank % stride == 0) | (rank == size - 1) if n_rows else np.array([], dtype=bool)
 
     times: dict[str, np.ndarray] = {}
     for name, condition in conditions.items():
-        rows = np.flatnonzero(sampled) if name in sparse else np.arange(len(prefix))
-        held = np.zeros(len(prefix), dtype=bool)
-        if len(rows):
-            held[rows] = condition(prefix.iloc[rows])
+        held = np.zeros(n_rows, dtype=bool)
+        if name in sparse:
+            rows = np.flatnonzero(sampled)
+            if len(rows):
+                held[rows] = condition({key: values[rows] for key, values in prefix.items()})
+        elif n_rows:
+            held[:] = condition(prefix)
         first = np.full(len(windows), np.iinfo(np.int64).max)
         hit = np.flatnonzero(held)
         np.minimum.at(first, slot[hit], stamps[hit])

@@ -12,6 +12,7 @@ turns them into alerts.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +43,13 @@ ZS = tuple(f"z_{side}_{v}" for v in BASELINED_VOLUMES for side in ("own", "peer"
 MODEL_FEATURES: tuple[str, ...] = COUNTS + SHARES + ZS
 
 
-def model_matrix(table: pd.DataFrame, features: tuple[str, ...] = MODEL_FEATURES) -> np.ndarray:
+def model_matrix(
+    table: pd.DataFrame | Mapping[str, np.ndarray], features: tuple[str, ...] = MODEL_FEATURES
+) -> np.ndarray:
     """The model's view of feature rows: log counts, shares, signed-log z; missing as 0."""
     columns = []
     for name in features:
-        values = table[name].to_numpy(dtype=np.float64)
+        values = np.asarray(table[name], dtype=np.float64)
         if name in ZS:
             values = np.sign(values) * np.log1p(np.abs(values))
         elif name in COUNTS:
@@ -72,7 +75,7 @@ class WindowModel:
     def __init__(
         self,
         n_estimators: int = 100,
-        max_samples: int = 512,
+        max_samples: int = 256,
         alert_rate: float = 0.001,
         min_score: float = 0.68,
         random_state: int = 0,
@@ -94,8 +97,9 @@ class WindowModel:
             max_samples=min(self.max_samples, len(matrix)),
             random_state=self.random_state,
         ).fit(matrix)
-        scores = self._score_matrix(matrix)
-        self.threshold_ = float(max(np.quantile(scores, 1.0 - self.alert_rate), self.min_score))
+        self.training_scores_ = self._score_matrix(matrix)
+        quantile = np.quantile(self.training_scores_, 1.0 - self.alert_rate)
+        self.threshold_ = float(max(quantile, self.min_score))
         # The usual value of each model column, to say which features drove a score.
         self.centre_ = np.median(matrix, axis=0)
         return self
@@ -108,12 +112,11 @@ class WindowModel:
         # The one place where scikit-learn's direction (higher = more normal) is flipped.
         return -self.forest_.score_samples(matrix)
 
-    def score(self, table: pd.DataFrame) -> np.ndarray:
-        """Anomaly score in (0, 1] per row; higher = more suspicious."""
+    def score(self, table: pd.DataFrame | Mapping[str, np.ndarray]) -> np.ndarray:
+        """Anomaly score in (0, 1] per row (a frame, or columns of equal length); higher = more suspicious."""
         self._check_fitted()
-        if len(table) == 0:
-            return np.zeros(0)
-        return self._score_matrix(model_matrix(table, self.features_))
+        matrix = model_matrix(table, self.features_)
+        return self._score_matrix(matrix) if len(matrix) else np.zeros(0)
 
     def drivers(self, table: pd.DataFrame, top: int = 3) -> list[list[str]]:
         """Per row, the features that drove its score, most influential first.

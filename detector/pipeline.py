@@ -133,7 +133,8 @@ def detect(
     fitted = None
     if use_model:
         fitted = _resolve_model(model, table)
-        scores = fitted.score(table)
+        # Fitted on this very table: its training scores are this table's scores.
+        scores = fitted.training_scores_ if model is None else fitted.score(table)
         flags = scores >= fitted.threshold_
 
     candidate = (

@@ -132,9 +132,37 @@ def _as_category(values: pd.Series) -> pd.Series:
             values = values.cat.rename_categories(cats.astype(str))
     else:
         values = values.astype("string").astype("category")
-    if "" in values.cat.categories:
+    # A vectorised comparison, not `"" in categories` (which would hash millions of ids).
+    if np.asarray(values.cat.categories == "", dtype=bool).any():
         values = values.cat.remove_categories([""])
     return values
+
+
+def _categorical(array: pa.DictionaryArray) -> pd.Categorical:
+    """An Arrow dictionary array as a pandas Categorical, without hashing its values again.
+
+    Arrow's dictionaries hold distinct values, so pandas' uniqueness check (a
+    hash of every value, a second or more for millions of record ids) is skipped
+    through its fast path when this pandas has it.
+    """
+    categories = pd.Index(pd.array(array.dictionary, dtype=pd.StringDtype("pyarrow")))
+    fast = getattr(pd.CategoricalDtype, "_from_fastpath", None)
+    dtype = fast(categories, False) if fast else pd.CategoricalDtype(categories)
+    codes = pc.fill_null(array.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32)
+    return pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
+
+
+def _to_frame(table: pa.Table) -> pd.DataFrame:
+    """An Arrow table as a DataFrame; single-chunk dictionary columns via :func:`_categorical`."""
+    direct = [
+        name
+        for name in table.column_names
+        if pa.types.is_dictionary(table.schema.field(name).type) and table.column(name).num_chunks == 1
+    ]
+    frame = table.drop_columns(direct).to_pandas(ignore_metadata=True)
+    for name in direct:
+        frame[name] = _categorical(table.column(name).chunk(0))
+    return frame[table.column_names]
 
 
 def _parse_timestamps(raw: pd.Series, source: str) -> pd.Series:
@@ -254,15 +282,13 @@ def normalise(frame: pd.DataFrame, source: str = "<frame>") -> EventLog:
 
 def read_log(path: str | Path) -> EventLog:
     """Read and normalise a contract log (a Parquet file or a directory of them)."""
-    table = read_table(path)
-    frame = table.to_pandas(types_mapper=None, ignore_metadata=True)
-    return normalise(frame, source=str(path))
+    return normalise(_to_frame(read_table(path)), source=str(path))
 
 
 def read_events(path: str | Path, accounts: Collection[str] | None = None) -> pd.DataFrame:
     """The normalised events of a log, optionally only those of some accounts."""
     table = read_table(path, accounts=accounts)
-    return normalise(table.to_pandas(ignore_metadata=True), source=str(path)).events
+    return normalise(_to_frame(table), source=str(path)).events
 
 
 def read_caseloads(path: str | Path) -> pd.DataFrame:

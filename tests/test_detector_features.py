@@ -147,7 +147,7 @@ def test_a_window_replayed_to_its_last_event_has_the_window_features(small_log):
     table = features.features
     rng = np.random.default_rng(0)
     windows = np.sort(rng.choice(len(table), size=40, replace=False))
-    replay = prefix_features(features, windows)
+    replay = pd.DataFrame(prefix_features(features, windows))
     last = replay.groupby("window").tail(1).set_index("window")
     expected = table.iloc[windows]
     for name in FEATURES:

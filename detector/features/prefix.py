@@ -10,7 +10,6 @@ windows that raised an alert are replayed, so this stays cheap.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from detector.features.derive import SUMS, WINDOW_CONSTANTS, derive
 from detector.features.table import FeatureTable
@@ -31,11 +30,13 @@ def _group_running_max(values: np.ndarray, group_of_row: np.ndarray) -> np.ndarr
     return np.maximum.accumulate(values + offset) - offset
 
 
-def prefix_features(feature_table: FeatureTable, windows: np.ndarray) -> pd.DataFrame:
-    """One row per event of the given window rows, with the features known at that event.
+def prefix_features(feature_table: FeatureTable, windows: np.ndarray) -> dict[str, np.ndarray]:
+    """Columns with one value per event of the given window rows: the features known then.
 
-    Columns: ``window`` (row of the feature table), ``timestamp`` (UTC), and the
-    catalogue's features. Rows are ordered by window, then time.
+    Keys: ``window`` (row of the feature table), ``timestamp`` (ns UTC, int64),
+    and the catalogue's features. Rows are ordered by window, then time. A dict
+    of arrays, not a DataFrame: an alerted bulk theft can hold millions of
+    events, and building a frame of them would cost more than the replay.
     """
     events = feature_table.events
     selected = np.zeros(len(feature_table.table), dtype=bool)
@@ -67,8 +68,4 @@ def prefix_features(feature_table: FeatureTable, windows: np.ndarray) -> pd.Data
 
     table = feature_table.table
     constants = {name: table[name].to_numpy()[window] for name in WINDOW_CONSTANTS}
-    features = derive(sums, constants)
-    out = pd.DataFrame(features)
-    out.insert(0, "window", window)
-    out.insert(1, "timestamp", pd.to_datetime(events.timestamp[rows], utc=True))
-    return out
+    return {"window": window, "timestamp": events.timestamp[rows], **derive(sums, constants)}

@@ -33,7 +33,7 @@ RARE_HOUR_SHARE = 0.01
 RARE_HOUR_MIN_HISTORY = 50  # earlier events needed before an hour can be called rare
 NOVELTY_MIN_HISTORY = 5  # earlier active days needed before a value can be called new
 _DENSE_WINDOW_LIMIT = 50_000_000
-_DENSE_KEY_LIMIT = 20_000_000
+_DENSE_KEY_LIMIT = 20_000_000  # beyond, hashing the keys is cheaper than a scatter array
 _A = {name: code for code, name in enumerate(ACTIONS)}
 
 
@@ -97,8 +97,9 @@ def _codes(frame: pd.DataFrame, column: str) -> np.ndarray | None:
 
 def _first_event_of_each(keys: np.ndarray, n_keys: int) -> np.ndarray:
     """Index of the first event of each key 0..n_keys-1 (len(keys) when it has none)."""
-    first = np.full(n_keys, len(keys), dtype=np.int64)
-    first[keys[::-1]] = np.arange(len(keys) - 1, -1, -1)  # written last = earliest event
+    dtype = np.int32 if len(keys) < np.iinfo(np.int32).max else np.int64  # half the memory
+    first = np.full(n_keys, len(keys), dtype=dtype)
+    first[keys[::-1]] = np.arange(len(keys) - 1, -1, -1, dtype=dtype)  # written last = earliest
     return first
 
 
@@ -132,12 +133,16 @@ def _first_occurrence(keys: np.ndarray, n_keys: int | None = None) -> np.ndarray
     return ~pd.Series(keys).duplicated(keep="first").to_numpy()
 
 
-def _category_lower(frame: pd.DataFrame, column: str) -> np.ndarray | None:
-    """Per-event lower-cased value of a small categorical, via its categories."""
+def _is_one_of(frame: pd.DataFrame, column: str, values: tuple[str, ...]) -> np.ndarray:
+    """Per event: is the column's value (trimmed, any case) one of ``values``?
+
+    Decided once per category, then gathered: no string is compared per event.
+    """
     if column not in frame:
-        return None
-    categories = np.array([str(c).strip().lower() for c in frame[column].cat.categories] + [""])
-    return categories[frame[column].cat.codes.to_numpy()]  # code -1 -> ""
+        return np.zeros(len(frame), dtype=bool)
+    categories = frame[column].cat.categories
+    matches = np.array([str(c).strip().lower() in values for c in categories] + [False])
+    return matches[frame[column].cat.codes.to_numpy()]  # code -1 (missing) -> False
 
 
 def _lookup(values: pd.Series, index: pd.Index) -> np.ndarray:
@@ -166,7 +171,8 @@ def _caseload_membership(
     size = np.bincount(cl_acc[cl_acc >= 0], minlength=len(accounts))
     known = (cl_acc >= 0) & (cl_rec >= 0)
     n_rec = max(len(records), 1)
-    pairs = np.unique(cl_acc[known] * n_rec + cl_rec[known])
+    pairs = np.sort(cl_acc[known] * n_rec + cl_rec[known])
+    pairs = pairs[np.r_[True, pairs[1:] != pairs[:-1]]]  # distinct (sorting beats hashing here)
     pair_acc, pair_rec = pairs // n_rec, pairs % n_rec
     owners = np.bincount(pair_rec, minlength=n_rec)
     owner = np.full(n_rec, -1, dtype=np.int64)
@@ -229,20 +235,15 @@ def build_feature_table(
     history_days = np.arange(n_win) - acc_first_window[w_acc]
 
     action = frame["action"].cat.codes.to_numpy()
-    outcome = _category_lower(frame, "outcome")
-    failed = outcome == "failure" if outcome is not None else np.zeros(n, dtype=bool)
-    auth = _category_lower(frame, "auth_method")
+    failed = _is_one_of(frame, "outcome", ("failure",))
     is_login = action == _A["login"]
     login_ok = is_login & ~failed
 
     counts: dict[str, np.ndarray] = {"events": np.ones(n, dtype=bool)}
     counts["logins"] = login_ok
     counts["failed_logins"] = is_login & failed
-    if auth is not None:
-        counts["password_logins"] = login_ok & (auth == "password")
-        counts["mfa_logins"] = login_ok & np.isin(auth, ["mfa", "sso"])
-    else:
-        counts["password_logins"] = counts["mfa_logins"] = np.zeros(n, dtype=bool)
+    counts["password_logins"] = login_ok & _is_one_of(frame, "auth_method", ("password",))
+    counts["mfa_logins"] = login_ok & _is_one_of(frame, "auth_method", ("mfa", "sso"))
     counts["searches"] = action == _A["search"]
     counts["exports"] = action == _A["export"]
     counts["accounts_created"] = action == _A["create_account"]
@@ -270,8 +271,10 @@ def build_feature_table(
     has_caseload_data = True
     caseload_size = np.zeros(n_acc, dtype=np.int64)
     if caseloads is not None:
-        inside, caseload_size = _caseload_membership(acc, rec, accounts, records, caseloads)
-        out_read = first_read & ~inside
+        reads = np.flatnonzero(first_read)  # only first reads are counted: look only them up
+        inside, caseload_size = _caseload_membership(acc[reads], rec[reads], accounts, records, caseloads)
+        out_read = np.zeros(n, dtype=bool)
+        out_read[reads] = ~inside
     elif (
         "organization_id" in frame
         and "record_org_id" in frame
