@@ -27,6 +27,7 @@ COUNTS = (
     "records_touched",
     "records_read",
     "records_returned",
+    "night_records_touched",
     "out_of_caseload_reads",
     "peak_hourly_records",
     "failed_logins",

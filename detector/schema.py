@@ -157,7 +157,8 @@ def _to_frame(table: pa.Table) -> pd.DataFrame:
     direct = [
         name
         for name in table.column_names
-        if pa.types.is_dictionary(table.schema.field(name).type) and table.column(name).num_chunks == 1
+        if pa.types.is_dictionary(table.schema.field(name).type)
+        and table.column(name).num_chunks == 1
     ]
     frame = table.drop_columns(direct).to_pandas(ignore_metadata=True)
     for name in direct:

@@ -2,8 +2,9 @@
 
 Rules may only name features listed here; the feature table has exactly these
 columns (plus the window keys). A window is one account's activity over one
-local calendar day; *own* baselines come from that account's earlier windows,
-*peer* baselines from earlier windows of accounts of the same type.
+local day counted from 04:00 to 04:00 (a night stays whole); *own* baselines
+come from that account's earlier windows, *peer* baselines from earlier windows
+of accounts of the same type.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ BASELINED_VOLUMES: tuple[str, ...] = (
     "records_returned",
     "out_of_caseload_reads",
     "out_of_caseload_share",
+    "night_records_touched",
 )
 
 _ACTIVITY = [
@@ -58,6 +60,7 @@ _ACTIVITY = [
         "caseload_ratio", "records_read / caseload_size (records_read when no caseload)", "ratio"
     ),
     Feature("night_share", "share of events between 22:00 and 06:00 local time", "share"),
+    Feature("night_records_touched", "records touched between 22:00 and 06:00 local time", "count"),
     Feature(
         "off_hours_share", "share of events outside 07:00-20:00 local time or on a weekend", "share"
     ),

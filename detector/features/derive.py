@@ -25,6 +25,7 @@ SUMS: tuple[str, ...] = (
     "exports",
     "records_returned",
     "records_exported",
+    "night_records_touched",
     "out_of_caseload_reads",
     "night_events",
     "off_hours_events",

@@ -27,6 +27,7 @@ from detector.schema import ACTIONS, EventLog
 
 HOUR_NS = 3_600_000_000_000
 DAY_NS = 24 * HOUR_NS
+DAY_STARTS_AT_HOUR = 4  # a window's day starts at 04:00 local, the quietest hour
 NIGHT_HOURS = (22, 6)  # [22:00, 06:00) local
 OFFICE_HOURS = (7, 20)  # [07:00, 20:00) local, Monday to Friday
 RARE_HOUR_SHARE = 0.01
@@ -206,9 +207,10 @@ def build_feature_table(
     n = len(frame)
     timestamp = pd.DatetimeIndex(frame["timestamp"]).asi8
     local = local_wall_ns(timestamp, timezone)
-    day = local // DAY_NS
+    # Windows run from 04:00 to 04:00 local, so that a night (22:00-03:00) stays whole.
+    day = (local - DAY_STARTS_AT_HOUR * HOUR_NS) // DAY_NS
     hour = ((local // HOUR_NS) % 24).astype(np.int64)
-    weekday = (day + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+    weekday = (local // DAY_NS + 3) % 7  # of the calendar day; 1970-01-01 was a Thursday
 
     accounts = frame["account_id"].cat.categories
     acc = frame["account_id"].cat.codes.to_numpy().astype(np.int64)
@@ -272,7 +274,9 @@ def build_feature_table(
     caseload_size = np.zeros(n_acc, dtype=np.int64)
     if caseloads is not None:
         reads = np.flatnonzero(first_read)  # only first reads are counted: look only them up
-        inside, caseload_size = _caseload_membership(acc[reads], rec[reads], accounts, records, caseloads)
+        inside, caseload_size = _caseload_membership(
+            acc[reads], rec[reads], accounts, records, caseloads
+        )
         out_read = np.zeros(n, dtype=bool)
         out_read[reads] = ~inside
     elif (
@@ -293,6 +297,8 @@ def build_feature_table(
     counts["out_of_caseload_reads"] = out_read if out_read is not None else np.full(n, np.nan)
 
     counts["night_events"] = (hour >= NIGHT_HOURS[0]) | (hour < NIGHT_HOURS[1])
+    touched = first_read + counts["records_returned"]  # per event, what records_touched counts
+    counts["night_records_touched"] = np.where(counts["night_events"], touched, 0.0)
     counts["off_hours_events"] = (
         (hour < OFFICE_HOURS[0]) | (hour >= OFFICE_HOURS[1]) | (weekday >= 5)
     )
@@ -331,7 +337,6 @@ def build_feature_table(
         else np.bincount(window[counts[name]], minlength=n_win).astype(np.float64)
         for name in SUMS
     }
-    touched = first_read + counts["records_returned"]
     per_hour_touched = np.bincount(window * 24 + hour, weights=touched, minlength=n_win * 24)
     sums["peak_hourly_records"] = per_hour_touched.reshape(n_win, 24).max(axis=1)
     if out_read is None:
