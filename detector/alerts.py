@@ -75,28 +75,26 @@ def first_hold_times(
     most ``MODEL_POINTS_PER_WINDOW`` evenly spaced events per window (always
     including the last), so their instant may be slightly late, never early.
     """
-    prefix = prefix_features(feature_table, windows)
+    if len(windows) == 0:
+        return {name: np.zeros(0, dtype=np.int64) for name in conditions}
+    prefix = prefix_features(feature_table, windows)  # every window has at least one event
     slot = pd.Index(windows).get_indexer(prefix["window"])
     stamps = prefix["timestamp"]
     n_rows = len(slot)
-    change = np.r_[True, slot[1:] != slot[:-1]] if n_rows else np.array([], dtype=bool)
+    change = np.r_[True, slot[1:] != slot[:-1]]
     starts = np.flatnonzero(change)
     group = np.cumsum(change) - 1
-    rank = np.arange(n_rows) - starts[group] if n_rows else slot
-    size = np.diff(np.r_[starts, n_rows])[group] if n_rows else slot
-    stride = (
-        np.maximum(1, np.ceil(size / MODEL_POINTS_PER_WINDOW)).astype(np.int64) if n_rows else slot
-    )
-    sampled = (rank % stride == 0) | (rank == size - 1) if n_rows else np.array([], dtype=bool)
+    rank = np.arange(n_rows) - starts[group]  # position of each event in its window
+    size = np.diff(np.r_[starts, n_rows])[group]  # events in its window
+    stride = np.maximum(1, np.ceil(size / MODEL_POINTS_PER_WINDOW)).astype(np.int64)
+    sampled = np.flatnonzero((rank % stride == 0) | (rank == size - 1))
 
     times: dict[str, np.ndarray] = {}
     for name, condition in conditions.items():
         held = np.zeros(n_rows, dtype=bool)
         if name in sparse:
-            rows = np.flatnonzero(sampled)
-            if len(rows):
-                held[rows] = condition({key: values[rows] for key, values in prefix.items()})
-        elif n_rows:
+            held[sampled] = condition({key: values[sampled] for key, values in prefix.items()})
+        else:
             held[:] = condition(prefix)
         first = np.full(len(windows), np.iinfo(np.int64).max)
         hit = np.flatnonzero(held)

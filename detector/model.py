@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import IsolationForest
 
 from detector.errors import ModelError
 from detector.features.catalogue import BASELINED_VOLUMES, FEATURES
@@ -91,12 +90,17 @@ class WindowModel:
         """Fit on feature rows (one per window)."""
         if len(table) < 2:
             raise ModelError(f"cannot fit the model on {len(table)} window(s); need at least 2")
+        # Imported here: scikit-learn takes a second to import, and pipeline.prepare
+        # starts that import in the background while the log is being read.
+        from sklearn.ensemble import IsolationForest
+
         matrix = model_matrix(table)
         self.features_ = MODEL_FEATURES
         self.forest_ = IsolationForest(
             n_estimators=self.n_estimators,
             max_samples=min(self.max_samples, len(matrix)),
             random_state=self.random_state,
+            n_jobs=-1,  # scoring runs the trees on both cores (tree walks release the GIL)
         ).fit(matrix)
         self.training_scores_ = self._score_matrix(matrix)
         quantile = np.quantile(self.training_scores_, 1.0 - self.alert_rate)

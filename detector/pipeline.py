@@ -7,6 +7,8 @@ can compare rule sets on one data set without rebuilding features.
 
 from __future__ import annotations
 
+import importlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +67,10 @@ def prepare(
     """
     say = progress or (lambda message: None)
     _check_timezone(timezone)
+    # Reading Parquet releases the GIL: import scikit-learn meanwhile (about a second).
+    threading.Thread(
+        target=importlib.import_module, args=("sklearn.ensemble",), daemon=True
+    ).start()
     say("reading the log")
     if isinstance(log, pd.DataFrame):
         event_log = normalise(log)

@@ -9,6 +9,7 @@ nanosecond timestamps, actions from the contract's vocabulary (anything else is
 from __future__ import annotations
 
 from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +41,7 @@ OPTIONAL_COLUMNS = tuple(c for c in STRING_COLUMNS if c not in REQUIRED_COLUMNS)
     "event_id",
     "records_returned",
 )
-HIGH_CARDINALITY = ("record_id",)  # encoded after reading, see read_table
+HIGH_CARDINALITY = ("record_id",)  # read as text, encoded once by Arrow (see _to_frame)
 ACTIONS = (
     "login",
     "logout",
@@ -91,7 +92,7 @@ def read_table(path: str | Path, accounts: Collection[str] | None = None) -> pa.
     Low-cardinality string columns are read dictionary-encoded (cheap to turn
     into categoricals). ``record_id`` holds millions of distinct values: its
     per-row-group dictionaries would cost more to unify than one hashing pass,
-    so it is read as text and encoded once, by Arrow.
+    so it is read as text (and encoded once, by :func:`_to_frame`).
     """
     path = Path(path)
     dataset = _dataset(path)
@@ -117,10 +118,6 @@ def read_table(path: str | Path, accounts: Collection[str] | None = None) -> pa.
             table = pq.read_table(path, columns=columns, read_dictionary=read_dictionary)
     except (pa.ArrowInvalid, OSError) as error:
         raise InputError(f"{path}: cannot read Parquet data ({error})") from None
-    for name in HIGH_CARDINALITY:
-        if name in text:
-            encoded = pc.dictionary_encode(table.column(name).combine_chunks())
-            table = table.set_column(table.schema.get_field_index(name), name, encoded)
     return table
 
 
@@ -153,16 +150,31 @@ def _categorical(array: pa.DictionaryArray) -> pd.Categorical:
 
 
 def _to_frame(table: pa.Table) -> pd.DataFrame:
-    """An Arrow table as a DataFrame; single-chunk dictionary columns via :func:`_categorical`."""
-    direct = [
+    """An Arrow table as a DataFrame, string columns as categoricals.
+
+    High-cardinality text (record ids) is dictionary-encoded by Arrow in a second
+    thread while pandas converts the other columns (Arrow releases the GIL), and
+    becomes a categorical without pandas hashing it again (:func:`_categorical`).
+    """
+    encode = [
         name
-        for name in table.column_names
-        if pa.types.is_dictionary(table.schema.field(name).type)
-        and table.column(name).num_chunks == 1
+        for name in HIGH_CARDINALITY
+        if name in table.column_names
+        and (
+            pa.types.is_string(table.schema.field(name).type)
+            or pa.types.is_large_string(table.schema.field(name).type)
+        )
     ]
-    frame = table.drop_columns(direct).to_pandas(ignore_metadata=True)
-    for name in direct:
-        frame[name] = _categorical(table.column(name).chunk(0))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        encoded = {
+            name: pool.submit(
+                lambda column: pc.dictionary_encode(column.combine_chunks()), table.column(name)
+            )
+            for name in encode
+        }
+        frame = table.drop_columns(encode).to_pandas(ignore_metadata=True)
+        for name, future in encoded.items():
+            frame[name] = _categorical(future.result())
     return frame[table.column_names]
 
 

@@ -10,8 +10,12 @@ import click
 FORMATS = ("parquet", "jsonl", "csv")
 
 
+_STARTED = time.perf_counter()
+
+
 def _say(message: str) -> None:
-    click.echo(f"… {message}", err=True)
+    """A progress line on stderr, with the seconds elapsed since the command started."""
+    click.echo(f"[{time.perf_counter() - _STARTED:5.1f} s] {message}", err=True)
 
 
 def _stem(path: Path) -> str:

@@ -43,7 +43,8 @@ def sorted_quantiles(values: np.ndarray, qs: tuple[float, ...]) -> tuple[np.ndar
 
 def _history_view(matrix: np.ndarray) -> np.ndarray:
     """(rows, days, HISTORY_DAYS) view: for each day, the HISTORY_DAYS days before it."""
-    padded = np.concatenate([np.full((matrix.shape[0], HISTORY_DAYS), np.nan), matrix], axis=1)
+    padding = np.full((matrix.shape[0], HISTORY_DAYS), np.nan, dtype=matrix.dtype)
+    padded = np.concatenate([padding, matrix], axis=1)
     return sliding_window_view(padded, HISTORY_DAYS, axis=1)[:, : matrix.shape[1], :]
 
 

@@ -206,11 +206,12 @@ def build_feature_table(
     notices: list[str] = []
     n = len(frame)
     timestamp = pd.DatetimeIndex(frame["timestamp"]).asi8
-    local = local_wall_ns(timestamp, timezone)
+    # Local hours since 1970 fit in 32 bits: one 64-bit division, then cheap arithmetic.
+    local_hours = (local_wall_ns(timestamp, timezone) // HOUR_NS).astype(np.int32)
+    hour = local_hours % 24
     # Windows run from 04:00 to 04:00 local, so that a night (22:00-03:00) stays whole.
-    day = (local - DAY_STARTS_AT_HOUR * HOUR_NS) // DAY_NS
-    hour = ((local // HOUR_NS) % 24).astype(np.int64)
-    weekday = (local // DAY_NS + 3) % 7  # of the calendar day; 1970-01-01 was a Thursday
+    day = ((local_hours - DAY_STARTS_AT_HOUR) // 24).astype(np.int64)
+    weekday = (local_hours // 24 + 3) % 7  # of the calendar day; 1970-01-01 was a Thursday
 
     accounts = frame["account_id"].cat.categories
     acc = frame["account_id"].cat.codes.to_numpy().astype(np.int64)
@@ -220,7 +221,8 @@ def build_feature_table(
     n_days = int(day_index.max()) + 1 if n else 1
 
     # Windows: dense (account, day) keys, compacted to the active ones, ordered by account then day.
-    dense = acc * n_days + day_index
+    dense = acc * n_days
+    dense += day_index
     if n_acc * n_days <= _DENSE_WINDOW_LIMIT:
         per_key = np.bincount(dense, minlength=n_acc * n_days)
         active = np.flatnonzero(per_key)
@@ -316,12 +318,15 @@ def build_feature_table(
             counts[name] = np.zeros(n, dtype=bool)
             continue
         n_values = len(frame[column].cat.categories) + 1
-        first_use = _first_occurrence(acc * n_values + codes + 1, n_acc * n_values) & (codes >= 0)
+        key = acc * n_values
+        key += codes + 1  # in place: ten million events, one array fewer
+        first_use = _first_occurrence(key, n_acc * n_values) & (codes >= 0)
         counts[name] = first_use & has_history
 
     # Rare hours: hours which, with their two neighbours, hold < 1 % of the account's
     # earlier events (working half an hour later than usual is not rare; 3 a.m. is).
-    per_hour = np.bincount(window * 24 + hour, minlength=n_win * 24).reshape(n_win, 24)
+    window_hour = window * 24 + hour  # one cell per window and local hour
+    per_hour = np.bincount(window_hour, minlength=n_win * 24).reshape(n_win, 24)
     before = np.cumsum(per_hour, axis=0) - per_hour  # all earlier windows, every account
     before = before - before[acc_first_window[w_acc]]  # keep the same account's only
     around = before + np.roll(before, 1, axis=1) + np.roll(before, -1, axis=1)
@@ -337,7 +342,7 @@ def build_feature_table(
         else np.bincount(window[counts[name]], minlength=n_win).astype(np.float64)
         for name in SUMS
     }
-    per_hour_touched = np.bincount(window * 24 + hour, weights=touched, minlength=n_win * 24)
+    per_hour_touched = np.bincount(window_hour, weights=touched, minlength=n_win * 24)
     sums["peak_hourly_records"] = per_hour_touched.reshape(n_win, 24).max(axis=1)
     if out_read is None:
         sums["out_of_caseload_reads"] = np.full(n_win, np.nan)
@@ -423,7 +428,8 @@ def _add_baselines(
     peer_group: np.ndarray,
 ) -> None:
     """Own and peer statistics of one volume, from earlier days only."""
-    matrix = np.full((n_acc, n_days), np.nan)
+    # float32: exact for counts below 16 million, and sorts twice as fast as float64.
+    matrix = np.full((n_acc, n_days), np.nan, dtype=np.float32)
     matrix[w_acc, w_day] = values
     own = baselines.own_stats(matrix)
     enough = own["count"][w_acc, w_day] >= baselines.MIN_OWN_WINDOWS
