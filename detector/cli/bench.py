@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from detector import bench as bench_lib
+from detector.cli.options import timezone_option
 
 
 def generator_fingerprint() -> str:
@@ -97,7 +98,7 @@ def _parse_values(knob: str, text: str | None) -> list | None:
     type=click.Path(file_okay=False),
     help="Where generated data sets are kept for reruns.",
 )
-@click.option("--timezone", default="Europe/Paris", show_default=True, help="Local time of days.")
+@timezone_option
 def bench(
     rulesets,
     scenarios,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from detector.cli.options import timezone_option
+
 
 @click.command()
 @click.argument("alerts", type=click.Path(dir_okay=False, path_type=str))
@@ -28,12 +30,7 @@ import click
     type=click.IntRange(min=0),
     help="Detail at most this many alerts, most urgent first; the summary counts the rest.",
 )
-@click.option(
-    "--timezone",
-    default="Europe/Paris",
-    show_default=True,
-    help="Time zone in which times are shown.",
-)
+@timezone_option
 def report(alerts: str, log: str, out: str, max_alerts: int, timezone: str) -> None:
     """Write a self-contained HTML report of ALERTS (the table `detector score` wrote).
 

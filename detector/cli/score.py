@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from detector.cli.options import caseloads_option, timezone_option
+
 FORMATS = ("parquet", "jsonl", "csv")
 
 
@@ -53,11 +55,7 @@ def _top_table(alerts, timezone: str, top: int) -> str:
 
 @click.command()
 @click.argument("log", type=click.Path(path_type=Path))
-@click.option(
-    "--caseloads",
-    type=click.Path(path_type=Path),
-    help="Caseload table (default: <stem>.caseloads.parquet beside LOG).",
-)
+@caseloads_option
 @click.option(
     "--rules", default="default", show_default=True, help="Built-in rule set name or a TOML file."
 )
@@ -73,12 +71,7 @@ def _top_table(alerts, timezone: str, top: int) -> str:
     show_default=True,
     help="What raises alerts.",
 )
-@click.option(
-    "--timezone",
-    default="Europe/Paris",
-    show_default=True,
-    help="Time zone for hours of day, nights and days.",
-)
+@timezone_option
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -150,12 +143,8 @@ def score(log, caseloads, rules, model, mode, timezone, out, fmt, top, features_
     required=True,
     help="Where to save the model (skops format).",
 )
-@click.option(
-    "--caseloads",
-    type=click.Path(path_type=Path),
-    help="Caseload table (default: <stem>.caseloads.parquet beside LOG).",
-)
-@click.option("--timezone", default="Europe/Paris", show_default=True)
+@caseloads_option
+@timezone_option
 def fit(log, out, caseloads, timezone):
     """Fit the IsolationForest on LOG (e.g. a known-clean month) and save it.
 
