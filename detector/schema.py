@@ -64,12 +64,9 @@ class EventLog:
     notices: list[str] = field(default_factory=list)
     source: str = "<frame>"
 
-    @property
-    def has(self) -> frozenset[str]:
-        """Optional columns present with at least one value."""
-        return frozenset(
-            c for c in OPTIONAL_COLUMNS if c in self.events and self.events[c].notna().any()
-        )
+
+def _is_text(arrow_type: pa.DataType) -> bool:
+    return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
 
 
 def _dataset(path: Path) -> ds.Dataset:
@@ -101,12 +98,7 @@ def read_table(path: str | Path, accounts: Collection[str] | None = None) -> pa.
     if missing:
         raise InputError(f"{path}: missing required column(s): {', '.join(missing)}")
     columns = [c for c in REQUIRED_COLUMNS + OPTIONAL_COLUMNS if c in names]
-    text = [
-        c
-        for c in columns
-        if pa.types.is_string(dataset.schema.field(c).type)
-        or pa.types.is_large_string(dataset.schema.field(c).type)
-    ]
+    text = [c for c in columns if _is_text(dataset.schema.field(c).type)]
     read_dictionary = [c for c in text if c not in HIGH_CARDINALITY]
     try:
         if accounts is not None:
@@ -159,11 +151,7 @@ def _to_frame(table: pa.Table) -> pd.DataFrame:
     encode = [
         name
         for name in HIGH_CARDINALITY
-        if name in table.column_names
-        and (
-            pa.types.is_string(table.schema.field(name).type)
-            or pa.types.is_large_string(table.schema.field(name).type)
-        )
+        if name in table.column_names and _is_text(table.schema.field(name).type)
     ]
     with ThreadPoolExecutor(max_workers=1) as pool:
         encoded = {
@@ -285,23 +273,24 @@ def normalise(frame: pd.DataFrame, source: str = "<frame>") -> EventLog:
     timestamps = pd.DatetimeIndex(events["timestamp"]).asi8
     if len(timestamps) > 1 and not (timestamps[1:] >= timestamps[:-1]).all():
         events = events.iloc[np.argsort(timestamps, kind="stable")]
+    # (Accounts whose every row was rejected stay among the categories, without events.)
     events = events.reset_index(drop=True)
-    if bad.any():  # rejected rows may leave accounts without events
-        events["account_id"] = events["account_id"].cat.remove_unused_categories()
     return EventLog(
         events=events, rejects=rejects.reset_index(drop=True), notices=notices, source=source
     )
 
 
-def read_log(path: str | Path) -> EventLog:
-    """Read and normalise a contract log (a Parquet file or a directory of them)."""
-    return normalise(_to_frame(read_table(path)), source=str(path))
+def read_log(path: str | Path, accounts: Collection[str] | None = None) -> EventLog:
+    """Read and normalise a contract log (a Parquet file or a directory of them).
+
+    With ``accounts``, only those accounts' events are read (a report's drill-down).
+    """
+    return normalise(_to_frame(read_table(path, accounts=accounts)), source=str(path))
 
 
 def read_events(path: str | Path, accounts: Collection[str] | None = None) -> pd.DataFrame:
     """The normalised events of a log, optionally only those of some accounts."""
-    table = read_table(path, accounts=accounts)
-    return normalise(_to_frame(table), source=str(path)).events
+    return read_log(path, accounts).events
 
 
 def read_caseloads(path: str | Path) -> pd.DataFrame:
