@@ -36,18 +36,21 @@ SUMS: tuple[str, ...] = (
     "accounts_created",
     "access_grants",
 )
-# Taken as is from the window (same value for every prefix of it).
-WINDOW_CONSTANTS: tuple[str, ...] = (
+# Taken as is from the window (same value for every prefix of it): the window's
+# own facts, then the baselines from earlier days.
+PLAIN_CONSTANTS: tuple[str, ...] = (
     "caseload_size",
     "history_days",
     "log_days",
     "account_age_days",
     "created_in_log",
-) + tuple(
+)
+BASELINE_CONSTANTS: tuple[str, ...] = tuple(
     f"{stat}_{volume}"
     for volume in BASELINED_VOLUMES
     for stat in ("own_median", "own_max", "peer_median", "peer_p95", "_own_scale", "_peer_scale")
 )
+WINDOW_CONSTANTS: tuple[str, ...] = PLAIN_CONSTANTS + BASELINE_CONSTANTS
 
 
 def derive(
@@ -72,7 +75,7 @@ def derive(
         features["off_hours_share"] = np.where(events > 0, sums["off_hours_events"] / events, 0.0)
         caseload = np.asarray(constants["caseload_size"], dtype=np.float64)
         features["caseload_ratio"] = np.where(caseload > 0, read / caseload, read)
-    for name in ("caseload_size", "history_days", "log_days", "account_age_days", "created_in_log"):
+    for name in PLAIN_CONSTANTS:
         features[name] = np.asarray(constants[name], dtype=np.float64)
     for volume in BASELINED_VOLUMES:
         value = features[volume]

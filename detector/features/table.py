@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from detector.features import baselines
 from detector.features.catalogue import BASELINED_VOLUMES, FEATURES
-from detector.features.derive import SUMS, WINDOW_CONSTANTS, derive
+from detector.features.derive import BASELINE_CONSTANTS, SUMS, WINDOW_CONSTANTS, derive
 from detector.schema import ACTIONS, EventLog
 
 HOUR_NS = 3_600_000_000_000
@@ -409,12 +409,7 @@ def _labels(frame: pd.DataFrame, column: str, codes: np.ndarray) -> np.ndarray:
 
 
 def _nan_baselines(n_win: int) -> dict[str, np.ndarray]:
-    return {
-        name: np.full(n_win, np.nan)
-        for name in WINDOW_CONSTANTS
-        if name
-        not in ("caseload_size", "history_days", "log_days", "account_age_days", "created_in_log")
-    }
+    return {name: np.full(n_win, np.nan) for name in BASELINE_CONSTANTS}
 
 
 def _add_baselines(
