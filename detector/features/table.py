@@ -198,51 +198,44 @@ def _out_of_scope_by_structure(frame: pd.DataFrame) -> np.ndarray:
     return (org != record_org).fillna(False).to_numpy(dtype=bool)
 
 
-def build_feature_table(
-    log: EventLog, caseloads: pd.DataFrame | None = None, timezone: str = "Europe/Paris"
-) -> FeatureTable:
-    """The feature table of a validated log (one row per account and local day)."""
-    frame = log.events
-    notices: list[str] = []
-    n = len(frame)
-    timestamp = pd.DatetimeIndex(frame["timestamp"]).asi8
-    # Local hours since 1970 fit in 32 bits: one 64-bit division, then cheap arithmetic.
-    local_hours = (local_wall_ns(timestamp, timezone) // HOUR_NS).astype(np.int32)
-    hour = local_hours % 24
-    # Windows run from 04:00 to 04:00 local, so that a night (22:00-03:00) stays whole.
-    day = ((local_hours - DAY_STARTS_AT_HOUR) // 24).astype(np.int64)
-    weekday = (local_hours // 24 + 3) % 7  # of the calendar day; 1970-01-01 was a Thursday
+@dataclass
+class _Windows:
+    """Each event's window (account x local day), and each window's account and day."""
 
-    accounts = frame["account_id"].cat.categories
-    acc = frame["account_id"].cat.codes.to_numpy().astype(np.int64)
-    n_acc = len(accounts)
-    first_day = int(day.min()) if n else 0
-    day_index = day - first_day
-    n_days = int(day_index.max()) + 1 if n else 1
+    of_event: np.ndarray  # window row of each event
+    account: np.ndarray  # account code of each window
+    day: np.ndarray  # day index (from the log's first day) of each window
+    first_of_account: np.ndarray  # each account's first window (n windows when it has none)
 
-    # Windows: dense (account, day) keys, compacted to the active ones, ordered by account then day.
+    @property
+    def history_days(self) -> np.ndarray:
+        """Earlier active windows of the same account, per window."""
+        return np.arange(len(self.account)) - self.first_of_account[self.account]
+
+
+def _windows(acc: np.ndarray, day_index: np.ndarray, n_acc: int, n_days: int) -> _Windows:
+    """Dense (account, day) keys compacted to the active ones, ordered by account then day."""
     dense = acc * n_days
     dense += day_index
     if n_acc * n_days <= _DENSE_WINDOW_LIMIT:
-        per_key = np.bincount(dense, minlength=n_acc * n_days)
-        active = np.flatnonzero(per_key)
+        active = np.flatnonzero(np.bincount(dense, minlength=n_acc * n_days))
         lookup = np.full(n_acc * n_days, -1, dtype=np.int64)
         lookup[active] = np.arange(len(active))
         window = lookup[dense]
     else:
         active, window = np.unique(dense, return_inverse=True)
-    n_win = len(active)
-    w_acc = active // n_days
-    w_day = active % n_days
-    acc_first_window = np.full(n_acc, n_win, dtype=np.int64)
-    acc_first_window[w_acc[::-1]] = np.arange(n_win)[::-1]
-    history_days = np.arange(n_win) - acc_first_window[w_acc]
+    account = active // n_days
+    first_of_account = np.full(n_acc, len(active), dtype=np.int64)
+    first_of_account[account[::-1]] = np.arange(len(active))[::-1]
+    return _Windows(window, account, active % n_days, first_of_account)
 
-    action = frame["action"].cat.codes.to_numpy()
+
+def _activity_counts(frame: pd.DataFrame, action: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-event counts of logins, searches, exports, account administration, answers."""
+    n = len(frame)
     failed = _is_one_of(frame, "outcome", ("failure",))
     is_login = action == _A["login"]
     login_ok = is_login & ~failed
-
     counts: dict[str, np.ndarray] = {"events": np.ones(n, dtype=bool)}
     counts["logins"] = login_ok
     counts["failed_logins"] = is_login & failed
@@ -252,28 +245,80 @@ def build_feature_table(
     counts["exports"] = action == _A["export"]
     counts["accounts_created"] = action == _A["create_account"]
     counts["access_grants"] = action == _A["grant_access"]
-
     returned = frame["records_returned"].to_numpy() if "records_returned" in frame else np.zeros(n)
-    answers = counts["searches"] | counts["exports"]
-    counts["records_returned"] = np.where(answers, returned, 0.0)
+    counts["records_returned"] = np.where(counts["searches"] | counts["exports"], returned, 0.0)
     counts["records_exported"] = np.where(counts["exports"], returned, 0.0)
+    return counts
 
-    # Records read one by one: distinct per window, counted at their first access.
+
+def _novelty(
+    frame: pd.DataFrame, acc: np.ndarray, n_acc: int, has_history: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per event: first use by the account of an address, client or application.
+
+    Only counted once the account has a working week of history: before that,
+    every second address would look "new".
+    """
+    flags = {}
+    for column, name in (
+        ("src_ip", "new_addresses"),
+        ("user_agent", "new_clients"),
+        ("application", "new_applications"),
+    ):
+        codes = _codes(frame, column)
+        if codes is None:
+            flags[name] = np.zeros(len(frame), dtype=bool)
+            continue
+        n_values = len(frame[column].cat.categories) + 1
+        key = acc * n_values
+        key += codes + 1  # in place: ten million events, one array fewer
+        first_use = _first_occurrence(key, n_acc * n_values) & (codes >= 0)
+        flags[name] = first_use & has_history
+    return flags
+
+
+def _rare_hours(windows: _Windows, window_hour: np.ndarray) -> np.ndarray:
+    """Per event: a local hour which, with its two neighbours, holds < 1 % of the
+    account's earlier events (working half an hour late is not rare; 3 a.m. is)."""
+    n_win = len(windows.account)
+    per_hour = np.bincount(window_hour, minlength=n_win * 24).reshape(n_win, 24)
+    before = np.cumsum(per_hour, axis=0) - per_hour  # all earlier windows, every account
+    before = before - before[windows.first_of_account[windows.account]]  # the same account's only
+    around = before + np.roll(before, 1, axis=1) + np.roll(before, -1, axis=1)
+    history_events = before.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = around / history_events[:, None]
+    rare = (history_events >= RARE_HOUR_MIN_HISTORY)[:, None] & (share < RARE_HOUR_SHARE)
+    return rare.reshape(-1)[window_hour]
+
+
+def _record_reads(
+    frame: pd.DataFrame,
+    action: np.ndarray,
+    acc: np.ndarray,
+    window: np.ndarray,
+    caseloads: pd.DataFrame | None,
+    notices: list[str],
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """(first read of each record in its window, out-of-caseload among those or None, caseload sizes).
+
+    Out of caseload comes from the caseload table, else a structure mismatch,
+    else it is absent (None) and a notice says so.
+    """
+    n = len(frame)
+    accounts = frame["account_id"].cat.categories
     rec = _codes(frame, "record_id")
     records = frame["record_id"].cat.categories if rec is not None else pd.Index([])
     if rec is None:
         rec = np.full(n, -1, dtype=np.int64)
         notices.append("no record_id column: record reads cannot be counted")
-    record_action = np.isin(action, [_A["view_record"], _A["update_record"], _A["export"]]) & (
-        rec >= 0
-    )
+    reading = np.zeros(len(ACTIONS), dtype=bool)
+    reading[[_A["view_record"], _A["update_record"], _A["export"]]] = True
+    idx = np.flatnonzero(reading[action] & (rec >= 0))
     first_read = np.zeros(n, dtype=bool)
-    idx = np.flatnonzero(record_action)
     first_read[idx] = _first_occurrence(window[idx] * max(len(records), 1) + rec[idx])
-    counts["records_read"] = first_read
 
-    has_caseload_data = True
-    caseload_size = np.zeros(n_acc, dtype=np.int64)
+    caseload_size = np.zeros(len(accounts), dtype=np.int64)
     if caseloads is not None:
         reads = np.flatnonzero(first_read)  # only first reads are counted: look only them up
         inside, caseload_size = _caseload_membership(
@@ -295,46 +340,67 @@ def build_feature_table(
             "no caseload table and no organization_id/record_org_id: out-of-caseload features are absent"
         )
         out_read = None
-        has_caseload_data = False
-    counts["out_of_caseload_reads"] = out_read if out_read is not None else np.full(n, np.nan)
+    return first_read, out_read, caseload_size
 
+
+def _creation_days(
+    frame: pd.DataFrame, created_events: np.ndarray, day_index: np.ndarray
+) -> np.ndarray:
+    """Per account code: the day a create_account event in the log created it (int64 max if none)."""
+    accounts = frame["account_id"].cat.categories
+    created = np.full(len(accounts), np.iinfo(np.int64).max)
+    target = _codes(frame, "target_account_id")
+    if target is not None:
+        target_acc = _lookup(pd.Series(frame["target_account_id"].cat.categories), accounts)
+        creation = np.flatnonzero(created_events & (target >= 0))
+        creation_acc = target_acc[target[creation]]
+        ok = creation_acc >= 0
+        np.minimum.at(created, creation_acc[ok], day_index[creation][ok])
+    return created
+
+
+def build_feature_table(
+    log: EventLog, caseloads: pd.DataFrame | None = None, timezone: str = "Europe/Paris"
+) -> FeatureTable:
+    """The feature table of a validated log (one row per account and local day)."""
+    frame = log.events
+    notices: list[str] = []
+    n = len(frame)
+    timestamp = pd.DatetimeIndex(frame["timestamp"]).asi8
+    # Local hours since 1970 fit in 32 bits: one 64-bit division, then cheap arithmetic.
+    local_hours = (local_wall_ns(timestamp, timezone) // HOUR_NS).astype(np.int32)
+    hour = local_hours % 24
+    # Windows run from 04:00 to 04:00 local, so that a night (22:00-03:00) stays whole.
+    day = ((local_hours - DAY_STARTS_AT_HOUR) // 24).astype(np.int64)
+    weekday = (local_hours // 24 + 3) % 7  # of the calendar day; 1970-01-01 was a Thursday
+
+    accounts = frame["account_id"].cat.categories
+    acc = frame["account_id"].cat.codes.to_numpy().astype(np.int64)
+    n_acc = len(accounts)
+    first_day = int(day.min()) if n else 0
+    day_index = day - first_day
+    n_days = int(day_index.max()) + 1 if n else 1
+    windows = _windows(acc, day_index, n_acc, n_days)
+    window, w_acc, w_day = windows.of_event, windows.account, windows.day
+    n_win = len(w_acc)
+    history_days = windows.history_days
+
+    action = frame["action"].cat.codes.to_numpy()
+    counts = _activity_counts(frame, action)
+    first_read, out_read, caseload_size = _record_reads(
+        frame, action, acc, window, caseloads, notices
+    )
+    counts["records_read"] = first_read
+    counts["out_of_caseload_reads"] = out_read if out_read is not None else np.full(n, np.nan)
     counts["night_events"] = (hour >= NIGHT_HOURS[0]) | (hour < NIGHT_HOURS[1])
     touched = first_read + counts["records_returned"]  # per event, what records_touched counts
     counts["night_records_touched"] = np.where(counts["night_events"], touched, 0.0)
     counts["off_hours_events"] = (
         (hour < OFFICE_HOURS[0]) | (hour >= OFFICE_HOURS[1]) | (weekday >= 5)
     )
-
-    # Novelty: a value the account never used in an earlier window.
-    # Before a working week of history, every second address would look "new".
-    has_history = history_days[window] >= NOVELTY_MIN_HISTORY
-    for column, name in (
-        ("src_ip", "new_addresses"),
-        ("user_agent", "new_clients"),
-        ("application", "new_applications"),
-    ):
-        codes = _codes(frame, column)
-        if codes is None:
-            counts[name] = np.zeros(n, dtype=bool)
-            continue
-        n_values = len(frame[column].cat.categories) + 1
-        key = acc * n_values
-        key += codes + 1  # in place: ten million events, one array fewer
-        first_use = _first_occurrence(key, n_acc * n_values) & (codes >= 0)
-        counts[name] = first_use & has_history
-
-    # Rare hours: hours which, with their two neighbours, hold < 1 % of the account's
-    # earlier events (working half an hour later than usual is not rare; 3 a.m. is).
+    counts |= _novelty(frame, acc, n_acc, history_days[window] >= NOVELTY_MIN_HISTORY)
     window_hour = window * 24 + hour  # one cell per window and local hour
-    per_hour = np.bincount(window_hour, minlength=n_win * 24).reshape(n_win, 24)
-    before = np.cumsum(per_hour, axis=0) - per_hour  # all earlier windows, every account
-    before = before - before[acc_first_window[w_acc]]  # keep the same account's only
-    around = before + np.roll(before, 1, axis=1) + np.roll(before, -1, axis=1)
-    history_events = before.sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        share = around / history_events[:, None]
-    rare = (history_events >= RARE_HOUR_MIN_HISTORY)[:, None] & (share < RARE_HOUR_SHARE)
-    counts["rare_hour_events"] = rare[window, hour]
+    counts["rare_hour_events"] = _rare_hours(windows, window_hour)
 
     sums = {
         name: np.bincount(window, weights=counts[name], minlength=n_win)
@@ -344,23 +410,11 @@ def build_feature_table(
     }
     per_hour_touched = np.bincount(window_hour, weights=touched, minlength=n_win * 24)
     sums["peak_hourly_records"] = per_hour_touched.reshape(n_win, 24).max(axis=1)
-    if out_read is None:
-        sums["out_of_caseload_reads"] = np.full(n_win, np.nan)
 
-    # Window constants.
-    created = np.full(n_acc, np.iinfo(np.int64).max)
-    target = _codes(frame, "target_account_id")
-    if target is not None:
-        created_ids = frame["target_account_id"].cat.categories
-        target_acc = _lookup(pd.Series(created_ids), accounts)
-        creation = np.flatnonzero(counts["accounts_created"] & (target >= 0))
-        creation_acc = target_acc[target[creation]]
-        ok = creation_acc >= 0
-        np.minimum.at(created, creation_acc[ok], day_index[creation][ok])
+    created = _creation_days(frame, counts["accounts_created"], day_index)
     # (Accounts listed in the column's dictionary but without events have no window.)
-    first_seen = (
-        np.minimum(w_day[np.minimum(acc_first_window, n_win - 1)], created) if n_win else created
-    )
+    first_window = np.minimum(windows.first_of_account, max(n_win - 1, 0))
+    first_seen = np.minimum(w_day[first_window], created) if n_win else created
     constants: dict[str, np.ndarray] = {
         "caseload_size": caseload_size[w_acc].astype(np.float64),
         "history_days": history_days.astype(np.float64),
@@ -368,7 +422,6 @@ def build_feature_table(
         "account_age_days": (w_day - first_seen[w_acc]).astype(np.float64),
         "created_in_log": (created[w_acc] <= w_day).astype(np.float64),
     }
-
     first_event = _first_event_of_each(acc, n_acc)
     type_codes = _attribute_of_accounts(acc, _codes(frame, "account_type"), first_event)
     org_codes = _attribute_of_accounts(acc, _codes(frame, "organization_id"), first_event)
@@ -398,7 +451,7 @@ def build_feature_table(
     events = EventCounts(
         timestamp=timestamp, window=window, hour=hour, counts=counts, touched=touched
     )
-    return FeatureTable(table, events, timezone, notices, has_caseload_data)
+    return FeatureTable(table, events, timezone, notices, has_caseload_data=out_read is not None)
 
 
 def _labels(frame: pd.DataFrame, column: str, codes: np.ndarray) -> np.ndarray:
