@@ -23,6 +23,7 @@ from detector.rules import RuleSet, format_value
 
 SEVERITIES = ("low", "medium", "high")
 SEVERITY_SCORE = {"low": 0.5, "medium": 0.7, "high": 0.85}
+NEVER = np.iinfo(np.int64).min  # first-hold instant of a condition that never held
 MODEL_POINTS_PER_WINDOW = 256  # prefix points the model is scored at, per alerted window
 # The columns the data contract promises (section 4); the others are extensions.
 CONTRACT_COLUMNS = (
@@ -69,7 +70,7 @@ def first_hold_times(
     conditions: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]],
     sparse: frozenset[str] = frozenset(),
 ) -> dict[str, np.ndarray]:
-    """For each condition, the first instant (ns UTC, or NaT) it held in each given window.
+    """For each condition, the first instant (ns UTC, or ``NEVER``) it held in each given window.
 
     Conditions named in ``sparse`` are costly (the model): they are checked at
     most ``MODEL_POINTS_PER_WINDOW`` evenly spaced events per window (always
@@ -99,7 +100,7 @@ def first_hold_times(
         first = np.full(len(windows), np.iinfo(np.int64).max)
         hit = np.flatnonzero(held)
         np.minimum.at(first, slot[hit], stamps[hit])
-        times[name] = np.where(first == np.iinfo(np.int64).max, np.iinfo(np.int64).min, first)
+        times[name] = np.where(first == np.iinfo(np.int64).max, NEVER, first)
     return times
 
 
@@ -197,16 +198,16 @@ def build_alerts(
     if len(windows) == 0:
         return empty_alerts()
     table = feature_table.table.iloc[windows].reset_index(drop=True)
-    nat = np.iinfo(np.int64).min
+    fired_values = fired.to_numpy(dtype=bool)
     records = []
     for i, row in table.iterrows():  # one iteration per alert (tens to hundreds)
         hits = [
             rid
-            for rid in fired.columns
-            if fired.iat[i, fired.columns.get_loc(rid)] and times[rid][i] != nat
+            for j, rid in enumerate(fired.columns)
+            if fired_values[i, j] and times[rid][i] != NEVER
         ]
         hits.sort(key=lambda rid: times[rid][i])
-        model_hit = model_flags is not None and bool(model_flags[i]) and times["model"][i] != nat
+        model_hit = model_flags is not None and bool(model_flags[i]) and times["model"][i] != NEVER
         instants = [times[rid][i] for rid in hits] + ([times["model"][i]] if model_hit else [])
         if not instants:
             continue

@@ -24,6 +24,7 @@ from detector.rules import RuleSet, load_ruleset
 from detector.schema import EventLog, default_caseloads_path, normalise, read_caseloads, read_log
 
 MODES = ("rules", "model", "both")
+MIN_WINDOWS_TO_FIT = 20  # fewer account-days than this tell a forest nothing
 Progress = Callable[[str], None]
 
 
@@ -137,6 +138,12 @@ def detect(
 
     scores = flags = None
     fitted = None
+    if use_model and model is None and len(table) < MIN_WINDOWS_TO_FIT:
+        prepared.notices.append(
+            f"only {len(table)} account-days: too few to fit the model on this log, rules only"
+            " (fit one on a longer log with `detector fit` and pass --model)"
+        )
+        use_model = False
     if use_model:
         fitted = _resolve_model(model, table)
         # Fitted on this very table: its training scores are this table's scores.
@@ -174,8 +181,6 @@ def _resolve_model(model: str | Path | WindowModel | None, table: pd.DataFrame) 
         return model
     if model is not None:
         return WindowModel.load(model)
-    if len(table) < 2:
-        raise DetectorError("too few windows to fit the model on this log; pass --model")
     return WindowModel().fit(table)
 
 

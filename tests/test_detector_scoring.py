@@ -178,3 +178,17 @@ def test_allowlists_silence_rules(prepared, tmp_path):
         again = detect(prepared, rules=str(path), mode="rules")
         assert silenced not in set(again["account_id"]), allow
         assert len(again) < len(alerts)
+
+
+def test_a_tiny_log_is_scored_by_rules_with_a_notice(tmp_path):
+    log = pd.DataFrame(
+        {
+            "timestamp": ["2024-03-25T08:00:00Z", "2024-03-25T08:05:00Z"],
+            "account_id": ["a1", "a1"],
+            "action": ["login", "view_record"],
+            "record_id": [None, "r1"],
+        }
+    )
+    result = score_log(log)
+    assert len(result.alerts) == 0
+    assert any("too few to fit the model" in notice for notice in result.notices)
