@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from detector.errors import InputError
+from detector.timeutil import to_utc
 
 #: An alert still counts as catching an attack up to this long after the attack's end.
 DETECTION_GRACE = pd.Timedelta(days=1)
@@ -62,8 +63,8 @@ def attacks_table(attacks: Sequence[Mapping] | pd.DataFrame) -> pd.DataFrame:
     frame = frame[["attack_id", "scenario", "accounts", "start", "end"]].copy()
     frame["attack_id"] = frame["attack_id"].astype(str)
     frame["accounts"] = frame["accounts"].map(lambda accounts: [str(a) for a in accounts])
-    frame["start"] = _utc(frame["start"])
-    frame["end"] = _utc(frame["end"])
+    frame["start"] = to_utc(frame["start"])
+    frame["end"] = to_utc(frame["end"])
     return frame.reset_index(drop=True)
 
 
@@ -74,17 +75,6 @@ def attack_accounts(attacks: Sequence[Mapping] | pd.DataFrame) -> pd.DataFrame:
     return long.dropna(subset=["account_id"]).reset_index(drop=True)
 
 
-def _utc(values: pd.Series) -> pd.Series:
-    """Timestamps as tz-aware UTC; naive values are UTC (contract section 1)."""
-    is_text = not pd.api.types.is_datetime64_any_dtype(values)
-    try:
-        # ISO 8601 with or without fractions of a second, as JSON files write them.
-        stamps = pd.to_datetime(values, utc=True, format="ISO8601" if is_text else None)
-    except (ValueError, TypeError) as error:
-        raise InputError(f"unreadable timestamp: {error}") from None
-    return stamps.astype("datetime64[ns, UTC]")
-
-
 def _alerts(alerts: pd.DataFrame) -> pd.DataFrame:
     """The alert columns the metrics use, with UTC ``detected_at`` and a severity rank."""
     missing = {"account_id", "detected_at", "severity"} - set(alerts.columns)
@@ -93,7 +83,7 @@ def _alerts(alerts: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(
         {
             "account_id": alerts["account_id"].astype(str).to_numpy(),
-            "detected_at": _utc(alerts["detected_at"]).to_numpy(),
+            "detected_at": to_utc(alerts["detected_at"]).to_numpy(),
             "severity": alerts["severity"].astype(str).to_numpy(),
             "rules": (
                 alerts["rules"].to_numpy()
@@ -107,7 +97,7 @@ def _alerts(alerts: pd.DataFrame) -> pd.DataFrame:
             ),
         }
     )
-    out["detected_at"] = _utc(out["detected_at"])
+    out["detected_at"] = to_utc(out["detected_at"])
     out["severity_rank"] = out["severity"].map({s: i for i, s in enumerate(SEVERITIES)})
     return out
 
@@ -197,7 +187,7 @@ def record_exposure(events: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     truth = truth.assign(event_id=right)[["event_id", "attack_id"]]
     bad = log.merge(truth, on="event_id", how="inner")
     bad["attack_id"] = bad["attack_id"].astype(str)
-    bad["timestamp"] = _utc(bad["timestamp"])
+    bad["timestamp"] = to_utc(bad["timestamp"])
     bad = bad.sort_values(["attack_id", "timestamp"], kind="stable").reset_index(drop=True)
 
     record_id = bad["record_id"] if "record_id" in bad.columns else pd.Series(None, index=bad.index)
@@ -280,7 +270,7 @@ def account_days(events: pd.DataFrame, timezone: str = "Europe/Paris") -> pd.Dat
 
     ``day`` is the local calendar day as ``datetime64[D]``.
     """
-    wall = _utc(events["timestamp"]).dt.tz_convert(timezone).dt.tz_localize(None)
+    wall = to_utc(events["timestamp"]).dt.tz_convert(timezone).dt.tz_localize(None)
     days = pd.DataFrame(
         {
             "account_id": events["account_id"].astype(str).to_numpy(),
@@ -348,8 +338,8 @@ def _lookalike_pairs(
     """The instances (with an ``instance`` number) and their (instance, alert) pairs in span."""
     frame = pd.DataFrame(list(lookalikes))
     frame["instance"] = np.arange(len(frame))
-    frame["start"] = _utc(frame["start"])
-    frame["end"] = _utc(frame["end"])
+    frame["start"] = to_utc(frame["start"])
+    frame["end"] = to_utc(frame["end"])
     frame["n_accounts"] = frame["accounts"].map(len)
     long = frame.explode("accounts").rename(columns={"accounts": "account_id"})
     long["account_id"] = long["account_id"].astype(str)

@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 
 from detector.alerts import build_alerts, empty_alerts, first_hold_times
-from detector.errors import DetectorError, InputError
+from detector.errors import DetectorError
 from detector.features.table import FeatureTable, build_feature_table
 from detector.model import WindowModel
 from detector.rules import RuleSet, load_ruleset
 from detector.schema import EventLog, default_caseloads_path, normalise, read_caseloads, read_log
+from detector.timeutil import check_timezone
 
 MODES = ("rules", "model", "both")
 MIN_WINDOWS_TO_FIT = 20  # fewer account-days than this tell a forest nothing
@@ -49,13 +50,6 @@ class ScoreResult:
     accounts: int = 0
 
 
-def _check_timezone(timezone: str) -> None:
-    try:
-        pd.Timestamp("2024-01-01", tz="UTC").tz_convert(timezone)
-    except Exception:
-        raise InputError(f"unknown time zone: {timezone!r} (e.g. Europe/Paris)") from None
-
-
 def prepare(
     log: str | Path | pd.DataFrame,
     caseloads: str | Path | pd.DataFrame | None = None,
@@ -67,7 +61,7 @@ def prepare(
     Without ``caseloads``, a path log looks for ``<stem>.caseloads.parquet`` beside it.
     """
     say = progress or (lambda message: None)
-    _check_timezone(timezone)
+    check_timezone(timezone)
     # Reading Parquet releases the GIL: import scikit-learn meanwhile (about a second).
     threading.Thread(
         target=importlib.import_module, args=("sklearn.ensemble",), daemon=True

@@ -21,7 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-DEFAULT_TIMEZONE = "Europe/Paris"
+from detector.timeutil import DEFAULT_TIMEZONE, to_utc
 
 # Actions grouped the way an analyst reads an account's activity.
 ACTION_GROUPS: dict[str, str] = {
@@ -65,13 +65,6 @@ def _local_naive(stamps, timezone: str):
     return pd.DatetimeIndex(stamps).tz_convert(timezone).tz_localize(None)
 
 
-def _utc_series(timestamps: pd.Series) -> pd.Series:
-    stamps = pd.to_datetime(timestamps)
-    if stamps.dt.tz is None:
-        return stamps.dt.tz_localize("UTC")
-    return stamps.dt.tz_convert("UTC")
-
-
 def hourly_activity(
     events: pd.DataFrame,
     account_id: str,
@@ -86,7 +79,7 @@ def hourly_activity(
     `records_returned` of searches and exports).
     """
     mine = events[events["account_id"] == account_id]
-    stamps = _utc_series(mine["timestamp"])
+    stamps = to_utc(mine["timestamp"])
     # Hours are floored in UTC: France's offsets are whole hours, so UTC hours
     # are local hours, and UTC has no ambiguous hour at the autumn switch.
     hours = stamps.dt.floor("h")
@@ -276,7 +269,7 @@ def activity_by_hour_of_day(
     attacker's hours stand out against the owner's.
     """
     mine = events[events["account_id"] == account_id]
-    stamps = _utc_series(mine["timestamp"])
+    stamps = to_utc(mine["timestamp"])
     local_hour = stamps.dt.tz_convert(timezone).dt.hour
     figure, ax = _new_axes(ax, (8, 3))
     hours = np.arange(24)
@@ -347,7 +340,7 @@ def alerts_over_time(
     """Alerts per local day, stacked by severity."""
     figure, ax = _new_axes(ax, (8, 2.8))
     if len(alerts):
-        day = _local_naive(_utc_series(alerts["detected_at"]), timezone).normalize()
+        day = _local_naive(to_utc(alerts["detected_at"]), timezone).normalize()
         table = pd.crosstab(day, alerts["severity"].astype(str))
         base = np.zeros(len(table))
         for severity in [s for s in ("high", "medium", "low") if s in table] + [

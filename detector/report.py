@@ -20,7 +20,6 @@ import html
 import io
 import json
 import re
-import zoneinfo
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,8 +33,8 @@ from detector import plots
 from detector.alerts import CONTRACT_COLUMNS
 from detector.errors import InputError
 from detector.schema import read_events
+from detector.timeutil import DEFAULT_TIMEZONE, check_timezone, to_utc
 
-DEFAULT_TIMEZONE = plots.DEFAULT_TIMEZONE
 DEFAULT_MAX_ALERTS = 50
 # The index of the summary lists at most this many alerts: past that the file
 # stops being something one forwards.
@@ -103,13 +102,6 @@ def _as_list(value) -> list:
     return list(value)
 
 
-def _utc_column(values: pd.Series) -> pd.Series:
-    stamps = pd.to_datetime(values, utc=False)
-    if getattr(stamps.dt, "tz", None) is None:
-        return stamps.dt.tz_localize("UTC")
-    return stamps.dt.tz_convert("UTC")
-
-
 def normalise_alerts(alerts: pd.DataFrame, source: str = "alerts") -> pd.DataFrame:
     """The alerts with every column the report reads, most urgent first.
 
@@ -131,8 +123,8 @@ def normalise_alerts(alerts: pd.DataFrame, source: str = "alerts") -> pd.DataFra
     alerts["account_id"] = alerts["account_id"].astype(str)
     for column in _TIME_COLUMNS:
         try:
-            alerts[column] = _utc_column(alerts[column])
-        except (ValueError, TypeError) as error:
+            alerts[column] = to_utc(alerts[column])
+        except InputError as error:
             raise InputError(f"{source}: column {column} does not hold timestamps") from error
     alerts["score"] = pd.to_numeric(alerts["score"], errors="coerce")
     alerts["severity"] = alerts["severity"].astype(str).str.lower()
@@ -205,7 +197,7 @@ def usage_table(
     if column not in events:
         return pd.DataFrame(columns=columns)
     mine = events[(events["account_id"] == account_id) & events[column].notna()]
-    stamps = plots._utc_series(mine["timestamp"])
+    stamps = to_utc(mine["timestamp"])
     start = plots._utc(window_start) if window_start is not None else stamps.min()
     end = plots._utc(window_end) if window_end is not None else stamps.max()
     if pd.isna(start) or pd.isna(end):
@@ -315,15 +307,6 @@ def caseload_reads(
 
 
 # --------------------------------------------------------------------------- formatting
-
-
-def check_timezone(timezone: str) -> str:
-    """The time zone name back, or `InputError` when it is unknown."""
-    try:
-        zoneinfo.ZoneInfo(timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
-        raise InputError(f"unknown time zone: {timezone}") from error
-    return timezone
 
 
 def format_local(instant, timezone: str = DEFAULT_TIMEZONE) -> str:

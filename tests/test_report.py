@@ -269,7 +269,7 @@ def test_missing_log_and_unknown_timezone_are_one_error_line(files):
     assert result.output == f"Error: log not found: {tmp_path / 'nolog.parquet'}\n"
     result = _run(alerts_path, "--log", log_path, "--timezone", "Mars/Olympus")
     assert result.exit_code == 1
-    assert result.output == "Error: unknown time zone: Mars/Olympus\n"
+    assert result.output == "Error: unknown time zone: 'Mars/Olympus' (e.g. Europe/Paris)\n"
 
 
 def test_format_local_follows_daylight_saving():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-DEFAULT_TIMEZONE = "Europe/Paris"
+from detector.timeutil import DEFAULT_TIMEZONE
 
 timezone_option = click.option(
     "--timezone",
