@@ -29,6 +29,7 @@ import pandas as pd
 
 from detector import metrics
 from detector.errors import DetectorError, InputError
+from detector.schema import sibling
 
 #: The four documented attacks, in the generator's names.
 SCENARIOS: tuple[str, ...] = (
@@ -134,12 +135,6 @@ def cached_dataset(
     shutil.rmtree(folder, ignore_errors=True)
     scratch.rename(folder)
     return log
-
-
-def sibling(log: Path, suffix: str) -> Path:
-    """``x/logs.parquet`` -> ``x/logs<suffix>`` (the contract's names for truth files)."""
-    stem = log.name[: -len(".parquet")] if log.name.endswith(".parquet") else log.name
-    return log.with_name(stem + suffix)
 
 
 @dataclass

@@ -307,10 +307,17 @@ def read_caseloads(path: str | Path) -> pd.DataFrame:
     return table.to_pandas().dropna().astype({"account_id": "string", "record_id": "string"})
 
 
+def sibling(log_path: str | Path, suffix: str) -> Path:
+    """A file named after a log, beside it: ``x/logs.parquet`` -> ``x/logs<suffix>``.
+
+    The contract's side files (caseloads, truth, attacks) and the alerts are named so.
+    """
+    log_path = Path(log_path)
+    name = log_path.name
+    stem = name[: -len(".parquet")] if name.endswith(".parquet") else name
+    return log_path.with_name(stem + suffix)
+
+
 def default_caseloads_path(log_path: str | Path) -> Path:
     """Where the caseload table of a log is looked for: ``<stem>.caseloads.parquet`` beside it."""
-    log_path = Path(log_path)
-    stem = (
-        log_path.name[: -len(".parquet")] if log_path.name.endswith(".parquet") else log_path.name
-    )
-    return log_path.with_name(f"{stem}.caseloads.parquet")
+    return sibling(log_path, ".caseloads.parquet")

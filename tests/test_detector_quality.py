@@ -8,12 +8,11 @@ severity. Checked for the default detector (rules and model) and rules alone.
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 import pytest
 
 from detector import metrics
+from detector.bench import read_ground_truth
 from detector.pipeline import detect, prepare
 from synthetic_logs.generate import generate_dataset
 
@@ -24,12 +23,12 @@ SEEDS = (101, 202, 303)
 def seeded(request, tmp_path_factory):
     out = tmp_path_factory.mktemp(f"seed{request.param}") / "logs.parquet"
     generate_dataset(out, seed=request.param)
-    stem = str(out)[: -len(".parquet")]
+    answers = read_ground_truth(out)
     return {
         "prepared": prepare(out),
-        "attacks": json.loads(open(f"{stem}.attacks.json").read()),
-        "truth": pd.read_parquet(f"{stem}.truth.parquet"),
-        "lookalikes": json.loads(open(f"{stem}.lookalikes.json").read()),
+        "attacks": answers.attacks,
+        "truth": answers.truth,
+        "lookalikes": answers.lookalikes,
         "events": pd.read_parquet(out),
     }
 

@@ -20,12 +20,10 @@ def _say(message: str) -> None:
     click.echo(f"[{time.perf_counter() - _STARTED:5.1f} s] {message}", err=True)
 
 
-def _stem(path: Path) -> str:
-    return path.name[: -len(".parquet")] if path.name.endswith(".parquet") else path.name
-
-
 def _default_out(log: Path, fmt: str) -> Path:
-    return log.with_name(f"{_stem(log)}.alerts.{fmt}")
+    from detector.schema import sibling  # imported with the command, not with `--help`
+
+    return sibling(log, f".alerts.{fmt}")
 
 
 def _local(stamp, timezone: str) -> str:
