@@ -26,11 +26,13 @@ import pandas as pd
 from detector.errors import DetectorError, RuleProblem, RuleSetError
 from detector.rules.expression import Expr, parse_expression
 from detector.rules.lines import SourceLines
+from detector.textsafe import visible
 
 SEVERITIES = ("low", "medium", "high")
 STATUSES = ("experimental", "stable")
-_RULE_ID = re.compile(r"^[a-z][a-z0-9_]*$")
-_TECHNIQUE = re.compile(r"^T\d{4}(\.\d{3})?$")
+# Used with fullmatch and ASCII only: "$" would accept a trailing newline, "\d" any script's digits.
+_RULE_ID = re.compile(r"^[a-z][a-z0-9_]*$", re.ASCII)
+_TECHNIQUE = re.compile(r"^T[0-9]{4}(\.[0-9]{3})?$", re.ASCII)
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)|\s*\(at end of document\)")
 
 TOP_KEYS = ("ruleset", "allowlist", "rules")
@@ -49,6 +51,20 @@ RULE_KEYS = (
 )
 REQUIRED_RULE_KEYS = ("id", "title", "severity", "technique", "condition", "reason", "tests")
 TEST_KEYS = ("features", "expect")
+
+# Rule files are small (the shipped ones are under 20 kB, 12 rules); these caps keep a
+# wrong or hostile file from costing seconds and gigabytes (50 MB took 51 s and 1.5 GB).
+MAX_FILE_BYTES = 1024 * 1024
+MAX_RULES = 500
+# A reason is one line: a width or precision past these is a mistake, and a huge one
+# ("{events:>999999999999}") would exhaust memory when formatted.
+MAX_FORMAT_WIDTH = 100
+MAX_FORMAT_PRECISION = 20
+_FORMAT_SPEC = re.compile(
+    r"(?:(?P<fill>.)?[<>=^])?[-+ ]?z?\#?0?(?P<width>[0-9]+)?[,_]?(?:\.(?P<precision>[0-9]+))?"
+    r"[A-Za-z%]?",  # the type: format() names an unknown one
+    re.ASCII | re.DOTALL,
+)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -266,11 +282,33 @@ def _template_problems(template: str, features: Collection[str]) -> list[str]:
         if conversion:
             problems.append(f"'{{{name}!{conversion}}}': conversions are not supported")
         if spec:
-            try:
-                format(1.5, spec)
-            except ValueError as error:
-                problems.append(f"bad format spec '{spec}' for '{name}': {error}")
+            message = _spec_problem(spec)
+            if message:
+                problems.append(f"bad format spec '{visible(spec)}' for '{name}': {message}")
     return problems
+
+
+def _spec_problem(spec: str) -> str | None:
+    """What is wrong with a format spec for a feature value, or None.
+
+    Python's own parser accepts any script's digits and any width (formatting
+    ``{x:>999999999999}`` is a MemoryError), so the spec must first match the
+    ASCII form of the mini-language within the width and precision limits.
+    """
+    match = _FORMAT_SPEC.fullmatch(spec)
+    if match is None:
+        return "not a format spec for numbers (e.g. '.0%', ',.1f', '>8')"
+    for part, limit in (("width", MAX_FORMAT_WIDTH), ("precision", MAX_FORMAT_PRECISION)):
+        digits = match.group(part)
+        # Compared as text first: int() of thousands of digits is itself refused.
+        if digits and (len(digits) > len(str(limit)) or int(digits) > limit):
+            return f"{part} {digits[:12]}{'...' if len(digits) > 12 else ''} is over {limit}"
+    for value in (1.5, -2.0, 1e300, math.inf):  # every value a feature can take
+        try:
+            format(value, spec)
+        except (ValueError, OverflowError) as error:
+            return str(error)
+    return None
 
 
 # --------------------------------------------------------------------- validation
@@ -286,7 +324,8 @@ class _Validator:
         self.problems: list[RuleProblem] = []
 
     def problem(self, line: int | None, message: str) -> None:
-        self.problems.append(RuleProblem(self.path, line, message))
+        # Messages quote keys and values from the file: controls in them are shown escaped.
+        self.problems.append(RuleProblem(self.path, line, visible(message)))
 
     def unknown_keys(
         self, table: Mapping[str, Any], allowed: tuple[str, ...], where: str, line_of
@@ -334,7 +373,7 @@ class _Validator:
             self.lines.table("ruleset", "name") if "name" in table else line,
             required=True,
         )
-        if name is not None and not _RULE_ID.match(name):
+        if name is not None and not _RULE_ID.fullmatch(name):
             self.problem(
                 self.lines.table("ruleset", "name"),
                 f"[ruleset]: name '{name}' must match {_RULE_ID.pattern}",
@@ -428,7 +467,7 @@ class _Validator:
                 "status",
             )
         }
-        if values["id"] is not None and not _RULE_ID.match(values["id"]):
+        if values["id"] is not None and not _RULE_ID.fullmatch(values["id"]):
             self.problem(line("id"), f"{where}id must match {_RULE_ID.pattern}")
         if values["severity"] is not None and values["severity"] not in SEVERITIES:
             self.problem(
@@ -440,7 +479,7 @@ class _Validator:
                 line("status"),
                 f"{where}status '{values['status']}' is not one of: {', '.join(STATUSES)}",
             )
-        if values["technique"] is not None and not _TECHNIQUE.match(values["technique"]):
+        if values["technique"] is not None and not _TECHNIQUE.fullmatch(values["technique"]):
             self.problem(
                 line("technique"),
                 f"{where}technique '{values['technique']}' is not an ATT&CK id like T1078 or T1567.002",
@@ -507,7 +546,13 @@ class _Validator:
                         line("features"), f"{here}feature '{name}' must be a number (nan allowed)"
                     )
                 else:
-                    clean[name] = float(value)
+                    try:
+                        clean[name] = float(value)
+                    except OverflowError:  # an integer past float64's range
+                        self.problem(
+                            line("features"),
+                            f"{here}feature '{name}' is too large for a number (over 1.8e308)",
+                        )
             if condition is not None:
                 for name in sorted(condition.features() - values.keys()):
                     self.problem(
@@ -540,19 +585,43 @@ def _locate(name_or_path: str | Path) -> tuple[str, str]:
         isinstance(name_or_path, Path) or "/" in text or "\\" in text or text.endswith(".toml")
     )
     if is_path:
-        try:
-            return text, Path(text).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise RuleSetError([RuleProblem(text, None, "file not found")]) from None
-        except (OSError, UnicodeDecodeError) as error:
-            raise RuleSetError([RuleProblem(text, None, f"cannot read: {error}")]) from None
+        return text, _read_capped(text)
     resource = resources.files("detector.rulesets") / f"{text}.toml"
-    if not _RULE_ID.match(text) or not resource.is_file():
+    if not _RULE_ID.fullmatch(text) or not resource.is_file():
         known = ", ".join(builtin_rulesets())
         raise RuleSetError(
-            [RuleProblem(text, None, f"no rule set named '{text}'; built-in: {known}")]
+            [RuleProblem(text, None, f"no rule set named '{visible(text)}'; built-in: {known}")]
         )
     return str(resource), resource.read_text(encoding="utf-8")
+
+
+def _read_capped(path: str) -> str:
+    """A rule file's text; ``RuleSetError`` when missing, unreadable or over ``MAX_FILE_BYTES``.
+
+    Reads at most one byte past the cap, so a huge file (or ``/dev/zero``) costs nothing.
+    """
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise RuleSetError([RuleProblem(path, None, "file not found")]) from None
+    except OSError as error:
+        raise RuleSetError([RuleProblem(path, None, f"cannot read: {error}")]) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise RuleSetError(
+            [
+                RuleProblem(
+                    path,
+                    None,
+                    f"file is larger than {MAX_FILE_BYTES:,} bytes (1 MiB), the limit for "
+                    "a rule file",
+                )
+            ]
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise RuleSetError([RuleProblem(path, None, f"cannot read: {error}")]) from None
 
 
 def _parse(
@@ -571,6 +640,18 @@ def _parse(
         elif position:
             message = f"{_TOML_POSITION.sub('', message)} (at end of file)"
         return None, [RuleProblem(path, line, f"invalid TOML: {message}")]
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        return None, [RuleProblem(path, None, "invalid TOML: arrays or tables nested too deeply")]
+    except ValueError as error:  # Python refuses integers of over 4,300 digits
+        message = str(error)
+        if "integer string conversion" in message:
+            message = "an integer has more than 4,300 digits"
+        return None, [RuleProblem(path, None, f"invalid TOML: {message}")]
+    rules = document.get("rules")
+    if isinstance(rules, list) and len(rules) > MAX_RULES:
+        line = SourceLines(text).rule(MAX_RULES)
+        message = f"too many rules: {len(rules):,}; a rule file holds at most {MAX_RULES}"
+        return None, [RuleProblem(path, line, message)]
     validator = _Validator(path, text, features)
     ruleset = validator.ruleset(document)
     problems = sorted(validator.problems, key=lambda p: p.line or 0)
