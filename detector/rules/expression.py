@@ -289,6 +289,11 @@ class _Syntax(Exception):
         self.message, self.column = message, column
 
 
+def _clip(text: str, limit: int = 40) -> str:
+    """A token for an error message: at most ``limit`` characters, so the message stays a line."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _describe(char: str) -> str:
     """A character for an error message, visible even when it is a control or a look-alike."""
     if char.isascii():
@@ -320,9 +325,9 @@ def tokenize(text: str) -> list[Token]:
             try:
                 number = float(value)
             except ValueError:
-                raise _Syntax(f"malformed number '{value}'", column) from None
+                raise _Syntax(f"malformed number '{_clip(value)}'", column) from None
             if not math.isfinite(number):
-                raise _Syntax(f"number '{value}' is too large", column)
+                raise _Syntax(f"number '{_clip(value)}' is too large", column)
         if kind == "punct":
             kind = value
         if kind != "space":
@@ -390,7 +395,7 @@ class _Parser:
         if token.kind != "end":
             hint = f"; write '{token.text.lower()}'" if token.text.lower() in KEYWORDS else ""
             raise _Syntax(
-                f"unexpected '{token.text}' after a complete expression{hint}", token.column
+                f"unexpected '{_clip(token.text)}' after a complete expression{hint}", token.column
             )
         return node
 
@@ -478,7 +483,7 @@ class _Parser:
             if self.peek().kind == "(":
                 return self.call(token)
             if token.text not in self.features:
-                self.problems.append((f"unknown feature '{token.text}'", token.column))
+                self.problems.append((f"unknown feature '{_clip(token.text)}'", token.column))
             return Feature(token.text, column=token.column)
         raise self.missing_operand(token)
 
@@ -498,7 +503,7 @@ class _Parser:
         if function not in FUNCTIONS:
             known = ", ".join(sorted(FUNCTIONS))
             self.problems.append(
-                (f"unknown function '{function}'; functions: {known}", name.column)
+                (f"unknown function '{_clip(function)}'; functions: {known}", name.column)
             )
         elif function == "abs" and len(arguments) != 1:
             self.problems.append((f"abs() takes 1 argument, got {len(arguments)}", name.column))
@@ -517,7 +522,7 @@ class _Parser:
                 f"unbalanced parenthesis: '(' at column {opening.column} is never closed",
                 token.column,
             )
-        return _Syntax(f"unexpected '{token.text}'; expected ')' or ','", token.column)
+        return _Syntax(f"unexpected '{_clip(token.text)}'; expected ')' or ','", token.column)
 
     def missing_operand(self, token: Token) -> _Syntax:
         previous = self.tokens[self.position - 2] if self.position >= 2 else None
@@ -528,7 +533,8 @@ class _Parser:
         if token.kind == ")":
             return _Syntax("unbalanced parenthesis or missing value before ')'", token.column)
         return _Syntax(
-            f"unexpected '{token.text}'; expected a number, a feature name or '('", token.column
+            f"unexpected '{_clip(token.text)}'; expected a number, a feature name or '('",
+            token.column,
         )
 
 

@@ -284,7 +284,8 @@ def _template_problems(template: str, features: Collection[str]) -> list[str]:
         if spec:
             message = _spec_problem(spec)
             if message:
-                problems.append(f"bad format spec '{visible(spec)}' for '{name}': {message}")
+                shown = spec if len(spec) <= 24 else spec[:21] + "..."
+                problems.append(f"bad format spec '{visible(shown)}' for '{name}': {message}")
     return problems
 
 
