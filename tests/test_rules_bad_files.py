@@ -142,6 +142,10 @@ EXPECTED = {
     "toml_nested_too_deeply": (None, "invalid TOML: arrays or tables nested too deeply"),
     "toml_integer_too_long": (None, "invalid TOML: an integer has more than 4,300 digits"),
     "too_many_rules": (1005, "too many rules: 501; a rule file holds at most 500"),
+    "control_character_in_reason": (
+        15,
+        "rule many_reads: 'reason' must be one line without control or bidirectional characters",
+    ),
 }
 
 

@@ -8,6 +8,7 @@ with file and line, from the library and from the CLI.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -213,8 +214,29 @@ def test_rule_ids_and_techniques_are_ascii_and_whole(tmp_path):
     ]
     text = RULE_FILE.replace('id = "many_reads"', 'id = "many_reads\\n"')
     assert _check(tmp_path, text) == [
-        f"{tmp_path / 'rules.toml'}:5: rule many_reads\\n: id must match ^[a-z][a-z0-9_]*$"
+        f"{tmp_path / 'rules.toml'}:5: rule many_reads\\n: 'id' must be one line without "
+        "control or bidirectional characters"
     ]
+
+
+@pytest.mark.parametrize("key", ["title", "reason"])
+@pytest.mark.parametrize("char", ["\\n", "\\u001b", "\\u202e", "\\u0000"])
+def test_titles_and_reasons_are_one_line_without_controls(tmp_path, key, char):
+    line = {"title": 6, "reason": 10}[key]
+    # char is a TOML escape (backslash and letters), put inside the string as it is.
+    text = re.sub(f'^{key} = "', lambda m: m.group() + char, RULE_FILE, flags=re.MULTILINE)
+    assert _check(tmp_path, text) == [
+        f"{tmp_path / 'rules.toml'}:{line}: rule many_reads: '{key}' must be one line without "
+        "control or bidirectional characters"
+    ]
+
+
+def test_rules_list_shows_a_description_with_controls_escaped(tmp_path):
+    text = RULE_FILE.replace('name = "limits"', 'name = "limits"\ndescription = "a\\u001b[2Jb"')
+    path = _write(tmp_path, text)
+    result = CliRunner().invoke(main, ["rules", "list", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == "limits (1 rules): a\\x1b[2Jb"
 
 
 def test_quoted_keys_with_controls_are_shown_escaped(tmp_path):

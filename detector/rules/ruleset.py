@@ -348,6 +348,12 @@ class _Validator:
         if not isinstance(value, str) or not value.strip():
             self.problem(line, f"{where}'{key}' must be a non-empty string")
             return None
+        # Every string but a description is one line shown to analysts (alerts, rules list).
+        if key != "description" and visible(value) != value:
+            self.problem(
+                line, f"{where}'{key}' must be one line without control or bidirectional characters"
+            )
+            return None
         return value
 
     def ruleset(self, document: Mapping[str, Any]) -> RuleSet:
@@ -739,7 +745,7 @@ def describe_rulesets(names_or_paths: Collection[str | Path] = ()) -> list[str]:
     lines = []
     for name in names_or_paths or builtin_rulesets():
         ruleset = load_ruleset(name)
-        description = f": {ruleset.description}" if ruleset.description else ""
+        description = f": {visible(ruleset.description)}" if ruleset.description else ""
         lines.append(f"{ruleset.name} ({len(ruleset.rules)} rules){description}")
         width = max(len(rule.id) for rule in ruleset.rules)
         lines.extend(
