@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from detector.errors import RuleProblem, RuleSetError
 from detector.rules import check_ruleset, parse_expression
 from detector.rules.expression import Expr
+from detector.rules.lines import scan_blocks
 
 FEATURES = ("events", "records_touched", "own_median_records_touched", "night_share")
 _LOCATED = re.compile(r"^<fuzz>:7: condition: [^\n]+ \(column (\d+)\)$")
@@ -251,3 +252,18 @@ def test_fuzzed_rule_files_give_only_rule_problems(rule_path, condition, reason,
 @given(st.one_of(_STRUCTURED, _ANY_TEXT), _REASONS, _VALUES)
 def test_fuzzed_rule_files_thoroughly(rule_path, condition, reason, value):
     _check_file(rule_path, condition, reason, value)
+
+
+# ------------------------------------------------------------- line scanning
+
+
+@settings(max_examples=30, deadline=DEADLINE, derandomize=True, database=None)
+@given(st.integers(0, 60_000), st.sampled_from([" ", "\t"]), st.sampled_from([". x]", "!"]))
+def test_headers_with_long_runs_of_spaces_are_scanned_in_linear_time(spaces, space, end):
+    # "[ruleset      . x]" is valid TOML; the former header pattern backtracked
+    # quadratically on the run of spaces (9 s for 32,000; the deadline catches that).
+    text = f"[ruleset{space * spaces}{end}\nname = 1\n"
+    expected = (
+        [("", 1, {}), ("ruleset.x", 1, {"name": 2})] if end != "!" else [("", 1, {"name": 2})]
+    )
+    assert [(b.name, b.line, b.keys) for b in scan_blocks(text)] == expected
