@@ -8,15 +8,18 @@ with file and line, from the library and from the CLI.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detector.cli import main
 from detector.errors import RuleProblem, RuleSetError
-from detector.rules import check_ruleset, load_ruleset, parse_expression
+from detector.rules import Allowlist, check_ruleset, load_ruleset, parse_expression
 from detector.rules.expression import MAX_DEPTH, MAX_TOKENS
 from detector.rules.ruleset import (
     MAX_FILE_BYTES,
@@ -396,3 +399,52 @@ def test_a_scenario_file_over_the_size_cap_is_one_error_line(tmp_path):
     )
     assert result.exit_code == 1
     assert result.output.splitlines()[-1] == f"Error: {message}"
+
+
+# ------------------------------------------------------- allowlist of many networks
+
+
+_V4 = st.builds(ipaddress.IPv4Address, st.integers(0, 2**32 - 1))
+_V6 = st.builds(ipaddress.IPv6Address, st.integers(0, 2**128 - 1))
+
+
+def _network(address, prefix) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(f"{address}/{prefix}", strict=False)
+
+
+_NETWORKS = st.one_of(
+    st.builds(_network, _V4, st.integers(0, 32)), st.builds(_network, _V6, st.integers(0, 128))
+)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(
+    st.lists(_NETWORKS, max_size=12),
+    st.lists(st.one_of(_V4.map(str), _V6.map(str), st.sampled_from(["x", "", " 10.0.0.1 "]))),
+)
+def test_allowlist_bisection_agrees_with_testing_each_network(networks, addresses):
+    # A 1 MiB file can list ~70,000 networks: addresses are found by bisection over
+    # merged ranges, which must say exactly what testing every network says.
+    def naive(address: str) -> bool:
+        try:
+            parsed = ipaddress.ip_address(address.strip())
+        except ValueError:
+            return False
+        return any(parsed in network for network in networks)
+
+    allowlist = Allowlist(frozenset(), tuple(networks))
+    assert allowlist.allows_address(addresses).tolist() == [naive(a) for a in addresses]
+
+
+def test_an_allowlist_of_many_networks_loads_and_matches(tmp_path):
+    networks = ", ".join(f'"10.{i // 256}.{i % 256}.0/24"' for i in range(20_000))
+    text = RULE_FILE.replace(
+        'name = "limits"\n', f'name = "limits"\n\n[allowlist]\nnetworks = [{networks}]\n', 1
+    )
+    allowlist = load_ruleset(_write(tmp_path, text), features=FEATURES).allowlist
+    assert len(allowlist.networks) == 20_000
+    assert allowlist.allows_address(["10.78.31.200", "10.79.0.1", "11.0.0.1"]).tolist() == [
+        True,
+        False,
+        False,
+    ]

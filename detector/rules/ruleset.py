@@ -8,6 +8,7 @@ plus an allowlist of accounts and address ranges. Loading collects every problem
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import math
 import re
@@ -15,6 +16,7 @@ import string
 import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
@@ -164,7 +166,23 @@ class Allowlist:
             parsed = ipaddress.ip_address(str(address).strip())
         except ValueError:
             return False
-        return any(parsed in network for network in self.networks)
+        starts, ends = self._ranges[parsed.version]
+        position = bisect.bisect_right(starts, int(parsed)) - 1
+        return position >= 0 and int(parsed) <= ends[position]
+
+    @cached_property
+    def _ranges(self) -> dict[int, tuple[list[int], list[int]]]:
+        """Per IP version, the networks merged into sorted, disjoint (first, last) ranges.
+
+        A bisection per address instead of a test per network: a 1 MiB rule file can
+        list ~70,000 networks (2,000 addresses x 10,000 networks took 14 s one by one).
+        """
+        ranges = {}
+        for version in (4, 6):
+            merged = ipaddress.collapse_addresses(n for n in self.networks if n.version == version)
+            pairs = [(int(n.network_address), int(n.broadcast_address)) for n in merged]
+            ranges[version] = ([a for a, _ in pairs], [b for _, b in pairs])
+        return ranges
 
 
 @dataclass(frozen=True)
