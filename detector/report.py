@@ -33,6 +33,7 @@ from detector import plots
 from detector.alerts import CONTRACT_COLUMNS
 from detector.errors import InputError
 from detector.schema import read_events
+from detector.textsafe import visible
 from detector.timeutil import DEFAULT_TIMEZONE, check_timezone, to_utc
 
 DEFAULT_MAX_ALERTS = 50
@@ -334,7 +335,14 @@ def figure_data_uri(figure: Figure, dpi: int = 80) -> str:
 
 
 def _e(value) -> str:
-    return html.escape(str(value), quote=True)
+    """Text for HTML: controls and bidirectional characters made visible, then escaped."""
+    return html.escape(visible(value), quote=True)
+
+
+def _figure_text(value) -> str:
+    """Text for a figure: controls made visible and ``$`` taken literally (matplotlib would
+    read ``$...$`` as mathematics, and raise on an id such as ``a$\\frac$``)."""
+    return visible(value).replace("$", r"\$")
 
 
 def _anchor(alert_id: str) -> str:
@@ -427,7 +435,7 @@ def _summary_html(alerts: pd.DataFrame, shown: int, timezone: str) -> str:
         )
     parts.append("<h3>Rules that fired</h3>" + _table(["rule", "alerts"], rule_rows))
     parts.append(
-        f'<img alt="alerts per day" src="{figure_data_uri(plots.alerts_over_time(alerts, timezone=timezone))}">'
+        f'<img alt="alerts per day" src="{figure_data_uri(_alerts_figure(alerts, timezone))}">'
     )
     rows = []
     for position, alert in enumerate(alerts.head(MAX_INDEX_ROWS).itertuples(index=False)):
@@ -452,6 +460,12 @@ def _summary_html(alerts: pd.DataFrame, shown: int, timezone: str) -> str:
     if len(alerts) > MAX_INDEX_ROWS:
         parts.append(f'<p class="note">{len(alerts) - MAX_INDEX_ROWS} more alerts not listed.</p>')
     return "\n".join(parts)
+
+
+def _alerts_figure(alerts: pd.DataFrame, timezone: str) -> Figure:
+    """Alerts per day; severities (free text in a CSV) drawn as figure-safe labels."""
+    labelled = alerts.assign(severity=alerts["severity"].map(_figure_text))
+    return plots.alerts_over_time(labelled, timezone=timezone)
 
 
 def _alert_html(alert: pd.Series, events: pd.DataFrame, timezone: str) -> str:
@@ -556,6 +570,7 @@ def _alert_html(alert: pd.Series, events: pd.DataFrame, timezone: str) -> str:
         detected_at=alert["detected_at"],
         rule_times=alert["rule_times"],
         timezone=timezone,
+        title=f"{_figure_text(alert['account_id'])}: activity per hour",
     )
     parts.append(
         "<h3>Timeline</h3>"

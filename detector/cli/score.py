@@ -31,13 +31,16 @@ def _local(stamp, timezone: str) -> str:
 
 
 def _top_table(alerts, timezone: str, top: int) -> str:
+    from detector.textsafe import visible  # text from the log: no raw ESC, CR/LF, bidi
+
     rows = [("account", "severity", "score", f"detected ({timezone})", "reason")]
     for _, alert in alerts.head(top).iterrows():
-        reason = alert["reason"] if len(alert["reason"]) <= 100 else alert["reason"][:99] + "…"
+        reason = visible(alert["reason"])
+        reason = reason if len(reason) <= 100 else reason[:99] + "…"
         rows.append(
             (
-                alert["account_id"],
-                alert["severity"],
+                visible(alert["account_id"]),
+                visible(alert["severity"]),
                 f"{alert['score']:.2f}",
                 _local(alert["detected_at"], timezone),
                 reason,
