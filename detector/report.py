@@ -32,6 +32,7 @@ from matplotlib.figure import Figure
 from detector import plots
 from detector.alerts import CONTRACT_COLUMNS
 from detector.errors import InputError
+from detector.outputs import write_text
 from detector.schema import read_events
 from detector.timeutil import DEFAULT_TIMEZONE, check_timezone, to_utc
 
@@ -633,9 +634,7 @@ def write_report(
         title=title,
         sources={"alerts": str(alerts_path), "log": str(log_path)},
     )
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(document, encoding="utf-8")
+    out = write_text(out, document)
     return ReportResult(
         path=out, alerts=len(alerts), shown=len(shown), accounts=alerts["account_id"].nunique()
     )
