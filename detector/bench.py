@@ -30,6 +30,7 @@ import pandas as pd
 from detector import metrics
 from detector.errors import DetectorError, InputError
 from detector.outputs import atomic_path
+from detector.privacy import Pseudonymiser
 from detector.schema import sibling
 
 #: The four documented attacks, in the generator's names.
@@ -70,6 +71,8 @@ MAIN_COLUMNS: tuple[str, ...] = (
 )
 
 Progress = Callable[[str], None]
+#: Columns of the bench's tables that hold account ids, for ``--pseudonymise``.
+PSEUDONYMISED_COLUMNS: dict[str, str] = {"first_account": "acct", "account_id": "acct"}
 
 
 @dataclass(frozen=True)
@@ -341,13 +344,20 @@ def run(
     generate: GenerateFn,
     out: str | Path | None = None,
     plot: str | Path | None = None,
+    pseudonymiser: Pseudonymiser | None = None,
     **options: Any,
 ) -> BenchResult:
     """:func:`run_bench`, then write the CSV (``out``) and the PNG (``plot``) when named.
 
-    The paths written are listed in ``result.files``.
+    With a ``pseudonymiser``, the account ids the tables hold (``first_account``,
+    look-alike accounts) are pseudonymised first. The paths written are listed in
+    ``result.files``.
     """
     result = run_bench(generate, **options)
+    if pseudonymiser is not None:
+        result.rows = pseudonymiser.frame(result.rows, PSEUDONYMISED_COLUMNS)
+        result.rule_counts = pseudonymiser.frame(result.rule_counts, PSEUDONYMISED_COLUMNS)
+        result.lookalikes = pseudonymiser.frame(result.lookalikes, PSEUDONYMISED_COLUMNS)
     if out is not None:
         result.files.extend(write_csv(result, out))
     if plot is not None:

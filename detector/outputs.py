@@ -14,7 +14,7 @@ import contextlib
 import os
 import stat
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from detector.errors import DetectorError
@@ -41,20 +41,23 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def check_outputs(
-    outputs: Mapping[str, PathLike | None], inputs: Mapping[str, PathLike | None]
+    outputs: Mapping[str, PathLike | None],
+    inputs: Mapping[str, PathLike | None] | Iterable[tuple[str, PathLike | None]],
 ) -> None:
     """Refuse outputs that would destroy an input, collide, or cannot be written.
 
-    ``outputs`` and ``inputs`` map a label (``--out``, ``the log``...) to a path;
-    ``None`` entries are skipped. Raises :class:`OutputError` naming both paths.
+    ``outputs`` and ``inputs`` map a label (``--out``, ``the log``...) to a path
+    (``inputs`` may also be (label, path) pairs, as several rule files share a
+    label); ``None`` entries are skipped. Raises :class:`OutputError` naming both.
     """
-    given_inputs = {label: Path(p) for label, p in inputs.items() if p is not None}
+    pairs = inputs.items() if isinstance(inputs, Mapping) else inputs
+    given_inputs = [(label, Path(p)) for label, p in pairs if p is not None]
     seen: dict[str, Path] = {}
     for label, value in outputs.items():
         if value is None:
             continue
         path = Path(value)
-        for input_label, source in given_inputs.items():
+        for input_label, source in given_inputs:
             if _same(path, source):
                 raise OutputError(f"refusing to write {label} {path}: it is {input_label} {source}")
             if _inside(path, source):

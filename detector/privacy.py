@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +105,26 @@ class Pseudonymiser:
             )
         dictionary = pa.array(self._many(encoded.dictionary.to_pylist(), kind), type=pa.string())
         return dictionary.take(encoded.indices)
+
+    def is_pseudonymised(self, values: pd.Series, kind: str) -> bool:
+        """Whether every non-null value already has the form of a ``kind`` pseudonym."""
+        present = values.dropna().astype(str)
+        return bool(len(present)) and bool(
+            present.str.fullmatch(f"{kind}-[0-9a-f]{{{HEX_DIGITS}}}").all()
+        )
+
+    def originals(
+        self, pseudonyms: Collection[str], candidates: pa.Array | pa.ChunkedArray, kind: str
+    ) -> dict[str, str]:
+        """``pseudonym -> value`` for the ``candidates`` whose pseudonym is in ``pseudonyms``.
+
+        What an analyst holding the key can do: find the accounts behind
+        pseudonymised alerts in the raw log.
+        """
+        distinct = pc.unique(candidates).drop_null()
+        hashed = self.arrow(distinct, kind).to_pylist()
+        wanted = set(pseudonyms)
+        return {h: str(v) for h, v in zip(hashed, distinct.to_pylist(), strict=True) if h in wanted}
 
     def frame(self, frame: pd.DataFrame, columns: Mapping[str, str] = COLUMNS) -> pd.DataFrame:
         """A copy of ``frame`` with each of ``columns`` it holds pseudonymised."""
