@@ -349,8 +349,8 @@ def run(
 ) -> BenchResult:
     """:func:`run_bench`, then write the CSV (``out``) and the PNG (``plot``) when named.
 
-    With a ``pseudonymiser``, the account ids the tables hold (``first_account``,
-    look-alike accounts) are pseudonymised first. The paths written are listed in
+    With a ``pseudonymiser``, any account column of the tables is pseudonymised
+    first (today's tables are per scenario and per rule and hold none). The paths written are listed in
     ``result.files``.
     """
     result = run_bench(generate, **options)
