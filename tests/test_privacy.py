@@ -71,6 +71,14 @@ def test_every_column_type_gives_the_same_pseudonyms():
     assert plain[0] == hide.pseudonym("u1", "acct")
 
 
+def test_a_pseudonym_is_the_start_of_hmac_sha256():
+    import hashlib
+    import hmac
+
+    digest = hmac.new(KEY.encode(), b"acct\0u1", hashlib.sha256).hexdigest()
+    assert Pseudonymiser(KEY.encode()).pseudonym("u1", "acct") == "acct-" + digest[:16]
+
+
 def test_pseudonyms_depend_on_the_key_and_the_kind():
     one, two = Pseudonymiser(KEY.encode()), Pseudonymiser(OTHER_KEY.encode())
     assert one.pseudonym("u1", "acct") == Pseudonymiser(KEY.encode()).pseudonym("u1", "acct")
