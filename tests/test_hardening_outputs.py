@@ -192,6 +192,25 @@ def test_score_out_through_a_symlink_to_the_log(log, tmp_path):
     assert result.output == f"Error: refusing to write --out {link}: it is the log {log}\n"
 
 
+def test_score_out_on_a_hard_link_to_the_log(log, tmp_path):
+    link = tmp_path / "alerts.parquet"
+    os.link(log, link)
+    result = _run("score", log, "--out", link)
+    assert result.exit_code == 1
+    assert result.output == f"Error: refusing to write --out {link}: it is the log {log}\n"
+
+
+def test_score_out_over_the_pseudonym_key_file(log, tmp_path):
+    key = tmp_path / "key"
+    key.write_text("a-key-of-sixteen-bytes-or-more")
+    result = _run("score", log, "--pseudonymise", "--pseudonym-key-file", key, "--out", key)
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: refusing to write --out {key}: it is the pseudonym key file {key}\n"
+    )
+    assert key.read_text() == "a-key-of-sixteen-bytes-or-more"
+
+
 def test_score_two_outputs_on_one_file(log, tmp_path):
     out = tmp_path / "alerts.parquet"
     result = _run("score", log, "--out", out, "--features-out", out)

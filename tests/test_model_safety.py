@@ -79,7 +79,7 @@ def test_score_with_a_crafted_model_runs_no_code(fitted, tmp_path):
     pd.DataFrame(
         {"timestamp": ["2024-03-25T08:00:00Z"], "account_id": ["a1"], "action": ["login"]}
     ).to_parquet(log)
-    result = CliRunner().invoke(main, ["score", str(log), "--model", str(evil), "--mode", "model"])
+    result = CliRunner().invoke(main, ["score", str(log), "--model", str(evil)])
     assert result.exit_code == 1
     assert result.output == (
         f"Error: {evil}: refusing to load type sklearn.pipeline.Pipeline (ObjectNode)\n"

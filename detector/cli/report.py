@@ -52,7 +52,6 @@ def report(
       detector report data/alerts.parquet --log data/logs.parquet --out report.html
     """
     from detector.outputs import check_outputs
-    from detector.report import write_report
 
     check_outputs(
         {"--out": out},
@@ -62,6 +61,8 @@ def report(
             "the pseudonym key file": pseudonym_key_file,
         },
     )
+    from detector.report import write_report  # matplotlib: imported once the paths are sound
+
     result = write_report(
         alerts,
         log,
