@@ -27,11 +27,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 
 from detector import plots
 from detector.alerts import CONTRACT_COLUMNS
 from detector.errors import InputError
+from detector.outputs import write_text
+from detector.privacy import Pseudonymiser
 from detector.schema import read_events
 from detector.textsafe import visible
 from detector.timeutil import DEFAULT_TIMEZONE, check_timezone, to_utc
@@ -160,6 +164,14 @@ def load_account_events(log: str | Path, accounts: Collection[str]) -> pd.DataFr
     if not log.exists():
         raise InputError(f"log not found: {log}")
     return read_events(log, accounts=sorted(set(accounts)))
+
+
+def _log_accounts(log: str | Path) -> pa.ChunkedArray:
+    """The log's account_id column alone (a file or a directory of Parquet files)."""
+    try:
+        return pq.read_table(log, columns=["account_id"]).column("account_id")
+    except (pa.ArrowInvalid, OSError, KeyError) as error:
+        raise InputError(f"{log}: cannot read its account_id column ({error})") from None
 
 
 def evidence_table(alert: pd.Series | dict) -> pd.DataFrame:
@@ -632,14 +644,28 @@ def write_report(
     max_alerts: int = DEFAULT_MAX_ALERTS,
     timezone: str = DEFAULT_TIMEZONE,
     title: str = "Alert report",
+    pseudonymiser: Pseudonymiser | None = None,
 ) -> ReportResult:
-    """Read alerts and the alerted accounts' log, write the HTML report to `out`."""
+    """Read alerts and the alerted accounts' log, write the HTML report to `out`.
+
+    With a `pseudonymiser`, account ids, addresses, record ids and target
+    accounts are replaced in the alerts and events before anything is rendered.
+    """
     check_timezone(timezone)
     if max_alerts < 0:
         raise InputError("--max-alerts must be 0 or more")
     alerts = read_alerts(alerts_path)
     shown = alerts.head(max_alerts)
-    events = load_account_events(log_path, shown["account_id"].unique())
+    accounts = shown["account_id"].unique()
+    if pseudonymiser is not None and pseudonymiser.is_pseudonymised(alerts["account_id"], "acct"):
+        # Alerts written by `score --pseudonymise`: their accounts are found in the
+        # log by pseudonym, and only the events are pseudonymised here.
+        originals = pseudonymiser.originals(accounts, _log_accounts(log_path), "acct")
+        events = pseudonymiser.frame(load_account_events(log_path, originals.values()))
+    else:
+        events = load_account_events(log_path, accounts)
+        if pseudonymiser is not None:
+            alerts, events = pseudonymiser.frame(alerts), pseudonymiser.frame(events)
     document = render_report(
         alerts,
         events,
@@ -648,9 +674,7 @@ def write_report(
         title=title,
         sources={"alerts": str(alerts_path), "log": str(log_path)},
     )
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(document, encoding="utf-8")
+    out = write_text(out, document)
     return ReportResult(
         path=out, alerts=len(alerts), shown=len(shown), accounts=alerts["account_id"].nunique()
     )
