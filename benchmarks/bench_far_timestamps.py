@@ -85,9 +85,18 @@ def main() -> None:
         print(f"generating {args.accounts:,} accounts x {args.days} days ...", flush=True)
         base.parent.mkdir(parents=True, exist_ok=True)
         done = subprocess.run(
-            [*DETECTOR, "generate", "--out", str(base), "--accounts", str(args.accounts),
-             "--days", str(args.days)],
-            capture_output=True, text=True,
+            [
+                *DETECTOR,
+                "generate",
+                "--out",
+                str(base),
+                "--accounts",
+                str(args.accounts),
+                "--days",
+                str(args.days),
+            ],
+            capture_output=True,
+            text=True,
         )
         if done.returncode:
             sys.exit(done.stderr)
@@ -104,10 +113,13 @@ def main() -> None:
         started = time.perf_counter()
         done = subprocess.run(
             [sys.executable, "-c", MEASURE, *DETECTOR, "score", str(log), "--out", str(out)],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         if done.returncode:
-            sys.exit(f"measuring failed after {time.perf_counter() - started:.0f} s:\n{done.stderr}")
+            sys.exit(
+                f"measuring failed after {time.perf_counter() - started:.0f} s:\n{done.stderr}"
+            )
         figures, last = done.stdout.splitlines()[:2]
         seconds, peak, code = figures.split()
         print(f"{name:<18} {float(seconds):>8.1f} {float(peak):>8,.0f}  {code:>4}  {last[:90]}")

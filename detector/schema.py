@@ -50,8 +50,8 @@ FAR_OFF_DAYS = 366
 SPAN_QUANTILES = (0.01, 0.99)
 _DAY_NS = 86_400 * 10**9
 _NS_PER_UNIT = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
-REJECT_OUT_OF_RANGE = "timestamp out of range (before 1677-09-22 or after 2262-04-11)"
-REJECT_FAR_OFF = f"timestamp far off (more than {FAR_OFF_DAYS} days outside the log's central span)"
+REJECT_OUT_OF_RANGE = "timestamp outside 1677-09-22..2262-04-11"
+REJECT_FAR_OFF = f"timestamp over {FAR_OFF_DAYS} days outside the log's central span"
 ACTIONS = (
     "login",
     "logout",
@@ -156,7 +156,14 @@ def dataset_files(path: str | Path) -> list[tuple[Path, pa.Schema]]:
     or a file that is not Parquet (naming it).
     """
     path = Path(path)
-    names = [str(path)] if path.is_file() else list(_dataset(path).files)
+    if not path.exists():
+        raise InputError(f"no such file or directory: {path}")
+    # A given (empty) schema: pyarrow lists the files without opening any of them.
+    names = (
+        [str(path)]
+        if path.is_file()
+        else ds.dataset(path, format="parquet", schema=pa.schema([])).files
+    )
     if not names:
         raise InputError(f"{path}: no Parquet files in this directory")
     files = []
@@ -550,8 +557,8 @@ def _duplicated_ids(ids: pd.Series) -> str | None:
         return None
     counts = values.value_counts()  # the rare broken case only
     return (
-        f"{repeats:,} events repeat an event_id used by an earlier event"
-        f" ({int((counts > 1).sum()):,} ids occur more than once; ids should be unique)"
+        f"event_id is not unique: {repeats:,} events repeat an earlier event's id"
+        f" ({int((counts > 1).sum()):,} ids repeated)"
     )
 
 
