@@ -95,8 +95,6 @@ def _dataset(path: Path) -> ds.Dataset:
 
 # --- Schemas: each file's checked, one for all of them ---------------------------------
 
-_UNITS = ("s", "ms", "us", "ns")
-
 
 def _kind(arrow_type: pa.DataType) -> str:
     """The family a column type belongs to; types of one family unify exactly."""
