@@ -28,14 +28,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-# Runs a command as its only child and prints that child's wall time, peak RSS (MB) and exit code.
+# Runs a command as its only child; prints its wall time, peak RSS (MB), exit code, then its output.
 MEASURE = """
 import resource, subprocess, sys, time
 t = time.perf_counter(); done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
 elapsed = time.perf_counter() - t
-last = (done.stdout + done.stderr).strip().splitlines()[-1:] or [""]
 print(elapsed, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, done.returncode)
-print(last[0])
+print(done.stdout + done.stderr)
 """
 DETECTOR = [sys.executable, "-c", "from detector.cli import main; main()"]
 VARIANTS = {
@@ -71,6 +70,18 @@ def _with_far_events(table: pa.Table, instants: list[str]) -> pa.Table:
     return pa.concat_tables([table, *extra]).combine_chunks()
 
 
+def _outcome(output: list[str]) -> str:
+    """What the run said: its alert count and rejected rows, or its last line."""
+    output = [line for line in output if line.strip()]
+    alerts = [line.split(" (")[0] for line in output if " alerts (" in line]
+    rejected = [
+        line.split(": ")[1].split(" written")[0] for line in output if "rejected rows" in line
+    ]
+    if not alerts:
+        return output[-1][:80] if output else ""
+    return ", ".join(alerts + rejected)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -104,7 +115,7 @@ def main() -> None:
     caseloads = base.with_name(base.name.replace(".parquet", ".caseloads.parquet"))
 
     print(f"log: {base} ({table.num_rows:,} events)")
-    print(f"{'variant':<18} {'seconds':>8} {'peak MB':>8}  exit  last line of output")
+    print(f"{'variant':<18} {'seconds':>8} {'peak MB':>8}  exit  outcome")
     for i, (name, instants) in enumerate(VARIANTS.items()):
         log = args.dir / f"variant{i}.parquet"
         pq.write_table(_with_far_events(table, instants), log)
@@ -120,9 +131,11 @@ def main() -> None:
             sys.exit(
                 f"measuring failed after {time.perf_counter() - started:.0f} s:\n{done.stderr}"
             )
-        figures, last = done.stdout.splitlines()[:2]
+        figures, *output = done.stdout.splitlines()
         seconds, peak, code = figures.split()
-        print(f"{name:<18} {float(seconds):>8.1f} {float(peak):>8,.0f}  {code:>4}  {last[:90]}")
+        print(
+            f"{name:<18} {float(seconds):>8.1f} {float(peak):>8,.0f}  {code:>4}  {_outcome(output)}"
+        )
 
 
 if __name__ == "__main__":
