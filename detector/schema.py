@@ -265,6 +265,9 @@ def _decoded(array: pa.Array) -> tuple[pa.Array, int]:
     return pa.array(texts, pa.string()).take(indices), repaired
 
 
+_TEXT_DICTIONARY = pa.dictionary(pa.int32(), pa.string())
+
+
 def _as_text(column: pa.ChunkedArray, dictionary: bool) -> tuple[pa.ChunkedArray, int]:
     """A text column as string (or dictionary of string) chunks; values repaired."""
     chunks, repaired = [], 0
@@ -274,8 +277,9 @@ def _as_text(column: pa.ChunkedArray, dictionary: bool) -> tuple[pa.ChunkedArray
             if bad:  # repaired values may coincide, and rows are what is counted: decode rows
                 chunk, bad = _decoded(chunk.dictionary_decode())
             elif dictionary:
-                indices = chunk.indices.cast(pa.int32())
-                chunks.append(pa.DictionaryArray.from_arrays(indices, values))
+                if chunk.type != _TEXT_DICTIONARY:  # (already so: kept, no pass over rows)
+                    chunk = pa.DictionaryArray.from_arrays(chunk.indices.cast(pa.int32()), values)
+                chunks.append(chunk)
                 continue
             else:
                 chunk = values.take(chunk.indices)
@@ -283,7 +287,7 @@ def _as_text(column: pa.ChunkedArray, dictionary: bool) -> tuple[pa.ChunkedArray
             chunk, bad = _decoded(chunk)
         repaired += bad
         chunks.append(pc.dictionary_encode(chunk) if dictionary else chunk)
-    kind = pa.dictionary(pa.int32(), pa.string()) if dictionary else pa.string()
+    kind = _TEXT_DICTIONARY if dictionary else pa.string()
     return pa.chunked_array(chunks, type=kind), repaired
 
 
