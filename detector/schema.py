@@ -470,9 +470,8 @@ def _timestamps(
     """(UTC nanosecond timestamps, out of range, far off, a notice or None).
 
     Instants that nanoseconds cannot hold (before 1677-09-22 or after
-    2262-04-11) are *out of range*; instants more than ``FAR_OFF_DAYS`` days
-    outside the log's central span are *far off* (see :func:`_far_off`). Both
-    are NaT in the result, for the rejects.
+    2262-04-11) are *out of range*; instants outside :func:`accepted_span` are
+    *far off*. Both are NaT in the result, for the rejects.
     """
     parsed = _instants(raw, source)
     ticks = pd.DatetimeIndex(parsed).asi8  # in the parsed unit; NaT is int64 min
@@ -480,36 +479,42 @@ def _timestamps(
     limit = np.iinfo(np.int64).max // per_tick  # nanoseconds reach +-(2**63 - 1)
     present = ticks != np.iinfo(np.int64).min
     in_range = present & (ticks >= -limit) & (ticks <= limit)
-    far_off, notice = _far_off(ticks, in_range, per_tick)
-    keep = in_range & ~far_off
-    nanoseconds = np.where(keep, ticks, 0) * per_tick
-    nanoseconds[~keep] = np.iinfo(np.int64).min  # NaT
+    nanoseconds = np.where(in_range, ticks, 0) * per_tick
+    span = accepted_span(nanoseconds[in_range])
+    far_off = np.zeros(len(ticks), dtype=bool)
+    notice = None
+    if span is not None:
+        far_off = in_range & ((nanoseconds < span[0]) | (nanoseconds > span[1]))
+    if far_off.any():
+        days = pd.to_datetime(
+            [span[0] + FAR_OFF_DAYS * _DAY_NS, span[1] - FAR_OFF_DAYS * _DAY_NS], utc=True
+        ).strftime("%Y-%m-%d")
+        notice = (
+            f"{int(far_off.sum()):,} events more than {FAR_OFF_DAYS} days outside the log's central"
+            f" span ({days[0]} to {days[1]}, the 1st to 99th percentile of its timestamps)"
+            " rejected as far off"
+        )
+    nanoseconds[~in_range | far_off] = np.iinfo(np.int64).min  # NaT
     stamps = pd.Series(pd.DatetimeIndex(nanoseconds.view("datetime64[ns]")).tz_localize("UTC"))
     return stamps, present & ~in_range, far_off, notice
 
 
-def _far_off(ticks: np.ndarray, valid: np.ndarray, per_tick: int) -> tuple[np.ndarray, str | None]:
-    """Per value: more than ``FAR_OFF_DAYS`` days outside the log's central span.
+def accepted_span(instants: np.ndarray) -> tuple[int, int] | None:
+    """(first, last) instant accepted in a log, as int64 UTC nanoseconds; None: all are.
 
-    The central span runs from the 1st to the 99th percentile of the valid
-    instants, so that up to 1 % of stray events at either end cannot stretch
-    it; a clock reset to 1970 or a typo's year 2100 in a log of weeks lies far
-    outside it. Logs whose events all lie within ``FAR_OFF_DAYS`` days of one
-    another lose nothing (and skip the percentiles).
+    ``instants`` are the log's timestamps (int64 ns, any order). Events are far
+    off when more than ``FAR_OFF_DAYS`` days outside the log's central span,
+    from the 1st to the 99th percentile of its instants (linear interpolation),
+    so that up to 1 % of stray events at either end cannot stretch it: a clock
+    reset to 1970 or a typo's year 2100 in a log of weeks lies far outside.
+    When all instants lie within ``FAR_OFF_DAYS`` days of one another none can
+    be far off, and the percentiles are skipped (None).
     """
-    margin = FAR_OFF_DAYS * _DAY_NS // per_tick
-    values = ticks[valid]
-    if len(values) == 0 or values.max() - values.min() <= margin:
-        return np.zeros(len(ticks), dtype=bool), None
-    low, high = np.quantile(values, SPAN_QUANTILES)
-    far = valid & ((ticks < low - margin) | (ticks > high + margin))
-    if not far.any():
-        return far, None
-    day = pd.to_datetime([int(low) * per_tick, int(high) * per_tick], utc=True).strftime("%Y-%m-%d")
-    return far, (
-        f"{int(far.sum()):,} events more than {FAR_OFF_DAYS} days outside the log's central span"
-        f" ({day[0]} to {day[1]}, the 1st to 99th percentile of its timestamps) rejected as far off"
-    )
+    margin = FAR_OFF_DAYS * _DAY_NS
+    if len(instants) == 0 or int(instants.max()) - int(instants.min()) <= margin:
+        return None
+    low, high = np.quantile(instants, SPAN_QUANTILES)
+    return int(low) - margin, int(high) + margin
 
 
 def _normalise_actions(action: pd.Series) -> tuple[pd.Categorical, str | None]:
@@ -651,16 +656,24 @@ def read_events(path: str | Path, accounts: Collection[str] | None = None) -> pd
 
 
 def read_caseloads(path: str | Path) -> pd.DataFrame:
-    """The caseload side table (contract section 2): ``account_id``, ``record_id``."""
-    path = Path(path)
-    dataset = _dataset(path)
-    missing = [c for c in ("account_id", "record_id") if c not in dataset.schema.names]
-    if missing:
-        raise InputError(f"{path}: caseload table lacks column(s): {', '.join(missing)}")
+    """The caseload side table (contract section 2): ``account_id``, ``record_id``.
+
+    Its files are checked and read like a log's (:func:`unified_schema`, :func:`conform`).
+    """
+    columns = ("account_id", "record_id")
+    files = dataset_files(path)
     try:
-        table = dataset.to_table(columns=["account_id", "record_id"])
-    except (pa.ArrowInvalid, OSError) as error:
-        raise InputError(f"{path}: cannot read Parquet data ({error})") from None
+        schema = unified_schema(files, columns=columns, required=columns)
+    except InputError as error:
+        raise InputError(f"caseload table: {error}") from None
+    tables = []
+    for file, _ in files:
+        try:
+            table = pq.read_table(file, columns=list(columns))
+        except (pa.ArrowInvalid, OSError) as error:
+            raise InputError(f"{file}: cannot read Parquet data ({error})") from None
+        tables.append(conform(table, schema, str(file))[0])
+    table = pa.concat_tables(tables)
     return table.to_pandas().dropna().astype({"account_id": "string", "record_id": "string"})
 
 

@@ -18,8 +18,10 @@ from detector.pipeline import prepare
 from detector.schema import (
     REJECT_FAR_OFF,
     REJECT_OUT_OF_RANGE,
+    accepted_span,
     dataset_files,
     normalise,
+    read_caseloads,
     read_log,
     unified_schema,
 )
@@ -406,3 +408,36 @@ def test_compact_day_baselines_equal_those_over_the_calendar():
     ]:
         for key in want:
             np.testing.assert_array_equal(got[key], want[key][:, days], err_msg=key)
+
+
+def test_accepted_span_is_a_year_around_the_central_percentiles():
+    day = 86_400 * 10**9
+    bulk = np.arange(1000, dtype=np.int64) * (day // 100)  # ten days
+    instants = np.concatenate([bulk, [-30_000 * day, 40_000 * day]])
+    low, high = accepted_span(instants)
+    p01, p99 = np.quantile(instants, (0.01, 0.99))
+    assert (low, high) == (int(p01) - 366 * day, int(p99) + 366 * day)
+    assert low < bulk.min() and bulk.max() < high
+    assert instants[-2] < low and high < instants[-1]
+    assert accepted_span(bulk) is None  # all within a year of one another: nothing to reject
+    assert accepted_span(np.array([], dtype=np.int64)) is None
+
+
+def test_caseloads_with_invalid_utf8_are_read_and_a_caseload_file_without_a_column_is_named(
+    tmp_path,
+):
+    path = tmp_path / "caseloads.parquet"
+    pq.write_table(
+        pa.table({"account_id": _invalid([b"a0", b"a\xff"]), "record_id": ["r0", "r1"]}), path
+    )
+    assert list(read_caseloads(path)["account_id"]) == ["a0", "a\ufffd"]
+    folder = _folder(
+        tmp_path,
+        pa.table({"account_id": ["a0"], "record_id": ["r0"]}),
+        pa.table({"account_id": ["a1"]}),
+    )
+    with pytest.raises(InputError) as error:
+        read_caseloads(folder)
+    assert str(error.value) == (
+        f"caseload table: {folder / 'part-1.parquet'}: missing required column(s): record_id"
+    )
