@@ -10,8 +10,9 @@ rejects file and the cost follows the days that hold events.
     python benchmarks/bench_far_timestamps.py                 # 2,000 accounts x 14 days, in .cache/
     python benchmarks/bench_far_timestamps.py --accounts 500
 
-The detector is run as `python -c "from detector.cli import main; main()"`, so
-``PYTHONPATH=<an older checkout>`` measures that older code with the same script.
+The detector is run as `python -P -c "from detector.cli import main; main()"`
+(``-P``: not from the current directory), so ``PYTHONPATH=<an older checkout>``
+measures that older code with the same script.
 Each figure comes from a fresh subprocess: peak memory is that process's own.
 """
 
@@ -28,15 +29,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-# Runs a command as its only child; prints its wall time, peak RSS (MB), exit code, then its output.
+# Runs a command (argv[2:]) as its only child, stopping it after argv[1] seconds; prints its
+# wall time, peak RSS (MB) and exit code ("timeout" when stopped), then its output.
 MEASURE = """
 import resource, subprocess, sys, time
-t = time.perf_counter(); done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+t = time.perf_counter()
+try:
+    done = subprocess.run(sys.argv[2:], capture_output=True, text=True, timeout=float(sys.argv[1]))
+    code, output = done.returncode, done.stdout + done.stderr
+except subprocess.TimeoutExpired:
+    code, output = "timeout", "stopped at the time limit"
 elapsed = time.perf_counter() - t
-print(elapsed, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, done.returncode)
-print(done.stdout + done.stderr)
+print(elapsed, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, code)
+print(output)
 """
-DETECTOR = [sys.executable, "-c", "from detector.cli import main; main()"]
+DETECTOR = [sys.executable, "-P", "-c", "from detector.cli import main; main()"]
 VARIANTS = {
     "as generated": [],
     "+ 1970 and 2100": ["1970-01-01T12:00:00Z", "2100-01-01T12:00:00Z"],
@@ -89,6 +96,9 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=2000)
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--dir", type=Path, default=Path(".cache/bench-far"))
+    parser.add_argument(
+        "--timeout", type=float, default=1800, help="seconds before a run is stopped"
+    )
     args = parser.parse_args()
 
     base = args.dir / f"logs-{args.accounts}x{args.days}.parquet"
@@ -123,7 +133,17 @@ def main() -> None:
         out = args.dir / f"variant{i}.alerts.parquet"
         started = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, "-c", MEASURE, *DETECTOR, "score", str(log), "--out", str(out)],
+            [
+                sys.executable,
+                "-c",
+                MEASURE,
+                str(args.timeout),
+                *DETECTOR,
+                "score",
+                str(log),
+                "--out",
+                str(out),
+            ],
             capture_output=True,
             text=True,
         )
