@@ -22,6 +22,7 @@ from detector.schema import (
     dataset_files,
     normalise,
     read_caseloads,
+    read_events,
     read_log,
     unified_schema,
 )
@@ -441,3 +442,10 @@ def test_caseloads_with_invalid_utf8_are_read_and_a_caseload_file_without_a_colu
     assert str(error.value) == (
         f"caseload table: {folder / 'part-1.parquet'}: missing required column(s): record_id"
     )
+
+
+def test_reading_some_accounts_filters_every_file_whatever_its_account_id_type(tmp_path):
+    binary_accounts = pa.array([b"a0", b"a1", b"a\xff"], pa.binary())
+    folder = _folder(tmp_path, _table(), _table(start=3, account_id=binary_accounts))
+    events = read_events(folder, accounts=["a0"])
+    assert list(events["record_id"].astype(str)) == ["r0", "r2", "r3"]
