@@ -572,9 +572,12 @@ def _duplicated_ids(ids: pd.Series) -> str | None:
 def normalise(frame: pd.DataFrame, source: str = "<frame>") -> EventLog:
     """Validate and normalise a contract log already in memory.
 
-    Rows without account or timestamp go to ``rejects``; unknown actions become
-    ``other``; ``outcome`` defaults to ``success``; missing ``event_id`` means
-    the row position. Raises :class:`InputError` for a frame that cannot be a log.
+    Rows without account or timestamp, or whose timestamp does not parse, is
+    out of range or far off (:func:`accepted_span`), go to ``rejects`` with a
+    reason; unknown actions become ``other``; ``outcome`` defaults to
+    ``success``; missing ``event_id`` means the row position; duplicated ids
+    are counted in a notice. Raises :class:`InputError` for a frame that
+    cannot be a log.
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
