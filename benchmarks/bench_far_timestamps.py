@@ -3,9 +3,10 @@
 A generated 14-day log is scored as is, then with two events added at far-off
 instants: 1970 and 2100, 1678 and 2262 (the edges of what pandas holds in
 nanoseconds), and 2500 (beyond them). Before the fix, the first two cost a
-dense accounts x calendar-days table (30 s / 790 MB and 157 s / 2.4 GB against
-3.8 s / 325 MB) and the last one a traceback; now far-off events go to the
-rejects file and the cost follows the days that hold events.
+dense accounts x calendar-days table (issue 10 measured 30 s / 790 MB and
+157 s / 2.4 GB against 3.8 s / 325 MB) and the last one a traceback; now
+far-off events go to the rejects file and the cost follows the days that hold
+events.
 
     python benchmarks/bench_far_timestamps.py                 # 2,000 accounts x 14 days, in .cache/
     python benchmarks/bench_far_timestamps.py --accounts 500
