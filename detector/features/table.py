@@ -84,10 +84,15 @@ def local_wall_ns(timestamp_ns: np.ndarray, timezone: str) -> np.ndarray:
         return timestamp_ns.copy()
     quarter = 15 * 60 * 1_000_000_000
     first, last = timestamp_ns.min() // quarter, timestamp_ns.max() // quarter
-    grid = np.arange(first, last + 1, dtype=np.int64) * quarter
+    if last - first < max(4 * len(timestamp_ns), 1 << 20):
+        grid = np.arange(first, last + 1, dtype=np.int64) * quarter
+        position = timestamp_ns // quarter - first
+    else:  # a few instants years apart: only the quarters that hold events, not the calendar
+        quarters, position = np.unique(timestamp_ns // quarter, return_inverse=True)
+        grid = quarters * quarter
     utc = pd.DatetimeIndex(grid.view("datetime64[ns]"), tz="UTC")
     offsets = utc.tz_convert(timezone).tz_localize(None).asi8 - grid
-    return timestamp_ns + offsets[timestamp_ns // quarter - first]
+    return timestamp_ns + offsets[position]
 
 
 def _codes(frame: pd.DataFrame, column: str) -> np.ndarray | None:
@@ -198,13 +203,29 @@ def _out_of_scope_by_structure(frame: pd.DataFrame) -> np.ndarray:
     return (org != record_org).fillna(False).to_numpy(dtype=bool)
 
 
+def _compact_days(day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct days, ascending; each event's index among them), for days >= 0.
+
+    Days are at most a few hundred thousand apart (timestamps are nanoseconds,
+    far-off ones rejected by the schema), so a scatter over the span does it.
+    """
+    if len(day) == 0:
+        return np.zeros(1, dtype=np.int64), day.astype(np.int64)
+    days = np.flatnonzero(np.bincount(day))
+    if len(days) == days[-1] + 1:  # no idle day: the usual case
+        return days, day.astype(np.int64)
+    index = np.zeros(int(days[-1]) + 1, dtype=np.int64)
+    index[days] = np.arange(len(days))
+    return days, index[day]
+
+
 @dataclass
 class _Windows:
     """Each event's window (account x local day), and each window's account and day."""
 
     of_event: np.ndarray  # window row of each event
     account: np.ndarray  # account code of each window
-    day: np.ndarray  # day index (from the log's first day) of each window
+    day: np.ndarray  # index of each window's day among the days that hold events
     first_of_account: np.ndarray  # each account's first window (n windows when it has none)
 
     @property
@@ -311,7 +332,11 @@ def _record_reads(
     records = frame["record_id"].cat.categories if rec is not None else pd.Index([])
     if rec is None:
         rec = np.full(n, -1, dtype=np.int64)
-        notices.append("no record_id column: record reads cannot be counted")
+        notices.append(
+            f"record_id column is empty (no value in {n:,} events): record reads cannot be counted"
+            if "record_id" in frame
+            else "no record_id column: record reads cannot be counted"
+        )
     reading = np.zeros(len(ACTIONS), dtype=bool)
     reading[[_A["view_record"], _A["update_record"], _A["export"]]] = True
     idx = np.flatnonzero(reading[action] & (rec >= 0))
@@ -378,10 +403,13 @@ def build_feature_table(
     acc = frame["account_id"].cat.codes.to_numpy().astype(np.int64)
     n_acc = len(accounts)
     first_day = int(day.min()) if n else 0
-    day_index = day - first_day
-    n_days = int(day_index.max()) + 1 if n else 1
+    # Days are indexed among those that hold events, so that arrays of accounts x days
+    # never span idle calendar stretches (`days` gives each index its day since first_day).
+    days, day_index = _compact_days(day - first_day)
+    n_days = max(len(days), 1)
     windows = _windows(acc, day_index, n_acc, n_days)
     window, w_acc, w_day = windows.of_event, windows.account, windows.day
+    w_days = days[w_day]  # calendar days since the log's first day
     n_win = len(w_acc)
     history_days = windows.history_days
 
@@ -411,16 +439,16 @@ def build_feature_table(
     per_hour_touched = np.bincount(window_hour, weights=touched, minlength=n_win * 24)
     sums["peak_hourly_records"] = per_hour_touched.reshape(n_win, 24).max(axis=1)
 
-    created = _creation_days(frame, counts["accounts_created"], day_index)
+    created = _creation_days(frame, counts["accounts_created"], day - first_day)
     # (Accounts listed in the column's dictionary but without events have no window.)
     first_window = np.minimum(windows.first_of_account, max(n_win - 1, 0))
-    first_seen = np.minimum(w_day[first_window], created) if n_win else created
+    first_seen = np.minimum(w_days[first_window], created) if n_win else created
     constants: dict[str, np.ndarray] = {
         "caseload_size": caseload_size[w_acc].astype(np.float64),
         "history_days": history_days.astype(np.float64),
-        "log_days": w_day.astype(np.float64),
-        "account_age_days": (w_day - first_seen[w_acc]).astype(np.float64),
-        "created_in_log": (created[w_acc] <= w_day).astype(np.float64),
+        "log_days": w_days.astype(np.float64),
+        "account_age_days": (w_days - first_seen[w_acc]).astype(np.float64),
+        "created_in_log": (created[w_acc] <= w_days).astype(np.float64),
     }
     first_event = _first_event_of_each(acc, n_acc)
     type_codes = _attribute_of_accounts(acc, _codes(frame, "account_type"), first_event)
@@ -428,7 +456,7 @@ def build_feature_table(
     peer_group = type_codes + 1  # 0 = unknown type
     volumes = derive(sums, {**constants, **_nan_baselines(n_win)})
     for volume in BASELINED_VOLUMES:
-        _add_baselines(constants, volume, volumes[volume], w_acc, w_day, n_acc, n_days, peer_group)
+        _add_baselines(constants, volume, volumes[volume], w_acc, w_day, days, n_acc, peer_group)
 
     features = derive(sums, constants)
     window_start = np.empty(n_win, dtype=np.int64)
@@ -440,7 +468,7 @@ def build_feature_table(
             "account_id": accounts[w_acc].astype(str),
             "account_type": _labels(frame, "account_type", type_codes[w_acc]),
             "organization_id": _labels(frame, "organization_id", org_codes[w_acc]),
-            "day": pd.to_datetime((w_day + first_day) * DAY_NS).date,
+            "day": pd.to_datetime((w_days + first_day) * DAY_NS).date,
             "window_start": pd.to_datetime(window_start, utc=True),
             "window_end": pd.to_datetime(window_end, utc=True),
             **{name: features[name] for name in FEATURES},
@@ -471,15 +499,18 @@ def _add_baselines(
     values: np.ndarray,
     w_acc: np.ndarray,
     w_day: np.ndarray,
+    days: np.ndarray,
     n_acc: int,
-    n_days: int,
     peer_group: np.ndarray,
 ) -> None:
-    """Own and peer statistics of one volume, from earlier days only."""
+    """Own and peer statistics of one volume, from earlier days only.
+
+    ``w_day`` indexes ``days``, the calendar days that hold events.
+    """
     # float32: exact for counts below 16 million, and sorts twice as fast as float64.
-    matrix = np.full((n_acc, n_days), np.nan, dtype=np.float32)
+    matrix = np.full((n_acc, max(len(days), 1)), np.nan, dtype=np.float32)
     matrix[w_acc, w_day] = values
-    own = baselines.own_stats(matrix)
+    own = baselines.own_stats(matrix, days)
     enough = own["count"][w_acc, w_day] >= baselines.MIN_OWN_WINDOWS
     median = own["median"][w_acc, w_day]
     constants[f"own_median_{volume}"] = np.where(enough, median, np.nan)
@@ -490,7 +521,7 @@ def _add_baselines(
     )
     constants[f"_own_scale_{volume}"] = np.where(enough, scale, np.nan)
 
-    peers = baselines.peer_stats(matrix, peer_group)
+    peers = baselines.peer_stats(matrix, peer_group, days)
     group = peer_group[w_acc]
     enough = peers["count"][group, w_day] >= baselines.MIN_PEER_WINDOWS
     median = peers["median"][group, w_day]
