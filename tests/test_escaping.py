@@ -153,3 +153,15 @@ def test_dollar_signs_in_an_account_id_are_text_in_figures(account):
     assert f"{html.escape(account)}</h2>" not in document  # the h2 ends with the alert id
     assert f" {html.escape(account)} <span" in document
     assert document.count('src="data:image/png;base64,') == 2  # alerts per day + timeline
+
+
+def test_error_lines_quote_data_with_visible_escapes(tmp_path):
+    # A missing log whose name holds ESC and a newline: the error stays one line, escaped.
+    name = tmp_path / "logs\x1b[2J\nfake.parquet"
+    result = CliRunner().invoke(main, ["score", str(name)])
+    assert result.exit_code == 1
+    assert "\x1b" not in result.output
+    error = result.output.splitlines()[-1]  # progress lines may come first
+    assert error.startswith("Error: ")
+    assert "logs\\x1b[2J\\nfake.parquet" in error
+    assert "fake.parquet" not in result.output.replace(error, "")  # not split over two lines
