@@ -8,6 +8,7 @@ default, never anything later.
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -161,7 +162,8 @@ def write_alerts(alerts: pd.DataFrame, path: str | Path, fmt: str = "parquet") -
             flat["rule_times"] = flat["rule_times"].map(
                 lambda v: json.dumps([t.isoformat() for t in v])
             )
-            flat.to_csv(temporary, index=False)
+            # Every text quoted: a bare CR or a NUL in an account id must not split a row.
+            flat.to_csv(temporary, index=False, quoting=csv.QUOTE_NONNUMERIC)
     return path
 
 
