@@ -122,10 +122,16 @@ def normalise_alerts(alerts: pd.DataFrame, source: str = "alerts") -> pd.DataFra
     if missing:
         raise InputError(f"{source} lacks column(s): {', '.join(missing)}")
     alerts = alerts.reset_index(drop=True).copy()
-    if "alert_id" not in alerts:
-        alerts["alert_id"] = [f"A{i + 1:04d}" for i in range(len(alerts))]
-    alerts["alert_id"] = alerts["alert_id"].astype(str)
+    unnamed = int(alerts["account_id"].isna().sum())
+    if unnamed:
+        raise InputError(f"{source}: {unnamed:,} alert(s) without an account_id")
     alerts["account_id"] = alerts["account_id"].astype(str)
+    numbered = pd.Series([f"A{i + 1:04d}" for i in range(len(alerts))], dtype=object)
+    if "alert_id" not in alerts:
+        alerts["alert_id"] = numbered
+    # An empty id (a hand-edited CSV) gets its position's number, never NaN.
+    alerts["alert_id"] = alerts["alert_id"].astype(object).where(alerts["alert_id"].notna(), numbered)
+    alerts["alert_id"] = alerts["alert_id"].astype(str)
     for column in _TIME_COLUMNS:
         try:
             alerts[column] = to_utc(alerts[column])
@@ -139,9 +145,12 @@ def normalise_alerts(alerts: pd.DataFrame, source: str = "alerts") -> pd.DataFra
         alerts["account_type"] = ""
     alerts["account_type"] = alerts["account_type"].fillna("").astype(str)
     if "rule_times" in alerts:
-        alerts["rule_times"] = alerts["rule_times"].map(
-            lambda v: [pd.Timestamp(t) if t is not None else None for t in _as_list(v)]
-        )
+        try:
+            alerts["rule_times"] = alerts["rule_times"].map(
+                lambda v: [pd.Timestamp(t) if t is not None else None for t in _as_list(v)]
+            )
+        except (ValueError, TypeError) as error:
+            raise InputError(f"{source}: column rule_times does not hold timestamps") from error
     else:
         alerts["rule_times"] = alerts["rules"].map(lambda rules: [None] * len(rules))
     alerts["model_score"] = pd.to_numeric(alerts.get("model_score", np.nan), errors="coerce")
