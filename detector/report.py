@@ -130,7 +130,9 @@ def normalise_alerts(alerts: pd.DataFrame, source: str = "alerts") -> pd.DataFra
     if "alert_id" not in alerts:
         alerts["alert_id"] = numbered
     # An empty id (a hand-edited CSV) gets its position's number, never NaN.
-    alerts["alert_id"] = alerts["alert_id"].astype(object).where(alerts["alert_id"].notna(), numbered)
+    alerts["alert_id"] = (
+        alerts["alert_id"].astype(object).where(alerts["alert_id"].notna(), numbered)
+    )
     alerts["alert_id"] = alerts["alert_id"].astype(str)
     for column in _TIME_COLUMNS:
         try:
