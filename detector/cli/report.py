@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from detector.cli.input_options import log_input_options
 from detector.cli.options import timezone_option
 
 
@@ -31,7 +32,8 @@ from detector.cli.options import timezone_option
     help="Detail at most this many alerts, most urgent first; the summary counts the rest.",
 )
 @timezone_option
-def report(alerts: str, log: str, out: str, max_alerts: int, timezone: str) -> None:
+@log_input_options
+def report(alerts: str, log: str, out: str, max_alerts: int, timezone: str, **inputs) -> None:
     """Write a self-contained HTML report of ALERTS (the table `detector score` wrote).
 
     The file has a summary, then one section per alert: reason, rules fired,
@@ -42,9 +44,11 @@ def report(alerts: str, log: str, out: str, max_alerts: int, timezone: str) -> N
     Example:
       detector report data/alerts.parquet --log data/logs.parquet --out report.html
     """
+    from detector.formats.staging import contract_log
     from detector.report import write_report
 
-    result = write_report(alerts, log, out, max_alerts=max_alerts, timezone=timezone)
+    with contract_log(log, **inputs) as source:
+        result = write_report(alerts, source.path, out, max_alerts=max_alerts, timezone=timezone)
     note = f", {result.left_out} more summarised only" if result.left_out else ""
     click.echo(
         f"{result.alerts} alerts on {result.accounts} accounts ({result.shown} detailed{note})"

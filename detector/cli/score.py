@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from detector.cli.input_options import log_input_options
 from detector.cli.options import caseloads_option, timezone_option
 
 FORMATS = ("parquet", "jsonl", "csv")
@@ -82,8 +83,9 @@ def _top_table(alerts, timezone: str, top: int) -> str:
     type=click.Path(path_type=Path),
     help="Also write the feature table (Parquet).",
 )
-def score(log, caseloads, rules, model, mode, timezone, out, fmt, top, features_out):
-    """Score LOG (a Parquet file or directory in the contract's format) and write alerts.
+@log_input_options
+def score(log, caseloads, rules, model, mode, timezone, out, fmt, top, features_out, **inputs):
+    """Score LOG (Parquet, NDJSON or CSV; the contract's fields or --schema/--mapping) and write alerts.
 
     Rows that cannot be used are written to <alerts stem>.rejects.parquet beside
     the alerts, and counted. Exit status 0 whenever scoring ran.
@@ -94,19 +96,23 @@ def score(log, caseloads, rules, model, mode, timezone, out, fmt, top, features_
       detector score export/ --caseloads caseloads.parquet --rules strict --out alerts.jsonl --format jsonl
     """
     from detector.alerts import write_alerts
+    from detector.formats.staging import contract_log
     from detector.pipeline import score_log
 
     started = time.perf_counter()
-    result = score_log(
-        log,
-        caseloads=caseloads,
-        rules=rules,
-        mode=mode,
-        model=model,
-        timezone=timezone,
-        progress=_say,
-    )
-    out = out or _default_out(log, fmt)
+    with contract_log(log, caseloads=caseloads, **inputs) as source:
+        result = score_log(
+            source.path,
+            caseloads=source.caseloads,
+            rules=rules,
+            mode=mode,
+            model=model,
+            timezone=timezone,
+            progress=_say,
+        )
+    result.rejects = source.merge_rejects(result.rejects)
+    result.notices[:0] = source.notices
+    out = out or (source.sibling(f".alerts.{fmt}") if source.staged else _default_out(log, fmt))
     write_alerts(result.alerts, out, fmt)
     for notice in result.notices:
         click.echo(f"Notice: {notice}", err=True)
@@ -143,7 +149,8 @@ def score(log, caseloads, rules, model, mode, timezone, out, fmt, top, features_
 )
 @caseloads_option
 @timezone_option
-def fit(log, out, caseloads, timezone):
+@log_input_options
+def fit(log, out, caseloads, timezone, **inputs):
     """Fit the IsolationForest on LOG (e.g. a known-clean month) and save it.
 
     The model is saved with skops, which loads without running code from the file.
@@ -153,9 +160,11 @@ def fit(log, out, caseloads, timezone):
       detector fit january.parquet --out model.skops
       detector score february.parquet --model model.skops
     """
+    from detector.formats.staging import contract_log
     from detector.pipeline import fit_model
 
-    model = fit_model(log, caseloads=caseloads, timezone=timezone, progress=_say)
+    with contract_log(log, caseloads=caseloads, **inputs) as source:
+        model = fit_model(source.path, caseloads=source.caseloads, timezone=timezone, progress=_say)
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
     click.echo(f"model fitted on {log} (alert threshold {model.threshold_:.3f}) -> {out}")
