@@ -10,7 +10,7 @@ import click
 from detector.cli.input_options import log_input_options
 from detector.cli.options import caseloads_option, timezone_option
 
-FORMATS = ("parquet", "jsonl", "csv")
+FORMATS = ("parquet", "jsonl", "csv", "ocsf")  # ocsf: Detection Findings, JSON lines
 
 
 _STARTED = time.perf_counter()
@@ -22,9 +22,9 @@ def _say(message: str) -> None:
 
 
 def _default_out(log: Path, fmt: str) -> Path:
-    from detector.schema import sibling  # imported with the command, not with `--help`
+    from detector.formats.staging import log_sibling  # imported with the command, not `--help`
 
-    return sibling(log, f".alerts.{fmt}")
+    return log_sibling(log, ".findings.ocsf.jsonl" if fmt == "ocsf" else f".alerts.{fmt}")
 
 
 def _local(stamp, timezone: str) -> str:
@@ -97,6 +97,7 @@ def score(log, caseloads, rules, model, mode, timezone, out, fmt, top, features_
     """
     from detector.alerts import write_alerts
     from detector.formats.staging import contract_log
+    from detector.incidents import incidents_path, write_incidents
     from detector.pipeline import score_log
 
     started = time.perf_counter()
@@ -112,8 +113,14 @@ def score(log, caseloads, rules, model, mode, timezone, out, fmt, top, features_
         )
     result.rejects = source.merge_rejects(result.rejects)
     result.notices[:0] = source.notices
-    out = out or (source.sibling(f".alerts.{fmt}") if source.staged else _default_out(log, fmt))
-    write_alerts(result.alerts, out, fmt)
+    out = out or _default_out(log, fmt)
+    if fmt == "ocsf":
+        from detector.ocsf import write_findings
+
+        write_findings(result.alerts, out, rules)
+    else:
+        write_alerts(result.alerts, out, fmt)
+    write_incidents(result.incidents, incidents_path(out))
     for notice in result.notices:
         click.echo(f"Notice: {notice}", err=True)
     if len(result.rejects):
@@ -130,6 +137,8 @@ def score(log, caseloads, rules, model, mode, timezone, out, fmt, top, features_
     if len(alerts):
         click.echo(_top_table(alerts, timezone, top))
         click.echo("")
+    if len(result.incidents):
+        click.echo(f"{len(result.incidents)} incidents -> {incidents_path(out)}")
     counts = alerts["severity"].value_counts() if len(alerts) else {}
     by_severity = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("high", "medium", "low"))
     click.echo(
