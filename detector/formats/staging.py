@@ -223,6 +223,10 @@ def resolve_mapping(schema: str | None, mapping: str | Path | None) -> Mapping |
     return load_mapping(chosen) if chosen else None
 
 
+def _path(value: str | Path | None) -> Path | None:
+    return Path(value) if value is not None else None
+
+
 @contextmanager
 def contract_log(
     log: str | Path,
@@ -239,13 +243,17 @@ def contract_log(
     exit. ``caseloads`` defaults to ``<stem>.caseloads.parquet`` beside ``log``.
     """
     log = Path(log)
+    chosen = resolve_mapping(schema, mapping)
     if not log.exists():
+        if chosen is None and input_format in (None, "parquet"):
+            # The command's own reader names the missing file, in its own words.
+            yield ContractLog(log, log, _path(caseloads), pd.DataFrame(), [], staged=False)
+            return
         raise InputError(f"no such file or directory: {log}")
     fmt = detect_format(log, input_format)
-    chosen = resolve_mapping(schema, mapping)
     if caseloads is None and log_sibling(log, ".caseloads.parquet").exists():
         caseloads = log_sibling(log, ".caseloads.parquet")
-    caseloads = Path(caseloads) if caseloads is not None else None
+    caseloads = _path(caseloads)
     if fmt == "parquet" and chosen is None:
         yield ContractLog(log, log, caseloads, pd.DataFrame(), [], staged=False)
         return
