@@ -196,3 +196,38 @@ when = { kind = "start" }
     mapped = apply_mapping(table, mapping).table
     assert mapped.column("timestamp").to_pylist() == [1704700800 * 10**9, 1704700860 * 10**9]
     assert mapped.column("action").to_pylist() == ["login", "read"]
+
+
+def test_a_csv_export_with_flat_dotted_ecs_headers(tmp_path):
+    log = tmp_path / "export.csv"
+    rows = ["@timestamp,user.name,event.action,labels.record_id,event.outcome"]
+    rows += [f"2024-01-08T08:{i:02d}:00Z,u{i % 2},record-view,r{i},success" for i in range(12)]
+    log.write_text("\n".join(rows) + "\n")
+    staged = tmp_path / "staged"
+    result = _score(
+        str(log),
+        "--schema",
+        "ecs",
+        "--staged-out",
+        str(staged),
+        "--out",
+        str(tmp_path / "a.parquet"),
+    )
+    assert result.exit_code == 0, result.output
+    frame = pd.read_parquet(staged)
+    assert set(frame["action"]) == {"view_record"}
+    assert sorted(frame["account_id"].unique()) == ["u0", "u1"]
+    assert len(frame) == 12
+
+
+def test_staged_out_refuses_a_directory_holding_other_files(tmp_path):
+    log = tmp_path / "logs.ndjson"
+    log.write_text("\n".join(json.dumps(e) for e in _events()) + "\n")
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    (staged / "notes.txt").write_text("mine")
+    result = _score(str(log), "--schema", "ecs", "--staged-out", str(staged))
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: {staged}: the staging directory holds other files (notes.txt, ...); give an empty one"
+    )

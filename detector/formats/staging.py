@@ -86,11 +86,13 @@ def _prepare_out(out_dir: Path) -> None:
         old.unlink()
 
 
-def _reject_frame(table: pa.Table, rows: np.ndarray, reasons: np.ndarray) -> pd.DataFrame:
-    frame = table.take(pa.array(np.flatnonzero(rows) if rows.dtype == bool else rows)).to_pandas()
+def _reject_frame(table: pa.Table, bad: np.ndarray, reasons: np.ndarray) -> pd.DataFrame:
+    """The rows of a mapped batch marked ``bad``, as text, with their position and reason."""
+    rows = np.flatnonzero(bad)
+    frame = table.take(pa.array(rows)).to_pandas()
     for column in frame.columns:
         frame[column] = frame[column].astype("string")
-    frame.insert(0, "row", pd.array(np.flatnonzero(rows), dtype="Int64"))
+    frame.insert(0, "row", pd.array(rows, dtype="Int64"))
     frame.insert(1, "reason", reasons)
     return frame
 
