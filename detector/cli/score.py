@@ -134,7 +134,7 @@ def score(log, caseloads, rules, model, mode, timezone, out, fmt, top, features_
     if features_out:
         result.features.to_parquet(features_out, index=False)
     alerts = result.alerts
-    if len(alerts):
+    if len(alerts) and top > 0:
         click.echo(_top_table(alerts, timezone, top))
         click.echo("")
     if len(result.incidents):
