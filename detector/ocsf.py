@@ -58,7 +58,7 @@ def finding_uid(account_id: str, window_start, window_end, rules: list[str]) -> 
 def _attack(technique: str) -> dict:
     """An ATT&CK id (T1078 or T1567.002) as an OCSF attack object."""
     base, _, sub = technique.partition(".")
-    attack: dict = {"technique": {"uid": base}, "version": "v15"}
+    attack: dict = {"technique": {"uid": base}}
     if sub:
         attack["sub_technique"] = {"uid": technique}
     return attack

@@ -94,3 +94,19 @@ def test_findings_carry_rules_techniques_times_and_evidence(scored):
             e["value"] for e in evidence
         ]
         assert finding["metadata"]["correlation_uid"] == alert.incident_id
+
+
+def test_no_alerts_give_an_empty_findings_file(tmp_path):
+    log = tmp_path / "quiet.parquet"
+    pd.DataFrame(
+        {
+            "timestamp": pd.date_range("2024-01-08 08:00", periods=5, freq="min", tz="UTC"),
+            "account_id": ["u1"] * 5,
+            "action": ["login", "view_record", "view_record", "search", "logout"],
+        }
+    ).to_parquet(log)
+    out = tmp_path / "findings.jsonl"
+    result = CliRunner().invoke(main, ["score", str(log), "--format", "ocsf", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert read_findings(out) == []
+    assert len(pd.read_parquet(tmp_path / "findings.incidents.parquet")) == 0
