@@ -231,3 +231,58 @@ def test_staged_out_refuses_a_directory_holding_other_files(tmp_path):
     assert result.output.strip().splitlines()[-1] == (
         f"Error: {staged}: the staging directory holds other files (notes.txt, ...); give an empty one"
     )
+
+
+def test_a_users_own_mapping_with_its_vocabulary(tmp_path):
+    mapping = tmp_path / "audit_fr.toml"
+    mapping.write_text(
+        """
+name = "audit_fr"
+time_unit = "s"
+
+[columns]
+timestamp = "horodatage"
+account_id = "agent.identifiant"
+action = "operation"
+record_id = "dossier"
+src_ip = "poste.adresse"   # never present in this export
+
+[[cases.action]]
+value = "view_record"
+when = { operation = ["consultation", "lecture"] }
+
+[[cases.action]]
+value = "login"
+when = { operation = "connexion" }
+"""
+    )
+    records = [
+        {
+            "horodatage": 1704700800 + 60 * i,
+            "agent": {"identifiant": "a1"},
+            "operation": ["connexion", "consultation", "lecture", "impression"][i % 4],
+            "dossier": f"d{i}",
+        }
+        for i in range(8)
+    ]
+    log = tmp_path / "journal.jsonl"
+    log.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    staged = tmp_path / "staged"
+    result = _score(
+        str(log),
+        "--mapping",
+        str(mapping),
+        "--staged-out",
+        str(staged),
+        "--out",
+        str(tmp_path / "a.parquet"),
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        f"Notice: {log}: source field(s) never found by mapping audit_fr: poste.adresse"
+        in result.output
+    )
+    frame = pd.read_parquet(staged).sort_values("timestamp")
+    assert frame["action"].tolist() == ["login", "view_record", "view_record", "impression"] * 2
+    assert frame["timestamp"].iloc[0] == pd.Timestamp("2024-01-08T08:00:00Z")
+    assert frame["event_id"].tolist() == list(range(8))
