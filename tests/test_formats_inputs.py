@@ -286,3 +286,13 @@ when = { operation = "connexion" }
     assert frame["action"].tolist() == ["login", "view_record", "view_record", "impression"] * 2
     assert frame["timestamp"].iloc[0] == pd.Timestamp("2024-01-08T08:00:00Z")
     assert frame["event_id"].tolist() == list(range(8))
+
+
+def test_an_input_without_any_field_for_a_required_column_is_an_error(tmp_path):
+    log = tmp_path / "logs.ndjson"
+    log.write_text('{"timestamp": "2024-01-08T08:00:00Z", "who": "u1", "action": "login"}\n')
+    result = _score(str(log))
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: {log}: no record holds a field mapped to required column(s): account_id <- account_id"
+    )

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from detector.errors import InputError
 from detector.formats.mapping import Mapping, identity_mapping, load_mapping
 from detector.formats.readers import detect_format, read_batches
+from detector.schema import REQUIRED_COLUMNS
 
 PART = "part-{:05d}.parquet"
 _LOG_SUFFIXES = (".parquet", ".pq", ".ndjson", ".jsonl", ".json", ".csv")
@@ -170,6 +171,16 @@ def stage(log: str | Path, out_dir: str | Path, fmt: str, mapping: Mapping) -> S
         staged += table.num_rows
     if parts == 0:  # an empty log is still a dataset with the contract's columns
         pq.write_table(schema.empty_table(), out_dir / PART.format(0))
+    absent = [
+        column
+        for column in REQUIRED_COLUMNS
+        if records
+        and _sources(mapping, column)
+        and _sources(mapping, column) <= (never_found or set())
+    ]
+    if absent:
+        detail = "; ".join(f"{c} <- {', '.join(sorted(_sources(mapping, c)))}" for c in absent)
+        raise InputError(f"{log}: no record holds a field mapped to required column(s): {detail}")
     notices = []
     unused = sorted(
         p for p in (never_found or set()) if any(p in paths for paths in mapping.columns.values())
@@ -191,6 +202,14 @@ def stage(log: str | Path, out_dir: str | Path, fmt: str, mapping: Mapping) -> S
             + ")"
         )
     return StageResult(records, staged, all_rejects, notices)
+
+
+def _sources(mapping: Mapping, column: str) -> set[str]:
+    """The paths that can fill a column; empty when a case gives it a constant."""
+    cases = mapping.cases.get(column, ())
+    if any(case.value is not None for case in cases):
+        return set()
+    return set(mapping.columns.get(column, ())) | {p for case in cases for p in case.source}
 
 
 @dataclass
