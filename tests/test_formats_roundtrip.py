@@ -197,7 +197,7 @@ def _score(log: Path, out: Path, *options: str) -> pd.DataFrame:
     return pd.read_parquet(out)
 
 
-def _comparable(alerts: pd.DataFrame) -> pd.DataFrame:
+def _comparable(alerts: pd.DataFrame, reason: bool = True) -> pd.DataFrame:
     columns = [
         "account_id",
         "window_start",
@@ -207,7 +207,7 @@ def _comparable(alerts: pd.DataFrame) -> pd.DataFrame:
         "rules",
         "reason",
     ]
-    frame = alerts[columns].copy()
+    frame = alerts[columns if reason else columns[:-1]].copy()
     frame["rules"] = frame["rules"].map(tuple)
     return frame.sort_values(["account_id", "window_start"]).reset_index(drop=True)
 
@@ -219,12 +219,18 @@ def _comparable(alerts: pd.DataFrame) -> pd.DataFrame:
         ("ocsf", ["--schema", "ocsf"]),
         ("ocsf_parquet", ["--schema", "ocsf"]),
         ("csv", []),
+        ("ecs", ["--schema", "ecs", "--mode", "both"]),  # the model too (a later --mode wins)
     ],
 )
 def test_every_form_gives_the_alerts_of_the_parquet_original(logs, tmp_path, form, options):
-    original = _comparable(_score(logs["parquet"], tmp_path / "original.parquet"))
+    mode = options[options.index("--mode") :] if "--mode" in options else []
+    # The forest subsamples the feature table in its row order, which follows the order
+    # accounts first appear in the file (a staged log is sorted by time): its scores, and
+    # so the model's part of a reason, may move in the second decimal. The alerts may not.
+    reason = not mode
+    original = _comparable(_score(logs["parquet"], tmp_path / "o.parquet", *mode), reason)
     assert len(original) >= 3  # the attacks are there to be found
-    converted = _comparable(_score(logs[form], tmp_path / f"{form}.parquet", *options))
+    converted = _comparable(_score(logs[form], tmp_path / f"{form}.parquet", *options), reason)
     pd.testing.assert_frame_equal(converted, original)
 
 
