@@ -52,6 +52,7 @@ ALERT_COLUMNS = [
     "top_features",
     "reason",
     "evidence",
+    "incident_id",  # set by detector.incidents.group_incidents (null until grouped)
 ]
 
 
@@ -251,4 +252,5 @@ def build_alerts(
     alerts = pd.DataFrame(records)
     alerts = alerts.sort_values(["score", "detected_at"], ascending=[False, True], kind="stable")
     alerts.insert(0, "alert_id", [f"A{i + 1:05d}" for i in range(len(alerts))])
+    alerts["incident_id"] = None
     return alerts.reset_index(drop=True)[ALERT_COLUMNS]

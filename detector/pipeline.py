@@ -19,6 +19,7 @@ import pandas as pd
 from detector.alerts import build_alerts, empty_alerts, first_hold_times
 from detector.errors import DetectorError
 from detector.features.table import FeatureTable, build_feature_table
+from detector.incidents import creation_pairs, empty_incidents, group_incidents
 from detector.model import WindowModel
 from detector.rules import RuleSet, load_ruleset
 from detector.schema import EventLog, default_caseloads_path, normalise, read_caseloads, read_log
@@ -48,6 +49,7 @@ class ScoreResult:
     notices: list[str]
     events: int = 0
     accounts: int = 0
+    incidents: pd.DataFrame = field(default_factory=empty_incidents)
 
 
 def prepare(
@@ -203,8 +205,12 @@ def score_log(
     if progress:
         progress(f"detecting ({mode})")
     alerts = detect(prepared, rules, mode, model)
+    alerts, incidents = group_incidents(
+        alerts, prepared.features.table, creation_pairs(prepared.log.events)
+    )
     return ScoreResult(
         alerts=alerts,
+        incidents=incidents,
         features=prepared.features.features,
         rejects=prepared.log.rejects,
         notices=prepared.notices,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from detector.cli.input_options import log_input_options
 from detector.cli.options import (
     caseloads_option,
     pseudonymise_options,
@@ -14,7 +15,7 @@ from detector.cli.options import (
     timezone_option,
 )
 
-FORMATS = ("parquet", "jsonl", "csv")
+FORMATS = ("parquet", "jsonl", "csv", "ocsf")  # ocsf: Detection Findings, JSON lines
 
 
 _STARTED = time.perf_counter()
@@ -26,9 +27,9 @@ def _say(message: str) -> None:
 
 
 def _default_out(log: Path, fmt: str) -> Path:
-    from detector.schema import sibling  # imported with the command, not with `--help`
+    from detector.formats.staging import log_sibling  # imported with the command, not `--help`
 
-    return sibling(log, f".alerts.{fmt}")
+    return log_sibling(log, ".findings.ocsf.jsonl" if fmt == "ocsf" else f".alerts.{fmt}")
 
 
 def _rejects_path(out: Path) -> Path:
@@ -109,6 +110,7 @@ def _top_table(alerts, timezone: str, top: int) -> str:
     help="Also write the feature table (Parquet).",
 )
 @pseudonymise_options
+@log_input_options
 def score(
     log,
     caseloads,
@@ -122,8 +124,9 @@ def score(
     features_out,
     pseudonymise,
     pseudonym_key_file,
+    **inputs,
 ):
-    """Score LOG (a Parquet file or directory in the contract's format) and write alerts.
+    """Score LOG (Parquet, NDJSON or CSV; the contract's fields or --schema/--mapping) and write alerts.
 
     Rows that cannot be used are written to <alerts stem>.rejects.parquet beside
     the alerts, and counted. Exit status 0 whenever scoring ran.
@@ -134,6 +137,8 @@ def score(
       detector score export/ --caseloads caseloads.parquet --rules strict --out alerts.jsonl --format jsonl
     """
     from detector.alerts import write_alerts
+    from detector.formats.staging import contract_log
+    from detector.incidents import incidents_path, write_incidents
     from detector.model import WindowModel
     from detector.outputs import atomic_path, check_outputs
     from detector.pipeline import score_log
@@ -144,31 +149,47 @@ def score(
     out = out or _default_out(log, fmt)
     rejects_path = _rejects_path(out)
     check_outputs(
-        {"--out": out, "the rejects file": rejects_path, "--features-out": features_out},
+        {
+            "--out": out,
+            "the rejects file": rejects_path,
+            "the incidents file": incidents_path(out),
+            "--features-out": features_out,
+        },
         _inputs(
             log,
             caseloads,
             rules_file=rules,
             model_file=model,
+            mapping_file=inputs.get("mapping"),
             pseudonym_key_file=pseudonym_key_file,
         ),
     )
     hide = pseudonymiser(pseudonymise, pseudonym_key_file)
     ruleset = load_ruleset(rules) if mode in ("rules", "both") else rules
     loaded = WindowModel.load(model) if model is not None and mode != "rules" else model
-    result = score_log(
-        log,
-        caseloads=caseloads,
-        rules=ruleset,
-        mode=mode,
-        model=loaded,
-        timezone=timezone,
-        progress=_say,
-    )
+    with contract_log(log, caseloads=caseloads, **inputs) as source:
+        result = score_log(
+            source.path,
+            caseloads=source.caseloads,
+            rules=ruleset,
+            mode=mode,
+            model=loaded,
+            timezone=timezone,
+            progress=_say,
+        )
+    result.rejects = source.merge_rejects(result.rejects)
+    result.notices[:0] = source.notices
     if hide is not None:
         result.alerts = hide.frame(result.alerts)
         result.features = hide.frame(result.features)
-    write_alerts(result.alerts, out, fmt)
+        result.incidents = hide.frame(result.incidents)
+    if fmt == "ocsf":
+        from detector.ocsf import write_findings
+
+        write_findings(result.alerts, out, rules)
+    else:
+        write_alerts(result.alerts, out, fmt)
+    write_incidents(result.incidents, incidents_path(out))
     for notice in result.notices:
         click.echo(f"Notice: {notice}", err=True)
     if len(result.rejects):
@@ -187,9 +208,11 @@ def score(
         with atomic_path(features_out) as temporary:
             result.features.to_parquet(temporary, index=False)
     alerts = result.alerts
-    if len(alerts):
+    if len(alerts) and top > 0:
         click.echo(_top_table(alerts, timezone, top))
         click.echo("")
+    if len(result.incidents):
+        click.echo(f"{len(result.incidents)} incidents -> {incidents_path(out)}")
     counts = alerts["severity"].value_counts() if len(alerts) else {}
     by_severity = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("high", "medium", "low"))
     click.echo(
@@ -209,7 +232,8 @@ def score(
 )
 @caseloads_option
 @timezone_option
-def fit(log, out, caseloads, timezone):
+@log_input_options
+def fit(log, out, caseloads, timezone, **inputs):
     """Fit the IsolationForest on LOG (e.g. a known-clean month) and save it.
 
     The model is saved with skops, which loads without running code from the file.
@@ -219,10 +243,12 @@ def fit(log, out, caseloads, timezone):
       detector fit january.parquet --out model.skops
       detector score february.parquet --model model.skops
     """
+    from detector.formats.staging import contract_log
     from detector.outputs import check_outputs
     from detector.pipeline import fit_model
 
-    check_outputs({"--out": out}, _inputs(log, caseloads))
-    model = fit_model(log, caseloads=caseloads, timezone=timezone, progress=_say)
+    check_outputs({"--out": out}, _inputs(log, caseloads, mapping_file=inputs.get("mapping")))
+    with contract_log(log, caseloads=caseloads, **inputs) as source:
+        model = fit_model(source.path, caseloads=source.caseloads, timezone=timezone, progress=_say)
     model.save(out)
     click.echo(f"model fitted on {log} (alert threshold {model.threshold_:.3f}) -> {out}")
