@@ -9,6 +9,7 @@ of reads spread over the attack days, under the scenario's stealth knobs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +22,7 @@ from synthetic_logs.scenario import Scenario, Step
 from synthetic_logs.timegrid import DayGrid, to_utc_us
 
 OFFICE_HOURS = (9.0, 17.0)
+CHUNK_EVENTS = 2_000_000  # sessions are laid out this many events at a time: bounded memory
 
 
 @dataclass
@@ -39,6 +41,14 @@ class AttackRun:
     failed_logins: int = 0
     accounts: list[int] = field(default_factory=list)  # every account the attacker used
     batches: list[EventBatch] = field(default_factory=list)
+    emit: Callable[[EventBatch], None] | None = None  # where events go (else kept in batches)
+
+    def add(self, batch: EventBatch) -> None:
+        """Hand over a batch of the attack's events."""
+        if self.emit is None:
+            self.batches.append(batch)
+        else:
+            self.emit(batch)
 
 
 def attack_days(scenario: Scenario, grid: DayGrid) -> np.ndarray:
@@ -64,8 +74,10 @@ def run_attack(
     pop: Population,
     grid: DayGrid,
     excluded: set[int],
+    emit: Callable[[EventBatch], None] | None = None,
 ) -> AttackRun:
-    """Pick victims and run every step of `scenario`; the events are in the returned run."""
+    """Pick victims and run every step of `scenario`; the events go to `emit`, else they are
+    in the returned run's `batches`."""
     p = scenario.parameters
     victims = _pick_victims(rng, scenario, pop, grid, excluded)
     hours = OFFICE_HOURS if scenario.stealth.office_hours_only else p.hours
@@ -78,6 +90,7 @@ def run_attack(
         pop.client[victims],
         attack_days(scenario, grid),
         hours,
+        emit=emit,
     )
     run.accounts.extend(int(v) for v in victims)
     for step in scenario.steps:
@@ -180,7 +193,7 @@ def create_accounts(
     ip = run.ip[0] if run.ip_per_account else run.ip[rng.integers(0, len(run.ip))]
     ts = to_utc_us(grid, np.full(n, day), local)
     _failed_logins(rng, run, grid, creator, ip, run.client[0], ts[0], pop)
-    run.batches.append(make_batch(
+    run.add(make_batch(
         ts, account=creator, action=action, application=APP[step.get("application")], ip=ip,
         ua=run.client[0], auth=np.where(action == ACTION["login"], pop.auth[creator], -1), target=target,
         attack=run.index,
@@ -297,7 +310,7 @@ def _failed_logins(rng, run: AttackRun, grid, account, ip, client, first_ts, pop
     if n <= 0:
         return
     ts = first_ts - np.sort(rng.uniform(30, 900, n))[::-1].astype(np.int64) * 1_000_000
-    run.batches.append(
+    run.add(
         make_batch(
             ts,
             account=account,
@@ -316,7 +329,11 @@ def _failed_logins(rng, run: AttackRun, grid, account, ip, client, first_ts, pop
 def _emit_sessions(
     rng, run, step, pop, grid, pool, reads, searches, hits, exports=None, per_export=None
 ) -> None:
-    """One session per (acting account, day): login, the session's actions in time order, logout."""
+    """One session per (acting account, day): login, the session's actions in time order, logout.
+
+    Laid out CHUNK_EVENTS at a time; when there is more than one chunk, the records read
+    are drawn up front so that no record is read twice while the pool lasts.
+    """
     n_days = len(run.days)
     acc = np.repeat(run.acting, n_days)
     who = np.repeat(np.arange(len(run.acting)), n_days)
@@ -326,12 +343,42 @@ def _emit_sessions(
         per_export = np.zeros(len(acc), np.int64)
     middle = reads + searches + exports
     keep = middle > 0
-    acc, who, day, reads, searches, exports, per_export = (
-        x[keep] for x in (acc, who, day, reads, searches, exports, per_export)
-    )
-    middle = middle[keep]
-    if not len(acc):
+    sessions = [x[keep] for x in (acc, who, day, reads, searches, exports, per_export)]
+    if not keep.any():
         return
+    chunk = (np.cumsum(middle[keep]) - 1) // CHUNK_EVENTS
+    cuts = [0, *(np.flatnonzero(np.diff(chunk)) + 1).tolist(), len(chunk)]
+    if len(cuts) == 2:
+        _emit_chunk(rng, run, step, pop, grid, pool, hits, None, *sessions)
+        return
+    records = _distinct(rng, pool, int(sessions[3].sum())).astype(np.int32)
+    used = 0
+    for low, high in zip(cuts[:-1], cuts[1:], strict=True):
+        part = [x[low:high] for x in sessions]
+        n = int(part[3].sum())
+        _emit_chunk(rng, run, step, pop, grid, pool, hits, records[used : used + n], *part)
+        used += n
+
+
+def _emit_chunk(
+    rng,
+    run,
+    step,
+    pop,
+    grid,
+    pool,
+    hits,
+    records,
+    acc,
+    who,
+    day,
+    reads,
+    searches,
+    exports,
+    per_export,
+) -> None:
+    """The sessions given (one per row), with `records` as the reads' records (None: drawn here)."""
+    middle = reads + searches + exports
     counts = middle + 2
     group = np.repeat(np.arange(len(acc)), counts)
     ends = np.cumsum(counts)
@@ -357,7 +404,7 @@ def _emit_sessions(
 
     record = np.full(len(group), -1, np.int32)
     is_read = action == ACTION["view_record"]
-    record[is_read] = _distinct(rng, pool, int(is_read.sum()))
+    record[is_read] = _distinct(rng, pool, int(is_read.sum())) if records is None else records
     returned = np.full(len(group), -1, np.int64)
     is_search = action == ACTION["search"]
     if hits is not None:
@@ -379,7 +426,7 @@ def _emit_sessions(
     ts = to_utc_us(grid, day[group], local)
     first = ends - counts
     _failed_logins(rng, run, grid, acc[0], session_ip[0], run.client[who[0]], ts[first[0]], pop)
-    run.batches.append(make_batch(
+    run.add(make_batch(
         ts, account=acc[group], action=action, record=record, application=application,
         ip=session_ip[group], ua=run.client[who[group]], auth=auth, returned=returned, attack=run.index,
     ))  # fmt: skip

@@ -18,6 +18,7 @@ from synthetic_logs.timegrid import DAY_SECONDS, DayGrid, to_utc_us
 HOUR = 3600.0
 LUNCH = (12.0 * HOUR, 13.5 * HOUR)
 LUNCH_WEIGHT = 0.3  # activity during lunch relative to the rest of the day
+ACCOUNTS_PER_SLICE = 20_000  # accounts drawn at once (~1M events): bounds a day's temporaries
 
 # Share of the actions between login and logout, per account type.
 _MIX_ACTIONS = ("view_record", "search", "update_record", "export", "grant_access")
@@ -169,9 +170,16 @@ def normal_day(
     """Every benign working event of local day `day` (all inside that local day).
 
     Called day by day: the arrays stay cache-sized and no fresh memory pages need faulting in.
+    A large population's day is drawn in slices of accounts, which bounds the temporaries.
     """
     acc = np.flatnonzero(plan.active[:, day]).astype(np.int32)
-    return _account_days(rng, pop, grid, plan, picker, acc, day)
+    slices = range(0, max(1, len(acc)), ACCOUNTS_PER_SLICE)
+    return concat(
+        [
+            _account_days(rng, pop, grid, plan, picker, acc[i : i + ACCOUNTS_PER_SLICE], day)
+            for i in slices
+        ]
+    )
 
 
 _READS = np.zeros(len(ACTION), bool)

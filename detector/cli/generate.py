@@ -13,8 +13,16 @@ LONG_RUN = 100_000  # account-days above which a progress bar is worth showing
 @click.option(
     "--out",
     required=True,
-    type=click.Path(dir_okay=False),
-    help="Log file to write (.parquet); side files go beside it.",
+    type=click.Path(),
+    help="Log file to write (.parquet), or a dataset directory (ends in / or exists): one "
+    "Parquet file per local day. Side files go beside it.",
+)
+@click.option(
+    "--partition-by",
+    type=click.Choice(["none", "day"]),
+    default=None,
+    help="day: write a dataset directory, one file per local day (implied by an --out "
+    "ending in / or naming a directory); none: one file.",
 )
 @click.option(
     "--scenario",
@@ -33,15 +41,17 @@ LONG_RUN = 100_000  # account-days above which a progress bar is worth showing
     default=None,
     help="First local day (YYYY-MM-DD). Default: 2024-01-08, a Monday.",
 )
-def generate(out, scenarios, no_attacks, seed, accounts, days, start) -> None:
+def generate(out, partition_by, scenarios, no_attacks, seed, accounts, days, start) -> None:
     """Generate a synthetic access log replaying the documented attacks, with ground truth.
 
     Writes OUT plus OUT's stem with .truth.parquet, .attacks.json, .caseloads.parquet
-    and .lookalikes.json beside it.
+    and .lookalikes.json beside it. A directory OUT (data/big/) gets one file per local
+    day, data/big/day=YYYY-MM-DD/part-0.parquet, and data/big.truth.parquet etc. beside it.
 
     \b
-    Example:
+    Examples:
       detector generate --out data/logs.parquet --accounts 500 --days 21 --scenario kairos_infostealer
+      detector generate --out data/big/ --accounts 90000 --days 30
     """
     from synthetic_logs.generate import generate_dataset
 
@@ -53,7 +63,13 @@ def generate(out, scenarios, no_attacks, seed, accounts, days, start) -> None:
     start_date = start.date() if isinstance(start, dt.datetime) else None
     if accounts * days < LONG_RUN:
         summary = generate_dataset(
-            out, chosen, seed=seed, accounts=accounts, days=days, start=start_date
+            out,
+            chosen,
+            seed=seed,
+            accounts=accounts,
+            days=days,
+            start=start_date,
+            partition_by=partition_by,
         )
     else:
         with click.progressbar(
@@ -72,6 +88,7 @@ def generate(out, scenarios, no_attacks, seed, accounts, days, start) -> None:
                 days=days,
                 start=start_date,
                 progress=progress,
+                partition_by=partition_by,
             )
     for line in summary.lines():
         click.echo(line)
