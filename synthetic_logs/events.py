@@ -28,7 +28,7 @@ ACTIONS = (
     "create_account",
     "grant_access",
 )
-APPLICATIONS = ("dossier", "kairos", "ouiform", "imilo", "bi", "admin")
+APPLICATIONS = ("dossier", "kairos", "ouiform", "imilo", "bi", "admin", "kairos2")
 AUTH_METHODS = ("password", "mfa", "sso", "api_key")
 OUTCOMES = ("success", "failure")
 

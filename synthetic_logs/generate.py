@@ -14,6 +14,7 @@ file that parses.
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import json
 import os
@@ -40,10 +41,10 @@ from synthetic_logs.events import (
     from_records,
     to_records,
 )
-from synthetic_logs.lookalikes import lookalike_accounts, plan_lookalikes
+from synthetic_logs.lookalikes import lookalike_accounts, lookalike_kinds, plan_lookalikes
 from synthetic_logs.normal import RecordPicker, normal_day, plan_days
 from synthetic_logs.population import Population, build_population
-from synthetic_logs.scenario import Scenario, builtin_dir, load_scenario
+from synthetic_logs.scenario import GROUPS, Scenario, list_builtin_scenarios, load_scenario
 from synthetic_logs.timegrid import DayGrid, build_grid, to_utc_us
 
 DEFAULT_START = dt.date(2024, 1, 8)  # a Monday
@@ -113,13 +114,17 @@ def generate_dataset(
     start: dt.date | None = None,
     progress: Progress | None = None,
     partition_by: str | None = None,
+    lookalikes: str | Sequence[str] = "default",
 ) -> GenerationSummary:
     """Generate a log with ground truth into `out` and its side files.
 
     `out` is a .parquet file, or a dataset directory with one file per local day when
     `partition_by="day"`, or (`partition_by=None`) when it ends in `/` or is an existing
     directory. `scenarios=None` runs the four built-ins, `[]` none (a benign log). Each item
-    is a built-in name, a TOML path or a Scenario object.
+    is a built-in name, a TOML path or a Scenario object, or `documented`, `quiet`, `all` for
+    those families of built-ins. `lookalikes` names the organisation-wide look-alikes drawn:
+    `default` (those the shipped detector stays quiet on), `extended` (all), `basic` (none),
+    or a list of kinds (see `synthetic_logs.orgwide.ORGWIDE`).
     """
     report = progress or (lambda stage, fraction: None)
     if accounts < 50:
@@ -133,6 +138,7 @@ def generate_dataset(
     elif out.suffix != ".parquet":
         raise GeneratorError(f"--out must end in .parquet, got {out}")
     chosen = _resolve(scenarios)
+    orgwide = lookalike_kinds(lookalikes)
     start = start or DEFAULT_START
     rng = np.random.default_rng(seed)
 
@@ -140,7 +146,7 @@ def generate_dataset(
     grid = build_grid(start, days)
     pop = build_population(rng, accounts, days)
     plan = plan_days(rng, pop, grid)
-    found = plan_lookalikes(rng, pop, grid, plan)
+    found = plan_lookalikes(rng, pop, grid, plan, orgwide)
     picker = RecordPicker(pop)  # after the look-alikes: hand-overs add caseload rows
     report("attacks", 0.05)
     excluded = lookalike_accounts(found)
@@ -151,7 +157,7 @@ def generate_dataset(
         spill.add(concat(found.batches))
         found.batches.clear()
         for index, scenario in enumerate(chosen):
-            run = run_attack(rng, index, scenario, pop, grid, excluded, emit=spill.add)
+            run = run_attack(rng, index, scenario, pop, grid, excluded, spill.add, plan)
             excluded.update(run.accounts)
             runs.append(run)
         report("normal life", 0.1)
@@ -160,6 +166,7 @@ def generate_dataset(
                 writer.add(chunk, day)
                 report("normal life and writing", 0.1 + 0.85 * min(1.0, (day + 1) / days))
     events, malicious = writer.written, writer.malicious()
+    _release_free_memory()
     files = _write_sides(out, spill.spans, pop, runs, found, malicious)
     report("done", 1.0)
     return GenerationSummary(
@@ -167,7 +174,7 @@ def generate_dataset(
         accounts=pop.n_accounts,
         persons=pop.n_persons,
         attacks=len(runs),
-        malicious_events=len(malicious),
+        malicious_events=sum(len(p) for p in malicious),
         lookalikes=len(found.instances),
         start=start,
         days=days,
@@ -176,9 +183,19 @@ def generate_dataset(
 
 
 def _resolve(scenarios: Sequence[str | Path | Scenario] | None) -> list[Scenario]:
+    """Scenario objects; None means the documented built-ins, and the names `documented`,
+    `quiet` and `all` stand for those families of built-ins."""
     if scenarios is None:
-        return [load_scenario(p) for p in sorted(builtin_dir().glob("*.toml"))]
-    return [s if isinstance(s, Scenario) else load_scenario(s) for s in scenarios]
+        return list_builtin_scenarios("documented")
+    chosen: list[Scenario] = []
+    for item in scenarios:
+        if isinstance(item, Scenario):
+            chosen.append(item)
+        elif isinstance(item, str) and item in GROUPS:
+            chosen.extend(list_builtin_scenarios(item))
+        else:
+            chosen.append(load_scenario(item))
+    return chosen
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -263,6 +280,27 @@ class _DaySpill:
         for path in paths:
             path.unlink()
         return concat(batches)
+
+
+def _release_free_memory() -> None:
+    """Give freed heap pages back to the system (glibc only).
+
+    Each day frees hundreds of MB of arrays in two threads; glibc keeps such memory in its
+    arenas, and resident memory would creep up day after day instead of staying flat.
+    """
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _load_libc():
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:  # not glibc (macOS, musl): nothing to do
+        return None
+
+
+_LIBC = _load_libc()
 
 
 def _temporary(target: Path) -> Path:
@@ -399,6 +437,7 @@ class _LogWriter:
 
     def add(self, chunk: EventBatch, day: int) -> None:
         """Append local day `day`'s events (days come in order)."""
+        _release_free_memory()
         if self.grid is not None:
             if self.pending:
                 self._flush()
@@ -414,16 +453,17 @@ class _LogWriter:
             self.future.result()  # one job in flight at most: bounded memory, files in order
         self.future = self.pool.submit(function, *args)
 
-    def malicious(self) -> np.ndarray:
-        """(event_id, attack code) of every malicious event written."""
-        return np.concatenate(self._malicious) if self._malicious else np.zeros((0, 2), np.int64)
+    def malicious(self) -> list[np.ndarray]:
+        """(event_id, attack code) of every malicious event written, in pieces."""
+        return self._malicious
 
     def _flush(self) -> None:
         chunks, self.pending = self.pending, []
         first_id = self.written
         for chunk in chunks:
             bad = np.flatnonzero(chunk.attack >= 0)
-            self._malicious.append(np.stack([bad + self.written, chunk.attack[bad]], axis=1))
+            if len(bad):
+                self._malicious.append(np.stack([bad + self.written, chunk.attack[bad]], axis=1))
             self.written += len(chunk)
         self._submit(self._write, chunks, first_id)
 
@@ -471,17 +511,15 @@ def _write_sides(
     pop: Population,
     runs,
     found,
-    malicious: np.ndarray,
+    malicious: list[np.ndarray],
 ) -> tuple[Path, ...]:
     """Truth, attacks, caseloads and look-alikes beside the log."""
     attack_ids = pa.array([f"{run.scenario.name}-{run.index + 1}" for run in runs], pa.string())
     names = pa.array([run.scenario.name for run in runs], pa.string())
-    truth = pa.table({
-        "event_id": pa.array(malicious[:, 0].astype(np.int64)),
-        "attack_id": attack_ids.take(pa.array(malicious[:, 1].astype(np.int32))),
-        "scenario": names.take(pa.array(malicious[:, 1].astype(np.int32))),
-    })  # fmt: skip
-    _atomic_write(sidecar(out, "truth.parquet"), lambda path: pq.write_table(truth, path))
+    _atomic_write(
+        sidecar(out, "truth.parquet"),
+        lambda path: _write_truth(path, malicious, attack_ids, names),
+    )
 
     attacks = []
     for run in runs:
@@ -500,18 +538,17 @@ def _write_sides(
         lambda path: path.write_text(json.dumps(attacks, indent=2) + "\n"),
     )
 
-    caseloads = pa.table({
-        "account_id": pa.array(pop.account_ids, pa.string()).take(pa.array(pop.caseload_account)),
-        "record_id": _record_ids(pop, pop.caseload_person),
-    })  # fmt: skip
-    _atomic_write(sidecar(out, "caseloads.parquet"), lambda path: pq.write_table(caseloads, path))
+    _atomic_write(sidecar(out, "caseloads.parquet"), lambda path: _write_caseloads(path, pop))
 
+    # An attacker's account is not a benign look-alike, even when a change moved it too.
+    attacked = {a for run in runs for a in run.accounts}
     lookalikes = [
         {
             "kind": i["kind"],
-            "accounts": [pop.account_ids[a] for a in i["accounts"]],
+            "accounts": [pop.account_ids[a] for a in i["accounts"] if a not in attacked],
             "start": _iso(i["start_us"]),
             "end": _iso(i["end_us"]),
+            "switchable": i["switchable"],
         }
         for i in found.instances
     ]
@@ -526,6 +563,39 @@ def _write_sides(
             for s in ("truth.parquet", "attacks.json", "caseloads.parquet", "lookalikes.json")
         ),
     )
+
+
+def _write_truth(
+    path: Path, malicious: list[np.ndarray], attack_ids: pa.Array, names: pa.Array
+) -> None:
+    """One row per malicious event, a row group per piece: never all of them at once."""
+    schema = pa.schema(
+        [("event_id", pa.int64()), ("attack_id", pa.string()), ("scenario", pa.string())]
+    )
+    pieces = [p for p in malicious if len(p)] or [np.zeros((0, 2), np.int64)]
+    with pq.ParquetWriter(path, schema) as writer:
+        for piece in pieces:
+            codes = pa.array(piece[:, 1].astype(np.int32))
+            columns = [pa.array(piece[:, 0]), attack_ids.take(codes), names.take(codes)]
+            writer.write_table(pa.table(columns, schema=schema))
+
+
+def _write_caseloads(path: Path, pop: Population) -> None:
+    """The caseload table, ROW_GROUP pairs at a time (it has tens of millions at national size)."""
+    accounts = pa.array(pop.account_ids, pa.string())
+    schema = pa.schema([("account_id", pa.string()), ("record_id", pa.string())])
+    with pq.ParquetWriter(path, schema) as writer:
+        for low in range(0, max(1, len(pop.caseload_account)), ROW_GROUP):
+            high = low + ROW_GROUP
+            writer.write_table(
+                pa.table(
+                    [
+                        accounts.take(pa.array(pop.caseload_account[low:high])),
+                        _record_ids(pop, pop.caseload_person[low:high]),
+                    ],
+                    schema=schema,
+                )
+            )
 
 
 def _record_ids(pop: Population, person: np.ndarray) -> pa.Array:

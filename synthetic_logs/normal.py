@@ -18,7 +18,7 @@ from synthetic_logs.timegrid import DAY_SECONDS, DayGrid, to_utc_us
 HOUR = 3600.0
 LUNCH = (12.0 * HOUR, 13.5 * HOUR)
 LUNCH_WEIGHT = 0.3  # activity during lunch relative to the rest of the day
-ACCOUNTS_PER_SLICE = 20_000  # accounts drawn at once (~1M events): bounds a day's temporaries
+ACCOUNTS_PER_SLICE = 10_000  # accounts drawn at once (~0.5M events): bounds a day's temporaries
 
 # Share of the actions between login and logout, per account type.
 _MIX_ACTIONS = ("view_record", "search", "update_record", "export", "grant_access")
@@ -41,13 +41,17 @@ class DayPlan:
     ip: np.ndarray  # int32 address code of the day
     client: np.ndarray  # int32 client code of the day
     volume: np.ndarray  # float: multiplier of the account's usual daily volume
+    application: np.ndarray  # int8 main application of the day (a rename changes it)
 
 
 def plan_days(rng: np.random.Generator, pop: Population, grid: DayGrid) -> DayPlan:
-    """Presence (weekdays minus leave), hours, address (office or home) and client per account-day."""
+    """Presence (working days minus leave), hours, address (office or home) and client per account-day.
+
+    Public holidays are days off, like weekends.
+    """
     n, days = pop.n_accounts, grid.days
     day = np.arange(days)
-    working = grid.is_weekday
+    working = grid.is_working_day
     active = np.broadcast_to(working, (n, days)).copy()
     # A third of the accounts take a block of leave; everyone has the odd day off.
     on_leave = rng.random(n) < 0.3
@@ -70,7 +74,8 @@ def plan_days(rng: np.random.Generator, pop: Population, grid: DayGrid) -> DayPl
     ip = np.where(remote, pop.home_ip[:, None], pop.office_ip[:, None]).astype(np.int32)
     client = np.where(rng.random((n, days)) < 0.1, pop.alt_client[:, None], pop.client[:, None])
     volume = rng.gamma(6.0, 1 / 6.0, (n, days)) * np.where(weekend_work, 0.4, 1.0)
-    return DayPlan(active, start_s, end_s, ip, client.astype(np.int32), volume)
+    application = np.repeat(pop.application[:, None], days, axis=1)
+    return DayPlan(active, start_s, end_s, ip, client.astype(np.int32), volume, application)
 
 
 def sorted_uniforms(rng: np.random.Generator, counts: np.ndarray) -> np.ndarray:
@@ -216,7 +221,7 @@ def _account_days(rng, pop, grid, plan, picker, acc: np.ndarray, day: int) -> Ev
     hits[rng.random(len(hits)) < 0.06] = 0
     returned[searches] = hits
 
-    application = pop.application[acc][group]
+    application = plan.application[acc, day][group]
     youth = np.flatnonzero(e_type == TYPE["youth_advisor"])
     application[youth[rng.random(len(youth)) < 0.15]] = APP["ouiform"]
     managers = np.flatnonzero(
@@ -233,7 +238,9 @@ def _account_days(rng, pop, grid, plan, picker, acc: np.ndarray, day: int) -> Ev
     record[slot] = NONE
     size = case_size[weekly] * rng.uniform(0.85, 1.0, weekly.sum())
     returned[slot] = np.round(size).astype(np.int64)
-    application[slot] = np.where(pop.bi_user[acc[weekly]], APP["bi"], pop.application[acc[weekly]])
+    application[slot] = np.where(
+        pop.bi_user[acc[weekly]], APP["bi"], plan.application[acc[weekly], day]
+    )
 
     target = np.full(len(action), NONE, np.int32)
     grants = action == ACTION["grant_access"]
@@ -281,6 +288,6 @@ def _failed_logins(rng, pop, grid, plan, acc, day, login_local) -> EventBatch:
     a, d = acc[fail], day
     local = np.maximum(login_local[fail] - rng.uniform(8, 120, fail.sum()), 0.0)
     return make_batch(
-        to_utc_us(grid, d, local), account=a, action=ACTION["login"], application=pop.application[a],
+        to_utc_us(grid, d, local), account=a, action=ACTION["login"], application=plan.application[a, d],
         ip=plan.ip[a, d], ua=plan.client[a, d], auth=pop.auth[a], outcome=1,
     )  # fmt: skip

@@ -29,9 +29,19 @@ LONG_RUN = 100_000  # account-days above which a progress bar is worth showing
     "scenarios",
     multiple=True,
     metavar="NAME|FILE",
-    help="Built-in scenario name or TOML file; repeat for several; 'none' for a benign log. Default: all built-ins.",
+    help="Built-in scenario name or TOML file; repeat for several; 'none' for a benign log; "
+    "'quiet' or 'all' for those built-ins. Default: the four documented attacks.",
 )
 @click.option("--no-attacks", is_flag=True, help="Benign log only (same as --scenario none).")
+@click.option(
+    "--lookalikes",
+    type=click.Choice(["basic", "default", "extended"]),
+    default="default",
+    show_default=True,
+    help="Organisation-wide benign changes: default (those the shipped rules stay quiet on), "
+    "extended (all: browser rollout, VPN migration, outage, campaign, reorganisation, auditor, "
+    "batch changes, application rename, DST), basic (none).",
+)
 @click.option("--seed", default=7, show_default=True, help="Random seed: same seed, same data.")
 @click.option("--accounts", default=2000, show_default=True, help="Number of accounts.")
 @click.option("--days", default=28, show_default=True, help="Number of local days in the log.")
@@ -41,7 +51,9 @@ LONG_RUN = 100_000  # account-days above which a progress bar is worth showing
     default=None,
     help="First local day (YYYY-MM-DD). Default: 2024-01-08, a Monday.",
 )
-def generate(out, partition_by, scenarios, no_attacks, seed, accounts, days, start) -> None:
+def generate(
+    out, partition_by, scenarios, no_attacks, lookalikes, seed, accounts, days, start
+) -> None:
     """Generate a synthetic access log replaying the documented attacks, with ground truth.
 
     Writes OUT plus OUT's stem with .truth.parquet, .attacks.json, .caseloads.parquet
@@ -70,6 +82,7 @@ def generate(out, partition_by, scenarios, no_attacks, seed, accounts, days, sta
             days=days,
             start=start_date,
             partition_by=partition_by,
+            lookalikes=lookalikes,
         )
     else:
         with click.progressbar(
@@ -89,6 +102,7 @@ def generate(out, partition_by, scenarios, no_attacks, seed, accounts, days, sta
                 start=start_date,
                 progress=progress,
                 partition_by=partition_by,
+                lookalikes=lookalikes,
             )
     for line in summary.lines():
         click.echo(line)
