@@ -21,7 +21,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,7 @@ from synthetic_logs.events import (
     to_records,
 )
 from synthetic_logs.lookalikes import lookalike_accounts, lookalike_kinds, plan_lookalikes
-from synthetic_logs.normal import RecordPicker, normal_day, plan_days
+from synthetic_logs.normal import RecordPicker, normal_day_slices, plan_days
 from synthetic_logs.population import Population, build_population
 from synthetic_logs.scenario import GROUPS, Scenario, list_builtin_scenarios, load_scenario
 from synthetic_logs.timegrid import DayGrid, build_grid, to_utc_us
@@ -226,12 +226,17 @@ def _time_ordered(
         tail = spill.take(day)
         if day >= grid.days and not len(tail):
             continue
-        chunk = (
-            concat([normal_day(rng, pop, grid, plan, picker, day), tail])
-            if day < grid.days
-            else tail
-        )
-        yield day, chunk.take(np.argsort(chunk.ts, kind="stable"))
+        normal = normal_day_slices(rng, pop, grid, plan, picker, day) if day < grid.days else []
+        chunk = concat([*normal, tail])
+        del normal, tail
+        yield day, _reorder(chunk, np.argsort(chunk.ts, kind="stable"))
+
+
+def _reorder(batch: EventBatch, order: np.ndarray) -> EventBatch:
+    """`batch.take(order)` one column at a time, so that only one column is ever doubled."""
+    for column in fields(batch):
+        setattr(batch, column.name, getattr(batch, column.name)[order])
+    return batch
 
 
 class _DaySpill:

@@ -1,7 +1,7 @@
 """Normal working life: who works which day, when, from where, and what they do.
 
 `plan_days` draws one row per (account, day) -- presence, hours, address, client,
-volume -- and `normal_life` turns the plan into events without a loop over events:
+volume -- and `normal_day_slices` turns the plan into events without a loop over events:
 per account-day counts, then repeat/cumsum to lay out sorted times inside each day.
 """
 
@@ -164,27 +164,25 @@ class RecordPicker:
         return self.case_size[account]
 
 
-def normal_day(
+def normal_day_slices(
     rng: np.random.Generator,
     pop: Population,
     grid: DayGrid,
     plan: DayPlan,
     picker: RecordPicker,
     day: int,
-) -> EventBatch:
-    """Every benign working event of local day `day` (all inside that local day).
+) -> list[EventBatch]:
+    """Every benign working event of local day `day` (all inside that local day), as slices of
+    ACCOUNTS_PER_SLICE accounts, which bounds the temporaries of a large population's day (the
+    caller joins them once, with the day's other events).
 
     Called day by day: the arrays stay cache-sized and no fresh memory pages need faulting in.
-    A large population's day is drawn in slices of accounts, which bounds the temporaries.
     """
     acc = np.flatnonzero(plan.active[:, day]).astype(np.int32)
-    slices = range(0, max(1, len(acc)), ACCOUNTS_PER_SLICE)
-    return concat(
-        [
-            _account_days(rng, pop, grid, plan, picker, acc[i : i + ACCOUNTS_PER_SLICE], day)
-            for i in slices
-        ]
-    )
+    return [
+        _account_days(rng, pop, grid, plan, picker, acc[i : i + ACCOUNTS_PER_SLICE], day)
+        for i in range(0, max(1, len(acc)), ACCOUNTS_PER_SLICE)
+    ]
 
 
 _READS = np.zeros(len(ACTION), bool)

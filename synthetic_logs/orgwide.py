@@ -88,7 +88,14 @@ def outage_backlog(rng, pop: Population, grid: DayGrid, plan: DayPlan, found: Lo
     plan.start_s[present, day] = np.maximum(plan.start_s[present, day], back)
     plan.end_s[present, day] = np.maximum(plan.end_s[present, day], back + 3 * HOUR)
     plan.volume[present, day] *= 1.5  # the morning's work done in the afternoon
-    found.add("outage_backlog", present, *_span(grid, day, day))
+    # Events other look-alikes already drew for that morning wait for the application too.
+    first, last = _span(grid, day, day)
+    noon = int(to_utc_us(grid, np.array([day]), np.array([11.0 * HOUR]))[0])
+    staff = _staff(pop)
+    for batch in found.batches:  # squeezed, in order, into 11:00-13:45
+        morning = (batch.ts >= first) & (batch.ts < noon) & staff[batch.account]
+        batch.ts[morning] = noon + (batch.ts[morning] - first) // 4
+    found.add("outage_backlog", present, first, last)
 
 
 def agency_campaign(rng, pop: Population, grid: DayGrid, plan: DayPlan, found: Lookalikes) -> None:
@@ -206,7 +213,8 @@ def batch_changes(rng, pop: Population, grid: DayGrid, plan: DayPlan, found: Loo
     moved = int(rng.integers(grid.days // 3, grid.days - 1))
     launch[moved:] += 2.0  # new schedule from that night on
     exports = np.full(grid.days, int(rng.integers(3, 9)))
-    month_end = np.flatnonzero([grid.date(n + 1).day == 1 for n in nights])
+    # The run in the first night of a month closes the month that ended: twice the exports.
+    month_end = np.flatnonzero([grid.date(n).day == 1 for n in nights])
     exports[month_end] *= 2
     twice = int(rng.integers(0, grid.days))
     nights = np.append(nights, twice)  # the rerun, an hour after the first run

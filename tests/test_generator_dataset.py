@@ -140,14 +140,14 @@ class _Interrupted(Exception):
 @pytest.mark.parametrize("dataset", [False, True], ids=["file", "dataset"])
 def test_interrupted_run_leaves_no_partial_log(tmp_path, monkeypatch, dataset):
     """A failure after some days were written leaves neither a log nor a temporary behind."""
-    original = generate_module.normal_day
+    original = generate_module.normal_day_slices
 
     def failing(rng, pop, grid, plan, picker, day):
         if day == 3:
             raise _Interrupted
         return original(rng, pop, grid, plan, picker, day)
 
-    monkeypatch.setattr(generate_module, "normal_day", failing)
+    monkeypatch.setattr(generate_module, "normal_day_slices", failing)
     out = tmp_path / ("logs" if dataset else "logs.parquet")
     with pytest.raises(_Interrupted):
         generate_dataset(out, [], accounts=60, days=6, partition_by="day" if dataset else None)
@@ -159,7 +159,7 @@ def test_interrupted_rerun_keeps_the_previous_dataset(tmp_path, monkeypatch):
     generate_dataset(out, [], accounts=60, days=4, partition_by="day")
     before = _read_dataset(out)
     monkeypatch.setattr(
-        generate_module, "normal_day", lambda *a: (_ for _ in ()).throw(_Interrupted())
+        generate_module, "normal_day_slices", lambda *a: (_ for _ in ()).throw(_Interrupted())
     )
     with pytest.raises(_Interrupted):
         generate_dataset(out, [], seed=99, accounts=60, days=4, partition_by="day")
