@@ -94,12 +94,13 @@ def plan_lookalikes(
 
 
 # Kinds whose accounts may still be an attacker's victims: batches, and changes that move
-# most of the organisation at once.
+# a whole structure or more at once (a small population has one agency).
 _NOT_EXCLUDED = {
     "service_batch",
     "browser_rollout",
     "vpn_migration",
     "outage_backlog",
+    "agency_campaign",
     "dst_switch",
     "app_rename",
 }

@@ -209,3 +209,11 @@ def test_rate_cap_quietens_session_replay(tmp_path):
     capped = reads(with_overrides(load_scenario("session_replay"), rate_multiple=1.0))
     assert 0 < capped < loud / 2
     assert np.isfinite(loud)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_smallest_population_runs_all_nine_scenarios_with_every_lookalike(tmp_path, seed):
+    summary = generate_dataset(
+        tmp_path / "l.parquet", ["all"], accounts=50, days=28, seed=seed, lookalikes="extended"
+    )
+    assert summary.attacks == 9 and summary.malicious_events > 0
