@@ -21,11 +21,13 @@ from synthetic_logs.timegrid import DayGrid, to_utc_us
 
 BASIC_KINDS = ("service_batch", "handover", "onboarding", "late_work", "remote_work")
 # Organisation-wide kinds that the shipped detector leaves quiet: on in every data set.
-# Opt-in (--lookalikes extended) are those the shipped detector alerts on today, to be fixed
-# on the detector's side (issue 9): outage_backlog (the compressed backlog afternoon fires
-# `volume_far_above_own_and_peers` on low-volume accounts) and app_rename (high alerts on
-# training organisations in the rename window).
-OPT_IN = ("outage_backlog", "app_rename")
+# Opt-in (--lookalikes extended) are those the shipped detector alerts on today (measured
+# with `detect(mode="both")` on the quality test's seeds 101, 202, 303; docs/generator.md),
+# left as they are until the detector handles them (issue 9): browser_rollout with
+# vpn_migration (a new client and a new address the same day: credential replay and
+# account-admin rules, medium), batch_changes (model-only low alerts), outage_backlog
+# (volume_far_above_own_and_peers, high) and app_rename (a high alert in its window).
+OPT_IN = ("browser_rollout", "vpn_migration", "outage_backlog", "batch_changes", "app_rename")
 DEFAULT_ORGWIDE: tuple[str, ...] = tuple(k for k in ORGWIDE if k not in OPT_IN)
 LOOKALIKE_SETS = {
     "basic": (),

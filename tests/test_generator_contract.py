@@ -104,8 +104,7 @@ def test_truth_attacks_caseloads_lookalikes(small):
     kinds = {item["kind"] for item in lookalikes}
     assert kinds == {
         "service_batch", "handover", "onboarding", "late_work", "remote_work",
-        "browser_rollout", "vpn_migration", "agency_campaign", "reorganisation", "auditor",
-        "batch_changes",
+        "agency_campaign", "reorganisation", "auditor",
     }  # fmt: skip
     attackers = {a for attack in attacks for a in attack["accounts"]}
     for item in lookalikes:
