@@ -217,3 +217,52 @@ def test_smallest_population_runs_all_nine_scenarios_with_every_lookalike(tmp_pa
         tmp_path / "l.parquet", ["all"], accounts=50, days=28, seed=seed, lookalikes="extended"
     )
     assert summary.attacks == 9 and summary.malicious_events > 0
+
+
+def test_quiet_and_extended_data_follow_the_contract(tmp_path):
+    """The new primitives and look-alikes write the same contract as the documented ones."""
+    import ipaddress
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "logs"
+    summary = generate_dataset(
+        out, ["all"], accounts=150, days=21, seed=8, lookalikes="extended", partition_by="day"
+    )
+    schema = pq.read_schema(next(out.glob("day=*/part-0.parquet")))
+    assert schema.field("timestamp").type == pa.timestamp("us", tz="UTC")
+    assert schema.field("event_id").type == schema.field("records_returned").type == pa.int64()
+    log = pd.read_parquet(out).drop(columns="day")  # pandas adds the Hive partition column
+    assert len(log) == summary.events and log["event_id"].is_unique
+    assert log["timestamp"].is_monotonic_increasing
+    assert set(log["action"]) <= {
+        "login", "logout", "view_record", "search", "export", "update_record",
+        "create_account", "grant_access",
+    }  # fmt: skip
+    assert log.loc[log["action"].isin(["view_record", "update_record"]), "record_id"].notna().all()
+    assert log.loc[log["action"] == "search", "records_returned"].notna().all()
+    assert log.loc[log["record_id"].notna(), "record_org_id"].notna().all()
+    logins = log["action"] == "login"
+    assert (
+        log.loc[logins, "auth_method"].notna().all()
+        and log.loc[~logins, "auth_method"].isna().all()
+    )
+    for address in log["src_ip"].unique():
+        ipaddress.ip_address(address)
+    truth = pd.read_parquet(out.with_name("logs.truth.parquet"))
+    assert truth["event_id"].is_unique and truth["event_id"].isin(log["event_id"]).all()
+    attacks = json.loads(out.with_name("logs.attacks.json").read_text())
+    assert len(attacks) == 9
+    for attack in attacks:
+        assert set(attack) == {"attack_id", "scenario", "accounts", "start", "end"}
+        mine = log[
+            log["event_id"].isin(truth.loc[truth["attack_id"] == attack["attack_id"], "event_id"])
+        ]
+        assert set(mine["account_id"]) <= set(attack["accounts"])
+        assert mine["timestamp"].min() == pd.Timestamp(attack["start"])
+        assert mine["timestamp"].max() == pd.Timestamp(attack["end"])
+    attackers = {a for attack in attacks for a in attack["accounts"]}
+    for item in json.loads(out.with_name("logs.lookalikes.json").read_text()):
+        assert set(item) == {"kind", "accounts", "start", "end", "switchable"}
+        assert not set(item["accounts"]) & attackers
