@@ -176,11 +176,21 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
         data = tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ScenarioError(where, None, "no such file") from None
+    except UnicodeDecodeError as error:
+        raise ScenarioError(
+            where, None, f"not UTF-8 text: {error.reason} at byte {error.start}"
+        ) from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ScenarioError(
+            where, None, "invalid TOML: arrays or tables nested too deeply"
+        ) from None
     except tomllib.TOMLDecodeError as error:
         # tomllib only says where in its message: "... (at line 3, column 7)".
         found = re.search(r"^(.*) \(at line (\d+), column \d+\)$", str(error))
         if found:
             raise ScenarioError(where, f"line {found[2]}", f"invalid TOML: {found[1]}") from None
+        raise ScenarioError(where, None, f"invalid TOML: {error}") from None
+    except ValueError as error:  # Python refuses integers of over 4,300 digits
         raise ScenarioError(where, None, f"invalid TOML: {error}") from None
     return parse_scenario(data, where)
 
