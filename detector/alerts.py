@@ -21,9 +21,8 @@ from detector.features.catalogue import BASELINED_VOLUMES, FEATURES
 from detector.features.prefix import prefix_features
 from detector.features.table import FeatureTable
 from detector.rules import RuleSet, format_value
+from detector.vocabulary import SEVERITIES, SEVERITY_SCORE, Severity
 
-SEVERITIES = ("low", "medium", "high")
-SEVERITY_SCORE = {"low": 0.5, "medium": 0.7, "high": 0.85}
 NEVER = np.iinfo(np.int64).min  # first-hold instant of a condition that never held
 MODEL_POINTS_PER_WINDOW = 256  # prefix points the model is scored at, per alerted window
 # The columns the data contract promises (section 4); the others are extensions.
@@ -219,7 +218,7 @@ def build_alerts(
         if not instants:
             continue
         rules = [ruleset.rule(rid) for rid in hits] if ruleset is not None else []
-        severity = max((r.severity for r in rules), key=SEVERITIES.index, default="low")
+        severity = max((r.severity for r in rules), key=SEVERITIES.index, default=Severity.LOW.value)
         rule_score = max((SEVERITY_SCORE[r.severity] for r in rules), default=0.0)
         rule_score = min(0.95, rule_score + 0.03 * max(0, len(rules) - 1))
         model_score = float(model_scores[i]) if model_scores is not None else float("nan")

@@ -32,6 +32,7 @@ from detector.errors import DetectorError, InputError
 from detector.outputs import atomic_path
 from detector.privacy import Pseudonymiser
 from detector.schema import sibling
+from detector.vocabulary import DEFAULT_TIMEZONE, MODES, Mode
 
 #: The four documented attacks, in the generator's names.
 SCENARIOS: tuple[str, ...] = (
@@ -40,9 +41,9 @@ SCENARIOS: tuple[str, ...] = (
     "ouiform_account_creation",
     "imilo_night_bi",
 )
-MODES: tuple[str, ...] = ("rules", "model", "both")
-DEFAULT_MODES: tuple[str, ...] = ("rules", "both")
+DEFAULT_MODES: tuple[str, ...] = (Mode.RULES.value, Mode.BOTH.value)
 DEFAULT_SEEDS: tuple[int, ...] = (1, 2, 3)
+DEFAULT_CACHE_DIR = ".cache/bench"
 #: Rule-set label of the model-alone mode, which does not depend on a rule set.
 NO_RULESET = "(none)"
 
@@ -114,7 +115,7 @@ class BenchResult:
 def cached_dataset(
     spec: DatasetSpec,
     generate: GenerateFn,
-    cache_dir: str | Path = ".cache/bench",
+    cache_dir: str | Path = DEFAULT_CACHE_DIR,
     progress: Progress | None = None,
 ) -> Path:
     """The log of a spec's data set, generated on first use and reused afterwards."""
@@ -210,7 +211,7 @@ def _runs(rulesets: Sequence[Any], modes: Sequence[str]) -> list[tuple[str, Any,
         raise DetectorError(f"unknown mode {bad[0]!r}; choose among {', '.join(MODES)}")
     runs = []
     for mode in dict.fromkeys(modes):
-        if mode == "model":
+        if mode == Mode.MODEL:
             runs.append((NO_RULESET, None, mode))
         else:
             runs.extend((getattr(r, "name", str(r)), r, mode) for r in rulesets)
@@ -222,7 +223,7 @@ def evaluate_dataset(
     rulesets: Sequence[Any],
     modes: Sequence[str] = DEFAULT_MODES,
     engine: Engine | None = None,
-    timezone: str = "Europe/Paris",
+    timezone: str = DEFAULT_TIMEZONE,
     progress: Progress | None = None,
 ) -> BenchResult:
     """Score one generated log: prepare it once, detect per (rule set, mode), measure.
@@ -285,8 +286,8 @@ def run_bench(
     modes: Sequence[str] = DEFAULT_MODES,
     knob: str | None = None,
     knob_values: Sequence[Any] | None = None,
-    cache_dir: str | Path = ".cache/bench",
-    timezone: str = "Europe/Paris",
+    cache_dir: str | Path = DEFAULT_CACHE_DIR,
+    timezone: str = DEFAULT_TIMEZONE,
     generator: str = "",
     engine: Engine | None = None,
     progress: Progress | None = None,

@@ -26,10 +26,10 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from detector.errors import InputError
+from detector.vocabulary import ACCOUNT_ADMIN_ACTIONS, SEVERITIES
 
-SEVERITIES = ("low", "medium", "high")  # detector.alerts.SEVERITIES (importing it would cycle)
 MAX_QUIET_WORKING_DAYS = 0
-LINKING_ACTIONS = ("create_account", "grant_access")
+LINKING_ACTIONS = ACCOUNT_ADMIN_ACTIONS  # an account that creates or empowers another links them
 INCIDENT_COLUMNS = [
     "incident_id",
     "first_detected",

@@ -24,18 +24,16 @@ import pandas as pd
 
 from detector.errors import InputError
 from detector.timeutil import to_utc
+from detector.vocabulary import (
+    BULK_ACTIONS,
+    DEFAULT_TIMEZONE,
+    SEVERITIES,
+    SINGLE_RECORD_ACTIONS,
+    Severity,
+)
 
 #: An alert still counts as catching an attack up to this long after the attack's end.
 DETECTION_GRACE = pd.Timedelta(days=1)
-
-#: Severities in increasing order; the rank of a severity is its index here.
-SEVERITIES: tuple[str, ...] = ("low", "medium", "high")
-
-#: Actions that expose one record, named by ``record_id``.
-SINGLE_RECORD_ACTIONS = frozenset({"view_record", "update_record", "export"})
-
-#: Actions whose answer holds ``records_returned`` records.
-BULK_ACTIONS = frozenset({"search", "export"})
 
 #: Name used in rule breakdowns for an alert raised by the model alone.
 MODEL_ONLY = "(model)"
@@ -265,7 +263,7 @@ def attack_outcomes(
 # --------------------------------------------------------------------------- benign side
 
 
-def account_days(events: pd.DataFrame, timezone: str = "Europe/Paris") -> pd.DataFrame:
+def account_days(events: pd.DataFrame, timezone: str = DEFAULT_TIMEZONE) -> pd.DataFrame:
     """Distinct (account_id, day) pairs with at least one event; days are local calendar days.
 
     ``day`` is the local calendar day as ``datetime64[D]``.
@@ -288,7 +286,7 @@ def alert_counts(
     alerts: pd.DataFrame,
     attacks: Sequence[Mapping] | pd.DataFrame,
     events: pd.DataFrame | None,
-    timezone: str = "Europe/Paris",
+    timezone: str = DEFAULT_TIMEZONE,
     active_days: pd.DataFrame | None = None,
 ) -> dict[str, float]:
     """Data-set-wide counts: false alerts and account-level precision.
@@ -363,7 +361,7 @@ def lookalike_summary(
             0,
         )
     frame, pairs = _lookalike_pairs(alerts, lookalikes, grace)
-    high = pairs["severity_rank"] == SEVERITIES.index("high")
+    high = pairs["severity_rank"] == Severity.HIGH.rank
     return {
         "lookalike_accounts": len({str(a) for accounts in frame["accounts"] for a in accounts}),
         "lookalike_accounts_alerted": int(pairs["account_id"].nunique()),
@@ -393,7 +391,7 @@ def lookalike_outcomes(
     if not lookalikes:
         return pd.DataFrame(columns=columns)
     frame, pairs = _lookalike_pairs(alerts, lookalikes, grace)
-    high = SEVERITIES.index("high")
+    high = Severity.HIGH.rank
     grouped = pairs.groupby("instance")
     out = frame[["instance", "kind", "start", "end", "n_accounts"]].set_index("instance")
     out = out.rename(columns={"n_accounts": "accounts"})
@@ -445,7 +443,7 @@ def scenario_metrics(
     attacks: Sequence[Mapping] | pd.DataFrame,
     truth: pd.DataFrame,
     events: pd.DataFrame,
-    timezone: str = "Europe/Paris",
+    timezone: str = DEFAULT_TIMEZONE,
     grace=DETECTION_GRACE,
     exposure: pd.DataFrame | None = None,
     active_days: pd.DataFrame | None = None,

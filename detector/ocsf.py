@@ -20,12 +20,14 @@ import pandas as pd
 
 from detector.outputs import write_text
 from detector.rules import RuleSet, load_ruleset
+from detector.vocabulary import Severity
 
 OCSF_VERSION = "1.8.0"
 CLASS_UID = 2004  # Detection Finding
 CATEGORY_UID = 2  # Findings
 ACTIVITY_CREATE = 1
-SEVERITY_ID = {"low": 2, "medium": 3, "high": 4}  # OCSF: 2 Low, 3 Medium, 4 High
+# OCSF: 2 Low, 3 Medium, 4 High (a Severity is its string, so "low" finds Severity.LOW)
+SEVERITY_ID = {Severity.LOW: 2, Severity.MEDIUM: 3, Severity.HIGH: 4}
 STATUS_NEW = 1
 ANALYTIC_RULE = 1
 ANALYTIC_LEARNING = 4  # "Learning (ML/DL)"

@@ -6,7 +6,7 @@ table, alerts, bench results), draws one figure and returns it. They build a
 report can draw hundreds of figures without touching global state; pass `ax=`
 to draw into an axes of your own.
 
-Times are drawn in local wall-clock time (`timezone`, default Europe/Paris):
+Times are drawn in local wall-clock time (`timezone`, default `DEFAULT_TIMEZONE`):
 behaviour (office hours, nights) is read in local time.
 """
 
@@ -21,20 +21,17 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from detector.timeutil import DEFAULT_TIMEZONE, to_utc
+from detector.timeutil import to_utc
+from detector.vocabulary import (
+    ACTION_GROUPS,
+    DEFAULT_TIMEZONE,
+    GROUP_ORDER,
+    RECORD_ACTIONS,
+    SEVERITIES_URGENT_FIRST,
+    SEVERITY_COLOURS,
+    UNKNOWN_SEVERITY_COLOUR,
+)
 
-# Actions grouped the way an analyst reads an account's activity.
-ACTION_GROUPS: dict[str, str] = {
-    "login": "sessions",
-    "logout": "sessions",
-    "view_record": "record reads",
-    "update_record": "record reads",
-    "search": "searches & exports",
-    "export": "searches & exports",
-    "create_account": "account admin",
-    "grant_access": "account admin",
-}
-GROUP_ORDER = ["sessions", "record reads", "searches & exports", "account admin", "other"]
 GROUP_COLOURS = {
     "sessions": "#9e9e9e",
     "record reads": "#1f77b4",
@@ -42,7 +39,6 @@ GROUP_COLOURS = {
     "account admin": "#9467bd",
     "other": "#bcbd22",
 }
-SEVERITY_COLOURS = {"high": "#c62828", "medium": "#ef6c00", "low": "#f9a825"}
 
 
 def _new_axes(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -84,8 +80,8 @@ def hourly_activity(
     # are local hours, and UTC has no ambiguous hour at the autumn switch.
     hours = stamps.dt.floor("h")
     groups = mine["action"].map(ACTION_GROUPS).fillna("other")
-    counts = pd.crosstab(hours, groups).reindex(columns=GROUP_ORDER, fill_value=0)
-    record_actions = mine["action"].isin(["view_record", "update_record"]).astype("int64")
+    counts = pd.crosstab(hours, groups).reindex(columns=list(GROUP_ORDER), fill_value=0)
+    record_actions = mine["action"].isin(RECORD_ACTIONS).astype("int64")
     if "records_returned" in mine:
         returned = pd.to_numeric(mine["records_returned"], errors="coerce").fillna(0)
     else:
@@ -343,7 +339,7 @@ def alerts_over_time(
         day = _local_naive(to_utc(alerts["detected_at"]), timezone).normalize()
         table = pd.crosstab(day, alerts["severity"].astype(str))
         base = np.zeros(len(table))
-        for severity in [s for s in ("high", "medium", "low") if s in table] + [
+        for severity in [s for s in SEVERITIES_URGENT_FIRST if s in table] + [
             s for s in table if s not in SEVERITY_COLOURS
         ]:
             ax.bar(
@@ -351,7 +347,7 @@ def alerts_over_time(
                 table[severity],
                 bottom=base,
                 width=0.8,
-                color=SEVERITY_COLOURS.get(severity, "#9e9e9e"),
+                color=SEVERITY_COLOURS.get(severity, UNKNOWN_SEVERITY_COLOUR),
                 label=severity,
             )
             base = base + table[severity].to_numpy()

@@ -34,12 +34,19 @@ from matplotlib.figure import Figure
 from detector import plots
 from detector.alerts import CONTRACT_COLUMNS
 from detector.errors import InputError
+from detector.incidents import incidents_path, read_incidents
 from detector.outputs import write_text
 from detector.privacy import Pseudonymiser
-from detector.incidents import incidents_path, read_incidents
 from detector.schema import read_events
 from detector.textsafe import visible
-from detector.timeutil import DEFAULT_TIMEZONE, check_timezone, to_utc
+from detector.timeutil import check_timezone, to_utc
+from detector.vocabulary import (
+    DEFAULT_TIMEZONE,
+    SEVERITIES_URGENT_FIRST,
+    SEVERITY_COLOURS,
+    SINGLE_RECORD_ACTIONS,
+    Severity,
+)
 
 DEFAULT_MAX_ALERTS = 50
 # The index of the summary lists at most this many alerts: past that the file
@@ -47,7 +54,8 @@ DEFAULT_MAX_ALERTS = 50
 MAX_INDEX_ROWS = 1000
 MAX_TIMELINES_PER_INCIDENT = 3  # one picture per account of an incident, at most this many
 
-SEVERITY_RANK = {"high": 0, "medium": 1, "low": 2}
+# Most urgent first: 0 for high, then medium, then low.
+SEVERITY_RANK = {severity: rank for rank, severity in enumerate(SEVERITIES_URGENT_FIRST)}
 _TIME_COLUMNS = ("window_start", "window_end", "detected_at")
 
 
@@ -294,7 +302,7 @@ def account_summary(alerts: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-CASELOAD_ACTIONS = ("view_record", "update_record", "export")
+CASELOAD_ACTIONS = SINGLE_RECORD_ACTIONS
 
 
 def caseload_reads(
@@ -385,7 +393,16 @@ def _badge(severity: str) -> str:
     return f'<span class="badge {_e(severity)}">{_e(severity)}</span>'
 
 
-_STYLE = """
+def _badge_css() -> str:
+    """One badge rule per severity, in the vocabulary's colours (dark text on the light one)."""
+    text = {Severity.LOW: ";color:#212121"}
+    return "".join(
+        f".badge.{s}{{background:{SEVERITY_COLOURS[s]}{text.get(s, '')}}}"
+        for s in SEVERITIES_URGENT_FIRST
+    )
+
+
+_STYLE_TEMPLATE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1100px;
 color:#212121;line-height:1.4;padding:0 1em}
 h1{font-size:1.6em}h2{font-size:1.25em;margin-top:2em;border-top:2px solid #e0e0e0;padding-top:.8em}
@@ -394,7 +411,7 @@ table{border-collapse:collapse;margin:.4em 0 1em;font-size:.9em}
 th,td{border:1px solid #e0e0e0;padding:.25em .6em;text-align:left;vertical-align:top}
 th{background:#f5f5f5}.num{display:block;text-align:right}
 .badge{display:inline-block;padding:0 .5em;border-radius:.3em;color:#fff;font-size:.85em;font-weight:600}
-.badge.high{background:#c62828}.badge.medium{background:#ef6c00}.badge.low{background:#f9a825;color:#212121}
+{severity_badges}
 .badge.unknown{background:#757575}
 .reason{font-size:1.05em;background:#fff8e1;border-left:4px solid #ffb300;padding:.5em .8em}
 dl.facts{display:grid;grid-template-columns:max-content auto;gap:.15em 1em;margin:.5em 0}
@@ -402,6 +419,7 @@ dl.facts dt{font-weight:600}dl.facts dd{margin:0}
 img{max-width:100%;height:auto}.note{color:#616161;font-size:.9em}
 code{background:#f5f5f5;padding:0 .25em}
 """
+_STYLE = _STYLE_TEMPLATE.replace("{severity_badges}", _badge_css())
 
 
 # --------------------------------------------------------------------------- rendering

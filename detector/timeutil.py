@@ -7,9 +7,9 @@ import zoneinfo
 import pandas as pd
 
 from detector.errors import InputError
+from detector.vocabulary import DEFAULT_TIMEZONE
 
-# Behaviour (office hours, nights, days) is French local time unless told otherwise.
-DEFAULT_TIMEZONE = "Europe/Paris"
+__all__ = ["DEFAULT_TIMEZONE", "check_timezone", "to_utc"]  # DEFAULT_TIMEZONE: from the vocabulary
 
 
 def check_timezone(timezone: str) -> str:

@@ -14,6 +14,7 @@ import click
 
 from detector import bench as bench_lib
 from detector.cli.options import pseudonymise_options, pseudonymiser, timezone_option
+from detector.vocabulary import MODES
 
 
 def generator_fingerprint() -> str:
@@ -76,14 +77,20 @@ def _parse_values(knob: str, text: str | None) -> list | None:
     metavar="NAME",
     help="Scenario name or TOML file; repeat. Default: the four documented attacks.",
 )
-@click.option("--seeds", default=3, show_default=True, type=click.IntRange(1), help="Seeds 1..N.")
+@click.option(
+    "--seeds",
+    default=len(bench_lib.DEFAULT_SEEDS),
+    show_default=True,
+    type=click.IntRange(1),
+    help="Seeds 1..N.",
+)
 @click.option("--accounts", type=click.IntRange(1), help="Population size (generator default).")
 @click.option("--days", type=click.IntRange(1), help="Days of log (generator default).")
 @click.option(
     "--mode",
     "modes",
     multiple=True,
-    type=click.Choice(bench_lib.MODES),
+    type=click.Choice(MODES),
     help="Scoring mode; repeat. Default: rules and both.",
 )
 @click.option("--out", type=click.Path(), help="CSV of results (+ .rules.csv).")
@@ -96,7 +103,7 @@ def _parse_values(knob: str, text: str | None) -> list | None:
 @click.option("--sweep-values", metavar="V1,V2,...", help="Values of the swept knob.")
 @click.option(
     "--cache-dir",
-    default=".cache/bench",
+    default=bench_lib.DEFAULT_CACHE_DIR,
     show_default=True,
     type=click.Path(file_okay=False),
     help="Where generated data sets are kept for reruns.",

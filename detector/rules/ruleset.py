@@ -29,8 +29,8 @@ from detector.errors import DetectorError, RuleProblem, RuleSetError
 from detector.rules.expression import Expr, parse_expression
 from detector.rules.lines import SourceLines
 from detector.textsafe import visible
+from detector.vocabulary import SEVERITIES
 
-SEVERITIES = ("low", "medium", "high")
 STATUSES = ("experimental", "stable")
 # Used with fullmatch and ASCII only: "$" would accept a trailing newline, "\d" any script's digits.
 _RULE_ID = re.compile(r"^[a-z][a-z0-9_]*$", re.ASCII)
