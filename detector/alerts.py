@@ -218,7 +218,9 @@ def build_alerts(
         if not instants:
             continue
         rules = [ruleset.rule(rid) for rid in hits] if ruleset is not None else []
-        severity = max((r.severity for r in rules), key=SEVERITIES.index, default=Severity.LOW.value)
+        severity = max(
+            (r.severity for r in rules), key=SEVERITIES.index, default=Severity.LOW.value
+        )
         rule_score = max((SEVERITY_SCORE[r.severity] for r in rules), default=0.0)
         rule_score = min(0.95, rule_score + 0.03 * max(0, len(rules) - 1))
         model_score = float(model_scores[i]) if model_scores is not None else float("nan")

@@ -8,9 +8,13 @@ built on ``synthetic_logs``), keeping the data flow one way.
 
 Notebook use::
 
-    from detector import bench
-    result = bench.run_bench(my_generate, rulesets=["naive", "default"], seeds=[1])
+    from detector import bench, plots
+    from synthetic_logs.bench_data import generate_for_bench
+    result = bench.run_bench(generate_for_bench, rulesets=["naive", "default"], seeds=[1])
     print(bench.format_summary(result))
+    plots.bench_figure(result.rows, result.knob)
+
+It returns data only: the figures are :mod:`detector.plots`'.
 """
 
 from __future__ import annotations
@@ -24,11 +28,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from detector import metrics
 from detector.errors import DetectorError, InputError
+from detector.metrics import summary_table
 from detector.outputs import atomic_path
 from detector.privacy import Pseudonymiser
 from detector.schema import sibling
@@ -344,11 +348,13 @@ def run_bench(
 def run(
     generate: GenerateFn,
     out: str | Path | None = None,
-    plot: str | Path | None = None,
     pseudonymiser: Pseudonymiser | None = None,
     **options: Any,
 ) -> BenchResult:
-    """:func:`run_bench`, then write the CSV (``out``) and the PNG (``plot``) when named.
+    """:func:`run_bench`, then write the CSV (``out``) when named.
+
+    The figure is drawn apart from the data: ``detector.plots.bench_figure(result.rows,
+    result.knob)``, as ``detector bench --plot`` and notebook 02 do.
 
     With a ``pseudonymiser``, any account column of the tables is pseudonymised
     first (today's tables are per scenario and per rule and hold none). The paths written are listed in
@@ -361,8 +367,6 @@ def run(
         result.lookalikes = pseudonymiser.frame(result.lookalikes, PSEUDONYMISED_COLUMNS)
     if out is not None:
         result.files.extend(write_csv(result, out))
-    if plot is not None:
-        result.files.append(plot_bench(result, plot))
     return result
 
 
@@ -419,24 +423,6 @@ def rules_csv_path(path: str | Path) -> Path:
     """Where :func:`write_csv` puts the per-rule counts: ``<stem>.rules.csv`` beside ``path``."""
     path = Path(path)
     return path.with_name(path.stem + ".rules.csv")
-
-
-def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Medians over seeds per (ruleset, mode, scenario[, knob_value])."""
-    keys = ["ruleset", "mode", "scenario"] + (["knob_value"] if "knob_value" in rows else [])
-    grouped = rows.groupby(keys, sort=False, dropna=False)
-    out = grouped.agg(
-        seeds=("seed", "nunique"),
-        detected=("detected", "sum"),
-        ttd_h=("time_to_detect_h", "median"),  # NaN (missed) seeds are skipped
-        exposed=("exposed_before_detection", "median"),
-        benign_alerted=("benign_accounts_alerted", "median"),
-        fp_per_1000=("fp_per_1000_account_days", "median"),
-        precision=("precision", "median"),
-        recall=("recall", "median"),
-        alerts=("alerts_total", "median"),
-    )
-    return out.reset_index()
 
 
 def first_rule_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -507,107 +493,3 @@ def format_summary(result: BenchResult) -> str:
 
 def _text(frame: pd.DataFrame) -> str:
     return frame.to_string(index=False, float_format=lambda v: f"{v:.3g}", na_rep="-")
-
-
-def plot_bench(result: BenchResult, path: str | Path) -> Path:
-    """A PNG comparing rule sets: median time to detect per scenario, and false alerts.
-
-    In a sweep, detection rate and median exposure against the knob's values instead.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    rows = result.rows
-    if rows.empty:
-        raise DetectorError("nothing to plot: the bench produced no rows")
-    rows = rows.assign(run=rows["ruleset"] + " / " + rows["mode"])
-    if result.knob:
-        fig = _plot_sweep(plt, rows, result.knob)
-    else:
-        fig = _plot_comparison(plt, rows)
-    try:
-        with atomic_path(path) as temporary:
-            fig.savefig(temporary, dpi=110, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return path
-
-
-def _plot_comparison(plt, rows: pd.DataFrame):
-    runs = list(dict.fromkeys(rows["run"]))
-    scenarios = list(dict.fromkeys(rows["scenario"]))
-    ttd = rows.groupby(["run", "scenario"])["time_to_detect_h"].median()
-    hit = rows.groupby(["run", "scenario"])["detected"].mean()
-    fp = (
-        rows.drop_duplicates(["run", "dataset"]).groupby("run")["fp_per_1000_account_days"].median()
-    )
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8), width_ratios=[2, 1])
-    colours = [plt.get_cmap("tab10")(i % 10) for i in range(len(runs))]
-    width = 0.8 / len(runs)
-    x = np.arange(len(scenarios))
-    top = max(float(np.nanmax(ttd.to_numpy())) if ttd.notna().any() else 1.0, 1.0)
-    for i, run in enumerate(runs):
-        heights = np.array([ttd.get((run, s), np.nan) for s in scenarios], dtype=float)
-        missed = np.isnan(heights)
-        bars = left.bar(
-            x + i * width,
-            np.where(missed, top * 1.5, heights),
-            width,
-            label=run,
-            color=colours[i],
-            edgecolor=colours[i],
-        )
-        for bar, gone, scenario in zip(bars, missed, scenarios, strict=True):
-            if gone:  # a missed attack: an empty hatched bar reaching past every detection
-                bar.set_fill(False)
-                bar.set_hatch("//")
-            rate = hit.get((run, scenario), 0.0)
-            left.text(
-                bar.get_x() + width / 2,
-                bar.get_height(),
-                f"{rate:.0%}",
-                ha="center",
-                va="bottom",
-                fontsize=7,
-            )
-    # Detection times span seconds to days: linear below 6 minutes, logarithmic above.
-    left.set_yscale("symlog", linthresh=0.1)
-    left.set_xticks(x + width * (len(runs) - 1) / 2, scenarios, rotation=15)
-    left.set_ylabel("median time to detect (h)")
-    left.set_title("Time to detect (hatched: missed; label: share of seeds detected)")
-    left.legend(fontsize=8)
-    right.barh(runs, [fp.get(r, np.nan) for r in runs], color=colours)
-    right.set_xlabel("false alerts per 1000 benign account-days (median)")
-    right.set_title("False alerts")
-    right.invert_yaxis()
-    fig.tight_layout()
-    return fig
-
-
-def _plot_sweep(plt, rows: pd.DataFrame, knob: str):
-    scenarios = list(dict.fromkeys(rows["scenario"]))
-    values = list(dict.fromkeys(rows["knob_value"]))
-    fig, axes = plt.subplots(2, len(scenarios), figsize=(4 * len(scenarios), 7), squeeze=False)
-    positions = np.arange(len(values))
-    for j, scenario in enumerate(scenarios):
-        mine = rows[rows["scenario"] == scenario]
-        for run, part in mine.groupby("run", sort=False):
-            by = part.groupby("knob_value", sort=False)
-            rate = by["detected"].mean().reindex(values)
-            exposed = by["exposed_before_detection"].median().reindex(values)
-            axes[0, j].plot(positions, rate.to_numpy(dtype=float), marker="o", label=run)
-            axes[1, j].plot(positions, exposed.to_numpy(dtype=float), marker="o", label=run)
-        axes[0, j].set_title(scenario)
-        for row in (0, 1):
-            axes[row, j].set_xticks(positions, [str(v) for v in values])
-            axes[row, j].set_ylim(-0.05, 1.05)
-        axes[1, j].set_xlabel(knob)
-    axes[0, 0].set_ylabel("share of seeds detected")
-    axes[1, 0].set_ylabel("exposed before detection (median)")
-    axes[0, 0].legend(fontsize=8)
-    fig.tight_layout()
-    return fig

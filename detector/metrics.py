@@ -503,3 +503,24 @@ def scenario_metrics(
         *counts,
     ]
     return rows[order].reset_index()
+
+
+# --------------------------------------------------------------------------- bench summaries
+
+
+def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Medians over seeds per (ruleset, mode, scenario[, knob_value])."""
+    keys = ["ruleset", "mode", "scenario"] + (["knob_value"] if "knob_value" in rows else [])
+    grouped = rows.groupby(keys, sort=False, dropna=False)
+    out = grouped.agg(
+        seeds=("seed", "nunique"),
+        detected=("detected", "sum"),
+        ttd_h=("time_to_detect_h", "median"),  # NaN (missed) seeds are skipped
+        exposed=("exposed_before_detection", "median"),
+        benign_alerted=("benign_accounts_alerted", "median"),
+        fp_per_1000=("fp_per_1000_account_days", "median"),
+        precision=("precision", "median"),
+        recall=("recall", "median"),
+        alerts=("alerts_total", "median"),
+    )
+    return out.reset_index()

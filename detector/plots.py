@@ -1,7 +1,8 @@
 """Figures shared by the HTML report and the notebooks.
 
 Every function takes data the library already produced (events, the feature
-table, alerts, bench results), draws one figure and returns it. They build a
+table, alerts, bench rows), draws one figure and returns it. Nothing here
+imports the bench: the bench returns rows and these draw them. They build a
 `matplotlib.figure.Figure` directly rather than going through pyplot, so the
 report can draw hundreds of figures without touching global state; pass `ax=`
 to draw into an axes of your own.
@@ -13,6 +14,7 @@ behaviour (office hours, nights) is read in local time.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import matplotlib.dates as mdates
 import numpy as np
@@ -21,6 +23,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from detector.errors import DetectorError
+from detector.metrics import summary_table
+from detector.outputs import atomic_path
 from detector.timeutil import to_utc
 from detector.vocabulary import (
     ACTION_GROUPS,
@@ -360,6 +365,25 @@ def alerts_over_time(
     return figure
 
 
+def bench_figure(rows: pd.DataFrame, knob: str | None = None) -> Figure:
+    """The figure of a bench's rows: :func:`stealth_curve` for a sweep, else :func:`bench_comparison`.
+
+    What `detector bench --plot` saves and notebook 02 shows. DetectorError when
+    there are no rows.
+    """
+    if rows.empty:
+        raise DetectorError("nothing to plot: the bench produced no rows")
+    return stealth_curve(rows, knob) if knob else bench_comparison(rows)
+
+
+def save_figure(figure: Figure, path: str | Path) -> Path:
+    """Write `figure` at `path` (format from its suffix: PNG, SVG, PDF), atomically; the path back."""
+    path = Path(path)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=110, bbox_inches="tight")
+    return path
+
+
 def bench_comparison(rows: pd.DataFrame) -> Figure:
     """Rule sets side by side on a bench's rows (`detector.bench.BenchResult.rows`).
 
@@ -368,8 +392,6 @@ def bench_comparison(rows: pd.DataFrame) -> Figure:
     exposed before detection per scenario, and false alerts per 1000 benign
     account-days.
     """
-    from detector.bench import summary_table
-
     table = summary_table(rows)
     table["run"] = table["ruleset"].astype(str) + " / " + table["mode"].astype(str)
     runs = list(dict.fromkeys(table["run"]))

@@ -103,4 +103,10 @@ ACTION_GROUPS: dict[str, str] = {
     **{action: "account admin" for action in ACCOUNT_ADMIN_ACTIONS},
 }
 #: The groups in drawing order; an action in no group is "other".
-GROUP_ORDER: tuple[str, ...] = ("sessions", "record reads", "searches & exports", "account admin", "other")
+GROUP_ORDER: tuple[str, ...] = (
+    "sessions",
+    "record reads",
+    "searches & exports",
+    "account admin",
+    "other",
+)

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from detector import bench
+from detector import bench, plots
 from detector.errors import DetectorError, InputError
 
 START = pd.Timestamp("2024-03-04 09:00", tz="UTC")
@@ -192,13 +192,20 @@ def test_summary_csv_and_plot(run, tmp_path):
     rules = pd.read_csv(paths[1])
     noisy_night = rules[(rules["ruleset"] == "noisy") & (rules["rule"] == "night")]
     assert noisy_night["false_alerts"].tolist() == [2, 2]
-    png = bench.plot_bench(result, tmp_path / "bench.png")
+    png = plots.save_figure(plots.bench_figure(result.rows), tmp_path / "bench.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_sweep_plot(run, tmp_path):
     result = run(knob="office_hours_only", seeds=[1], modes=("rules",))
-    assert bench.plot_bench(result, tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    figure = plots.bench_figure(result.rows, result.knob)
+    assert figure.axes[0].get_xlabel() == "office_hours_only"  # the sweep's curves
+    assert plots.save_figure(figure, tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_no_rows_no_figure():
+    with pytest.raises(DetectorError, match="nothing to plot"):
+        plots.bench_figure(pd.DataFrame())
 
 
 def test_summary_table_medians_skip_missed_seeds():
@@ -230,3 +237,15 @@ def test_bad_inputs(run, tmp_path):
     assert run.calls == []  # nothing generated for a bad request
     with pytest.raises(InputError, match="no ground truth beside the log"):
         bench.read_ground_truth(tmp_path / "logs.parquet")
+
+
+def test_plots_import_no_bench_and_notebooks_no_cli():
+    """The data flows one way: plots draw rows, notebooks use the library, not the CLI."""
+    import subprocess
+    import sys
+
+    code = "import sys, detector.plots; print('detector.bench' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    for notebook in (Path(__file__).parents[1] / "notebooks").glob("*.ipynb"):
+        assert "detector.cli" not in notebook.read_text(encoding="utf-8"), notebook.name

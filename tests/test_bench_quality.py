@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from detector import bench
-from detector.cli.bench import generate_with_synthetic_logs
+from synthetic_logs.bench_data import generate_for_bench
 
 pytestmark = pytest.mark.slow
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def rows(tmp_path_factory):
     result = bench.run_bench(
-        generate_with_synthetic_logs,
+        generate_for_bench,
         rulesets=["default", "naive"],
         modes=("rules", "both"),
         cache_dir=tmp_path_factory.mktemp("bench-cache"),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from detector.cli.bench import generator_fingerprint
+from synthetic_logs.bench_data import fingerprint as generator_fingerprint
 from synthetic_logs.scenario import builtin_dir, list_builtin_scenarios
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,13 +1,13 @@
 """`detector bench`: compare rule sets on generated replays of the documented attacks.
 
 The only place in ``detector`` that imports ``synthetic_logs``: it hands
-``detector.bench`` a function that generates a data set, so the library itself
-knows only the contract files.
+``detector.bench`` the generator's entry (:mod:`synthetic_logs.bench_data`), so the
+library itself knows only the contract files. ``--plot`` draws the bench's rows
+with :func:`detector.plots.bench_figure`, the figure notebook 02 shows.
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import click
@@ -15,35 +15,8 @@ import click
 from detector import bench as bench_lib
 from detector.cli.options import pseudonymise_options, pseudonymiser, timezone_option
 from detector.vocabulary import MODES
-
-
-def generator_fingerprint() -> str:
-    """A hash of the generator's code and scenario files: cached data sets die with them."""
-    import synthetic_logs
-    from synthetic_logs.scenario import builtin_dir
-
-    root = Path(synthetic_logs.__file__).parent
-    # The scenario folder is named apart: it is the top-level scenarios/, linked into the package.
-    files = [(p.relative_to(root), p) for p in sorted(root.rglob("*.py"))]
-    files += [(Path("scenarios") / p.name, p) for p in sorted(builtin_dir().glob("*.toml"))]
-    digest = hashlib.sha256()
-    for name, path in files:
-        digest.update(str(name).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
-
-
-def generate_with_synthetic_logs(out: Path, spec: bench_lib.DatasetSpec) -> None:
-    """Generate a spec's data set with ``synthetic_logs``: its scenarios, knobs and population."""
-    from synthetic_logs.generate import generate_dataset
-    from synthetic_logs.scenario import load_scenario, with_overrides
-
-    knobs = dict(spec.knobs)
-    scenarios = [with_overrides(load_scenario(name), **knobs) for name in spec.scenarios]
-    population = {
-        k: v for k, v in {"accounts": spec.accounts, "days": spec.days}.items() if v is not None
-    }
-    generate_dataset(out, scenarios=scenarios, seed=spec.seed, **population)
+from synthetic_logs.bench_data import fingerprint as generator_fingerprint
+from synthetic_logs.bench_data import generate_for_bench
 
 
 def _parse_values(knob: str, text: str | None) -> list | None:
@@ -160,9 +133,8 @@ def bench(
     for name in scenarios:
         load_scenario(name)  # an unknown scenario fails before any generation
     result = bench_lib.run(
-        generate_with_synthetic_logs,
+        generate_for_bench,
         out=out,
-        plot=plot,
         rulesets=list(rulesets) or None,
         scenarios=tuple(scenarios) or bench_lib.SCENARIOS,
         seeds=list(range(1, seeds + 1)),
@@ -177,6 +149,10 @@ def bench(
         progress=lambda line: click.echo(line, err=True),
         pseudonymiser=hide,
     )
+    if plot:
+        from detector import plots  # matplotlib: only when a figure is asked for
+
+        result.files.append(plots.save_figure(plots.bench_figure(result.rows, result.knob), plot))
     click.echo(bench_lib.format_summary(result))
     for path in result.files:
         click.echo(f"wrote {path}")
