@@ -1,4 +1,9 @@
-"""Fuse rule hits and model scores into alerts that say why, and when they could be raised.
+"""The alerts table: fuse rule hits and model scores into alerts, write the table, read it back.
+
+The one module that knows the table's format: `build_alerts` makes it,
+`write_alerts` writes it (Parquet, JSON lines, CSV), and `read_alerts` /
+`normalise_alerts` read it back for the report, the bench and notebooks, also
+when another tool wrote it with the contract columns only.
 
 One alert per account and window. ``detected_at`` is the first event at which
 a rule's condition (or the model's threshold) held on the window's events up to
@@ -16,12 +21,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from detector.errors import DetectorError
+from detector.errors import DetectorError, InputError
 from detector.features.catalogue import BASELINED_VOLUMES, FEATURES
 from detector.features.prefix import prefix_features
 from detector.features.table import FeatureTable
 from detector.rules import RuleSet, format_value
-from detector.vocabulary import SEVERITIES, SEVERITY_SCORE, Severity
+from detector.timeutil import to_utc
+from detector.vocabulary import SEVERITIES, SEVERITIES_URGENT_FIRST, SEVERITY_SCORE, Severity
 
 NEVER = np.iinfo(np.int64).min  # first-hold instant of a condition that never held
 MODEL_POINTS_PER_WINDOW = 256  # prefix points the model is scored at, per alerted window
@@ -252,6 +258,122 @@ def build_alerts(
         return empty_alerts()
     alerts = pd.DataFrame(records)
     alerts = alerts.sort_values(["score", "detected_at"], ascending=[False, True], kind="stable")
-    alerts.insert(0, "alert_id", [f"A{i + 1:05d}" for i in range(len(alerts))])
+    alerts.insert(0, "alert_id", alert_ids(len(alerts)))
     alerts["incident_id"] = None
     return alerts.reset_index(drop=True)[ALERT_COLUMNS]
+
+
+# --------------------------------------------------------------------------- reading
+
+# Most urgent first: 0 for high, then medium, then low (a severity the vocabulary
+# does not know sorts last).
+URGENCY = {severity: rank for rank, severity in enumerate(SEVERITIES_URGENT_FIRST)}
+_TIME_COLUMNS = ("window_start", "window_end", "detected_at")
+
+
+def alert_ids(n: int) -> list[str]:
+    """`A00001`, `A00002`...: the ids of `n` alerts in order."""
+    return [f"A{i + 1:05d}" for i in range(n)]
+
+
+def read_alerts(path: str | Path) -> pd.DataFrame:
+    """Read an alerts table (Parquet; `.jsonl` and `.csv` accepted too), normalised.
+
+    Raises `InputError` when the file is missing, unreadable or lacks a
+    contract column. See `normalise_alerts` for what the result holds.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"alerts file not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".jsonl":
+            table = pd.read_json(path, lines=True, dtype=False)
+        elif suffix == ".csv":
+            table = pd.read_csv(path)
+        else:
+            table = pd.read_parquet(path)
+    except Exception as error:  # pyarrow/pandas raise many types for a bad file
+        kind = {".jsonl": "JSON lines", ".csv": "CSV"}.get(suffix, "Parquet")
+        raise InputError(f"cannot read alerts file {path}: not a valid {kind} file") from error
+    return normalise_alerts(table, source=str(path))
+
+
+def as_list(value: object) -> list:
+    """A list from a Parquet list cell, a JSON-encoded list (CSV) or nothing."""
+    if value is None:
+        return []
+    if isinstance(value, float) and np.isnan(value):
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return []
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError:
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return list(parsed) if isinstance(parsed, list) else [parsed]
+    return list(value)
+
+
+def normalise_alerts(alerts: pd.DataFrame, source: str = "alerts") -> pd.DataFrame:
+    """The alerts with every column the report reads, most urgent first.
+
+    Contract columns are required (an empty table may have none). Extensions
+    absent from alerts written by other tools are filled: `alert_id`
+    (`A00001`... in input order, the ids `build_alerts` gives), `account_type` (""), `rule_times` (nulls),
+    `model_score` (NaN), `top_features` ([]), `evidence` ("[]"). Times become
+    UTC; order is severity, then score descending, then detection time.
+    """
+    if len(alerts) == 0 and not set(CONTRACT_COLUMNS) <= set(alerts.columns):
+        alerts = pd.DataFrame({column: pd.Series(dtype=object) for column in CONTRACT_COLUMNS})
+    missing = [column for column in CONTRACT_COLUMNS if column not in alerts]
+    if missing:
+        raise InputError(f"{source} lacks column(s): {', '.join(missing)}")
+    alerts = alerts.reset_index(drop=True).copy()
+    unnamed = int(alerts["account_id"].isna().sum())
+    if unnamed:
+        raise InputError(f"{source}: {unnamed:,} alert(s) without an account_id")
+    alerts["account_id"] = alerts["account_id"].astype(str)
+    numbered = pd.Series(alert_ids(len(alerts)), dtype=object)
+    if "alert_id" not in alerts:
+        alerts["alert_id"] = numbered
+    # An empty id (a hand-edited CSV) gets its position's number, never NaN.
+    alerts["alert_id"] = (
+        alerts["alert_id"].astype(object).where(alerts["alert_id"].notna(), numbered)
+    )
+    alerts["alert_id"] = alerts["alert_id"].astype(str)
+    for column in _TIME_COLUMNS:
+        try:
+            alerts[column] = to_utc(alerts[column])
+        except InputError as error:
+            raise InputError(f"{source}: column {column} does not hold timestamps") from error
+    alerts["score"] = pd.to_numeric(alerts["score"], errors="coerce")
+    alerts["severity"] = alerts["severity"].astype(str).str.lower()
+    alerts["reason"] = alerts["reason"].fillna("").astype(str)
+    alerts["rules"] = alerts["rules"].map(lambda v: [str(r) for r in as_list(v)])
+    if "account_type" not in alerts:
+        alerts["account_type"] = ""
+    alerts["account_type"] = alerts["account_type"].fillna("").astype(str)
+    if "rule_times" in alerts:
+        try:
+            alerts["rule_times"] = alerts["rule_times"].map(
+                lambda v: [pd.Timestamp(t) if t is not None else None for t in as_list(v)]
+            )
+        except (ValueError, TypeError) as error:
+            raise InputError(f"{source}: column rule_times does not hold timestamps") from error
+    else:
+        alerts["rule_times"] = alerts["rules"].map(lambda rules: [None] * len(rules))
+    alerts["model_score"] = pd.to_numeric(alerts.get("model_score", np.nan), errors="coerce")
+    if "top_features" not in alerts:
+        alerts["top_features"] = [[] for _ in range(len(alerts))]
+    alerts["top_features"] = alerts["top_features"].map(lambda v: [str(f) for f in as_list(v)])
+    if "evidence" not in alerts:
+        alerts["evidence"] = "[]"
+    alerts["evidence"] = alerts["evidence"].fillna("[]")
+    rank = alerts["severity"].map(URGENCY).fillna(len(URGENCY))
+    order = np.lexsort(
+        (alerts["detected_at"].to_numpy(), -alerts["score"].fillna(0).to_numpy(), rank.to_numpy())
+    )
+    return alerts.iloc[order].reset_index(drop=True)

@@ -32,7 +32,8 @@ import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 
 from detector import plots
-from detector.alerts import CONTRACT_COLUMNS
+from detector.alerts import URGENCY as SEVERITY_RANK
+from detector.alerts import as_list, normalise_alerts, read_alerts
 from detector.errors import InputError
 from detector.incidents import incidents_path, read_incidents
 from detector.outputs import write_text
@@ -55,8 +56,6 @@ MAX_INDEX_ROWS = 1000
 MAX_TIMELINES_PER_INCIDENT = 3  # one picture per account of an incident, at most this many
 
 # Most urgent first: 0 for high, then medium, then low.
-SEVERITY_RANK = {severity: rank for rank, severity in enumerate(SEVERITIES_URGENT_FIRST)}
-_TIME_COLUMNS = ("window_start", "window_end", "detected_at")
 
 
 @dataclass(frozen=True)
@@ -74,109 +73,6 @@ class ReportResult:
 
 
 # --------------------------------------------------------------------------- reading
-
-
-def read_alerts(path: str | Path) -> pd.DataFrame:
-    """Read an alerts table (Parquet; `.jsonl` and `.csv` accepted too), normalised.
-
-    Raises `InputError` when the file is missing, unreadable or lacks a
-    contract column. See `normalise_alerts` for what the result holds.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"alerts file not found: {path}")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".jsonl":
-            table = pd.read_json(path, lines=True, dtype=False)
-        elif suffix == ".csv":
-            table = pd.read_csv(path)
-        else:
-            table = pd.read_parquet(path)
-    except Exception as error:  # pyarrow/pandas raise many types for a bad file
-        kind = {".jsonl": "JSON lines", ".csv": "CSV"}.get(suffix, "Parquet")
-        raise InputError(f"cannot read alerts file {path}: not a valid {kind} file") from error
-    return normalise_alerts(table, source=str(path))
-
-
-def _as_list(value) -> list:
-    """A list from a Parquet list cell, a JSON-encoded list (CSV) or nothing."""
-    if value is None:
-        return []
-    if isinstance(value, float) and np.isnan(value):
-        return []
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            return []
-        try:
-            parsed = json.loads(text)
-        except json.JSONDecodeError:
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return list(parsed) if isinstance(parsed, list) else [parsed]
-    return list(value)
-
-
-def normalise_alerts(alerts: pd.DataFrame, source: str = "alerts") -> pd.DataFrame:
-    """The alerts with every column the report reads, most urgent first.
-
-    Contract columns are required (an empty table may have none). Extensions
-    absent from alerts written by other tools are filled: `alert_id`
-    (`A0001`... in input order), `account_type` (""), `rule_times` (nulls),
-    `model_score` (NaN), `top_features` ([]), `evidence` ("[]"). Times become
-    UTC; order is severity, then score descending, then detection time.
-    """
-    if len(alerts) == 0 and not set(CONTRACT_COLUMNS) <= set(alerts.columns):
-        alerts = pd.DataFrame({column: pd.Series(dtype=object) for column in CONTRACT_COLUMNS})
-    missing = [column for column in CONTRACT_COLUMNS if column not in alerts]
-    if missing:
-        raise InputError(f"{source} lacks column(s): {', '.join(missing)}")
-    alerts = alerts.reset_index(drop=True).copy()
-    unnamed = int(alerts["account_id"].isna().sum())
-    if unnamed:
-        raise InputError(f"{source}: {unnamed:,} alert(s) without an account_id")
-    alerts["account_id"] = alerts["account_id"].astype(str)
-    numbered = pd.Series([f"A{i + 1:04d}" for i in range(len(alerts))], dtype=object)
-    if "alert_id" not in alerts:
-        alerts["alert_id"] = numbered
-    # An empty id (a hand-edited CSV) gets its position's number, never NaN.
-    alerts["alert_id"] = (
-        alerts["alert_id"].astype(object).where(alerts["alert_id"].notna(), numbered)
-    )
-    alerts["alert_id"] = alerts["alert_id"].astype(str)
-    for column in _TIME_COLUMNS:
-        try:
-            alerts[column] = to_utc(alerts[column])
-        except InputError as error:
-            raise InputError(f"{source}: column {column} does not hold timestamps") from error
-    alerts["score"] = pd.to_numeric(alerts["score"], errors="coerce")
-    alerts["severity"] = alerts["severity"].astype(str).str.lower()
-    alerts["reason"] = alerts["reason"].fillna("").astype(str)
-    alerts["rules"] = alerts["rules"].map(lambda v: [str(r) for r in _as_list(v)])
-    if "account_type" not in alerts:
-        alerts["account_type"] = ""
-    alerts["account_type"] = alerts["account_type"].fillna("").astype(str)
-    if "rule_times" in alerts:
-        try:
-            alerts["rule_times"] = alerts["rule_times"].map(
-                lambda v: [pd.Timestamp(t) if t is not None else None for t in _as_list(v)]
-            )
-        except (ValueError, TypeError) as error:
-            raise InputError(f"{source}: column rule_times does not hold timestamps") from error
-    else:
-        alerts["rule_times"] = alerts["rules"].map(lambda rules: [None] * len(rules))
-    alerts["model_score"] = pd.to_numeric(alerts.get("model_score", np.nan), errors="coerce")
-    if "top_features" not in alerts:
-        alerts["top_features"] = [[] for _ in range(len(alerts))]
-    alerts["top_features"] = alerts["top_features"].map(lambda v: [str(f) for f in _as_list(v)])
-    if "evidence" not in alerts:
-        alerts["evidence"] = "[]"
-    alerts["evidence"] = alerts["evidence"].fillna("[]")
-    rank = alerts["severity"].map(SEVERITY_RANK).fillna(len(SEVERITY_RANK))
-    order = np.lexsort(
-        (alerts["detected_at"].to_numpy(), -alerts["score"].fillna(0).to_numpy(), rank.to_numpy())
-    )
-    return alerts.iloc[order].reset_index(drop=True)
 
 
 def load_account_events(log: str | Path, accounts: Collection[str]) -> pd.DataFrame:
@@ -208,7 +104,7 @@ def evidence_table(alert: pd.Series | dict) -> pd.DataFrame:
         except json.JSONDecodeError as error:
             raise InputError(f"alert {alert.get('alert_id', '?')}: evidence is not JSON") from error
     else:
-        items = _as_list(raw)
+        items = as_list(raw)
     table = pd.DataFrame([item for item in items if isinstance(item, dict)])
     return table.reindex(columns=columns)
 
