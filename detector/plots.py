@@ -26,7 +26,7 @@ from matplotlib.ticker import MaxNLocator
 from detector.errors import DetectorError
 from detector.metrics import summary_table
 from detector.outputs import atomic_path
-from detector.timeutil import to_utc
+from detector.timeutil import to_utc, utc_timestamp
 from detector.vocabulary import (
     ACTION_GROUPS,
     DEFAULT_TIMEZONE,
@@ -53,16 +53,10 @@ def _new_axes(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]
     return figure, figure.add_subplot()
 
 
-def _utc(value) -> pd.Timestamp:
-    """A UTC timestamp from anything pandas can read; naive means UTC (contract)."""
-    stamp = pd.Timestamp(value)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
 def _local_naive(stamps, timezone: str):
     """UTC instants as naive local wall-clock times, which matplotlib draws as-is."""
     if isinstance(stamps, pd.Timestamp):
-        return _utc(stamps).tz_convert(timezone).tz_localize(None)
+        return utc_timestamp(stamps).tz_convert(timezone).tz_localize(None)
     return pd.DatetimeIndex(stamps).tz_convert(timezone).tz_localize(None)
 
 
@@ -92,8 +86,14 @@ def hourly_activity(
     else:
         returned = pd.Series(0, index=mine.index)
     counts["records"] = (record_actions + returned).groupby(hours).sum()
-    first = _utc(start).floor("h") if start is not None else (hours.min() if len(hours) else None)
-    last = _utc(end).floor("h") if end is not None else (hours.max() if len(hours) else None)
+    first = (
+        utc_timestamp(start).floor("h")
+        if start is not None
+        else (hours.min() if len(hours) else None)
+    )
+    last = (
+        utc_timestamp(end).floor("h") if end is not None else (hours.max() if len(hours) else None)
+    )
     if first is None or last is None or first > last:
         return pd.DataFrame(columns=[*GROUP_ORDER, "records"], dtype="int64").rename_axis("hour")
     full = pd.date_range(first, last, freq="h", tz="UTC", name="hour")
@@ -121,10 +121,10 @@ def account_timeline(
     `days_before` days before the window to `days_after` days after it (or
     after `detected_at`, whichever is later).
     """
-    anchor_start = _utc(window_start if window_start is not None else detected_at)
-    anchor_end = _utc(window_end if window_end is not None else detected_at)
+    anchor_start = utc_timestamp(window_start if window_start is not None else detected_at)
+    anchor_end = utc_timestamp(window_end if window_end is not None else detected_at)
     if detected_at is not None:
-        anchor_end = max(anchor_end, _utc(detected_at))
+        anchor_end = max(anchor_end, utc_timestamp(detected_at))
     start = anchor_start - pd.Timedelta(days=days_before)
     end = anchor_end + pd.Timedelta(days=days_after)
     hourly = hourly_activity(events, account_id, start, end)
@@ -277,7 +277,7 @@ def activity_by_hour_of_day(
     if split_at is None:
         parts = {"all events": local_hour}
     else:
-        before = stamps < _utc(split_at)
+        before = stamps < utc_timestamp(split_at)
         parts = {"before": local_hour[before], "from the alert window on": local_hour[~before]}
     width = 0.8 / len(parts)
     for i, (label, values) in enumerate(parts.items()):

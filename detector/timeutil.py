@@ -9,7 +9,12 @@ import pandas as pd
 from detector.errors import InputError
 from detector.vocabulary import DEFAULT_TIMEZONE
 
-__all__ = ["DEFAULT_TIMEZONE", "check_timezone", "to_utc"]  # DEFAULT_TIMEZONE: from the vocabulary
+__all__ = [
+    "DEFAULT_TIMEZONE",
+    "check_timezone",
+    "to_utc",
+    "utc_timestamp",
+]  # DEFAULT_TIMEZONE: from the vocabulary
 
 
 def check_timezone(timezone: str) -> str:
@@ -33,3 +38,9 @@ def to_utc(values: pd.Series) -> pd.Series:
     except (ValueError, TypeError) as error:
         raise InputError(f"unreadable timestamp: {error}") from None
     return stamps.astype("datetime64[ns, UTC]")
+
+
+def utc_timestamp(value: object) -> pd.Timestamp:
+    """One UTC timestamp from anything pandas can read; naive means UTC (contract)."""
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")

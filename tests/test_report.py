@@ -483,3 +483,15 @@ def test_report_html_is_well_nested(files):
     checker = _TagBalance()
     checker.feed(out.read_text(encoding="utf-8"))
     assert checker.mismatches == [] and checker.open == []
+
+
+def test_the_stylesheet_is_package_data_with_one_badge_per_severity():
+    from importlib import resources
+
+    from detector.report import html
+    from detector.vocabulary import SEVERITIES, SEVERITY_COLOURS
+
+    css = resources.files("detector.report").joinpath("style.css").read_text(encoding="utf-8")
+    assert "/* severity badges */" in css and "/* severity badges */" not in html._STYLE
+    for severity in SEVERITIES:
+        assert f".badge.{severity}{{background:{SEVERITY_COLOURS[severity]}" in html._STYLE

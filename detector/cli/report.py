@@ -6,6 +6,7 @@ import click
 
 from detector.cli.input_options import log_input_options
 from detector.cli.options import pseudonymise_options, pseudonymiser, timezone_option
+from detector.report import DEFAULT_MAX_ALERTS  # the package loads its modules on first use
 
 
 @click.command()
@@ -26,7 +27,7 @@ from detector.cli.options import pseudonymise_options, pseudonymiser, timezone_o
 )
 @click.option(
     "--max-alerts",
-    default=50,
+    default=DEFAULT_MAX_ALERTS,
     show_default=True,
     type=click.IntRange(min=0),
     help="Detail at most this many alerts, most urgent first; the summary counts the rest.",

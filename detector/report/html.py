@@ -1,16 +1,7 @@
-"""A self-contained HTML report of alerts that an analyst can read and forward.
+"""The HTML report: escaping and formatting, the summary, one section per alert and incident.
 
-`write_report(alerts_path, log_path, out)` reads the alerts table (contract
-section 4), the log of the alerted accounts only, and writes one HTML file:
-a summary (alerts by severity, accounts, period, rules), then one section per
-alert with its reason, the rules that fired, its features against their
-baselines, the addresses and clients it used and a timeline picture of the
-account's activity with the detection instant marked. Pictures are PNGs
-inlined as base64 `data:` URIs; there is no script and no external reference,
-so the file opens offline. All text from the data is escaped.
-
-The same pieces (`read_alerts`, `evidence_table`, `usage_table`,
-`render_report`) serve the notebooks.
+The stylesheet is the package's `style.css`; its severity badges are drawn in
+the vocabulary's colours.
 """
 
 from __future__ import annotations
@@ -18,44 +9,45 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 
 from detector import plots
-from detector.alerts import URGENCY as SEVERITY_RANK
-from detector.alerts import as_list, normalise_alerts, read_alerts
+from detector.alerts import normalise_alerts, read_alerts
 from detector.errors import InputError
 from detector.incidents import incidents_path, read_incidents
 from detector.outputs import write_text
 from detector.privacy import Pseudonymiser
-from detector.schema import read_events
+from detector.report import DEFAULT_MAX_ALERTS
+from detector.report.data import (
+    SEVERITY_RANK,
+    account_summary,
+    evidence_table,
+    load_account_events,
+    log_accounts,
+    usage_table,
+)
 from detector.textsafe import visible
-from detector.timeutil import check_timezone, to_utc
+from detector.timeutil import check_timezone, utc_timestamp
 from detector.vocabulary import (
     DEFAULT_TIMEZONE,
     SEVERITIES_URGENT_FIRST,
     SEVERITY_COLOURS,
-    SINGLE_RECORD_ACTIONS,
     Severity,
 )
 
-DEFAULT_MAX_ALERTS = 50
 # The index of the summary lists at most this many alerts: past that the file
 # stops being something one forwards.
 MAX_INDEX_ROWS = 1000
 MAX_TIMELINES_PER_INCIDENT = 3  # one picture per account of an incident, at most this many
-
-# Most urgent first: 0 for high, then medium, then low.
 
 
 @dataclass(frozen=True)
@@ -72,170 +64,6 @@ class ReportResult:
         return self.alerts - self.shown
 
 
-# --------------------------------------------------------------------------- reading
-
-
-def load_account_events(log: str | Path, accounts: Collection[str]) -> pd.DataFrame:
-    """The log's events of `accounts` only, as `detector.schema.read_events` gives them."""
-    log = Path(log)
-    if not log.exists():
-        raise InputError(f"log not found: {log}")
-    return read_events(log, accounts=sorted(set(accounts)))
-
-
-def _log_accounts(log: str | Path) -> pa.ChunkedArray:
-    """The log's account_id column alone (a file or a directory of Parquet files)."""
-    try:
-        return pq.read_table(log, columns=["account_id"]).column("account_id")
-    except (pa.ArrowInvalid, OSError, KeyError) as error:
-        raise InputError(f"{log}: cannot read its account_id column ({error})") from None
-
-
-def evidence_table(alert: pd.Series | dict) -> pd.DataFrame:
-    """An alert's `evidence` as a table: feature, doc, value, own_median, peer_p95.
-
-    Empty (with those columns) when the alert carries no evidence.
-    """
-    columns = ["feature", "doc", "value", "own_median", "peer_p95"]
-    raw = alert.get("evidence", "[]")
-    if isinstance(raw, str):
-        try:
-            items = json.loads(raw) if raw.strip() else []
-        except json.JSONDecodeError as error:
-            raise InputError(f"alert {alert.get('alert_id', '?')}: evidence is not JSON") from error
-    else:
-        items = as_list(raw)
-    table = pd.DataFrame([item for item in items if isinstance(item, dict)])
-    return table.reindex(columns=columns)
-
-
-def usage_table(
-    events: pd.DataFrame,
-    account_id: str,
-    column: str,
-    window_start=None,
-    window_end=None,
-) -> pd.DataFrame:
-    """Values of `column` (e.g. `src_ip`, `user_agent`) an account used, with history.
-
-    One row per value: `events` in the window (all events when no window),
-    `events_before` the window, `first_seen`, `last_seen` (UTC) and `new`:
-    True when the value was never used before the window. Values not used in
-    the window are left out; most used first.
-    """
-    columns = [column, "events", "events_before", "first_seen", "last_seen", "new"]
-    if column not in events:
-        return pd.DataFrame(columns=columns)
-    mine = events[(events["account_id"] == account_id) & events[column].notna()]
-    stamps = to_utc(mine["timestamp"])
-    start = plots._utc(window_start) if window_start is not None else stamps.min()
-    end = plots._utc(window_end) if window_end is not None else stamps.max()
-    if pd.isna(start) or pd.isna(end):
-        return pd.DataFrame(columns=columns)
-    frame = pd.DataFrame({"timestamp": stamps})
-    frame["in_window"] = (stamps >= start) & (stamps <= end)
-    frame["before"] = stamps < start
-    # Group on the column as stored (often categorical): casting 100k values to
-    # str first costs more than the grouping.
-    table = frame.groupby(mine[column].rename(column), observed=True).agg(
-        events=("in_window", "sum"),
-        events_before=("before", "sum"),
-        first_seen=("timestamp", "min"),
-        last_seen=("timestamp", "max"),
-    )
-    table = table[table["events"] > 0].reset_index()
-    table[column] = table[column].astype(str)
-    table["new"] = table["events_before"] == 0
-    return table.sort_values(["events", column], ascending=[False, True]).reset_index(drop=True)[
-        columns
-    ]
-
-
-def explanations(alerts: pd.DataFrame, limit: int | None = None) -> pd.DataFrame:
-    """Why each alert fired, one row per alert and evidence feature, most urgent first.
-
-    Columns: `alert_id`, `account_id`, `severity`, `rules`, `reason`, then the
-    evidence columns (`feature`, `value`, `own_median`, `peer_p95`); an alert
-    without evidence keeps one row with those empty. `limit` keeps the first
-    alerts only.
-    """
-    alerts = normalise_alerts(alerts).head(limit)
-    keys = ["alert_id", "account_id", "severity", "rules", "reason"]
-    columns = [*keys, "feature", "value", "own_median", "peer_p95"]
-    tables = []
-    for _, alert in alerts.iterrows():  # an alert list has tens of rows, not millions
-        evidence = evidence_table(alert).drop(columns="doc")
-        if evidence.empty:
-            evidence = evidence.reindex([0])
-        tables.append(evidence.assign(**{key: [alert[key]] * len(evidence) for key in keys}))
-    if not tables:
-        return pd.DataFrame(columns=columns)
-    return pd.concat(tables, ignore_index=True)[columns]
-
-
-def account_summary(alerts: pd.DataFrame) -> pd.DataFrame:
-    """One row per alerted account: type, alerts, highest severity, first and last detection.
-
-    Most urgent account first (highest severity, then earliest detection).
-    """
-    alerts = normalise_alerts(alerts)
-    rank = alerts["severity"].map(SEVERITY_RANK).fillna(len(SEVERITY_RANK))
-    table = (
-        alerts.assign(rank=rank)
-        .groupby("account_id", sort=False)
-        .agg(
-            account_type=("account_type", "first"),
-            alerts=("alert_id", "size"),
-            rank=("rank", "min"),
-            first_detected=("detected_at", "min"),
-            last_detected=("detected_at", "max"),
-        )
-        .reset_index()
-        .sort_values(["rank", "first_detected"])
-    )
-    by_rank = {rank: name for name, rank in SEVERITY_RANK.items()}
-    table.insert(3, "top_severity", table.pop("rank").map(by_rank).fillna("unknown"))
-    return table.reset_index(drop=True)
-
-
-CASELOAD_ACTIONS = SINGLE_RECORD_ACTIONS
-
-
-def caseload_reads(
-    events: pd.DataFrame, account_id: str, caseloads: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    """One account's single-record accesses, each marked in or out of its caseload.
-
-    Record accesses are `view_record`, `update_record` and single-record
-    `export` (a `record_id` is named). `in_caseload` follows the contract
-    (section 2): the (account, record) pair is in `caseloads`; without that
-    table, the record's `record_org_id` equals the account's
-    `organization_id`; without either it is missing (NA).
-    """
-    mine = events[
-        (events["account_id"] == account_id)
-        & events["action"].astype(str).isin(CASELOAD_ACTIONS)
-        & events["record_id"].notna()
-    ]
-    keep = [
-        c
-        for c in ("timestamp", "action", "record_id", "record_org_id", "organization_id")
-        if c in mine
-    ]
-    table = mine[keep].copy()
-    table["record_id"] = table["record_id"].astype(str)
-    if caseloads is not None:
-        assigned = caseloads.loc[caseloads["account_id"].astype(str) == account_id, "record_id"]
-        table["in_caseload"] = table["record_id"].isin(assigned.astype(str))
-    elif "record_org_id" in table and "organization_id" in table:
-        table["in_caseload"] = table["record_org_id"].astype(str) == table[
-            "organization_id"
-        ].astype(str)
-    else:
-        table["in_caseload"] = pd.NA
-    return table.reset_index(drop=True)
-
-
 # --------------------------------------------------------------------------- formatting
 
 
@@ -243,7 +71,7 @@ def format_local(instant, timezone: str = DEFAULT_TIMEZONE) -> str:
     """`2024-02-06 14:03:12 CET (UTC+01:00)`: local wall time with its offset."""
     if instant is None or pd.isna(instant):
         return "-"
-    local = plots._utc(instant).tz_convert(timezone)
+    local = utc_timestamp(instant).tz_convert(timezone)
     offset = local.strftime("%z")
     return f"{local:%Y-%m-%d %H:%M:%S} {local.tzname()} (UTC{offset[:3]}:{offset[3:]})"
 
@@ -298,24 +126,13 @@ def _badge_css() -> str:
     )
 
 
-_STYLE_TEMPLATE = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1100px;
-color:#212121;line-height:1.4;padding:0 1em}
-h1{font-size:1.6em}h2{font-size:1.25em;margin-top:2em;border-top:2px solid #e0e0e0;padding-top:.8em}
-h3{font-size:1em;margin-bottom:.3em}
-table{border-collapse:collapse;margin:.4em 0 1em;font-size:.9em}
-th,td{border:1px solid #e0e0e0;padding:.25em .6em;text-align:left;vertical-align:top}
-th{background:#f5f5f5}.num{display:block;text-align:right}
-.badge{display:inline-block;padding:0 .5em;border-radius:.3em;color:#fff;font-size:.85em;font-weight:600}
-{severity_badges}
-.badge.unknown{background:#757575}
-.reason{font-size:1.05em;background:#fff8e1;border-left:4px solid #ffb300;padding:.5em .8em}
-dl.facts{display:grid;grid-template-columns:max-content auto;gap:.15em 1em;margin:.5em 0}
-dl.facts dt{font-weight:600}dl.facts dd{margin:0}
-img{max-width:100%;height:auto}.note{color:#616161;font-size:.9em}
-code{background:#f5f5f5;padding:0 .25em}
-"""
-_STYLE = _STYLE_TEMPLATE.replace("{severity_badges}", _badge_css())
+def _stylesheet() -> str:
+    """The package's style.css, its severity badges line filled in from the vocabulary."""
+    css = resources.files("detector.report").joinpath("style.css").read_text(encoding="utf-8")
+    return css.replace("/* severity badges */", _badge_css())
+
+
+_STYLE = _stylesheet()
 
 
 # --------------------------------------------------------------------------- rendering
@@ -685,7 +502,7 @@ def render_report(
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{_STYLE}</style></head>\n<body>\n{body}\n</body></html>\n"
+        f"<title>{_e(title)}</title><style>\n{_STYLE}</style></head>\n<body>\n{body}\n</body></html>\n"
     )
 
 
@@ -717,7 +534,7 @@ def write_report(
     if pseudonymiser is not None and pseudonymiser.is_pseudonymised(alerts["account_id"], "acct"):
         # Alerts written by `score --pseudonymise`: their accounts are found in the
         # log by pseudonym, and only the events are pseudonymised here.
-        originals = pseudonymiser.originals(accounts, _log_accounts(log_path), "acct")
+        originals = pseudonymiser.originals(accounts, log_accounts(log_path), "acct")
         events = pseudonymiser.frame(load_account_events(log_path, originals.values()))
     else:
         events = load_account_events(log_path, accounts)
