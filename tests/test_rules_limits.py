@@ -21,12 +21,8 @@ from detector.cli import main
 from detector.errors import RuleProblem, RuleSetError
 from detector.rules import Allowlist, check_ruleset, load_ruleset, parse_expression
 from detector.rules.expression import MAX_DEPTH, MAX_TOKENS
-from detector.rules.ruleset import (
-    MAX_FILE_BYTES,
-    MAX_FORMAT_PRECISION,
-    MAX_FORMAT_WIDTH,
-    MAX_RULES,
-)
+from detector.rules.loading import MAX_FILE_BYTES, MAX_RULES
+from detector.rules.validation import MAX_FORMAT_PRECISION, MAX_FORMAT_WIDTH
 from synthetic_logs.errors import ScenarioError
 from synthetic_logs.scenario import MAX_SCENARIO_BYTES, builtin_dir, load_scenario
 
