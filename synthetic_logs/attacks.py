@@ -26,8 +26,21 @@ from synthetic_logs.population import (
     Population,
     random_addresses,
 )
-from synthetic_logs.scenario import Scenario, Step
+from synthetic_logs.scenario import PRIMITIVES, Scenario, Step
 from synthetic_logs.timegrid import DayGrid, to_utc_us
+
+PrimitiveFunction = Callable[..., None]
+#: The function of each primitive, registered by `@primitive` under its own name; the
+#: names and parameters a scenario file may use are `synthetic_logs.scenario.PRIMITIVES`.
+PRIMITIVE_FUNCTIONS: dict[str, PrimitiveFunction] = {}
+
+
+def primitive(function: PrimitiveFunction) -> PrimitiveFunction:
+    """Register an attack primitive under its name, which `PRIMITIVES` must declare."""
+    if function.__name__ not in PRIMITIVES:
+        raise GeneratorError(f"primitive {function.__name__!r} is not declared in PRIMITIVES")
+    PRIMITIVE_FUNCTIONS[function.__name__] = function
+    return function
 
 OFFICE_HOURS = (9.0, 17.0)
 CHUNK_EVENTS = 2_000_000  # sessions are laid out this many events at a time: bounded memory
@@ -159,6 +172,7 @@ def _new_identity(rng, run: AttackRun, pop: Population, step: Step) -> None:
     run.failed_logins = step.get("failed_logins")
 
 
+@primitive
 def take_over(
     rng: np.random.Generator, run: AttackRun, step: Step, pop: Population, grid: DayGrid
 ) -> None:
@@ -166,6 +180,7 @@ def take_over(
     _new_identity(rng, run, pop, step)
 
 
+@primitive
 def replay_credentials(
     rng: np.random.Generator, run: AttackRun, step: Step, pop: Population, grid: DayGrid
 ) -> None:
@@ -173,6 +188,7 @@ def replay_credentials(
     _new_identity(rng, run, pop, step)
 
 
+@primitive
 def replay_session(
     rng: np.random.Generator, run: AttackRun, step: Step, pop: Population, grid: DayGrid
 ) -> None:
@@ -190,6 +206,7 @@ def replay_session(
         run.ip_per_account = False
 
 
+@primitive
 def act_as_self(
     rng: np.random.Generator, run: AttackRun, step: Step, pop: Population, grid: DayGrid
 ) -> None:
@@ -200,6 +217,7 @@ def act_as_self(
     run.ip, run.ip_per_account = pop.office_ip[run.acting], True
 
 
+@primitive
 def off_day(
     rng: np.random.Generator, run: AttackRun, step: Step, pop: Population, grid: DayGrid
 ) -> None:
@@ -226,6 +244,7 @@ def off_day(
         run.plan.active[np.ix_(run.acting, np.flatnonzero(off))] = False
 
 
+@primitive
 def night_window(
     rng: np.random.Generator, run: AttackRun, step: Step, pop: Population, grid: DayGrid
 ) -> None:
@@ -234,6 +253,7 @@ def night_window(
         run.hours = (step.get("start_hour"), step.get("end_hour"))
 
 
+@primitive
 def create_accounts(
     rng: np.random.Generator, run: AttackRun, step: Step, pop: Population, grid: DayGrid
 ) -> None:
@@ -294,6 +314,7 @@ def create_accounts(
     run.not_before_us = int(ts[-1]) + 10 * 60 * 1_000_000
 
 
+@primitive
 def bulk_read(
     rng: np.random.Generator, run: AttackRun, step: Step, pop: Population, grid: DayGrid
 ) -> None:
@@ -318,6 +339,7 @@ def bulk_read(
     )
 
 
+@primitive
 def search_and_read(
     rng: np.random.Generator, run: AttackRun, step: Step, pop: Population, grid: DayGrid
 ) -> None:
@@ -331,6 +353,7 @@ def search_and_read(
     _emit_sessions(rng, run, step, pop, grid, pool, reads, searches, lambda n: rng.poisson(mean, n))
 
 
+@primitive
 def search_only(
     rng: np.random.Generator, run: AttackRun, step: Step, pop: Population, grid: DayGrid
 ) -> None:
@@ -353,6 +376,7 @@ def search_only(
     )
 
 
+@primitive
 def bulk_export(
     rng: np.random.Generator, run: AttackRun, step: Step, pop: Population, grid: DayGrid
 ) -> None:
@@ -379,19 +403,6 @@ def bulk_export(
     )
 
 
-PRIMITIVE_FUNCTIONS = {
-    "take_over": take_over,
-    "replay_credentials": replay_credentials,
-    "create_accounts": create_accounts,
-    "night_window": night_window,
-    "replay_session": replay_session,
-    "act_as_self": act_as_self,
-    "off_day": off_day,
-    "search_only": search_only,
-    "bulk_read": bulk_read,
-    "search_and_read": search_and_read,
-    "bulk_export": bulk_export,
-}
 
 
 def _pool(pop: Population, scope: str, run: AttackRun) -> np.ndarray:

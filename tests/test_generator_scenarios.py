@@ -45,6 +45,30 @@ def test_every_builtin_scenario_loads_and_records_its_source(path):
     assert {step.primitive for step in scenario.steps} <= set(PRIMITIVES)
 
 
+def test_every_declared_primitive_has_one_function_and_no_more():
+    """PRIMITIVES (what a scenario file may name) and the registered functions agree."""
+    import inspect
+
+    from synthetic_logs.attacks import PRIMITIVE_FUNCTIONS
+
+    assert set(PRIMITIVE_FUNCTIONS) == set(PRIMITIVES)
+    for name, function in PRIMITIVE_FUNCTIONS.items():
+        assert function.__name__ == name
+        # Every primitive is called the same way by run_attack.
+        assert list(inspect.signature(function).parameters) == ["rng", "run", "step", "pop", "grid"]
+
+
+def test_a_function_not_declared_is_refused():
+    from synthetic_logs.attacks import primitive
+    from synthetic_logs.errors import GeneratorError
+
+    def teleport(rng, run, step, pop, grid):
+        pass
+
+    with pytest.raises(GeneratorError, match="'teleport' is not declared in PRIMITIVES"):
+        primitive(teleport)
+
+
 def test_builtins_listed_and_loaded_by_name():
     assert {s.name for s in list_builtin_scenarios()} == BUILTINS | QUIET
     assert {s.name for s in list_builtin_scenarios("documented")} == BUILTINS
