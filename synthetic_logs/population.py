@@ -7,11 +7,12 @@ the caseload) so that a detector cannot learn one global "normal".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from synthetic_logs.events import APP, AUTH, TYPE
+from synthetic_logs.errors import GeneratorError
+from synthetic_logs.events import ACCOUNT_TYPES, APP, AUTH, TYPE
 
 STRUCTURE_KINDS = ("agency", "cap_emploi", "training_org", "mission_locale", "it")
 KIND = {name: code for code, name in enumerate(STRUCTURE_KINDS)}
@@ -23,52 +24,44 @@ _KIND_PREFIX = {
     "it": "dsi",
 }
 
-# Share of accounts per type (at least MIN_PER_TYPE of each).
-TYPE_SHARES = {
-    "advisor": 0.50,
-    "partner_advisor": 0.14,
-    "training_org": 0.10,
-    "youth_advisor": 0.20,
-    "account_manager": 0.04,
-    "service": 0.02,
+
+@dataclass(frozen=True)
+class TypeHabits:
+    """What an account type is like: how many, how busy, where, with which caseload and tool."""
+
+    share: float  # share of the accounts (at least `min_accounts` of each type)
+    min_accounts: int
+    median_daily_events: float  # median events per working day
+    home_kind: str | None  # structure kind it works in (None: placed apart, see _structures)
+    caseload: tuple[int, int] | None  # range of persons followed; None: no caseload
+    application: str  # main application
+
+
+# One row per account type, in `events.ACCOUNT_TYPES` order (checked below). The order is
+# also the order in which accounts are drawn, so it is part of what a seed generates.
+HABITS: dict[str, TypeHabits] = {
+    "advisor": TypeHabits(0.50, 4, 48, "agency", (100, 400), "dossier"),
+    "partner_advisor": TypeHabits(0.14, 5, 36, "cap_emploi", (50, 150), "dossier"),
+    "training_org": TypeHabits(0.10, 2, 16, "training_org", (10, 60), "kairos"),
+    "youth_advisor": TypeHabits(0.20, 4, 42, "mission_locale", (50, 200), "imilo"),
+    "account_manager": TypeHabits(0.04, 4, 20, None, None, "admin"),
+    "service": TypeHabits(0.02, 1, 0, "it", None, "bi"),
 }
-MIN_PER_TYPE = {
-    "advisor": 4,
-    "partner_advisor": 5,
-    "training_org": 2,
-    "youth_advisor": 4,
-    "account_manager": 4,
-    "service": 1,
-}
-# Median events per working day and the structure kind of each type.
-MEDIAN_DAILY_EVENTS = {
-    "advisor": 48,
-    "partner_advisor": 36,
-    "training_org": 16,
-    "youth_advisor": 42,
-    "account_manager": 20,
-    "service": 0,
-}
-HOME_KIND = {
-    "advisor": "agency",
-    "partner_advisor": "cap_emploi",
-    "training_org": "training_org",
-    "youth_advisor": "mission_locale",
-    "service": "it",
-}
+if tuple(HABITS) != ACCOUNT_TYPES:
+    raise GeneratorError("population.HABITS must list events.ACCOUNT_TYPES, in that order")
+
+
+def per_type(values: dict[str, object], dtype: object) -> np.ndarray:
+    """An array indexed by type code (`events.TYPE`) from a value per type name."""
+    return np.array([values[name] for name in ACCOUNT_TYPES], dtype=dtype)
+
+
 ACCOUNTS_PER_STRUCTURE = {
     "agency": 25,
     "cap_emploi": 8,
     "training_org": 2,
     "mission_locale": 10,
     "it": 10,
-}
-# Caseload size range (persons followed) per type; None = no caseload.
-CASELOAD_RANGE = {
-    "advisor": (100, 400),
-    "partner_advisor": (50, 150),
-    "training_org": (10, 60),
-    "youth_advisor": (50, 200),
 }
 # Persons registered in the past, followed by nobody now, as a share of the followed ones.
 PAST_SHARE = 0.6
@@ -220,53 +213,79 @@ class Population:
         return codes
 
 
+# --------------------------------------------------------------------------- building
+# One phase a function, called in this order by build_population: every draw from the
+# seeded generator happens in the same order as before the phases were named, so a seed
+# still generates the same bytes.
+
+
 def _type_counts(accounts: int) -> dict[str, int]:
+    """Accounts per type: each type's share (at least its minimum); advisors take the rest."""
     counts = {
-        t: max(MIN_PER_TYPE[t], int(round(share * accounts))) for t, share in TYPE_SHARES.items()
+        name: max(habits.min_accounts, int(round(habits.share * accounts)))
+        for name, habits in HABITS.items()
     }
-    counts["advisor"] = max(
-        MIN_PER_TYPE["advisor"], accounts - sum(v for t, v in counts.items() if t != "advisor")
-    )
+    others = sum(count for name, count in counts.items() if name != "advisor")
+    counts["advisor"] = max(HABITS["advisor"].min_accounts, accounts - others)
     return counts
 
 
-def build_population(rng: np.random.Generator, accounts: int, days: int) -> Population:
-    """Draw structures, `accounts` accounts with their habits, persons and caseloads."""
-    counts = _type_counts(accounts)
-    types = np.concatenate([np.full(c, TYPE[t], np.int8) for t, c in counts.items()])
+def _account_types(rng: np.random.Generator, counts: dict[str, int]) -> np.ndarray:
+    """Phase 1: the type code of each account, shuffled."""
+    types = np.concatenate([np.full(count, TYPE[name], np.int8) for name, count in counts.items()])
     rng.shuffle(types)
-    n = len(types)
+    return types
 
-    # Structures: enough of each kind for its accounts; account managers work at missions
-    # locales (at least one) and agencies.
-    org_kind_list: list[int] = []
-    org_ids: list[str] = []
-    first_org: dict[str, int] = {}
-    n_orgs: dict[str, int] = {}
+
+@dataclass
+class _Structures:
+    """Structures of each kind: ids, kinds, and where each kind's block starts."""
+
+    org_ids: list[str] = field(default_factory=list)
+    kinds: list[int] = field(default_factory=list)
+    first: dict[str, int] = field(default_factory=dict)
+    count: dict[str, int] = field(default_factory=dict)
+
+    def draw(self, rng: np.random.Generator, kind: str, n: int) -> np.ndarray:
+        """`n` structures of `kind`, uniformly."""
+        return self.first[kind] + rng.integers(0, self.count[kind], n)
+
+    def all_of(self, kind: str) -> np.ndarray:
+        return self.first[kind] + np.arange(self.count[kind])
+
+
+def _structures(counts: dict[str, int]) -> _Structures:
+    """Phase 2: enough structures of each kind for the accounts that work there."""
+    structures = _Structures()
     for kind in STRUCTURE_KINDS:
-        members = sum(c for t, c in counts.items() if HOME_KIND.get(t) == kind)
+        members = sum(c for name, c in counts.items() if HABITS[name].home_kind == kind)
         k = max(1, int(np.ceil(members / ACCOUNTS_PER_STRUCTURE[kind])))
-        first_org[kind], n_orgs[kind] = len(org_ids), k
-        org_ids.extend(f"{_KIND_PREFIX[kind]}-{i + 1:04d}" for i in range(k))
-        org_kind_list.extend([KIND[kind]] * k)
-    org_kind = np.array(org_kind_list, dtype=np.int8)
+        structures.first[kind], structures.count[kind] = len(structures.org_ids), k
+        structures.org_ids.extend(f"{_KIND_PREFIX[kind]}-{i + 1:04d}" for i in range(k))
+        structures.kinds.extend([KIND[kind]] * k)
+    return structures
 
-    account_org = np.zeros(n, np.int32)
-    for t, kind in HOME_KIND.items():
-        mask = types == TYPE[t]
-        account_org[mask] = first_org[kind] + rng.integers(0, n_orgs[kind], mask.sum())
+
+def _placement(rng: np.random.Generator, types: np.ndarray, structures: _Structures) -> np.ndarray:
+    """Phase 3: each account's structure; account managers work at missions locales
+    (at least two) and agencies."""
+    account_org = np.zeros(len(types), np.int32)
+    for name, habits in HABITS.items():
+        if habits.home_kind is not None:
+            mask = types == TYPE[name]
+            account_org[mask] = structures.draw(rng, habits.home_kind, mask.sum())
     managers = np.flatnonzero(types == TYPE["account_manager"])
     at_ml = np.zeros(len(managers), bool)
-    at_ml[: max(2, len(managers) // 2)] = True  # at least two at missions locales
-    account_org[managers[at_ml]] = first_org["mission_locale"] + rng.integers(
-        0, n_orgs["mission_locale"], at_ml.sum()
-    )
-    account_org[managers[~at_ml]] = first_org["agency"] + rng.integers(
-        0, n_orgs["agency"], (~at_ml).sum()
-    )
+    at_ml[: max(2, len(managers) // 2)] = True
+    account_org[managers[at_ml]] = structures.draw(rng, "mission_locale", at_ml.sum())
+    account_org[managers[~at_ml]] = structures.draw(rng, "agency", (~at_ml).sum())
+    return account_org
 
-    # Habits.
-    median = np.array([MEDIAN_DAILY_EVENTS[t] for t in TYPE_SHARES], dtype=float)[types]
+
+def _working_habits(rng: np.random.Generator, types: np.ndarray) -> dict[str, np.ndarray]:
+    """Phase 4: volume, hours, reads outside the caseload and remote days, per account."""
+    n = len(types)
+    median = per_type({t: h.median_daily_events for t, h in HABITS.items()}, float)[types]
     daily_events = median * rng.lognormal(0.0, 0.45, n)
     start_hour = np.clip(rng.normal(8.6, 0.45, n), 7.3, 10.0)
     end_hour = np.clip(rng.normal(17.3, 0.5, n), 15.8, 18.6)
@@ -279,15 +298,28 @@ def build_population(rng: np.random.Generator, accounts: int, days: int) -> Popu
     remote_count = rng.choice([0, 0, 1, 1, 2], size=n)
     remote_weekdays = rng.random((n, 5)).argsort(axis=1) < remote_count[:, None]
     remote_weekdays[types == TYPE["service"]] = False
+    return {
+        "daily_events": daily_events,
+        "start_hour": start_hour,
+        "end_hour": end_hour,
+        "out_share": out_share,
+        "remote_weekdays": remote_weekdays,
+    }
 
+
+def _addresses_and_clients(
+    rng: np.random.Generator, types: np.ndarray, account_org: np.ndarray, n_orgs: int
+) -> dict[str, object]:
+    """Phase 5: office and home addresses, usual and second clients, per account."""
+    n = len(types)
     addresses = Vocabulary()
     # Each structure has one or two egress addresses; accounts use one of them.
-    org_ips = addresses.add(random_addresses(rng, 2 * len(org_ids))).reshape(-1, 2)
+    org_ips = addresses.add(random_addresses(rng, 2 * n_orgs)).reshape(-1, 2)
     office_ip = org_ips[account_org, (rng.random(n) < 0.25).astype(int)]
     home_ip = addresses.add(random_addresses(rng, n, HOME_IPV6_SHARE))
 
     clients = Vocabulary(FLEET_CLIENTS + SERVICE_CLIENTS)
-    fleet_of_org = rng.integers(0, len(FLEET_CLIENTS), len(org_ids))
+    fleet_of_org = rng.integers(0, len(FLEET_CLIENTS), n_orgs)
     client = np.where(
         rng.random(n) < 0.85, fleet_of_org[account_org], rng.integers(0, len(FLEET_CLIENTS), n)
     ).astype(np.int32)
@@ -297,40 +329,53 @@ def build_population(rng: np.random.Generator, accounts: int, days: int) -> Popu
     service = types == TYPE["service"]
     client[service] = len(FLEET_CLIENTS) + rng.integers(0, len(SERVICE_CLIENTS), service.sum())
     alt_client[service] = client[service]
+    return {
+        "addresses": addresses,
+        "office_ip": office_ip,
+        "home_ip": home_ip,
+        "clients": clients,
+        "client": client,
+        "alt_client": alt_client,
+    }
 
+
+def _access(
+    rng: np.random.Generator, types: np.ndarray, account_org: np.ndarray, org_kind: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Phase 6: login method, main application, BI use and weekly export day, per account."""
+    n = len(types)
     # Agency staff log in with MFA; partners, training organisations and missions locales with a
     # password alone (as documented for Cap Emploi and Kairos); batches with an API key.
     auth = np.full(n, AUTH["password"], np.int8)
-    auth[
-        (types == TYPE["advisor"])
-        | (
-            (types == TYPE["account_manager"])
-            & ~np.isin(account_org, np.flatnonzero(org_kind == KIND["mission_locale"]))
-        )
-    ] = AUTH["mfa"]
-    auth[service] = AUTH["api_key"]
-    app_of_type = {
-        "advisor": "dossier",
-        "partner_advisor": "dossier",
-        "training_org": "kairos",
-        "youth_advisor": "imilo",
-        "account_manager": "admin",
-        "service": "bi",
-    }
-    application = np.array([APP[app_of_type[t]] for t in TYPE_SHARES], np.int8)[types]
+    at_ml = np.isin(account_org, np.flatnonzero(org_kind == KIND["mission_locale"]))
+    auth[(types == TYPE["advisor"]) | ((types == TYPE["account_manager"]) & ~at_ml)] = AUTH["mfa"]
+    auth[types == TYPE["service"]] = AUTH["api_key"]
+    application = per_type({t: APP[h.application] for t, h in HABITS.items()}, np.int8)[types]
     staff = np.isin(types, [TYPE["advisor"], TYPE["youth_advisor"], TYPE["partner_advisor"]])
-    bi_user = staff & (rng.random(n) < 0.15)
-    export_weekday = rng.integers(0, 5, n).astype(np.int8)
+    return {
+        "auth": auth,
+        "application": application,
+        "bi_user": staff & (rng.random(n) < 0.15),
+        "export_weekday": rng.integers(0, 5, n).astype(np.int8),
+    }
 
-    # Persons: each caseload-holding account (but training organisations) follows its own block
-    # of persons; the past registrants are followed by nobody.
-    case_size = np.zeros(n, np.int64)
-    for t, (low, high) in CASELOAD_RANGE.items():
-        mask = types == TYPE[t]
-        mid = (low + high) / 2
-        case_size[mask] = np.clip(rng.lognormal(np.log(mid), 0.3, mask.sum()), low, high).astype(
-            np.int64
-        )
+
+def _persons_and_caseloads(
+    rng: np.random.Generator, types: np.ndarray, account_org: np.ndarray, structures: _Structures
+) -> dict[str, np.ndarray]:
+    """Phase 7: persons and caseloads.
+
+    Each caseload-holding account (but training organisations) follows its own block of
+    persons; the past registrants are followed by nobody; training organisations follow
+    trainees who are job seekers followed by an agency.
+    """
+    case_size = np.zeros(len(types), np.int64)
+    for name, habits in HABITS.items():
+        if habits.caseload is not None:
+            low, high = habits.caseload
+            mask = types == TYPE[name]
+            drawn = rng.lognormal(np.log((low + high) / 2), 0.3, mask.sum())
+            case_size[mask] = np.clip(drawn, low, high).astype(np.int64)
     owners = np.flatnonzero((case_size > 0) & (types != TYPE["training_org"]))
     young_owner = types[owners] == TYPE["youth_advisor"]
     js_owners, yp_owners = owners[~young_owner], owners[young_owner]
@@ -338,15 +383,10 @@ def build_population(rng: np.random.Generator, accounts: int, days: int) -> Popu
     yp_followed = np.repeat(yp_owners, case_size[yp_owners])
     n_js_past = int(PAST_SHARE * len(js_followed))
     n_yp_past = int(PAST_SHARE * len(yp_followed))
-    agencies = first_org["agency"] + np.arange(n_orgs["agency"])
-    mls = first_org["mission_locale"] + np.arange(n_orgs["mission_locale"])
+    js_past = rng.choice(structures.all_of("agency"), n_js_past)
+    yp_past = rng.choice(structures.all_of("mission_locale"), n_yp_past)
     person_org = np.concatenate(
-        [
-            account_org[js_followed],
-            rng.choice(agencies, n_js_past),
-            account_org[yp_followed],
-            rng.choice(mls, n_yp_past),
-        ]
+        [account_org[js_followed], js_past, account_org[yp_followed], yp_past]
     ).astype(np.int32)
     person_is_young = np.concatenate(
         [
@@ -357,49 +397,51 @@ def build_population(rng: np.random.Generator, accounts: int, days: int) -> Popu
     yp_first = len(js_followed) + n_js_past
     caseload_account = np.concatenate([js_followed, yp_followed]).astype(np.int32)
     caseload_person = np.concatenate(
-        [
-            np.arange(len(js_followed)),
-            yp_first + np.arange(len(yp_followed)),
-        ]
+        [np.arange(len(js_followed)), yp_first + np.arange(len(yp_followed))]
     ).astype(np.int32)
-    # Training organisations follow trainees who are job seekers followed by an agency.
     trainers = np.flatnonzero(types == TYPE["training_org"])
     trainee_owner = np.repeat(trainers, case_size[trainers])
     trainees = rng.integers(0, max(1, len(js_followed)), len(trainee_owner))
     # Random trainees may repeat within one organisation: keep each pair once.
     pairs = np.unique(trainee_owner.astype(np.int64) * len(person_org) + trainees)
-    caseload_account = np.concatenate(
-        [caseload_account[: len(caseload_person)], (pairs // len(person_org)).astype(np.int32)]
-    )
-    caseload_person = np.concatenate([caseload_person, (pairs % len(person_org)).astype(np.int32)])
+    return {
+        "person_org": person_org,
+        "person_is_young": person_is_young,
+        "caseload_account": np.concatenate(
+            [caseload_account, (pairs // len(person_org)).astype(np.int32)]
+        ),
+        "caseload_person": np.concatenate(
+            [caseload_person, (pairs % len(person_org)).astype(np.int32)]
+        ),
+    }
+
+
+def build_population(rng: np.random.Generator, accounts: int, days: int) -> Population:
+    """Draw structures, `accounts` accounts with their habits, persons and caseloads."""
+    counts = _type_counts(accounts)
+    types = _account_types(rng, counts)
+    n = len(types)
+    structures = _structures(counts)
+    org_kind = np.array(structures.kinds, dtype=np.int8)
+    account_org = _placement(rng, types, structures)
+    habits = _working_habits(rng, types)
+    network = _addresses_and_clients(rng, types, account_org, len(structures.org_ids))
+    access = _access(rng, types, account_org, org_kind)
+    persons = _persons_and_caseloads(rng, types, account_org, structures)
+    # Drawn last: ids are a permutation, and so are the numbers in record ids.
+    account_ids = [f"u{i:06d}" for i in rng.permutation(np.arange(100_000, 100_000 + n)).tolist()]
+    person_number = rng.permutation(len(persons["person_org"])).astype(np.int32)
     return Population(
-        account_ids=[
-            f"u{i:06d}" for i in rng.permutation(np.arange(100_000, 100_000 + n)).tolist()
-        ],
+        account_ids=account_ids,
         account_type=types,
         account_org=account_org,
-        org_ids=org_ids,
+        org_ids=structures.org_ids,
         org_kind=org_kind,
-        daily_events=daily_events,
-        start_hour=start_hour,
-        end_hour=end_hour,
-        out_share=out_share,
-        remote_weekdays=remote_weekdays,
-        office_ip=office_ip,
-        home_ip=home_ip,
-        client=client,
-        alt_client=alt_client,
-        auth=auth,
-        application=application,
-        bi_user=bi_user,
-        export_weekday=export_weekday,
         first_day=np.zeros(n, np.int32),
         last_day=np.full(n, days - 1, np.int32),
-        person_org=person_org,
-        person_is_young=person_is_young,
-        person_number=rng.permutation(len(person_org)).astype(np.int32),
-        caseload_account=caseload_account,
-        caseload_person=caseload_person,
-        addresses=addresses,
-        clients=clients,
+        person_number=person_number,
+        **habits,
+        **network,
+        **access,
+        **persons,
     )
