@@ -249,18 +249,11 @@ class RuleFileValidator:
         for key in REQUIRED_RULE_KEYS:
             if key not in entry:
                 self.problem(line(), f"{where}missing required key '{key}'")
+        # Every key but the tests is a string.
         values = {
             key: self.string(entry, key, where, line(key), required=False)
-            for key in (
-                "id",
-                "title",
-                "severity",
-                "technique",
-                "condition",
-                "reason",
-                "description",
-                "status",
-            )
+            for key in RULE_KEYS
+            if key != "tests"
         }
         if values["id"] is not None and not RULE_ID.fullmatch(values["id"]):
             self.problem(line("id"), f"{where}id must match {RULE_ID.pattern}")
