@@ -11,6 +11,7 @@ import pytest
 
 from detector import bench, plots
 from detector.errors import DetectorError, InputError
+from detector.vocabulary import DEFAULT_TIMEZONE
 
 START = pd.Timestamp("2024-03-04 09:00", tz="UTC")
 
@@ -76,7 +77,7 @@ def fake_generate(calls: list):
 def fake_engine(detects: list) -> bench.Engine:
     """Rule set ``quick`` alerts x1 at its second read; ``noisy`` also b1 twice at once; the model nothing."""
 
-    def prepare(log, caseloads=None, timezone="Europe/Paris"):
+    def prepare(log, caseloads=None, timezone=DEFAULT_TIMEZONE):
         return SimpleNamespace(events=pd.read_parquet(log))
 
     def detect(prepared, rules=None, mode="both"):

@@ -17,7 +17,7 @@ from synthetic_logs.timegrid import PARIS, build_grid, to_utc_us
 
 def _load(out):
     log = pd.read_parquet(out)
-    log["local"] = log["timestamp"].dt.tz_convert("Europe/Paris")
+    log["local"] = log["timestamp"].dt.tz_convert(PARIS)
     return log
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 from click.testing import CliRunner
 
 from detector.cli import main
+from synthetic_logs.timegrid import PARIS
 
 
 def test_generate_small_population_end_to_end(tmp_path):
@@ -31,7 +32,7 @@ def test_generate_small_population_end_to_end(tmp_path):
             "lookalikes.json",
         )
     )
-    first = log["timestamp"].min().tz_convert("Europe/Paris")
+    first = log["timestamp"].min().tz_convert(PARIS)
     assert first.date().isoformat() == "2024-01-08"  # the default start, a Monday
 
 

@@ -18,6 +18,7 @@ from detector.cli import main
 from synthetic_logs import generate as generate_module
 from synthetic_logs.errors import GeneratorError
 from synthetic_logs.generate import generate_dataset, is_dataset_target, sidecar
+from synthetic_logs.timegrid import PARIS
 
 SIDES = ("truth.parquet", "attacks.json", "caseloads.parquet", "lookalikes.json")
 
@@ -55,7 +56,7 @@ def test_one_file_per_local_day_with_unique_ids(both):
     ids = []
     for path in files:
         part = pd.read_parquet(path)
-        local = part["timestamp"].dt.tz_convert("Europe/Paris").dt.date.astype(str)
+        local = part["timestamp"].dt.tz_convert(PARIS).dt.date.astype(str)
         assert set(local) <= {path.parent.name.removeprefix("day=")}, path
         ids.append(part["event_id"].to_numpy())
     ids = np.concatenate(ids)

@@ -15,6 +15,7 @@ from synthetic_logs.errors import GeneratorError
 from synthetic_logs.generate import generate_dataset
 from synthetic_logs.lookalikes import DEFAULT_ORGWIDE, lookalike_kinds
 from synthetic_logs.orgwide import NEW_BROWSER, ORGWIDE, VPN_ADDRESSES
+from synthetic_logs.timegrid import PARIS
 
 START = dt.date(2024, 3, 11)  # four weeks holding the spring switch, Easter Monday, a month end
 
@@ -24,7 +25,7 @@ def extended(tmp_path_factory):
     out = tmp_path_factory.mktemp("orgwide") / "logs.parquet"
     generate_dataset(out, [], accounts=300, days=28, seed=6, start=START, lookalikes="extended")
     log = pd.read_parquet(out)
-    log["local"] = log["timestamp"].dt.tz_convert("Europe/Paris")
+    log["local"] = log["timestamp"].dt.tz_convert(PARIS)
     log["date"] = log["local"].dt.date
     items = json.loads(out.with_name("logs.lookalikes.json").read_text())
     by_kind: dict[str, list[dict]] = {}
@@ -35,7 +36,7 @@ def extended(tmp_path_factory):
 
 
 def _first_day(item: dict) -> dt.date:
-    return pd.Timestamp(item["start"]).tz_convert("Europe/Paris").date()
+    return pd.Timestamp(item["start"]).tz_convert(PARIS).date()
 
 
 def test_every_kind_is_listed_with_its_fields(extended):

@@ -13,7 +13,7 @@ from detector.cli import main
 from synthetic_logs.errors import GeneratorError, ScenarioError
 from synthetic_logs.generate import generate_dataset
 from synthetic_logs.scenario import list_builtin_scenarios, load_scenario, parse_scenario
-from synthetic_logs.timegrid import french_holidays
+from synthetic_logs.timegrid import PARIS, french_holidays
 
 QUIET = {
     "insider_misuse",
@@ -34,7 +34,7 @@ def quiet(tmp_path_factory):
     log = pd.read_parquet(out)
     truth = pd.read_parquet(out.with_name("logs.truth.parquet"))
     log = log.merge(truth, on="event_id", how="left")
-    log["local"] = log["timestamp"].dt.tz_convert("Europe/Paris")
+    log["local"] = log["timestamp"].dt.tz_convert(PARIS)
     log["date"] = log["local"].dt.date
     attacks = {a["scenario"]: a for a in json.loads(out.with_name("logs.attacks.json").read_text())}
     return log, attacks

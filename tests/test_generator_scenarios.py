@@ -20,6 +20,7 @@ from synthetic_logs.scenario import (
     load_scenario,
     with_overrides,
 )
+from synthetic_logs.timegrid import PARIS
 
 SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
 BAD = Path(__file__).parent / "fixtures" / "scenarios_bad"
@@ -146,7 +147,7 @@ def data(tmp_path_factory):
     log = log.merge(truth, on="event_id", how="left")
     attacks = {a["scenario"]: a for a in json.loads(out.with_name("logs.attacks.json").read_text())}
     caseloads = pd.read_parquet(out.with_name("logs.caseloads.parquet"))
-    log["local"] = log["timestamp"].dt.tz_convert("Europe/Paris")
+    log["local"] = log["timestamp"].dt.tz_convert(PARIS)
     return log, attacks, caseloads
 
 
@@ -166,7 +167,7 @@ def test_attacks_start_after_the_warm_up(data):
     log, attacks, _ = data
     first_day = log["local"].min().normalize()
     for attack in attacks.values():
-        start = pd.Timestamp(attack["start"]).tz_convert("Europe/Paris")
+        start = pd.Timestamp(attack["start"]).tz_convert(PARIS)
         assert (start - first_day).days >= 7, attack["scenario"]
 
 
@@ -249,7 +250,7 @@ def _run(tmp_path, scenario, seed=4):
     log = pd.read_parquet(out).merge(
         pd.read_parquet(out.with_name("logs.truth.parquet")), on="event_id", how="left"
     )
-    log["local"] = log["timestamp"].dt.tz_convert("Europe/Paris")
+    log["local"] = log["timestamp"].dt.tz_convert(PARIS)
     return log
 
 
