@@ -17,7 +17,7 @@ import pandas as pd
 
 from detector.errors import DetectorError
 from detector.features.catalogue import BASELINED_VOLUMES, FEATURES
-from detector.features.prefix import prefix_features
+from detector.features.prefix import Replay, prefix_features
 from detector.features.table import FeatureTable
 from detector.rules import RuleSet, format_value
 
@@ -69,16 +69,18 @@ def first_hold_times(
     windows: np.ndarray,
     conditions: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]],
     sparse: frozenset[str] = frozenset(),
+    replay: Replay | None = None,
 ) -> dict[str, np.ndarray]:
     """For each condition, the first instant (ns UTC, or ``NEVER``) it held in each given window.
 
     Conditions named in ``sparse`` are costly (the model): they are checked at
     most ``MODEL_POINTS_PER_WINDOW`` evenly spaced events per window (always
     including the last), so their instant may be slightly late, never early.
+    The windows' events are re-read (only theirs) unless ``replay`` already holds them.
     """
     if len(windows) == 0:
         return {name: np.zeros(0, dtype=np.int64) for name in conditions}
-    prefix = prefix_features(feature_table, windows)  # every window has at least one event
+    prefix = prefix_features(feature_table, windows, replay)  # every window has an event
     slot = pd.Index(windows).get_indexer(prefix["window"])
     stamps = prefix["timestamp"]
     n_rows = len(slot)

@@ -7,8 +7,6 @@ can compare rule sets on one data set without rebuilding features.
 
 from __future__ import annotations
 
-import importlib
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,25 +15,36 @@ import numpy as np
 import pandas as pd
 
 from detector.alerts import build_alerts, empty_alerts, first_hold_times
+from detector.engine.local import build_features
+from detector.engine.sources import source_of
 from detector.errors import DetectorError
-from detector.features.table import FeatureTable, build_feature_table
+from detector.features.prefix import Replay, replay_events
+from detector.features.table import FeatureTable
 from detector.model import WindowModel
 from detector.rules import RuleSet, load_ruleset
-from detector.schema import EventLog, default_caseloads_path, normalise, read_caseloads, read_log
+from detector.schema import default_caseloads_path, normalise, read_caseloads
 from detector.timeutil import check_timezone
 
 MODES = ("rules", "model", "both")
+ENGINES = ("local", "dask")
 MIN_WINDOWS_TO_FIT = 20  # fewer account-days than this tell a forest nothing
 Progress = Callable[[str], None]
 
 
 @dataclass
 class Prepared:
-    """A validated log and its feature table, ready for any rule set or model."""
+    """A log's feature table (built partition by partition), ready for any rule set or model.
 
-    log: EventLog
+    No events are held: the replay behind ``detected_at`` re-reads the alerted
+    windows' events from ``features.source``.
+    """
+
     features: FeatureTable
     notices: list[str] = field(default_factory=list)
+
+    @property
+    def rejects(self) -> pd.DataFrame:
+        return self.features.rejects
 
 
 @dataclass
@@ -55,39 +64,46 @@ def prepare(
     caseloads: str | Path | pd.DataFrame | None = None,
     timezone: str = "Europe/Paris",
     progress: Progress | None = None,
+    engine: str = "local",
+    workers: int | None = None,
+    scheduler: str | None = None,
 ) -> Prepared:
-    """Read and validate a log (path or DataFrame) and build its feature table.
+    """Build the feature table of a log (path or DataFrame), one partition of days at a time.
 
     Without ``caseloads``, a path log looks for ``<stem>.caseloads.parquet`` beside it.
+    ``engine`` is ``local`` (``workers`` processes, default one per core) or
+    ``dask`` (the same kernel on a ``dask.distributed`` cluster at ``scheduler``,
+    a local cluster without one).
     """
     say = progress or (lambda message: None)
     check_timezone(timezone)
-    # Reading Parquet releases the GIL: import scikit-learn meanwhile (about a second).
-    threading.Thread(
-        target=importlib.import_module, args=("sklearn.ensemble",), daemon=True
-    ).start()
-    say("reading the log")
+    if engine not in ENGINES:
+        raise DetectorError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+    say("planning partitions")
     if isinstance(log, pd.DataFrame):
-        event_log = normalise(log)
-    else:
-        event_log = read_log(log)
-        if caseloads is None and default_caseloads_path(log).exists():
-            caseloads = default_caseloads_path(log)
-    notices = list(event_log.notices)
+        log = normalise(log)
+    elif caseloads is None and default_caseloads_path(log).exists():
+        caseloads = default_caseloads_path(log)
     if caseloads is not None and not isinstance(caseloads, pd.DataFrame):
         caseloads = read_caseloads(caseloads)
-    say(f"building features for {len(event_log.events):,} events")
-    table = build_feature_table(event_log, caseloads, timezone)
-    notices += table.notices
-    return Prepared(event_log, table, notices)
+    source = source_of(log, timezone)
+    mapper = None
+    if engine == "dask":
+        from detector.engine.dask import dask_mapper
+
+        mapper = dask_mapper(scheduler, workers)
+    table = build_features(source, caseloads, timezone, workers, say, mapper=mapper)
+    return Prepared(table, list(table.notices))
 
 
-def _address_allowlisted_windows(prepared: Prepared, ruleset: RuleSet) -> np.ndarray:
-    """Windows whose every event came from an allowlisted network."""
+def _address_allowlisted_windows(
+    prepared: Prepared, ruleset: RuleSet, windows: np.ndarray, replay: Replay
+) -> np.ndarray:
+    """Which of ``windows`` had every event from an allowlisted network (re-read events)."""
     n_windows = len(prepared.features.table)
-    events = prepared.log.events
-    if not ruleset.allowlist.networks or "src_ip" not in events:
-        return np.zeros(n_windows, dtype=bool)
+    events = replay.frame
+    if not ruleset.allowlist.networks or "src_ip" not in events or len(events) == 0:
+        return np.zeros(len(windows), dtype=bool)
     ip = events["src_ip"]
     allowed_category = ruleset.allowlist.allows_address(ip.cat.categories.astype(str))
     codes = ip.cat.codes.to_numpy()
@@ -96,9 +112,9 @@ def _address_allowlisted_windows(prepared: Prepared, ruleset: RuleSet) -> np.nda
         allowed_category[np.maximum(codes, 0)] if len(allowed_category) else False,
         False,
     )
-    window = prepared.features.events.window
+    window = replay.counts.window
     outside = np.bincount(window[~allowed], minlength=n_windows)
-    return outside == 0
+    return outside[windows] == 0
 
 
 def detect(
@@ -125,10 +141,7 @@ def detect(
     if use_rules:
         ruleset = rules if isinstance(rules, RuleSet) else load_ruleset(rules)
         fired = ruleset.evaluate(table)
-        allowed = ruleset.allowlist.allows_account(table["account_id"].to_numpy()) | (
-            _address_allowlisted_windows(prepared, ruleset)
-        )
-        fired.loc[allowed, :] = False
+        fired.loc[ruleset.allowlist.allows_account(table["account_id"].to_numpy()), :] = False
 
     scores = flags = None
     fitted = None
@@ -152,11 +165,24 @@ def detect(
     windows = np.flatnonzero(candidate)
     if len(windows) == 0:
         return empty_alerts()
+    # Only the candidate windows' events are read again: for allowlisted networks and detected_at.
+    replay = replay_events(prepared.features, windows)
+    if ruleset is not None and ruleset.allowlist.networks:
+        allowed = _address_allowlisted_windows(prepared, ruleset, windows, replay)
+        fired.iloc[windows[allowed], :] = False
+        keep = fired.iloc[windows].any(axis=1).to_numpy()
+        if flags is not None:
+            keep |= flags[windows]
+        windows = windows[keep]
+        if len(windows) == 0:
+            return empty_alerts()
 
     conditions = {rule.id: rule.evaluate for rule in ruleset.rules} if ruleset is not None else {}
     if fitted is not None:
         conditions["model"] = lambda frame: fitted.score(frame) >= fitted.threshold_
-    times = first_hold_times(prepared.features, windows, conditions, sparse=frozenset({"model"}))
+    times = first_hold_times(
+        prepared.features, windows, conditions, sparse=frozenset({"model"}), replay=replay
+    )
     drivers = fitted.drivers(table.iloc[windows]) if fitted is not None else None
     return build_alerts(
         prepared.features,
@@ -183,9 +209,12 @@ def fit_model(
     caseloads: str | Path | pd.DataFrame | None = None,
     timezone: str = "Europe/Paris",
     progress: Progress | None = None,
+    engine: str = "local",
+    workers: int | None = None,
+    scheduler: str | None = None,
 ) -> WindowModel:
     """Fit the window model on a log (e.g. a known-clean period) for later ``--model`` use."""
-    prepared = prepare(log, caseloads, timezone, progress)
+    prepared = prepare(log, caseloads, timezone, progress, engine, workers, scheduler)
     return WindowModel().fit(prepared.features.table)
 
 
@@ -197,19 +226,21 @@ def score_log(
     model: str | Path | WindowModel | None = None,
     timezone: str = "Europe/Paris",
     progress: Progress | None = None,
+    engine: str = "local",
+    workers: int | None = None,
+    scheduler: str | None = None,
 ) -> ScoreResult:
     """Score a log: the main job of ``detector score``."""
-    prepared = prepare(log, caseloads, timezone, progress)
+    prepared = prepare(log, caseloads, timezone, progress, engine, workers, scheduler)
     if progress:
         progress(f"detecting ({mode})")
     alerts = detect(prepared, rules, mode, model)
+    table = prepared.features.table
     return ScoreResult(
         alerts=alerts,
         features=prepared.features.features,
-        rejects=prepared.log.rejects,
+        rejects=prepared.rejects,
         notices=prepared.notices,
-        events=len(prepared.log.events),
-        accounts=int(prepared.log.events["account_id"].nunique())
-        if len(prepared.log.events)
-        else 0,
+        events=prepared.features.n_events,
+        accounts=int(table["account_id"].nunique()) if len(table) else 0,
     )

@@ -259,12 +259,7 @@ def normalise(frame: pd.DataFrame, source: str = "<frame>") -> EventLog:
     rejects.insert(1, "reason", reason)
     if bad.any():
         events = events.loc[~bad]
-        counts = rejects["reason"].value_counts()
-        notices.append(
-            f"{int(bad.sum()):,} rows rejected ("
-            + ", ".join(f"{count:,} {why}" for why, count in counts.items())
-            + ")"
-        )
+        notices.append(rejects_notice(rejects))
 
     events["action"], unknown_note = _normalise_actions(events["action"])
     if unknown_note:
@@ -321,3 +316,50 @@ def sibling(log_path: str | Path, suffix: str) -> Path:
 def default_caseloads_path(log_path: str | Path) -> Path:
     """Where the caseload table of a log is looked for: ``<stem>.caseloads.parquet`` beside it."""
     return sibling(log_path, ".caseloads.parquet")
+
+
+# Partitioned reading (detector.engine): a log read a few row groups at a time.
+
+
+def parquet_files(path: str | Path) -> list[str]:
+    """The Parquet files of a log (a file, or a directory read as one dataset), in order."""
+    return sorted(_dataset(Path(path)).files)
+
+
+def log_columns(path: str | Path, schema: pa.Schema) -> tuple[list[str], list[str]]:
+    """(columns the detector reads, those to read dictionary-encoded) of a log's schema."""
+    names = set(schema.names)
+    missing = [c for c in REQUIRED_COLUMNS if c not in names]
+    if missing:
+        raise InputError(f"{path}: missing required column(s): {', '.join(missing)}")
+    columns = [c for c in REQUIRED_COLUMNS + OPTIONAL_COLUMNS if c in names]
+    text = [c for c in columns if _is_text(schema.field(c).type)]
+    return columns, [c for c in text if c not in HIGH_CARDINALITY]
+
+
+def read_row_groups(file: str, row_groups: list[int], columns: list[str]) -> pa.Table:
+    """Some row groups of one Parquet file, the detector's columns only."""
+    try:
+        parquet = pq.ParquetFile(file)
+        _, dictionary = log_columns(file, parquet.schema_arrow)
+        parquet = pq.ParquetFile(file, read_dictionary=dictionary)
+        return parquet.read_row_groups(row_groups, columns=columns)
+    except (pa.ArrowInvalid, OSError) as error:
+        raise InputError(f"{file}: cannot read Parquet data ({error})") from None
+
+
+def normalise_table(table: pa.Table, source: str) -> EventLog:
+    """Validate and normalise events read as an Arrow table (see :func:`normalise`)."""
+    return normalise(_to_frame(table), source=source)
+
+
+def rejects_notice(rejects: pd.DataFrame) -> str | None:
+    """The one line that counts rejected rows by reason (None when there are none)."""
+    if rejects.empty:
+        return None
+    counts = rejects["reason"].value_counts()
+    return (
+        f"{len(rejects):,} rows rejected ("
+        + ", ".join(f"{count:,} {why}" for why, count in counts.items())
+        + ")"
+    )

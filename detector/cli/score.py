@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from detector.cli.options import caseloads_option, timezone_option
+from detector.cli.options import caseloads_option, engine_option, timezone_option
 
 FORMATS = ("parquet", "jsonl", "csv")
 
@@ -82,7 +82,11 @@ def _top_table(alerts, timezone: str, top: int) -> str:
     type=click.Path(path_type=Path),
     help="Also write the feature table (Parquet).",
 )
-def score(log, caseloads, rules, model, mode, timezone, out, fmt, top, features_out):
+@engine_option
+def score(
+    log, caseloads, rules, model, mode, timezone, out, fmt, top, features_out, engine, workers,
+    scheduler,
+):
     """Score LOG (a Parquet file or directory in the contract's format) and write alerts.
 
     Rows that cannot be used are written to <alerts stem>.rejects.parquet beside
@@ -92,6 +96,8 @@ def score(log, caseloads, rules, model, mode, timezone, out, fmt, top, features_
     Examples:
       detector score data/demo/logs.parquet
       detector score export/ --caseloads caseloads.parquet --rules strict --out alerts.jsonl --format jsonl
+      detector score big.parquet --workers 2
+      detector score s3://bucket/logs/ --engine dask --scheduler tcp://scheduler:8786
     """
     from detector.alerts import write_alerts
     from detector.pipeline import score_log
@@ -105,6 +111,9 @@ def score(log, caseloads, rules, model, mode, timezone, out, fmt, top, features_
         model=model,
         timezone=timezone,
         progress=_say,
+        engine=engine,
+        workers=workers,
+        scheduler=scheduler,
     )
     out = out or _default_out(log, fmt)
     write_alerts(result.alerts, out, fmt)
