@@ -142,10 +142,24 @@ def _no_rejects() -> pd.DataFrame:
     return pd.DataFrame({"row": pd.Series(dtype=np.int64), "reason": pd.Series(dtype=object)})
 
 
+def _positions(account_id, wanted: pd.Index) -> np.ndarray:
+    """Position of each event's account among ``wanted`` (-1 elsewhere), decided per distinct value."""
+    if isinstance(account_id, pd.Series) and isinstance(account_id.dtype, pd.CategoricalDtype):
+        found = lookup(account_id.cat.categories, wanted)
+        codes = account_id.cat.codes.to_numpy()
+        return np.where(codes >= 0, found[np.maximum(codes, 0)] if len(found) else -1, -1)
+    column = account_id.combine_chunks() if isinstance(account_id, pa.ChunkedArray) else account_id
+    if pa.types.is_dictionary(column.type):
+        found = np.r_[lookup(column.dictionary, wanted), -1]
+        indices = pc.fill_null(column.indices, -1).to_numpy(zero_copy_only=False)
+        return found[indices]
+    return lookup(column, wanted)
+
+
 def _in_windows(account_id, day: np.ndarray, accounts: np.ndarray, days: np.ndarray) -> np.ndarray:
     """Per event: is (its account, its day) one of the given windows?"""
     wanted = pd.Index(np.unique(np.asarray(accounts, dtype=str)))
-    position = lookup(pd.Series(account_id).astype("string").fillna(""), wanted)
+    position = _positions(account_id, wanted)
     first, n_days = int(np.min(days)), int(np.max(days)) - int(np.min(days)) + 1
     keys = np.unique(lookup(accounts, wanted) * n_days + (np.asarray(days) - first))
     offset = day - first
@@ -323,7 +337,7 @@ class ParquetSource:
             table, row = self._read_groups([(g.file, g.index, g.offset)], self.read_columns)
             stamps, valid = _timestamps_ns(table["timestamp"])
             keep = valid & _in_windows(
-                table["account_id"].to_pandas(), _day_span(stamps, self.timezone), accounts, days
+                table["account_id"], _day_span(stamps, self.timezone), accounts, days
             )
             if keep.any():
                 tables.append(table.filter(pa.array(keep)))

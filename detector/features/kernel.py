@@ -115,16 +115,20 @@ def _is_one_of(frame: pd.DataFrame, column: str, values: tuple[str, ...]) -> np.
     return matches[frame[column].cat.codes.to_numpy()]  # code -1 (missing) -> False
 
 
-def lookup(values: pd.Series | pd.Index | np.ndarray, index: pd.Index | np.ndarray) -> np.ndarray:
+def _arrow_strings(values) -> pa.Array | pa.ChunkedArray:
+    if isinstance(values, pa.ChunkedArray | pa.Array):
+        return values
+    return pa.array(pd.Index(values).astype(str), type=pa.string())
+
+
+def lookup(values, index) -> np.ndarray:
     """Position of each value in ``index`` (-1 when absent), hashed by Arrow.
 
-    Arrow hashes millions of record ids without making Python strings of them.
+    Arrow hashes millions of record ids without making Python strings of them;
+    Arrow arrays (dictionary-encoded or not) are taken as they are.
     """
-    found = pc.index_in(
-        pa.array(pd.Index(values).astype(str), type=pa.string()),
-        value_set=pa.array(pd.Index(index).astype(str), type=pa.string()),
-    )
-    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    found = pc.index_in(_arrow_strings(values), value_set=_arrow_strings(index))
+    return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 def _caseload_membership(
@@ -159,12 +163,20 @@ def _caseload_membership(
 
 
 def _out_of_scope_by_structure(frame: pd.DataFrame) -> np.ndarray:
-    """Per event: the record belongs to another structure than the account's."""
+    """Per event: the record belongs to another structure than the account's.
+
+    Compared as codes: the record's structure is looked up among the account
+    structures' categories once per category, not once per event.
+    """
     if "organization_id" not in frame or "record_org_id" not in frame:
         return np.zeros(len(frame), dtype=bool)
-    org = frame["organization_id"].astype("string")
-    record_org = frame["record_org_id"].astype("string")
-    return (org != record_org).fillna(False).to_numpy(dtype=bool)
+    org = frame["organization_id"].cat.codes.to_numpy().astype(np.int64)
+    record_org = frame["record_org_id"].cat.codes.to_numpy()
+    as_org = lookup(frame["record_org_id"].cat.categories, frame["organization_id"].cat.categories)
+    # A structure no account has (-1) differs from every account's; n means "not a structure".
+    as_org = np.where(as_org >= 0, as_org, len(frame["organization_id"].cat.categories))
+    mapped = np.where(record_org >= 0, as_org[np.maximum(record_org, 0)] if len(as_org) else 0, -1)
+    return (org >= 0) & (record_org >= 0) & (org != mapped)
 
 
 def out_of_caseload_mode(

@@ -90,10 +90,15 @@ class FeatureTable:
 
 
 def _first_per_key(keys: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct keys and each one's smallest day."""
-    order = np.lexsort((day, keys))
-    keys, day = keys[order], day[order]
-    first = np.r_[True, keys[1:] != keys[:-1]] if len(keys) else np.zeros(0, bool)
+    """Distinct keys and each one's smallest day.
+
+    Partitions come in time order, so days usually never decrease: then the
+    first occurrence of a key (one hashing pass) is its first day.
+    """
+    if len(day) > 1 and not (day[1:] >= day[:-1]).all():
+        order = np.argsort(day, kind="stable")
+        keys, day = keys[order], day[order]
+    first = ~pd.Series(keys).duplicated(keep="first").to_numpy()
     return keys[first], day[first]
 
 
@@ -124,7 +129,7 @@ def _novelty(
     if not tables:
         return np.zeros(n_win), Novel(np.zeros(0, np.int64), pa.array([], pa.string()))
     seen = pa.concat_tables(tables)
-    account = lookup(seen["account_id"].to_pandas(), accounts)
+    account = lookup(seen["account_id"], pa.array(accounts.astype(str), pa.string()))
     encoded = pc.dictionary_encode(seen["value"].combine_chunks())
     value = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     n_values = len(encoded.dictionary)
@@ -198,7 +203,7 @@ def assemble(
 
     created = np.full(n_acc, np.iinfo(np.int64).max)
     made = pa.concat_tables([p.created for p in parts])
-    made_acc = lookup(made["account_id"].to_pandas(), accounts)
+    made_acc = lookup(made["account_id"], pa.array(accounts.astype(str), pa.string()))
     made_day = made["day"].to_numpy().astype(np.int64) - first_day
     np.minimum.at(created, made_acc[made_acc >= 0], made_day[made_acc >= 0])
     first_seen = np.minimum(w_day[np.minimum(first_of_account, n_win - 1)], created)
