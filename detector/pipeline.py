@@ -15,9 +15,19 @@ import numpy as np
 import pandas as pd
 
 from detector.alerts import build_alerts, empty_alerts, first_hold_times
-from detector.engine.local import build_features
+from detector.engine.local import assemble, attach, build_features, run_kernel
 from detector.engine.sources import source_of
+from detector.engine.state import (
+    FULL_HISTORY_DAYS,
+    REFIT_AFTER_DAYS,
+    State,
+    combine,
+    load_state,
+    merge,
+    save_state,
+)
 from detector.errors import DetectorError
+from detector.features.kernel import Aggregates
 from detector.features.prefix import Replay, replay_events
 from detector.features.table import FeatureTable
 from detector.model import WindowModel
@@ -41,6 +51,9 @@ class Prepared:
 
     features: FeatureTable
     notices: list[str] = field(default_factory=list)
+    scored_days: set[int] | None = None  # local day numbers to alert on (None: every day)
+    state: State | None = None  # the --state directory this run reads and updates
+    history: list[Aggregates] = field(default_factory=list)  # what the state will keep
 
     @property
     def rejects(self) -> pd.DataFrame:
@@ -67,13 +80,16 @@ def prepare(
     engine: str = "local",
     workers: int | None = None,
     scheduler: str | None = None,
+    state: str | Path | None = None,
 ) -> Prepared:
     """Build the feature table of a log (path or DataFrame), one partition of days at a time.
 
     Without ``caseloads``, a path log looks for ``<stem>.caseloads.parquet`` beside it.
     ``engine`` is ``local`` (``workers`` processes, default one per core) or
     ``dask`` (the same kernel on a ``dask.distributed`` cluster at ``scheduler``,
-    a local cluster without one).
+    a local cluster without one). With ``state`` (a directory), the stored
+    history is read and only the log's new days are scored (see
+    :mod:`detector.engine.state`); :func:`score_log` updates the state.
     """
     say = progress or (lambda message: None)
     check_timezone(timezone)
@@ -92,8 +108,24 @@ def prepare(
         from detector.engine.dask import dask_mapper
 
         mapper = dask_mapper(scheduler, workers)
-    table = build_features(source, caseloads, timezone, workers, say, mapper=mapper)
-    return Prepared(table, list(table.notices))
+    if state is None:
+        table = build_features(source, caseloads, timezone, workers, say, mapper=mapper)
+        return Prepared(table, list(table.notices))
+    stored = load_state(state, timezone)
+    stored.timezone = timezone
+    run = run_kernel(source, caseloads, timezone, workers, say, mapper, dedupe=True)
+    parts, scored, overlap = merge(stored, run.parts)
+    table = assemble(
+        parts,
+        caseloads,
+        timezone,
+        run.notices + overlap,
+        has_caseload_data=run.out_mode is not None,
+        first_day=stored.first_day,
+    )
+    attach(table, source, run)
+    say(f"{len(scored)} new day(s) to score against {stored.day_events().size} stored day(s)")
+    return Prepared(table, list(table.notices), scored, stored, parts)
 
 
 def _address_allowlisted_windows(
@@ -162,6 +194,9 @@ def detect(
     )
     if flags is not None:
         candidate |= flags
+    if prepared.scored_days is not None:  # stored days were scored by earlier runs
+        days = table["_day"].to_numpy() + prepared.features.first_day
+        candidate &= np.isin(days, np.fromiter(prepared.scored_days, dtype=np.int64))
     windows = np.flatnonzero(candidate)
     if len(windows) == 0:
         return empty_alerts()
@@ -229,12 +264,22 @@ def score_log(
     engine: str = "local",
     workers: int | None = None,
     scheduler: str | None = None,
+    state: str | Path | None = None,
 ) -> ScoreResult:
-    """Score a log: the main job of ``detector score``."""
-    prepared = prepare(log, caseloads, timezone, progress, engine, workers, scheduler)
+    """Score a log: the main job of ``detector score``.
+
+    With ``state``, only the days not yet in the state directory are scored,
+    against the stored history, and the state is then updated atomically.
+    """
+    prepared = prepare(log, caseloads, timezone, progress, engine, workers, scheduler, state)
     if progress:
         progress(f"detecting ({mode})")
+    fitted = None
+    if state is not None and model is None and mode != "rules":
+        model, fitted = _state_model(prepared)
     alerts = detect(prepared, rules, mode, model)
+    if state is not None:
+        _save_state(prepared, fitted, progress)
     table = prepared.features.table
     return ScoreResult(
         alerts=alerts,
@@ -244,3 +289,42 @@ def score_log(
         events=prepared.features.n_events,
         accounts=int(table["account_id"].nunique()) if len(table) else 0,
     )
+
+
+def _state_model(prepared: Prepared) -> tuple[WindowModel | None, WindowModel | None]:
+    """(the model to score with, the one fitted now to store) for a run with --state.
+
+    The stored model is reused while it was fitted on a full baseline and is
+    younger than a week of new days; otherwise one is fitted on all stored days.
+    """
+    stored = prepared.state
+    table = prepared.features.table
+    if (
+        stored.model_path is not None
+        and stored.model_days >= FULL_HISTORY_DAYS
+        and stored.model_age + len(prepared.scored_days) <= REFIT_AFTER_DAYS
+    ):
+        return WindowModel.load(stored.model_path), None
+    if len(table) < MIN_WINDOWS_TO_FIT:
+        return None, None
+    fitted = WindowModel().fit(table)
+    return fitted, fitted
+
+
+def _save_state(prepared: Prepared, fitted: WindowModel | None, progress: Progress | None) -> None:
+    stored = prepared.state
+    days = int(prepared.features.table["_day"].nunique())
+    if fitted is not None:
+        model_days, model_age = days, 0
+    else:
+        model_days, model_age = stored.model_days, stored.model_age + len(prepared.scored_days)
+    path = save_state(
+        stored,
+        combine(prepared.history),
+        prepared.features.first_day,
+        fitted,
+        model_days,
+        model_age,
+    )
+    if progress:
+        progress(f"state updated: {path}")

@@ -119,3 +119,31 @@ def test_notices_of_partitions_are_summed():
         "5 events with unknown or missing actions counted as 'other' (e.g. 'x')",
         "no caseload table: reads outside the caseload approximated by structure mismatch",
     ]
+
+
+def test_a_two_worker_dask_cluster_gives_the_alerts_of_the_local_engine(small_log):
+    pytest.importorskip("distributed")
+    local = detect(prepare(small_log, workers=2))
+    on_dask = detect(prepare(small_log, engine="dask", workers=2))
+    columns = ["account_id", "window_start", "detected_at", "score", "rules", "reason"]
+    assert len(local) > 0
+    pd.testing.assert_frame_equal(local[columns], on_dask[columns])
+
+
+def test_cli_unreachable_dask_scheduler(small_log, tmp_path):
+    pytest.importorskip("distributed")
+    from click.testing import CliRunner
+
+    from detector.cli import main
+
+    result = CliRunner().invoke(
+        main,
+        [
+            "score", str(small_log), "--engine", "dask", "--scheduler", "tcp://127.0.0.1:9",
+            "--out", str(tmp_path / "alerts.parquet"),
+        ],
+    )
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1].startswith(
+        "Error: cannot reach the Dask scheduler tcp://127.0.0.1:9"
+    )

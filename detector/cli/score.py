@@ -82,10 +82,15 @@ def _top_table(alerts, timezone: str, top: int) -> str:
     type=click.Path(path_type=Path),
     help="Also write the feature table (Parquet).",
 )
+@click.option(
+    "--state",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="State directory: score only LOG's new days against the stored history, then update it.",
+)
 @engine_option
 def score(
-    log, caseloads, rules, model, mode, timezone, out, fmt, top, features_out, engine, workers,
-    scheduler,
+    log, caseloads, rules, model, mode, timezone, out, fmt, top, features_out, state, engine,
+    workers, scheduler,
 ):
     """Score LOG (a Parquet file or directory in the contract's format) and write alerts.
 
@@ -97,6 +102,7 @@ def score(
       detector score data/demo/logs.parquet
       detector score export/ --caseloads caseloads.parquet --rules strict --out alerts.jsonl --format jsonl
       detector score big.parquet --workers 2
+      detector score today/ --state state/           # nightly: today against the stored past
       detector score s3://bucket/logs/ --engine dask --scheduler tcp://scheduler:8786
     """
     from detector.alerts import write_alerts
@@ -114,6 +120,7 @@ def score(
         engine=engine,
         workers=workers,
         scheduler=scheduler,
+        state=state,
     )
     out = out or _default_out(log, fmt)
     write_alerts(result.alerts, out, fmt)

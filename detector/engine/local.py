@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -34,24 +35,37 @@ def default_workers() -> int:
 
 
 def run_partition(
-    source: Any, partition: Partition, caseloads: pd.DataFrame | None, timezone: str, out_mode: str | None
+    source: Any,
+    partition: Partition,
+    caseloads: pd.DataFrame | None,
+    timezone: str,
+    out_mode: str | None,
+    dedupe: bool = False,
 ) -> tuple[Aggregates, pd.DataFrame, list[str]]:
     """Read one partition and run the kernel on it: (aggregates, rejects, notices).
 
     The one function every engine runs (local processes or a Dask cluster).
+    A partition holds whole days, so an event re-delivered within the log
+    lands in the same partition as its first copy: ``dedupe`` drops it here.
     """
     log = source.read(partition)
-    aggregates = partition_aggregates(log.events, timezone, caseloads, out_mode)
-    return aggregates, log.rejects, [n for n in log.notices if "rows rejected" not in n]
+    events = log.events
+    notices = [n for n in log.notices if "rows rejected" not in n]
+    if dedupe and "event_id" in events and len(events):
+        repeated = events["event_id"].duplicated(keep="first").to_numpy()
+        if repeated.any():
+            events = events.loc[~repeated].reset_index(drop=True)
+            notices.append(f"{int(repeated.sum()):,} events repeating an event_id counted once")
+    aggregates = partition_aggregates(events, timezone, caseloads, out_mode)
+    return aggregates, log.rejects, notices
 
 
-def _init_worker(source: Any, caseloads: pd.DataFrame | None, timezone: str, out_mode: str | None):
-    _WORKER.update(source=source, caseloads=caseloads, timezone=timezone, out_mode=out_mode)
+def _init_worker(source: Any, options: tuple) -> None:
+    _WORKER.update(source=source, options=options)
 
 
 def _task(partition: Partition):
-    w = _WORKER
-    return run_partition(w["source"], partition, w["caseloads"], w["timezone"], w["out_mode"])
+    return run_partition(_WORKER["source"], partition, *_WORKER["options"])
 
 
 def _warm_up() -> None:
@@ -61,11 +75,11 @@ def _warm_up() -> None:
     ).start()
 
 
-def _map_local(source, partitions, caseloads, timezone, out_mode, workers) -> Iterator:
+def _map_local(source, partitions, options, workers) -> Iterator:
     if workers <= 1 or len(partitions) <= 1:
         _warm_up()
         for partition in partitions:
-            yield run_partition(source, partition, caseloads, timezone, out_mode)
+            yield run_partition(source, partition, *options)
         return
     # fork where there is one: no re-import of the caller's __main__ (a notebook, a script
     # without a main guard); the warm-up thread starts only once the workers exist.
@@ -75,7 +89,7 @@ def _map_local(source, partitions, caseloads, timezone, out_mode, workers) -> It
         max_workers=min(workers, len(partitions)),
         mp_context=context,
         initializer=_init_worker,
-        initargs=(source, caseloads, timezone, out_mode),
+        initargs=(source, options),
     ) as pool:
         results = pool.map(_task, partitions)
         _warm_up()
@@ -97,28 +111,46 @@ def merge_notices(notices: list[str]) -> list[str]:
     return [key if count < 0 else f"{count:,} {texts[key]}" for key, count in merged.items()]
 
 
-def build_features(
+@dataclass
+class KernelRun:
+    """The kernel's output for every partition of a log, and what reading it set aside."""
+
+    parts: list[Aggregates]
+    rejects: pd.DataFrame
+    notices: list[str]
+    out_mode: str | None
+
+    @property
+    def events(self) -> int:
+        return sum(p.events for p in self.parts)
+
+
+def run_kernel(
     source: Any,
     caseloads: pd.DataFrame | None,
     timezone: str,
     workers: int | None = None,
     progress: Progress | None = None,
     mapper: Callable[..., Iterator] | None = None,
-) -> FeatureTable:
-    """The feature table of a partitioned log: the kernel on every partition, then assembly.
+    dedupe: bool = False,
+) -> KernelRun:
+    """The kernel on every partition of a log (``mapper``: the local process pool by default).
 
-    ``mapper`` runs the kernel over the partitions (default: the local process pool).
+    With ``dedupe``, events repeating an ``event_id`` are counted once.
     """
     say = progress or (lambda message: None)
     workers = default_workers() if workers is None else workers
     out_mode, notices = out_of_caseload_mode(source.columns, caseloads, source.has_record_orgs())
     partitions = source.partitions()
     mapper = mapper or _map_local
-    parts, rejects, started = [], [source.rejects()], time.perf_counter()
+    parts, started = [], time.perf_counter()
+    skipped = source.rejects()
+    rejects, notices = [skipped.rejects], list(skipped.notices) + notices
     total = sum(p.rows for p in partitions) or 1
     done_rows = 0
+    options = (caseloads, timezone, out_mode, dedupe)
     for partition, (aggregates, partition_rejects, partition_notices) in zip(
-        partitions, mapper(source, partitions, caseloads, timezone, out_mode, workers), strict=True
+        partitions, mapper(source, partitions, options, workers), strict=True
     ):
         parts.append(aggregates)
         rejects.append(partition_rejects)
@@ -130,16 +162,35 @@ def build_features(
             f"partition {partition.index + 1}/{len(partitions)} ({partition.label()}, "
             f"{aggregates.events:,} events): about {left:.0f} s left"
         )
-    first = rejects[0]
-    notices = merge_notices(list(first.notices) + notices)
-    all_rejects = pd.concat([r.rejects if hasattr(r, "rejects") else r for r in rejects], ignore_index=True)
+    notices = merge_notices(notices)
+    all_rejects = pd.concat([r for r in rejects if len(r)] or [rejects[0]], ignore_index=True)
+    notices = [n for n in notices if "rows rejected" not in n]
     if len(all_rejects):
         all_rejects = all_rejects.sort_values("row", kind="stable").reset_index(drop=True)
-        notices = [n for n in notices if "rows rejected" not in n]
         notices.insert(0, rejects_notice(all_rejects))
-    table = assemble(parts, caseloads, timezone, notices, has_caseload_data=out_mode is not None)
+    return KernelRun(parts, all_rejects, notices, out_mode)
+
+
+def attach(table: FeatureTable, source: Any, run: KernelRun) -> FeatureTable:
+    """What the replay needs to re-read windows, and what the run set aside."""
     table.source = source
-    table.out_mode = out_mode
-    table.rejects = all_rejects
-    table.n_events = sum(p.events for p in parts)
+    table.out_mode = run.out_mode
+    table.rejects = run.rejects
+    table.n_events = run.events
     return table
+
+
+def build_features(
+    source: Any,
+    caseloads: pd.DataFrame | None,
+    timezone: str,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    mapper: Callable[..., Iterator] | None = None,
+) -> FeatureTable:
+    """The feature table of a partitioned log: the kernel on every partition, then assembly."""
+    run = run_kernel(source, caseloads, timezone, workers, progress, mapper)
+    table = assemble(
+        run.parts, caseloads, timezone, run.notices, has_caseload_data=run.out_mode is not None
+    )
+    return attach(table, source, run)

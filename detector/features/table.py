@@ -128,7 +128,7 @@ def _novelty(
     n_win = len(window_keys)
     if not tables:
         return np.zeros(n_win), Novel(np.zeros(0, np.int64), pa.array([], pa.string()))
-    seen = pa.concat_tables(tables)
+    seen = pa.concat_tables(tables, promote_options="permissive")
     account = lookup(seen["account_id"], pa.array(accounts.astype(str), pa.string()))
     encoded = pc.dictionary_encode(seen["value"].combine_chunks())
     value = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
@@ -202,7 +202,7 @@ def assemble(
         sums["out_of_caseload_reads"] = np.full(n_win, np.nan)
 
     created = np.full(n_acc, np.iinfo(np.int64).max)
-    made = pa.concat_tables([p.created for p in parts])
+    made = pa.concat_tables([p.created for p in parts], promote_options="permissive")
     made_acc = lookup(made["account_id"], pa.array(accounts.astype(str), pa.string()))
     made_day = made["day"].to_numpy().astype(np.int64) - first_day
     np.minimum.at(created, made_acc[made_acc >= 0], made_day[made_acc >= 0])
