@@ -143,23 +143,27 @@ def _evidence_features(names: list[str]) -> list[str]:
 
 
 def write_alerts(alerts: pd.DataFrame, path: str | Path, fmt: str = "parquet") -> Path:
-    """Write alerts as Parquet, JSON lines or CSV (lists JSON-encoded in CSV)."""
+    """Write alerts as Parquet, JSON lines or CSV (lists JSON-encoded in CSV), atomically."""
+    from detector.outputs import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "parquet":
-        alerts.to_parquet(path, index=False)
-    elif fmt == "jsonl":
-        alerts.to_json(path, orient="records", lines=True, date_format="iso", date_unit="us")
-    elif fmt == "csv":
-        flat = alerts.copy()
-        flat["rules"] = flat["rules"].map(lambda v: json.dumps(list(v)))
-        flat["top_features"] = flat["top_features"].map(lambda v: json.dumps(list(v)))
-        flat["rule_times"] = flat["rule_times"].map(
-            lambda v: json.dumps([t.isoformat() for t in v])
-        )
-        flat.to_csv(path, index=False)
-    else:
+    if fmt not in ("parquet", "jsonl", "csv"):
         raise DetectorError(f"unknown alerts format {fmt!r}; expected parquet, jsonl or csv")
+    with atomic_path(path) as temporary:
+        if fmt == "parquet":
+            alerts.to_parquet(temporary, index=False)
+        elif fmt == "jsonl":
+            alerts.to_json(
+                temporary, orient="records", lines=True, date_format="iso", date_unit="us"
+            )
+        else:
+            flat = alerts.copy()
+            flat["rules"] = flat["rules"].map(lambda v: json.dumps(list(v)))
+            flat["top_features"] = flat["top_features"].map(lambda v: json.dumps(list(v)))
+            flat["rule_times"] = flat["rule_times"].map(
+                lambda v: json.dumps([t.isoformat() for t in v])
+            )
+            flat.to_csv(temporary, index=False)
     return path
 
 

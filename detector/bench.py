@@ -29,6 +29,8 @@ import pandas as pd
 
 from detector import metrics
 from detector.errors import DetectorError, InputError
+from detector.outputs import atomic_path
+from detector.privacy import Pseudonymiser
 from detector.schema import sibling
 
 #: The four documented attacks, in the generator's names.
@@ -69,6 +71,8 @@ MAIN_COLUMNS: tuple[str, ...] = (
 )
 
 Progress = Callable[[str], None]
+#: Columns of the bench's tables that hold account ids, for ``--pseudonymise``.
+PSEUDONYMISED_COLUMNS: dict[str, str] = {"first_account": "acct", "account_id": "acct"}
 
 
 @dataclass(frozen=True)
@@ -340,13 +344,20 @@ def run(
     generate: GenerateFn,
     out: str | Path | None = None,
     plot: str | Path | None = None,
+    pseudonymiser: Pseudonymiser | None = None,
     **options: Any,
 ) -> BenchResult:
     """:func:`run_bench`, then write the CSV (``out``) and the PNG (``plot``) when named.
 
-    The paths written are listed in ``result.files``.
+    With a ``pseudonymiser``, any account column of the tables is pseudonymised
+    first (today's tables are per scenario and per rule and hold none). The paths written are listed in
+    ``result.files``.
     """
     result = run_bench(generate, **options)
+    if pseudonymiser is not None:
+        result.rows = pseudonymiser.frame(result.rows, PSEUDONYMISED_COLUMNS)
+        result.rule_counts = pseudonymiser.frame(result.rule_counts, PSEUDONYMISED_COLUMNS)
+        result.lookalikes = pseudonymiser.frame(result.lookalikes, PSEUDONYMISED_COLUMNS)
     if out is not None:
         result.files.extend(write_csv(result, out))
     if plot is not None:
@@ -395,11 +406,18 @@ def _say(progress: Progress | None, message: str) -> None:
 def write_csv(result: BenchResult, path: str | Path) -> list[Path]:
     """Write the rows to ``path`` and the per-rule counts to ``<stem>.rules.csv`` beside it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    result.rows.to_csv(path, index=False, float_format="%.6g")
-    rules_path = path.with_name(path.stem + ".rules.csv")
-    result.rule_counts.to_csv(rules_path, index=False)
+    rules_path = rules_csv_path(path)
+    with atomic_path(path) as temporary:
+        result.rows.to_csv(temporary, index=False, float_format="%.6g")
+    with atomic_path(rules_path) as temporary:
+        result.rule_counts.to_csv(temporary, index=False)
     return [path, rules_path]
+
+
+def rules_csv_path(path: str | Path) -> Path:
+    """Where :func:`write_csv` puts the per-rule counts: ``<stem>.rules.csv`` beside ``path``."""
+    path = Path(path)
+    return path.with_name(path.stem + ".rules.csv")
 
 
 def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -501,7 +519,6 @@ def plot_bench(result: BenchResult, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     rows = result.rows
     if rows.empty:
         raise DetectorError("nothing to plot: the bench produced no rows")
@@ -510,8 +527,11 @@ def plot_bench(result: BenchResult, path: str | Path) -> Path:
         fig = _plot_sweep(plt, rows, result.knob)
     else:
         fig = _plot_comparison(plt, rows)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        with atomic_path(path) as temporary:
+            fig.savefig(temporary, dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path
 
 

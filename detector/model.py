@@ -42,6 +42,31 @@ SHARES = ("out_of_caseload_share", "night_share", "off_hours_share", "created_in
 ZS = tuple(f"z_{side}_{v}" for v in BASELINED_VOLUMES for side in ("own", "peer"))
 MODEL_FEATURES: tuple[str, ...] = COUNTS + SHARES + ZS
 
+MODEL_FORMAT = "logsentinel-window-model/1"
+_STATE_KEYS = ("forest", "features", "threshold", "centre", "params")
+_PARAMS = ("n_estimators", "max_samples", "alert_rate", "min_score", "random_state")
+
+#: Every (module, class, skops loader) a model saved by `detector fit` holds, found
+#: with skops' ``get_untrusted_types`` and the schema of a freshly saved model.
+#: Anything else (a Pipeline, a function, an operator...) is refused before loading:
+#: a function node is how a crafted file runs code (numpy.testing's runstring calls exec).
+MODEL_FILE_TYPES: frozenset[tuple[str, str, str]] = frozenset(
+    {
+        ("builtins", "dict", "DictNode"),
+        ("builtins", "list", "ListNode"),
+        ("builtins", "tuple", "TupleNode"),
+        ("builtins", "str", "JsonNode"),  # every JSON value (str, int, float, bool, null)
+        ("builtins", "str", "TypeNode"),  # the dict key type
+        ("numpy", "ndarray", "NdArrayNode"),
+        ("sklearn.ensemble._iforest", "IsolationForest", "ObjectNode"),
+        ("sklearn.tree._classes", "ExtraTreeRegressor", "ObjectNode"),
+        ("sklearn.tree._tree", "Tree", "TreeNode"),
+    }
+)
+#: The types skops itself asks a caller to trust in such a file.
+SKOPS_TRUSTED: frozenset[str] = frozenset({"sklearn.tree._tree.Tree"})
+_MAX_SCHEMA_BYTES = 256 * 2**20  # a 100-tree model's schema is about 1.7 MB
+
 
 def model_matrix(
     table: pd.DataFrame | Mapping[str, np.ndarray], features: tuple[str, ...] = MODEL_FEATURES
@@ -145,12 +170,14 @@ class WindowModel:
         return [[str(names[j]) for j in row if drop[i, j] > 0.005] for i, row in enumerate(order)]
 
     def save(self, path: str | Path) -> None:
-        """Save with skops (no pickle: loading cannot run arbitrary code)."""
+        """Save with skops (no pickle: loading cannot run arbitrary code), atomically."""
         import skops.io as sio
+
+        from detector.outputs import atomic_path
 
         self._check_fitted()
         state = {
-            "format": "logsentinel-window-model/1",
+            "format": MODEL_FORMAT,
             "forest": self.forest_,
             "features": list(self.features_),
             "threshold": self.threshold_,
@@ -163,36 +190,113 @@ class WindowModel:
                 "random_state": self.random_state,
             },
         }
-        sio.dump(state, Path(path))
+        with atomic_path(path) as temporary:
+            sio.dump(state, temporary)
 
     @classmethod
     def load(cls, path: str | Path) -> WindowModel:
-        """Load a model saved by :meth:`save`; refuses files holding unexpected types."""
+        """Load a model saved by :meth:`save`, executing nothing from the file.
+
+        The file's skops schema is read first and every node checked against
+        :data:`MODEL_FILE_TYPES`; only then does skops build the objects, trusting
+        exactly :data:`SKOPS_TRUSTED`. The result's structure is checked last.
+        """
         import skops.io as sio
 
         path = Path(path)
         if not path.exists():
             raise ModelError(f"no such model file: {path}")
+        if not path.is_file():
+            raise ModelError(f"model file {path} is not a file")
+        _check_schema(path)
         try:
             untrusted = sio.get_untrusted_types(file=path)
-            unexpected = [t for t in untrusted if not t.startswith(("sklearn.", "numpy."))]
+            unexpected = sorted(set(untrusted) - SKOPS_TRUSTED)
             if unexpected:
-                raise ModelError(
-                    f"{path}: refusing to load unexpected types: {', '.join(unexpected)}"
-                )
-            state = sio.load(path, trusted=untrusted)
+                raise ModelError(f"{path}: refusing to load type(s) {', '.join(unexpected)}")
+            state = sio.load(path, trusted=list(untrusted))
         except ModelError:
             raise
         except Exception as error:  # skops raises many kinds on a foreign file
             raise ModelError(f"{path} is not a model saved by `detector fit` ({error})") from None
-        if not isinstance(state, dict) or state.get("format") != "logsentinel-window-model/1":
+        return cls._from_state(path, state)
+
+    @classmethod
+    def _from_state(cls, path: Path, state: object) -> WindowModel:
+        """A model from a loaded state dict, after checking its every part."""
+        from sklearn.ensemble import IsolationForest
+
+        if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
             raise ModelError(f"{path} is not a model saved by `detector fit`")
-        unknown = [f for f in state["features"] if f not in FEATURES]
+        missing = [key for key in _STATE_KEYS if key not in state]
+        if missing:
+            raise ModelError(f"{path}: model file has no {', '.join(missing)}")
+        forest, features = state["forest"], state["features"]
+        if type(forest) is not IsolationForest or not hasattr(forest, "estimators_"):
+            raise ModelError(
+                f"{path}: the model's forest is a {type(forest).__name__}, not a fitted IsolationForest"
+            )
+        if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+            raise ModelError(f"{path}: the model's feature list is not a list of names")
+        unknown = [f for f in features if f not in FEATURES]
         if unknown:
             raise ModelError(f"{path}: model uses features this version does not know: {unknown}")
-        model = cls(**state["params"])
-        model.forest_ = state["forest"]
-        model.features_ = tuple(state["features"])
-        model.threshold_ = float(state["threshold"])
-        model.centre_ = np.asarray(state["centre"])
+        if len(features) != getattr(forest, "n_features_in_", None):
+            raise ModelError(
+                f"{path}: the model's feature list ({len(features)} features) disagrees with "
+                f"its forest ({getattr(forest, 'n_features_in_', '?')} features)"
+            )
+        threshold = state["threshold"]
+        if type(threshold) not in (float, int) or not np.isfinite(threshold):
+            raise ModelError(f"{path}: the model's threshold {threshold!r} is not a finite number")
+        centre = state["centre"]
+        if (
+            not isinstance(centre, np.ndarray)
+            or centre.shape != (len(features),)
+            or centre.dtype.kind != "f"
+            or not np.isfinite(centre).all()
+        ):
+            raise ModelError(f"{path}: the model's feature centre does not match its features")
+        params = state["params"]
+        if (
+            not isinstance(params, dict)
+            or set(params) != set(_PARAMS)
+            or not all(type(v) in (int, float) for v in params.values())
+        ):
+            raise ModelError(f"{path}: the model's params are not {', '.join(_PARAMS)} numbers")
+        model = cls(**params)
+        model.forest_ = forest
+        model.features_ = tuple(features)
+        model.threshold_ = float(threshold)
+        model.centre_ = centre
         return model
+
+
+def _check_schema(path: Path) -> None:
+    """Refuse a file whose skops schema names any node outside :data:`MODEL_FILE_TYPES`."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if archive.getinfo("schema.json").file_size > _MAX_SCHEMA_BYTES:
+                raise ModelError(f"{path}: model schema too large")
+            schema = json.loads(archive.read("schema.json"))
+    except ModelError:
+        raise
+    except Exception:  # not a zip, no schema, bad JSON, too deep...
+        raise ModelError(f"{path} is not a model saved by `detector fit`") from None
+    stack = [schema]
+    while stack:  # iterative: a crafted deep schema must not hit the recursion limit
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        if "__loader__" in node:
+            kind = (node.get("__module__"), node.get("__class__"), node.get("__loader__"))
+            if kind not in MODEL_FILE_TYPES:
+                name = f"{kind[0]}.{kind[1]}" if all(isinstance(k, str) for k in kind) else "?"
+                raise ModelError(f"{path}: refusing to load type {name} ({kind[2]})")
+        stack.extend(node.values())

@@ -27,12 +27,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 
 from detector import plots
 from detector.alerts import CONTRACT_COLUMNS
 from detector.errors import InputError
+from detector.outputs import write_text
+from detector.privacy import Pseudonymiser
 from detector.schema import read_events
+from detector.textsafe import visible
 from detector.timeutil import DEFAULT_TIMEZONE, check_timezone, to_utc
 
 DEFAULT_MAX_ALERTS = 50
@@ -159,6 +164,14 @@ def load_account_events(log: str | Path, accounts: Collection[str]) -> pd.DataFr
     if not log.exists():
         raise InputError(f"log not found: {log}")
     return read_events(log, accounts=sorted(set(accounts)))
+
+
+def _log_accounts(log: str | Path) -> pa.ChunkedArray:
+    """The log's account_id column alone (a file or a directory of Parquet files)."""
+    try:
+        return pq.read_table(log, columns=["account_id"]).column("account_id")
+    except (pa.ArrowInvalid, OSError, KeyError) as error:
+        raise InputError(f"{log}: cannot read its account_id column ({error})") from None
 
 
 def evidence_table(alert: pd.Series | dict) -> pd.DataFrame:
@@ -334,7 +347,14 @@ def figure_data_uri(figure: Figure, dpi: int = 80) -> str:
 
 
 def _e(value) -> str:
-    return html.escape(str(value), quote=True)
+    """Text for HTML: controls and bidirectional characters made visible, then escaped."""
+    return html.escape(visible(value), quote=True)
+
+
+def _figure_text(value) -> str:
+    """Text for a figure: controls made visible and ``$`` taken literally (matplotlib would
+    read ``$...$`` as mathematics, and raise on an id such as ``a$\\frac$``)."""
+    return visible(value).replace("$", r"\$")
 
 
 def _anchor(alert_id: str) -> str:
@@ -427,7 +447,7 @@ def _summary_html(alerts: pd.DataFrame, shown: int, timezone: str) -> str:
         )
     parts.append("<h3>Rules that fired</h3>" + _table(["rule", "alerts"], rule_rows))
     parts.append(
-        f'<img alt="alerts per day" src="{figure_data_uri(plots.alerts_over_time(alerts, timezone=timezone))}">'
+        f'<img alt="alerts per day" src="{figure_data_uri(_alerts_figure(alerts, timezone))}">'
     )
     rows = []
     for position, alert in enumerate(alerts.head(MAX_INDEX_ROWS).itertuples(index=False)):
@@ -452,6 +472,12 @@ def _summary_html(alerts: pd.DataFrame, shown: int, timezone: str) -> str:
     if len(alerts) > MAX_INDEX_ROWS:
         parts.append(f'<p class="note">{len(alerts) - MAX_INDEX_ROWS} more alerts not listed.</p>')
     return "\n".join(parts)
+
+
+def _alerts_figure(alerts: pd.DataFrame, timezone: str) -> Figure:
+    """Alerts per day; severities (free text in a CSV) drawn as figure-safe labels."""
+    labelled = alerts.assign(severity=alerts["severity"].map(_figure_text))
+    return plots.alerts_over_time(labelled, timezone=timezone)
 
 
 def _alert_html(alert: pd.Series, events: pd.DataFrame, timezone: str) -> str:
@@ -556,6 +582,7 @@ def _alert_html(alert: pd.Series, events: pd.DataFrame, timezone: str) -> str:
         detected_at=alert["detected_at"],
         rule_times=alert["rule_times"],
         timezone=timezone,
+        title=f"{_figure_text(alert['account_id'])}: activity per hour",
     )
     parts.append(
         "<h3>Timeline</h3>"
@@ -617,14 +644,28 @@ def write_report(
     max_alerts: int = DEFAULT_MAX_ALERTS,
     timezone: str = DEFAULT_TIMEZONE,
     title: str = "Alert report",
+    pseudonymiser: Pseudonymiser | None = None,
 ) -> ReportResult:
-    """Read alerts and the alerted accounts' log, write the HTML report to `out`."""
+    """Read alerts and the alerted accounts' log, write the HTML report to `out`.
+
+    With a `pseudonymiser`, account ids, addresses, record ids and target
+    accounts are replaced in the alerts and events before anything is rendered.
+    """
     check_timezone(timezone)
     if max_alerts < 0:
         raise InputError("--max-alerts must be 0 or more")
     alerts = read_alerts(alerts_path)
     shown = alerts.head(max_alerts)
-    events = load_account_events(log_path, shown["account_id"].unique())
+    accounts = shown["account_id"].unique()
+    if pseudonymiser is not None and pseudonymiser.is_pseudonymised(alerts["account_id"], "acct"):
+        # Alerts written by `score --pseudonymise`: their accounts are found in the
+        # log by pseudonym, and only the events are pseudonymised here.
+        originals = pseudonymiser.originals(accounts, _log_accounts(log_path), "acct")
+        events = pseudonymiser.frame(load_account_events(log_path, originals.values()))
+    else:
+        events = load_account_events(log_path, accounts)
+        if pseudonymiser is not None:
+            alerts, events = pseudonymiser.frame(alerts), pseudonymiser.frame(events)
     document = render_report(
         alerts,
         events,
@@ -633,9 +674,7 @@ def write_report(
         title=title,
         sources={"alerts": str(alerts_path), "log": str(log_path)},
     )
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(document, encoding="utf-8")
+    out = write_text(out, document)
     return ReportResult(
         path=out, alerts=len(alerts), shown=len(shown), accounts=alerts["account_id"].nunique()
     )

@@ -134,6 +134,10 @@ def list_builtin_scenarios() -> list[Scenario]:
     return [load_scenario(p) for p in sorted(builtin_dir().glob("*.toml"))]
 
 
+# Scenario files are a few kB; past this a file is a mistake (or hostile) and costs seconds.
+MAX_SCENARIO_BYTES = 1024 * 1024
+
+
 def load_scenario(name_or_path: str | Path) -> Scenario:
     """A built-in scenario by name (`cap_emploi`) or a scenario file by path."""
     path = Path(name_or_path)
@@ -145,7 +149,13 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
         path = builtin
     where = str(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as file:  # read one byte past the cap, never a whole huge file
+            raw = file.read(MAX_SCENARIO_BYTES + 1)
+        if len(raw) > MAX_SCENARIO_BYTES:
+            raise ScenarioError(
+                where, None, f"file is larger than {MAX_SCENARIO_BYTES:,} bytes (1 MiB), the limit"
+            )
+        data = tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ScenarioError(where, None, "no such file") from None
     except tomllib.TOMLDecodeError as error:

@@ -1,4 +1,4 @@
-"""The generated files follow ../shared/contract.md, and the same seed gives the same data."""
+"""The generated files follow docs/contract.md, and the same seed gives the same data."""
 
 from __future__ import annotations
 

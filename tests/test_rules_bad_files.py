@@ -109,6 +109,43 @@ EXPECTED = {
         "rule many_reads: needs at least one test case with expect = true and one with expect = false",
     ),
     "failing_test_case": (21, "rule many_reads test 2: expected false, got true"),
+    # Limits (issue 10): each was a traceback (RecursionError, MemoryError, OverflowError...).
+    "condition_nested_too_deeply": (
+        14,
+        "rule many_reads: condition: nested too deeply: more than 20 levels of parentheses, "
+        "function calls, 'not' or unary '-' (column 39)",
+    ),
+    "condition_too_long": (
+        14,
+        "rule many_reads: condition: too long: more than 256 tokens (numbers, names, operators) "
+        "(column 1543)",
+    ),
+    "non_ascii_digit": (
+        14,
+        "rule many_reads: condition: unexpected character '\u0661' (U+0661); numbers are "
+        "written with ASCII digits 0-9 (column 19)",
+    ),
+    "number_too_large": (
+        14,
+        "rule many_reads: condition: number '1e999' is too large (column 19)",
+    ),
+    "format_width_too_large": (
+        15,
+        "rule many_reads: reason: bad format spec '>999999999999' for 'records_touched': "
+        "width 999999999999 is over 100",
+    ),
+    "test_value_too_large": (
+        18,
+        "rule many_reads: test 1: feature 'records_touched' is too large for a number "
+        "(over 1.8e308)",
+    ),
+    "toml_nested_too_deeply": (None, "invalid TOML: arrays or tables nested too deeply"),
+    "toml_integer_too_long": (None, "invalid TOML: an integer has more than 4,300 digits"),
+    "too_many_rules": (1005, "too many rules: 501; a rule file holds at most 500"),
+    "control_character_in_reason": (
+        15,
+        "rule many_reads: 'reason' must be one line without control or bidirectional characters",
+    ),
 }
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from detector import bench as bench_lib
-from detector.cli.options import timezone_option
+from detector.cli.options import pseudonymise_options, pseudonymiser, timezone_option
 
 
 def generator_fingerprint() -> str:
@@ -83,8 +83,8 @@ def _parse_values(knob: str, text: str | None) -> list | None:
     type=click.Choice(bench_lib.MODES),
     help="Scoring mode; repeat. Default: rules and both.",
 )
-@click.option("--out", type=click.Path(dir_okay=False), help="CSV of results (+ .rules.csv).")
-@click.option("--plot", type=click.Path(dir_okay=False), help="PNG comparing the rule sets.")
+@click.option("--out", type=click.Path(), help="CSV of results (+ .rules.csv).")
+@click.option("--plot", type=click.Path(), help="PNG comparing the rule sets.")
 @click.option(
     "--sweep",
     type=click.Choice(list(bench_lib.SWEEP_KNOBS)),
@@ -99,6 +99,7 @@ def _parse_values(knob: str, text: str | None) -> list | None:
     help="Where generated data sets are kept for reruns.",
 )
 @timezone_option
+@pseudonymise_options
 def bench(
     rulesets,
     scenarios,
@@ -112,6 +113,8 @@ def bench(
     sweep_values,
     cache_dir,
     timezone,
+    pseudonymise,
+    pseudonym_key_file,
 ) -> None:
     """Compare rule sets on generated replays of the documented attacks.
 
@@ -126,10 +129,24 @@ def bench(
       detector bench --rules naive --rules default --scenario kairos_infostealer --seeds 1
       detector bench --sweep rate_multiple --sweep-values 1,5,20 --mode rules
     """
+    from detector.outputs import check_outputs
     from synthetic_logs.scenario import load_scenario
 
     if sweep_values and not sweep:
         raise click.UsageError("--sweep-values needs --sweep KNOB")
+    check_outputs(
+        {
+            "--out": out,
+            "the per-rule CSV": bench_lib.rules_csv_path(out) if out else None,
+            "--plot": plot,
+        },
+        [
+            *[("the rules file", p) for p in rulesets if Path(p).is_file()],
+            *[("the scenario file", p) for p in scenarios if Path(p).is_file()],
+            ("the pseudonym key file", pseudonym_key_file),
+        ],
+    )
+    hide = pseudonymiser(pseudonymise, pseudonym_key_file)
     for name in scenarios:
         load_scenario(name)  # an unknown scenario fails before any generation
     result = bench_lib.run(
@@ -148,6 +165,7 @@ def bench(
         timezone=timezone,
         generator=generator_fingerprint(),
         progress=lambda line: click.echo(line, err=True),
+        pseudonymiser=hide,
     )
     click.echo(bench_lib.format_summary(result))
     for path in result.files:

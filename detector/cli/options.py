@@ -46,3 +46,28 @@ def engine_option(command):
     for option in reversed(engine_options):
         command = option(command)
     return command
+
+def pseudonymise_options(command):
+    """``--pseudonymise`` and ``--pseudonym-key-file``, shared by score, report and bench."""
+    command = click.option(
+        "--pseudonym-key-file",
+        type=click.Path(path_type=Path),
+        help="File holding the pseudonym key (default: $LOGSENTINEL_PSEUDONYM_KEY).",
+    )(command)
+    return click.option(
+        "--pseudonymise",
+        is_flag=True,
+        help="Replace account ids, addresses, record ids and target accounts in every output "
+        "by keyed pseudonyms (HMAC-SHA-256; see docs/outputs.md).",
+    )(command)
+
+
+def pseudonymiser(pseudonymise: bool, key_file: Path | None):
+    """The run's :class:`~detector.privacy.Pseudonymiser`, or None without ``--pseudonymise``."""
+    if not pseudonymise:
+        if key_file is not None:
+            raise click.UsageError("--pseudonym-key-file needs --pseudonymise")
+        return None
+    from detector.privacy import Pseudonymiser, load_key
+
+    return Pseudonymiser(load_key(key_file))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from detector.cli.options import timezone_option
+from detector.cli.options import pseudonymise_options, pseudonymiser, timezone_option
 
 
 @click.command()
@@ -20,7 +20,7 @@ from detector.cli.options import timezone_option
     "--out",
     default="report.html",
     show_default=True,
-    type=click.Path(dir_okay=False, path_type=str),
+    type=click.Path(path_type=str),
     help="Where to write the HTML report.",
 )
 @click.option(
@@ -31,7 +31,16 @@ from detector.cli.options import timezone_option
     help="Detail at most this many alerts, most urgent first; the summary counts the rest.",
 )
 @timezone_option
-def report(alerts: str, log: str, out: str, max_alerts: int, timezone: str) -> None:
+@pseudonymise_options
+def report(
+    alerts: str,
+    log: str,
+    out: str,
+    max_alerts: int,
+    timezone: str,
+    pseudonymise: bool,
+    pseudonym_key_file,
+) -> None:
     """Write a self-contained HTML report of ALERTS (the table `detector score` wrote).
 
     The file has a summary, then one section per alert: reason, rules fired,
@@ -42,9 +51,26 @@ def report(alerts: str, log: str, out: str, max_alerts: int, timezone: str) -> N
     Example:
       detector report data/alerts.parquet --log data/logs.parquet --out report.html
     """
-    from detector.report import write_report
+    from detector.outputs import check_outputs
 
-    result = write_report(alerts, log, out, max_alerts=max_alerts, timezone=timezone)
+    check_outputs(
+        {"--out": out},
+        {
+            "the alerts file": alerts,
+            "the log": log,
+            "the pseudonym key file": pseudonym_key_file,
+        },
+    )
+    from detector.report import write_report  # matplotlib: imported once the paths are sound
+
+    result = write_report(
+        alerts,
+        log,
+        out,
+        max_alerts=max_alerts,
+        timezone=timezone,
+        pseudonymiser=pseudonymiser(pseudonymise, pseudonym_key_file),
+    )
     note = f", {result.left_out} more summarised only" if result.left_out else ""
     click.echo(
         f"{result.alerts} alerts on {result.accounts} accounts ({result.shown} detailed{note})"

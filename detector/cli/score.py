@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
-from detector.cli.options import caseloads_option, engine_option, timezone_option
+from detector.cli.options import (
+    caseloads_option,
+    engine_option,
+    pseudonymise_options,
+    pseudonymiser,
+    timezone_option,
+)
 
 FORMATS = ("parquet", "jsonl", "csv")
 
@@ -26,18 +32,39 @@ def _default_out(log: Path, fmt: str) -> Path:
     return sibling(log, f".alerts.{fmt}")
 
 
+def _rejects_path(out: Path) -> Path:
+    return out.with_name(f"{out.name.rsplit('.', 1)[0]}.rejects.parquet")
+
+
+def _inputs(log: Path, caseloads: Path | None, **files: str | Path | None) -> dict[str, Path]:
+    """The files a run reads, by label: outputs must never land on (or inside) one."""
+    from detector.schema import default_caseloads_path
+
+    if caseloads is None and default_caseloads_path(log).exists():
+        caseloads = default_caseloads_path(log)
+    found = {"the log": log, "the caseloads file": caseloads}
+    for label, value in files.items():
+        # A rule set is a built-in name or a file: only an existing file is an input here.
+        if value is not None and Path(value).is_file():
+            found[f"the {label.replace('_', ' ')}"] = Path(value)
+    return {label: path for label, path in found.items() if path is not None}
+
+
 def _local(stamp, timezone: str) -> str:
     return stamp.tz_convert(timezone).strftime("%Y-%m-%d %H:%M")
 
 
 def _top_table(alerts, timezone: str, top: int) -> str:
+    from detector.textsafe import visible  # text from the log: no raw ESC, CR/LF, bidi
+
     rows = [("account", "severity", "score", f"detected ({timezone})", "reason")]
     for _, alert in alerts.head(top).iterrows():
-        reason = alert["reason"] if len(alert["reason"]) <= 100 else alert["reason"][:99] + "…"
+        reason = visible(alert["reason"])
+        reason = reason if len(reason) <= 100 else reason[:99] + "…"
         rows.append(
             (
-                alert["account_id"],
-                alert["severity"],
+                visible(alert["account_id"]),
+                visible(alert["severity"]),
                 f"{alert['score']:.2f}",
                 _local(alert["detected_at"], timezone),
                 reason,
@@ -88,9 +115,24 @@ def _top_table(alerts, timezone: str, top: int) -> str:
     help="State directory: score only LOG's new days against the stored history, then update it.",
 )
 @engine_option
+@pseudonymise_options
 def score(
-    log, caseloads, rules, model, mode, timezone, out, fmt, top, features_out, state, engine,
-    workers, scheduler,
+    log,
+    caseloads,
+    rules,
+    model,
+    mode,
+    timezone,
+    out,
+    fmt,
+    top,
+    features_out,
+    state,
+    engine,
+    workers,
+    scheduler,
+    pseudonymise,
+    pseudonym_key_file,
 ):
     """Score LOG (a Parquet file or directory in the contract's format) and write alerts.
 
@@ -106,15 +148,34 @@ def score(
       detector score s3://bucket/logs/ --engine dask --scheduler tcp://scheduler:8786
     """
     from detector.alerts import write_alerts
+    from detector.model import WindowModel
+    from detector.outputs import atomic_path, check_outputs
     from detector.pipeline import score_log
+    from detector.rules import load_ruleset
 
     started = time.perf_counter()
+    # Everything that can be refused is checked before the log is read.
+    out = out or _default_out(log, fmt)
+    rejects_path = _rejects_path(out)
+    check_outputs(
+        {"--out": out, "the rejects file": rejects_path, "--features-out": features_out},
+        _inputs(
+            log,
+            caseloads,
+            rules_file=rules,
+            model_file=model,
+            pseudonym_key_file=pseudonym_key_file,
+        ),
+    )
+    hide = pseudonymiser(pseudonymise, pseudonym_key_file)
+    ruleset = load_ruleset(rules) if mode in ("rules", "both") else rules
+    loaded = WindowModel.load(model) if model is not None and mode != "rules" else model
     result = score_log(
         log,
         caseloads=caseloads,
-        rules=rules,
+        rules=ruleset,
         mode=mode,
-        model=model,
+        model=loaded,
         timezone=timezone,
         progress=_say,
         engine=engine,
@@ -122,20 +183,27 @@ def score(
         scheduler=scheduler,
         state=state,
     )
-    out = out or _default_out(log, fmt)
+    if hide is not None:
+        result.alerts = hide.frame(result.alerts)
+        result.features = hide.frame(result.features)
     write_alerts(result.alerts, out, fmt)
     for notice in result.notices:
         click.echo(f"Notice: {notice}", err=True)
     if len(result.rejects):
-        rejects_path = out.with_name(f"{out.name.rsplit('.', 1)[0]}.rejects.parquet")
-        result.rejects.astype(
+        # Raw rows as text: a reject is kept as it came, whatever its types.
+        rejects = result.rejects.astype(
             {c: "string" for c in result.rejects.columns if c not in ("row",)}
-        ).to_parquet(rejects_path, index=False)
+        )
+        if hide is not None:
+            rejects = hide.frame(rejects)
+        with atomic_path(rejects_path) as temporary:
+            rejects.to_parquet(temporary, index=False)
         click.echo(
             f"Notice: {len(result.rejects):,} rejected rows written to {rejects_path}", err=True
         )
     if features_out:
-        result.features.to_parquet(features_out, index=False)
+        with atomic_path(features_out) as temporary:
+            result.features.to_parquet(temporary, index=False)
     alerts = result.alerts
     if len(alerts):
         click.echo(_top_table(alerts, timezone, top))
@@ -169,9 +237,10 @@ def fit(log, out, caseloads, timezone):
       detector fit january.parquet --out model.skops
       detector score february.parquet --model model.skops
     """
+    from detector.outputs import check_outputs
     from detector.pipeline import fit_model
 
+    check_outputs({"--out": out}, _inputs(log, caseloads))
     model = fit_model(log, caseloads=caseloads, timezone=timezone, progress=_say)
-    out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
     click.echo(f"model fitted on {log} (alert threshold {model.threshold_:.3f}) -> {out}")

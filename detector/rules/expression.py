@@ -25,6 +25,7 @@ were. ``min`` and ``max`` propagate NaN for the same reason (a missing baseline 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from detector.errors import DetectorError, RuleProblem, RuleSetError
+from detector.textsafe import visible
 
 KEYWORDS = frozenset({"and", "or", "not"})
 FUNCTIONS = {"min": np.minimum, "max": np.maximum, "abs": np.abs}
@@ -257,16 +259,24 @@ class Token:
     column: int
 
 
+# ASCII only: Python's \d, \s and float() also accept other scripts' digits ("٥")
+# and spaces, which a reader of the rule would not take for what they mean.
 _TOKEN = re.compile(
     r"""
-    (?P<space>\s+)
-    | (?P<number>(?:\d|\.\d)(?:[eE][+-]|[0-9A-Za-z_.])*)   # validated by float() below
+    (?P<space>[ \t\r\n]+)
+    | (?P<number>(?:[0-9]|\.[0-9])(?:[eE][+-]|[0-9A-Za-z_.])*)   # validated by float() below
     | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
     | (?P<op><=|>=|==|!=|[<>+\-*/])
     | (?P<punct>[(),])
     """,
-    re.VERBOSE,
+    re.VERBOSE | re.ASCII,
 )
+
+# Limits that keep parsing and every walk over the tree far from Python's recursion
+# limit (a RecursionError traceback at ~90 nested parentheses without them), and the
+# cost of a hostile condition small. Shipped rules use under 70 tokens and 4 levels.
+MAX_TOKENS = 256
+MAX_DEPTH = 20
 
 _HINTS = {"=": "; use '==' to compare", "&": "; use 'and'", "|": "; use 'or'", "!": "; use 'not'"}
 
@@ -279,8 +289,29 @@ class _Syntax(Exception):
         self.message, self.column = message, column
 
 
+def _clip(text: str, limit: int = 40) -> str:
+    """A token for an error message: at most ``limit`` characters, so the message stays a line."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _describe(char: str) -> str:
+    """A character for an error message, visible even when it is a control or a look-alike."""
+    if char.isascii():
+        return f"'{visible(char)}'{_HINTS.get(char, '')}"
+    shown = f"'{visible(char)}' (U+{ord(char):04X})"
+    if char.isdigit() or char.isnumeric():
+        return f"{shown}; numbers are written with ASCII digits 0-9"
+    if char.isspace():
+        return f"{shown}; separate with ordinary spaces"
+    return shown
+
+
 def tokenize(text: str) -> list[Token]:
-    """Split a condition into tokens, ending with an ``end`` token."""
+    """Split a condition into tokens, ending with an ``end`` token.
+
+    Stops at the first problem: an unexpected character, a malformed number, or more
+    than ``MAX_TOKENS`` tokens (so a huge condition costs no more than a long one).
+    """
     tokens: list[Token] = []
     position = 0
     while position < len(text):
@@ -288,16 +319,23 @@ def tokenize(text: str) -> list[Token]:
         column = position + 1
         if match is None:
             char = text[position]
-            raise _Syntax(f"unexpected character '{char}'{_HINTS.get(char, '')}", column)
+            raise _Syntax(f"unexpected character {_describe(char)}", column)
         kind, value = match.lastgroup, match.group()
         if kind == "number":
             try:
-                float(value)
+                number = float(value)
             except ValueError:
-                raise _Syntax(f"malformed number '{value}'", column) from None
+                raise _Syntax(f"malformed number '{_clip(value)}'", column) from None
+            if not math.isfinite(number):
+                raise _Syntax(f"number '{_clip(value)}' is too large", column)
         if kind == "punct":
             kind = value
         if kind != "space":
+            if len(tokens) == MAX_TOKENS:
+                raise _Syntax(
+                    f"too long: more than {MAX_TOKENS} tokens (numbers, names, operators)",
+                    column,
+                )
             tokens.append(Token(kind, value, column))
         position = match.end()
     tokens.append(Token("end", "", len(text) + 1))
@@ -316,6 +354,7 @@ class _Parser:
         self.position = 0
         self.features = features
         self.problems: list[tuple[str, int]] = []
+        self.depth = 0  # open parentheses, calls, 'not' and unary '-' around the position
 
     # token helpers
     def peek(self) -> Token:
@@ -329,6 +368,16 @@ class _Parser:
     def at_op(self, *ops: str) -> bool:
         token = self.peek()
         return token.kind in ("op", "name") and token.text in ops
+
+    def enter(self, token: Token) -> None:
+        """One level deeper (at ``token``); a ``_Syntax`` past ``MAX_DEPTH``."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise _Syntax(
+                f"nested too deeply: more than {MAX_DEPTH} levels of parentheses, "
+                "function calls, 'not' or unary '-'",
+                token.column,
+            )
 
     def expect_type(self, node: Expr, boolean: bool, what: str) -> None:
         if node.is_boolean != boolean:
@@ -346,7 +395,7 @@ class _Parser:
         if token.kind != "end":
             hint = f"; write '{token.text.lower()}'" if token.text.lower() in KEYWORDS else ""
             raise _Syntax(
-                f"unexpected '{token.text}' after a complete expression{hint}", token.column
+                f"unexpected '{_clip(token.text)}' after a complete expression{hint}", token.column
             )
         return node
 
@@ -369,7 +418,9 @@ class _Parser:
     def not_expr(self) -> Expr:
         if self.at_op("not"):
             token = self.advance()
+            self.enter(token)
             operand = self.not_expr()
+            self.depth -= 1
             self.expect_type(operand, True, "'not'")
             return Not(operand, column=token.column)
         return self.comparison()
@@ -409,7 +460,9 @@ class _Parser:
     def unary(self) -> Expr:
         if self.at_op("-"):
             token = self.advance()
+            self.enter(token)
             operand = self.unary()
+            self.depth -= 1
             self.expect_type(operand, False, "unary '-'")
             return Negate(operand, column=token.column)
         return self.primary()
@@ -419,21 +472,24 @@ class _Parser:
         if token.kind == "number":
             return Number(float(token.text), column=token.column)
         if token.kind == "(":
+            self.enter(token)
             node = self.or_expr()
             if self.peek().kind != ")":
                 raise self.unclosed(token)
             self.advance()
+            self.depth -= 1
             return node
         if token.kind == "name" and token.text not in KEYWORDS:
             if self.peek().kind == "(":
                 return self.call(token)
             if token.text not in self.features:
-                self.problems.append((f"unknown feature '{token.text}'", token.column))
+                self.problems.append((f"unknown feature '{_clip(token.text)}'", token.column))
             return Feature(token.text, column=token.column)
         raise self.missing_operand(token)
 
     def call(self, name: Token) -> Expr:
         opening = self.advance()
+        self.enter(opening)
         # Arguments parse as full expressions so that a condition there is a type error.
         arguments = [self.or_expr()]
         while self.peek().kind == ",":
@@ -442,11 +498,12 @@ class _Parser:
         if self.peek().kind != ")":
             raise self.unclosed(opening)
         self.advance()
+        self.depth -= 1
         function = name.text
         if function not in FUNCTIONS:
             known = ", ".join(sorted(FUNCTIONS))
             self.problems.append(
-                (f"unknown function '{function}'; functions: {known}", name.column)
+                (f"unknown function '{_clip(function)}'; functions: {known}", name.column)
             )
         elif function == "abs" and len(arguments) != 1:
             self.problems.append((f"abs() takes 1 argument, got {len(arguments)}", name.column))
@@ -465,7 +522,7 @@ class _Parser:
                 f"unbalanced parenthesis: '(' at column {opening.column} is never closed",
                 token.column,
             )
-        return _Syntax(f"unexpected '{token.text}'; expected ')' or ','", token.column)
+        return _Syntax(f"unexpected '{_clip(token.text)}'; expected ')' or ','", token.column)
 
     def missing_operand(self, token: Token) -> _Syntax:
         previous = self.tokens[self.position - 2] if self.position >= 2 else None
@@ -476,7 +533,8 @@ class _Parser:
         if token.kind == ")":
             return _Syntax("unbalanced parenthesis or missing value before ')'", token.column)
         return _Syntax(
-            f"unexpected '{token.text}'; expected a number, a feature name or '('", token.column
+            f"unexpected '{_clip(token.text)}'; expected a number, a feature name or '('",
+            token.column,
         )
 
 

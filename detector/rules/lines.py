@@ -10,7 +10,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\- ]+?)\s*\]\]?\s*(#.*)?$")
+# Words separated by required spaces: one way only to match a run of spaces, so a header
+# with a long run of them ("[a      . b]", valid TOML) is scanned in linear time (the
+# former "[...\- ]+?\s*" took 9 s for 32,000 spaces, hours for a 1 MiB line).
+_HEADER = re.compile(
+    r"^[ \t]*(\[\[?)[ \t]*([A-Za-z0-9_.\-]+(?:[ \t]+[A-Za-z0-9_.\-]+)*)[ \t]*\]\]?[ \t]*(#.*)?$"
+)
 _KEY = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_\-]+)\s*[=.]""")
 
 
@@ -39,7 +44,7 @@ def scan_blocks(text: str) -> list[Block]:
             continue
         header = _HEADER.match(line)
         if header:
-            blocks.append(Block(header.group(2).replace(" ", ""), number))
+            blocks.append(Block(re.sub(r"[ \t]+", "", header.group(2)), number))
         else:
             key = _KEY.match(line)
             if key:

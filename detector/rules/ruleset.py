@@ -8,6 +8,7 @@ plus an allowlist of accounts and address ranges. Loading collects every problem
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import math
 import re
@@ -15,6 +16,7 @@ import string
 import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
@@ -26,11 +28,13 @@ import pandas as pd
 from detector.errors import DetectorError, RuleProblem, RuleSetError
 from detector.rules.expression import Expr, parse_expression
 from detector.rules.lines import SourceLines
+from detector.textsafe import visible
 
 SEVERITIES = ("low", "medium", "high")
 STATUSES = ("experimental", "stable")
-_RULE_ID = re.compile(r"^[a-z][a-z0-9_]*$")
-_TECHNIQUE = re.compile(r"^T\d{4}(\.\d{3})?$")
+# Used with fullmatch and ASCII only: "$" would accept a trailing newline, "\d" any script's digits.
+_RULE_ID = re.compile(r"^[a-z][a-z0-9_]*$", re.ASCII)
+_TECHNIQUE = re.compile(r"^T[0-9]{4}(\.[0-9]{3})?$", re.ASCII)
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)|\s*\(at end of document\)")
 
 TOP_KEYS = ("ruleset", "allowlist", "rules")
@@ -49,6 +53,20 @@ RULE_KEYS = (
 )
 REQUIRED_RULE_KEYS = ("id", "title", "severity", "technique", "condition", "reason", "tests")
 TEST_KEYS = ("features", "expect")
+
+# Rule files are small (the shipped ones are under 20 kB, 12 rules); these caps keep a
+# wrong or hostile file from costing seconds and gigabytes (50 MB took 51 s and 1.5 GB).
+MAX_FILE_BYTES = 1024 * 1024
+MAX_RULES = 500
+# A reason is one line: a width or precision past these is a mistake, and a huge one
+# ("{events:>999999999999}") would exhaust memory when formatted.
+MAX_FORMAT_WIDTH = 100
+MAX_FORMAT_PRECISION = 20
+_FORMAT_SPEC = re.compile(
+    r"(?:(?P<fill>.)?[<>=^])?[-+ ]?z?\#?0?(?P<width>[0-9]+)?[,_]?(?:\.(?P<precision>[0-9]+))?"
+    r"[A-Za-z%]?",  # the type: format() names an unknown one
+    re.ASCII | re.DOTALL,
+)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -148,7 +166,23 @@ class Allowlist:
             parsed = ipaddress.ip_address(str(address).strip())
         except ValueError:
             return False
-        return any(parsed in network for network in self.networks)
+        starts, ends = self._ranges[parsed.version]
+        position = bisect.bisect_right(starts, int(parsed)) - 1
+        return position >= 0 and int(parsed) <= ends[position]
+
+    @cached_property
+    def _ranges(self) -> dict[int, tuple[list[int], list[int]]]:
+        """Per IP version, the networks merged into sorted, disjoint (first, last) ranges.
+
+        A bisection per address instead of a test per network: a 1 MiB rule file can
+        list ~70,000 networks (2,000 addresses x 10,000 networks took 14 s one by one).
+        """
+        ranges = {}
+        for version in (4, 6):
+            merged = ipaddress.collapse_addresses(n for n in self.networks if n.version == version)
+            pairs = [(int(n.network_address), int(n.broadcast_address)) for n in merged]
+            ranges[version] = ([a for a, _ in pairs], [b for _, b in pairs])
+        return ranges
 
 
 @dataclass(frozen=True)
@@ -266,11 +300,34 @@ def _template_problems(template: str, features: Collection[str]) -> list[str]:
         if conversion:
             problems.append(f"'{{{name}!{conversion}}}': conversions are not supported")
         if spec:
-            try:
-                format(1.5, spec)
-            except ValueError as error:
-                problems.append(f"bad format spec '{spec}' for '{name}': {error}")
+            message = _spec_problem(spec)
+            if message:
+                shown = spec if len(spec) <= 24 else spec[:21] + "..."
+                problems.append(f"bad format spec '{visible(shown)}' for '{name}': {message}")
     return problems
+
+
+def _spec_problem(spec: str) -> str | None:
+    """What is wrong with a format spec for a feature value, or None.
+
+    Python's own parser accepts any script's digits and any width (formatting
+    ``{x:>999999999999}`` is a MemoryError), so the spec must first match the
+    ASCII form of the mini-language within the width and precision limits.
+    """
+    match = _FORMAT_SPEC.fullmatch(spec)
+    if match is None:
+        return "not a format spec for numbers (e.g. '.0%', ',.1f', '>8')"
+    for part, limit in (("width", MAX_FORMAT_WIDTH), ("precision", MAX_FORMAT_PRECISION)):
+        digits = match.group(part)
+        # Compared as text first: int() of thousands of digits is itself refused.
+        if digits and (len(digits) > len(str(limit)) or int(digits) > limit):
+            return f"{part} {digits[:12]}{'...' if len(digits) > 12 else ''} is over {limit}"
+    for value in (1.5, -2.0, 1e300, math.inf):  # every value a feature can take
+        try:
+            format(value, spec)
+        except (ValueError, OverflowError) as error:
+            return str(error)
+    return None
 
 
 # --------------------------------------------------------------------- validation
@@ -286,7 +343,8 @@ class _Validator:
         self.problems: list[RuleProblem] = []
 
     def problem(self, line: int | None, message: str) -> None:
-        self.problems.append(RuleProblem(self.path, line, message))
+        # Messages quote keys and values from the file: controls in them are shown escaped.
+        self.problems.append(RuleProblem(self.path, line, visible(message)))
 
     def unknown_keys(
         self, table: Mapping[str, Any], allowed: tuple[str, ...], where: str, line_of
@@ -307,6 +365,12 @@ class _Validator:
         value = table[key]
         if not isinstance(value, str) or not value.strip():
             self.problem(line, f"{where}'{key}' must be a non-empty string")
+            return None
+        # Every string but a description is one line shown to analysts (alerts, rules list).
+        if key != "description" and visible(value) != value:
+            self.problem(
+                line, f"{where}'{key}' must be one line without control or bidirectional characters"
+            )
             return None
         return value
 
@@ -334,7 +398,7 @@ class _Validator:
             self.lines.table("ruleset", "name") if "name" in table else line,
             required=True,
         )
-        if name is not None and not _RULE_ID.match(name):
+        if name is not None and not _RULE_ID.fullmatch(name):
             self.problem(
                 self.lines.table("ruleset", "name"),
                 f"[ruleset]: name '{name}' must match {_RULE_ID.pattern}",
@@ -428,7 +492,7 @@ class _Validator:
                 "status",
             )
         }
-        if values["id"] is not None and not _RULE_ID.match(values["id"]):
+        if values["id"] is not None and not _RULE_ID.fullmatch(values["id"]):
             self.problem(line("id"), f"{where}id must match {_RULE_ID.pattern}")
         if values["severity"] is not None and values["severity"] not in SEVERITIES:
             self.problem(
@@ -440,7 +504,7 @@ class _Validator:
                 line("status"),
                 f"{where}status '{values['status']}' is not one of: {', '.join(STATUSES)}",
             )
-        if values["technique"] is not None and not _TECHNIQUE.match(values["technique"]):
+        if values["technique"] is not None and not _TECHNIQUE.fullmatch(values["technique"]):
             self.problem(
                 line("technique"),
                 f"{where}technique '{values['technique']}' is not an ATT&CK id like T1078 or T1567.002",
@@ -507,7 +571,13 @@ class _Validator:
                         line("features"), f"{here}feature '{name}' must be a number (nan allowed)"
                     )
                 else:
-                    clean[name] = float(value)
+                    try:
+                        clean[name] = float(value)
+                    except OverflowError:  # an integer past float64's range
+                        self.problem(
+                            line("features"),
+                            f"{here}feature '{name}' is too large for a number (over 1.8e308)",
+                        )
             if condition is not None:
                 for name in sorted(condition.features() - values.keys()):
                     self.problem(
@@ -540,19 +610,43 @@ def _locate(name_or_path: str | Path) -> tuple[str, str]:
         isinstance(name_or_path, Path) or "/" in text or "\\" in text or text.endswith(".toml")
     )
     if is_path:
-        try:
-            return text, Path(text).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise RuleSetError([RuleProblem(text, None, "file not found")]) from None
-        except (OSError, UnicodeDecodeError) as error:
-            raise RuleSetError([RuleProblem(text, None, f"cannot read: {error}")]) from None
+        return text, _read_capped(text)
     resource = resources.files("detector.rulesets") / f"{text}.toml"
-    if not _RULE_ID.match(text) or not resource.is_file():
+    if not _RULE_ID.fullmatch(text) or not resource.is_file():
         known = ", ".join(builtin_rulesets())
         raise RuleSetError(
-            [RuleProblem(text, None, f"no rule set named '{text}'; built-in: {known}")]
+            [RuleProblem(text, None, f"no rule set named '{visible(text)}'; built-in: {known}")]
         )
     return str(resource), resource.read_text(encoding="utf-8")
+
+
+def _read_capped(path: str) -> str:
+    """A rule file's text; ``RuleSetError`` when missing, unreadable or over ``MAX_FILE_BYTES``.
+
+    Reads at most one byte past the cap, so a huge file (or ``/dev/zero``) costs nothing.
+    """
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise RuleSetError([RuleProblem(path, None, "file not found")]) from None
+    except OSError as error:
+        raise RuleSetError([RuleProblem(path, None, f"cannot read: {error}")]) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise RuleSetError(
+            [
+                RuleProblem(
+                    path,
+                    None,
+                    f"file is larger than {MAX_FILE_BYTES:,} bytes (1 MiB), the limit for "
+                    "a rule file",
+                )
+            ]
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise RuleSetError([RuleProblem(path, None, f"cannot read: {error}")]) from None
 
 
 def _parse(
@@ -571,6 +665,18 @@ def _parse(
         elif position:
             message = f"{_TOML_POSITION.sub('', message)} (at end of file)"
         return None, [RuleProblem(path, line, f"invalid TOML: {message}")]
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        return None, [RuleProblem(path, None, "invalid TOML: arrays or tables nested too deeply")]
+    except ValueError as error:  # Python refuses integers of over 4,300 digits
+        message = str(error)
+        if "integer string conversion" in message:
+            message = "an integer has more than 4,300 digits"
+        return None, [RuleProblem(path, None, f"invalid TOML: {message}")]
+    rules = document.get("rules")
+    if isinstance(rules, list) and len(rules) > MAX_RULES:
+        line = SourceLines(text).rule(MAX_RULES)
+        message = f"too many rules: {len(rules):,}; a rule file holds at most {MAX_RULES}"
+        return None, [RuleProblem(path, line, message)]
     validator = _Validator(path, text, features)
     ruleset = validator.ruleset(document)
     problems = sorted(validator.problems, key=lambda p: p.line or 0)
@@ -657,7 +763,7 @@ def describe_rulesets(names_or_paths: Collection[str | Path] = ()) -> list[str]:
     lines = []
     for name in names_or_paths or builtin_rulesets():
         ruleset = load_ruleset(name)
-        description = f": {ruleset.description}" if ruleset.description else ""
+        description = f": {visible(ruleset.description)}" if ruleset.description else ""
         lines.append(f"{ruleset.name} ({len(ruleset.rules)} rules){description}")
         width = max(len(rule.id) for rule in ruleset.rules)
         lines.extend(
