@@ -17,7 +17,7 @@ import pandas as pd
 
 from detector.errors import DetectorError
 from detector.features.catalogue import BASELINED_VOLUMES, FEATURES
-from detector.features.prefix import Replay, prefix_features
+from detector.features.prefix import Replay, prefix_features, replay_events
 from detector.features.table import FeatureTable
 from detector.rules import RuleSet, format_value
 
@@ -25,6 +25,7 @@ SEVERITIES = ("low", "medium", "high")
 SEVERITY_SCORE = {"low": 0.5, "medium": 0.7, "high": 0.85}
 NEVER = np.iinfo(np.int64).min  # first-hold instant of a condition that never held
 MODEL_POINTS_PER_WINDOW = 256  # prefix points the model is scored at, per alerted window
+REPLAY_CHUNK_EVENTS = 500_000  # replayed events whose prefix features are held at once
 # The columns the data contract promises (section 4); the others are extensions.
 CONTRACT_COLUMNS = (
     "account_id",
@@ -80,6 +81,29 @@ def first_hold_times(
     """
     if len(windows) == 0:
         return {name: np.zeros(0, dtype=np.int64) for name in conditions}
+    windows = np.asarray(windows, dtype=np.int64)
+    if replay is None:
+        replay = replay_events(feature_table, windows)
+    # A bulk theft can hold millions of events, each with ~80 prefix features:
+    # windows are replayed in chunks of about REPLAY_CHUNK_EVENTS events.
+    sizes = feature_table.table["events"].to_numpy()[windows]
+    chunk = np.cumsum(sizes) // REPLAY_CHUNK_EVENTS
+    times = {name: np.full(len(windows), NEVER, dtype=np.int64) for name in conditions}
+    for value in np.unique(chunk):
+        part = np.flatnonzero(chunk == value)
+        found = _first_hold_chunk(feature_table, windows[part], conditions, sparse, replay)
+        for name in conditions:
+            times[name][part] = found[name]
+    return times
+
+
+def _first_hold_chunk(
+    feature_table: FeatureTable,
+    windows: np.ndarray,
+    conditions: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]],
+    sparse: frozenset[str],
+    replay: Replay,
+) -> dict[str, np.ndarray]:
     prefix = prefix_features(feature_table, windows, replay)  # every window has an event
     slot = pd.Index(windows).get_indexer(prefix["window"])
     stamps = prefix["timestamp"]

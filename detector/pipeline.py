@@ -102,7 +102,7 @@ def prepare(
         caseloads = default_caseloads_path(log)
     if caseloads is not None and not isinstance(caseloads, pd.DataFrame):
         caseloads = read_caseloads(caseloads)
-    source = source_of(log, timezone)
+    source = source_of(log, timezone, streaming=engine == "local")
     mapper = None
     if engine == "dask":
         from detector.engine.dask import dask_mapper

@@ -61,6 +61,23 @@ def test_parquet_partitions_in_worker_processes_give_the_same_table(
     _same_features(whole, build_features(source, caseloads, TZ, workers=2).features)
 
 
+def test_partitions_streamed_from_row_groups_read_once_give_the_same_table(
+    small_log, caseloads, whole, tmp_path, monkeypatch
+):
+    from detector.engine import sources
+
+    monkeypatch.setattr(sources, "STREAM_ROWS", 30_000)
+    path = tmp_path / "logs.parquet"
+    table = pq.read_table(small_log)
+    pq.write_table(table, path, row_group_size=20_000)
+    source = ParquetSource(path, TZ, streaming=True)
+    streamed = list(source.stream())
+    assert len(streamed) >= 5
+    assert sum(len(rows) for _, _, rows in streamed) == table.num_rows  # every event once
+    assert [p.index for p, _, _ in streamed] == [p.index for p in source.partitions()]
+    _same_features(whole, build_features(source, caseloads, TZ, workers=2).features)
+
+
 def test_a_log_out_of_time_order_is_clustered_first_and_gives_the_same_table(
     small_log, caseloads, whole, tmp_path
 ):

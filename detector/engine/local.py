@@ -13,17 +13,20 @@ import os
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from detector.engine.sources import Partition
+from detector.engine.sources import Partition, normalise_rows
 from detector.features.kernel import Aggregates, out_of_caseload_mode, partition_aggregates
 from detector.features.table import FeatureTable, assemble
-from detector.schema import rejects_notice
+from detector.schema import EventLog, rejects_notice
 
 Progress = Callable[[str], None]
 _WORKER: dict[str, Any] = {}  # what every task of a worker process shares (set once)
@@ -45,10 +48,29 @@ def run_partition(
     """Read one partition and run the kernel on it: (aggregates, rejects, notices).
 
     The one function every engine runs (local processes or a Dask cluster).
+    """
+    return _kernel(source.read(partition), caseloads, timezone, out_mode, dedupe)
+
+
+def run_events(
+    table: pa.Table, rows: np.ndarray, name: str, *options: Any
+) -> tuple[Aggregates, pd.DataFrame, list[str]]:
+    """:func:`run_partition` on a partition's raw events already read (the local stream)."""
+    return _kernel(normalise_rows(table, rows, name), *options)
+
+
+def _kernel(
+    log: EventLog,
+    caseloads: pd.DataFrame | None,
+    timezone: str,
+    out_mode: str | None,
+    dedupe: bool = False,
+) -> tuple[Aggregates, pd.DataFrame, list[str]]:
+    """The kernel on a validated partition.
+
     A partition holds whole days, so an event re-delivered within the log
     lands in the same partition as its first copy: ``dedupe`` drops it here.
     """
-    log = source.read(partition)
     events = log.events
     notices = [n for n in log.notices if "rows rejected" not in n]
     if dedupe and "event_id" in events and len(events):
@@ -68,6 +90,10 @@ def _task(partition: Partition):
     return run_partition(_WORKER["source"], partition, *_WORKER["options"])
 
 
+def _stream_task(table: pa.Table, rows: np.ndarray, name: str):
+    return run_events(table, rows, name, *_WORKER["options"])
+
+
 def _warm_up() -> None:
     """Import scikit-learn (about a second) in a thread while the partitions are processed."""
     threading.Thread(
@@ -75,22 +101,49 @@ def _warm_up() -> None:
     ).start()
 
 
+def _pool(workers: int, source: Any, options: tuple) -> ProcessPoolExecutor:
+    # fork where there is one: no re-import of the caller's __main__ (a notebook, a script
+    # without a main guard); the warm-up thread starts only once the workers exist.
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(source, options),
+    )
+
+
+def _map_stream(source, partitions, options, workers) -> Iterator:
+    """The parent reads each row group once; at most ``workers + 1`` partitions are in flight."""
+    stream = source.stream()
+    if workers <= 1 or len(partitions) <= 1:
+        _warm_up()
+        for _, table, rows in stream:
+            yield run_events(table, rows, source.name, *options)
+        return
+    with _pool(min(workers, len(partitions)), None, options) as pool:
+        pending: deque = deque()
+        for number, (_, table, rows) in enumerate(stream):
+            pending.append(pool.submit(_stream_task, table, rows, source.name))
+            if number == 0:
+                _warm_up()
+            while len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def _map_local(source, partitions, options, workers) -> Iterator:
+    if getattr(source, "streaming", False):
+        yield from _map_stream(source, partitions, options, workers)
+        return
     if workers <= 1 or len(partitions) <= 1:
         _warm_up()
         for partition in partitions:
             yield run_partition(source, partition, *options)
         return
-    # fork where there is one: no re-import of the caller's __main__ (a notebook, a script
-    # without a main guard); the warm-up thread starts only once the workers exist.
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with ProcessPoolExecutor(
-        max_workers=min(workers, len(partitions)),
-        mp_context=context,
-        initializer=_init_worker,
-        initargs=(source, options),
-    ) as pool:
+    with _pool(min(workers, len(partitions)), source, options) as pool:
         results = pool.map(_task, partitions)
         _warm_up()
         yield from results

@@ -17,6 +17,7 @@ the events of chosen windows (account, day) for the replay behind
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,8 @@ from detector.schema import (
     read_row_groups,
 )
 
-TARGET_ROWS = 2_000_000  # events per partition: bounds a worker's memory
+TARGET_ROWS = 2_000_000  # events per partition read by a worker: bounds its memory
+STREAM_ROWS = 500_000  # events per partition streamed to local workers (a day or a few)
 MAX_REREAD = 1.6  # planned reading beyond this many times the log: cluster it first
 ROW = "_row"  # each event's 0-based row position in the input (the contract's default event_id)
 
@@ -138,6 +140,17 @@ class FrameSource:
         return events.iloc[np.flatnonzero(keep)].reset_index(drop=True)
 
 
+def normalise_rows(table: pa.Table, rows: np.ndarray, name: str) -> EventLog:
+    """Validate raw events whose input row positions are ``rows`` (rejects keep their row)."""
+    if "event_id" not in table.column_names:  # the contract's default: the row position
+        table = table.append_column("event_id", pa.array(rows, pa.int64()))
+    log = normalise_table(table, name)
+    if len(log.rejects):
+        log.rejects["row"] = rows[log.rejects["row"].to_numpy()]
+        log.rejects = log.rejects.drop(columns=["event_id"], errors="ignore")
+    return log
+
+
 def _no_rejects() -> pd.DataFrame:
     return pd.DataFrame({"row": pd.Series(dtype=np.int64), "reason": pd.Series(dtype=object)})
 
@@ -182,8 +195,15 @@ class _RowGroup:
 class ParquetSource:
     """A Parquet log (file or directory) read one partition of whole local days at a time."""
 
-    def __init__(self, path: str | Path, timezone: str, target_rows: int = TARGET_ROWS):
+    def __init__(
+        self,
+        path: str | Path,
+        timezone: str,
+        target_rows: int = TARGET_ROWS,
+        streaming: bool = False,
+    ):
         self.name = str(path)
+        self.streaming = False  # planning for the clustering check reads groups per partition
         self.timezone = timezone
         self.target_rows = target_rows
         self.files = parquet_files(path)
@@ -195,6 +215,7 @@ class ParquetSource:
         self._spill_rejects: EventLog | None = None
         if self.files and not self._clustered():
             self._cluster()
+        self.streaming = streaming  # read by the parent, one group at a time (stream())
 
     # -- planning ---------------------------------------------------------------------------
 
@@ -230,10 +251,12 @@ class ParquetSource:
         for g in groups:  # a group's rows spread evenly over its days (an estimate)
             rows[g.first_day - first : g.last_day - first + 1] += g.rows / (g.last_day - g.first_day + 1)
         days = np.arange(first, last + 1)
+        active = rows > 0
+        if self.streaming:  # each group is read once, whatever the cuts
+            return _group_days(days[active], rows[active], STREAM_ROWS)
         crossed = np.zeros(len(days), dtype=bool)  # a group spans the boundary after the day
         for g in groups:
             crossed[g.first_day - first : g.last_day - first] = True
-        active = rows > 0
         return _group_days(days[active], rows[active], self.target_rows, crossed[active])
 
     def _overlapping(self, first_day: int, end_day: int) -> list[_RowGroup]:
@@ -290,13 +313,49 @@ class ParquetSource:
         return pa.concat_tables(tables, promote_options="permissive"), np.concatenate(rows)
 
     def _normalise(self, table: pa.Table, rows: np.ndarray) -> EventLog:
-        if "event_id" not in table.column_names:  # the contract's default: the row position
-            table = table.append_column("event_id", pa.array(rows, pa.int64()))
-        log = normalise_table(table, self.name)
-        if len(log.rejects):
-            log.rejects["row"] = rows[log.rejects["row"].to_numpy()]
-            log.rejects = log.rejects.drop(columns=["event_id"], errors="ignore")
-        return log
+        return normalise_rows(table, rows, self.name)
+
+    def stream(self) -> Iterator[tuple[Partition, pa.Table, np.ndarray]]:
+        """Every partition's raw events, each row group read once, in time order.
+
+        Row groups are read in the order of their first day; a partition is
+        complete once no later group can hold its days. Only the groups not
+        yet complete are held: with time-clustered groups, about one.
+        """
+        groups = sorted(
+            (g for g in self._groups if g.rows and g.first_day is not None),
+            key=lambda g: (g.first_day, g.offset),
+        )
+        pending: list[tuple[pa.Table, np.ndarray, np.ndarray]] = []  # (events, rows, day)
+        plan = [(i, a, b) for i, (a, b) in enumerate(self._plan())]
+        n = len(plan)
+        for position, g in enumerate(groups + [None]):
+            if g is not None:
+                table, rows = self._read_groups([(g.file, g.index, g.offset)], self.read_columns)
+                stamps, valid = _timestamps_ns(table["timestamp"])
+                day = _day_span(stamps, self.timezone)
+                pending.append((table.filter(pa.array(valid)), rows[valid], day[valid]))
+            next_first = groups[position + 1].first_day if position + 1 < len(groups) else None
+            while plan and (next_first is None or plan[0][2] <= next_first):
+                index, a, b = plan.pop(0)
+                tables, rows_out, kept = [], [], []
+                for table, rows, day in pending:
+                    inside = (day >= a) & (day < b)
+                    if inside.any():
+                        tables.append(table.filter(pa.array(inside)))
+                        rows_out.append(rows[inside])
+                    kept.append((table.filter(pa.array(~inside)), rows[~inside], day[~inside]))
+                pending = [k for k in kept if len(k[1])]
+                events = (
+                    pa.concat_tables(tables, promote_options="permissive")
+                    if tables
+                    else self._read_groups((), self.read_columns)[0]
+                )
+                rows_all = np.concatenate(rows_out) if rows_out else np.zeros(0, np.int64)
+                yield Partition(index, a, b, (), len(rows_all)), events, rows_all
+            if g is None and not plan:
+                break
+        assert n == 0 or not plan
 
     def read(self, partition: Partition) -> EventLog:
         table, rows = self._read_groups(partition.pieces, self.read_columns)
@@ -398,11 +457,16 @@ def _decode_dictionaries(table: pa.Table) -> pa.Table:
     return table
 
 
-def source_of(log: str | Path | EventLog, timezone: str, target_rows: int = TARGET_ROWS):
-    """The partition source of a log path or a validated log in memory."""
+def source_of(log: str | Path | EventLog, timezone: str, streaming: bool = True):
+    """The partition source of a log path or a validated log in memory.
+
+    ``streaming``: the parent reads each row group once and hands out
+    partitions (the local engine); otherwise workers read their own
+    partitions (a cluster).
+    """
     if isinstance(log, EventLog):
-        return FrameSource(log, timezone, target_rows)
-    return ParquetSource(log, timezone, target_rows)
+        return FrameSource(log, timezone)
+    return ParquetSource(log, timezone, streaming=streaming)
 
 
 __all__ = ["FrameSource", "ParquetSource", "Partition", "normalise", "source_of"]
