@@ -81,6 +81,7 @@ def prepare(
     workers: int | None = None,
     scheduler: str | None = None,
     state: str | Path | None = None,
+    uses_model: bool = True,
 ) -> Prepared:
     """Build the feature table of a log (path or DataFrame), one partition of days at a time.
 
@@ -90,6 +91,8 @@ def prepare(
     a local cluster without one). With ``state`` (a directory), the stored
     history is read and only the log's new days are scored (see
     :mod:`detector.engine.state`); :func:`score_log` updates the state.
+    ``uses_model=False`` (rules only) spares the stored days' baselines, which
+    only fitting a model on them needs.
     """
     say = progress or (lambda message: None)
     check_timezone(timezone)
@@ -115,6 +118,8 @@ def prepare(
     stored.timezone = timezone
     run = run_kernel(source, caseloads, timezone, workers, say, mapper, dedupe=True)
     parts, scored, overlap = merge(stored, run.parts)
+    # Baselines of stored days are needed only to fit a model on them.
+    refit = uses_model and not _stored_model_usable(stored, len(scored))
     table = assemble(
         parts,
         caseloads,
@@ -122,6 +127,7 @@ def prepare(
         run.notices + overlap,
         has_caseload_data=run.out_mode is not None,
         first_day=stored.first_day,
+        baseline_days=None if refit else scored,
     )
     attach(table, source, run)
     say(f"{len(scored)} new day(s) to score against {stored.day_events().size} stored day(s)")
@@ -177,6 +183,10 @@ def detect(
 
     scores = flags = None
     fitted = None
+    scoring = np.arange(len(table))
+    if prepared.scored_days is not None:  # stored days were scored by earlier runs
+        days = table["_day"].to_numpy() + prepared.features.first_day
+        scoring = np.flatnonzero(np.isin(days, np.fromiter(prepared.scored_days, dtype=np.int64)))
     if use_model and model is None and len(table) < MIN_WINDOWS_TO_FIT:
         prepared.notices.append(
             f"only {len(table)} account-days: too few to fit the model on this log, rules only"
@@ -185,8 +195,11 @@ def detect(
         use_model = False
     if use_model:
         fitted = _resolve_model(model, table)
-        # Fitted on this very table: its training scores are this table's scores.
-        scores = fitted.training_scores_ if model is None else fitted.score(table)
+        if model is None:  # fitted on this very table: its training scores are its scores
+            scores = fitted.training_scores_
+        else:  # only the windows that may alert are scored
+            scores = np.zeros(len(table))
+            scores[scoring] = fitted.score(table.iloc[scoring])
         flags = scores >= fitted.threshold_
 
     candidate = (
@@ -194,9 +207,10 @@ def detect(
     )
     if flags is not None:
         candidate |= flags
-    if prepared.scored_days is not None:  # stored days were scored by earlier runs
-        days = table["_day"].to_numpy() + prepared.features.first_day
-        candidate &= np.isin(days, np.fromiter(prepared.scored_days, dtype=np.int64))
+    if prepared.scored_days is not None:
+        in_scope = np.zeros(len(table), dtype=bool)
+        in_scope[scoring] = True
+        candidate &= in_scope
     windows = np.flatnonzero(candidate)
     if len(windows) == 0:
         return empty_alerts()
@@ -271,7 +285,17 @@ def score_log(
     With ``state``, only the days not yet in the state directory are scored,
     against the stored history, and the state is then updated atomically.
     """
-    prepared = prepare(log, caseloads, timezone, progress, engine, workers, scheduler, state)
+    prepared = prepare(
+        log,
+        caseloads,
+        timezone,
+        progress,
+        engine,
+        workers,
+        scheduler,
+        state,
+        uses_model=mode != "rules" and model is None,
+    )
     if progress:
         progress(f"detecting ({mode})")
     fitted = None
@@ -281,9 +305,13 @@ def score_log(
     if state is not None:
         _save_state(prepared, fitted, progress)
     table = prepared.features.table
+    features = prepared.features.features
+    if prepared.scored_days is not None:  # the stored days were given by earlier runs
+        days = table["_day"].to_numpy() + prepared.features.first_day
+        features = features[np.isin(days, np.fromiter(prepared.scored_days, dtype=np.int64))]
     return ScoreResult(
         alerts=alerts,
-        features=prepared.features.features,
+        features=features,
         rejects=prepared.rejects,
         notices=prepared.notices,
         events=prepared.features.n_events,
@@ -299,16 +327,21 @@ def _state_model(prepared: Prepared) -> tuple[WindowModel | None, WindowModel | 
     """
     stored = prepared.state
     table = prepared.features.table
-    if (
-        stored.model_path is not None
-        and stored.model_days >= FULL_HISTORY_DAYS
-        and stored.model_age + len(prepared.scored_days) <= REFIT_AFTER_DAYS
-    ):
+    if _stored_model_usable(stored, len(prepared.scored_days)):
         return WindowModel.load(stored.model_path), None
     if len(table) < MIN_WINDOWS_TO_FIT:
         return None, None
     fitted = WindowModel().fit(table)
     return fitted, fitted
+
+
+def _stored_model_usable(stored: State, new_days: int) -> bool:
+    """A stored model fitted on a full baseline, less than a week of new days ago."""
+    return (
+        stored.model_path is not None
+        and stored.model_days >= FULL_HISTORY_DAYS
+        and stored.model_age + new_days <= REFIT_AFTER_DAYS
+    )
 
 
 def _save_state(prepared: Prepared, fitted: WindowModel | None, progress: Progress | None) -> None:

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from detector.errors import DetectorError
@@ -172,17 +173,31 @@ def combine(parts: list[Aggregates]) -> Aggregates:
     for column, _ in NOVELTY:
         tables = [p.first_seen[column] for p in parts if column in p.first_seen]
         if tables:
-            seen = pa.concat_tables(tables).to_pandas()
-            seen = seen.sort_values("day", kind="stable").drop_duplicates(["account_id", "value"])
-            first_seen[column] = pa.table(
-                {
-                    "account_id": pa.array(seen["account_id"], pa.string()),
-                    "value": pa.array(seen["value"], pa.string()),
-                    "day": pa.array(seen["day"], pa.int32()),
-                }
-            )
+            first_seen[column] = _first_days(pa.concat_tables(tables, promote_options="permissive"))
     created = pa.concat_tables([p.created for p in parts]) if parts else pa.table({})
     return Aggregates(windows, hours, first_seen, created, int(windows["events"].sum()))
+
+
+def _codes(column: pa.ChunkedArray) -> np.ndarray:
+    encoded = pc.dictionary_encode(column.combine_chunks())
+    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _first_days(seen: pa.Table) -> pa.Table:
+    """Each (account_id, value) pair once, with its first day (one hashing pass, in Arrow codes)."""
+    day = seen["day"].to_numpy().astype(np.int64)
+    order = np.argsort(day, kind="stable")
+    account, value = _codes(seen["account_id"]), _codes(seen["value"])
+    key = (account * (int(value.max()) + 1 if len(value) else 1) + value)[order]
+    keep = order[~pd.Series(key).duplicated(keep="first").to_numpy()]
+    kept = seen.take(pa.array(keep))
+    return pa.table(
+        {
+            "account_id": pc.cast(kept["account_id"], pa.string()),
+            "value": pc.cast(kept["value"], pa.string()),
+            "day": pc.cast(kept["day"], pa.int32()),
+        }
+    )
 
 
 def save_state(

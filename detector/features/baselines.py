@@ -48,32 +48,38 @@ def _history_view(matrix: np.ndarray) -> np.ndarray:
     return sliding_window_view(padded, HISTORY_DAYS, axis=1)[:, : matrix.shape[1], :]
 
 
-def own_stats(matrix: np.ndarray) -> dict[str, np.ndarray]:
+def own_stats(matrix: np.ndarray, days: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per (account, day): median, q25, q75, max and count of the account's earlier days.
 
-    ``matrix`` is (accounts x days) with NaN for inactive days.
+    ``matrix`` is (accounts x days) with NaN for inactive days. With ``days``,
+    only those day columns are computed (the others stay NaN, count 0).
     """
     n_rows, n_days = matrix.shape
+    days = np.arange(n_days) if days is None else np.asarray(days, dtype=np.int64)
     stats = {k: np.full((n_rows, n_days), np.nan) for k in ("median", "q25", "q75", "max")}
     stats["count"] = np.zeros((n_rows, n_days), dtype=np.int64)
-    rows_per_chunk = max(1, _CHUNK_CELLS // max(1, n_days * HISTORY_DAYS))
+    rows_per_chunk = max(1, _CHUNK_CELLS // max(1, len(days) * HISTORY_DAYS))
     for start in range(0, n_rows, rows_per_chunk):
         rows = slice(start, start + rows_per_chunk)
-        quantiles, count = sorted_quantiles(_history_view(matrix[rows]), (0.25, 0.5, 0.75, 1.0))
+        history = _history_view(matrix[rows])[:, days, :]
+        quantiles, count = sorted_quantiles(history, (0.25, 0.5, 0.75, 1.0))
         for i, key in enumerate(("q25", "median", "q75", "max")):
-            stats[key][rows] = quantiles[..., i]
-        stats["count"][rows] = count
+            stats[key][rows, days] = quantiles[..., i]
+        stats["count"][rows, days] = count
     return stats
 
 
-def peer_stats(matrix: np.ndarray, groups: np.ndarray) -> dict[str, np.ndarray]:
+def peer_stats(
+    matrix: np.ndarray, groups: np.ndarray, days: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """Per (group, day): median, q25, q75, p95 and count of the group's earlier account-days.
 
     ``groups`` gives each matrix row's peer group as an integer 0..G-1; the
-    result arrays are (G x days).
+    result arrays are (G x days). With ``days``, only those day columns are computed.
     """
     n_groups = int(groups.max()) + 1 if len(groups) else 0
     n_days = matrix.shape[1]
+    days = np.arange(n_days) if days is None else np.asarray(days, dtype=np.int64)
     stats = {k: np.full((n_groups, n_days), np.nan) for k in ("median", "q25", "q75", "p95")}
     stats["count"] = np.zeros((n_groups, n_days), dtype=np.int64)
     for group in range(n_groups):  # a handful of account types
@@ -82,16 +88,16 @@ def peer_stats(matrix: np.ndarray, groups: np.ndarray) -> dict[str, np.ndarray]:
             continue
         history = _history_view(members)  # (members, days, HISTORY_DAYS), a view
         days_per_chunk = max(1, _CHUNK_CELLS // max(1, members.shape[0] * HISTORY_DAYS))
-        for start in range(0, n_days, days_per_chunk):
-            days = slice(start, start + days_per_chunk)
+        for start in range(0, len(days), days_per_chunk):
+            chosen = days[start : start + days_per_chunk]
             # (days, members * HISTORY_DAYS): every earlier peer account-day of each day.
             pooled = (
-                history[:, days, :].transpose(1, 0, 2).reshape(-1, members.shape[0] * HISTORY_DAYS)
+                history[:, chosen, :].transpose(1, 0, 2).reshape(-1, members.shape[0] * HISTORY_DAYS)
             )
             quantiles, count = sorted_quantiles(pooled, (0.25, 0.5, 0.75, 0.95))
             for i, key in enumerate(("q25", "median", "q75", "p95")):
-                stats[key][group, days] = quantiles[:, i]
-            stats["count"][group, days] = count
+                stats[key][group, chosen] = quantiles[:, i]
+            stats["count"][group, chosen] = count
     return stats
 
 

@@ -164,8 +164,14 @@ def assemble(
     notices: list[str] | None = None,
     has_caseload_data: bool = True,
     first_day: int | None = None,
+    baseline_days: set[int] | None = None,
 ) -> FeatureTable:
-    """The feature table of a log from its partitions' aggregates."""
+    """The feature table of a log from its partitions' aggregates.
+
+    With ``baseline_days`` (local day numbers), baselines are computed for
+    those days only (the days a run with saved state scores); the other
+    windows keep NaN baselines.
+    """
     parts = [p for p in parts if len(p.windows)]
     notices = list(notices or [])
     if not parts:
@@ -222,8 +228,14 @@ def assemble(
     organization = _account_attribute(windows, "org", first_of_account)
     peer_group = pd.factorize(account_type)[0].astype(np.int64) + 1  # 0 = unknown type
     volumes = derive(sums, {**constants, **_nan_baselines(n_win)})
+    days = None
+    if baseline_days is not None:
+        days = np.array(sorted(baseline_days), dtype=np.int64) - first_day
+        days = days[(days >= 0) & (days < n_days)]
     for volume in BASELINED_VOLUMES:
-        _add_baselines(constants, volume, volumes[volume], w_acc, w_day, n_acc, n_days, peer_group)
+        _add_baselines(
+            constants, volume, volumes[volume], w_acc, w_day, n_acc, n_days, peer_group, days
+        )
 
     features = derive(sums, constants)
     table = pd.DataFrame(
@@ -294,12 +306,13 @@ def _add_baselines(
     n_acc: int,
     n_days: int,
     peer_group: np.ndarray,
+    days: np.ndarray | None = None,
 ) -> None:
-    """Own and peer statistics of one volume, from earlier days only."""
+    """Own and peer statistics of one volume, from earlier days only (``days``: only those)."""
     # float32: exact for counts below 16 million, and sorts twice as fast as float64.
     matrix = np.full((n_acc, n_days), np.nan, dtype=np.float32)
     matrix[w_acc, w_day] = values
-    own = baselines.own_stats(matrix)
+    own = baselines.own_stats(matrix, days)
     enough = own["count"][w_acc, w_day] >= baselines.MIN_OWN_WINDOWS
     median = own["median"][w_acc, w_day]
     constants[f"own_median_{volume}"] = np.where(enough, median, np.nan)
@@ -310,7 +323,7 @@ def _add_baselines(
     )
     constants[f"_own_scale_{volume}"] = np.where(enough, scale, np.nan)
 
-    peers = baselines.peer_stats(matrix, peer_group)
+    peers = baselines.peer_stats(matrix, peer_group, days)
     group = peer_group[w_acc]
     enough = peers["count"][group, w_day] >= baselines.MIN_PEER_WINDOWS
     median = peers["median"][group, w_day]
