@@ -15,6 +15,7 @@ $(INSTALLED): pyproject.toml
 demo: $(INSTALLED)
 	$(BIN)/detector generate --out $(DEMO)/logs.parquet
 	$(BIN)/detector score $(DEMO)/logs.parquet --out $(DEMO)/alerts.parquet
+	$(BIN)/detector score $(DEMO)/logs.parquet --format ocsf --out $(DEMO)/findings.ocsf.jsonl --top 0
 	$(BIN)/detector report $(DEMO)/alerts.parquet --log $(DEMO)/logs.parquet --out $(DEMO)/report.html
 
 test: $(INSTALLED)

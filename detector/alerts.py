@@ -8,6 +8,7 @@ default, never anything later.
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -52,6 +53,7 @@ ALERT_COLUMNS = [
     "top_features",
     "reason",
     "evidence",
+    "incident_id",  # set by detector.incidents.group_incidents (null until grouped)
 ]
 
 
@@ -187,7 +189,8 @@ def write_alerts(alerts: pd.DataFrame, path: str | Path, fmt: str = "parquet") -
             flat["rule_times"] = flat["rule_times"].map(
                 lambda v: json.dumps([t.isoformat() for t in v])
             )
-            flat.to_csv(temporary, index=False)
+            # Every text quoted: a bare CR or a NUL in an account id must not split a row.
+            flat.to_csv(temporary, index=False, quoting=csv.QUOTE_NONNUMERIC)
     return path
 
 
@@ -275,4 +278,5 @@ def build_alerts(
     alerts = pd.DataFrame(records)
     alerts = alerts.sort_values(["score", "detected_at"], ascending=[False, True], kind="stable")
     alerts.insert(0, "alert_id", [f"A{i + 1:05d}" for i in range(len(alerts))])
+    alerts["incident_id"] = None
     return alerts.reset_index(drop=True)[ALERT_COLUMNS]

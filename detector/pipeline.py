@@ -30,6 +30,7 @@ from detector.errors import DetectorError
 from detector.features.kernel import Aggregates
 from detector.features.prefix import Replay, replay_events
 from detector.features.table import FeatureTable
+from detector.incidents import empty_incidents, group_incidents
 from detector.model import WindowModel
 from detector.rules import RuleSet, load_ruleset
 from detector.schema import default_caseloads_path, normalise, read_caseloads
@@ -70,6 +71,7 @@ class ScoreResult:
     notices: list[str]
     events: int = 0
     accounts: int = 0
+    incidents: pd.DataFrame = field(default_factory=empty_incidents)
 
 
 def prepare(
@@ -305,12 +307,15 @@ def score_log(
     if state is not None:
         _save_state(prepared, fitted, progress)
     table = prepared.features.table
+    # Who created or granted whom: gathered by the kernel (the current log's events only).
+    alerts, incidents = group_incidents(alerts, table, prepared.features.links)
     features = prepared.features.features
     if prepared.scored_days is not None:  # the stored days were given by earlier runs
         days = table["_day"].to_numpy() + prepared.features.first_day
         features = features[np.isin(days, np.fromiter(prepared.scored_days, dtype=np.int64))]
     return ScoreResult(
         alerts=alerts,
+        incidents=incidents,
         features=features,
         rejects=prepared.rejects,
         notices=prepared.notices,

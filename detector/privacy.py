@@ -35,7 +35,10 @@ COLUMNS: dict[str, str] = {
     "target_account_id": "acct",
     "src_ip": "ip",
     "record_id": "rec",
+    # Incident ids hash an account id without a key: they would let a guess be checked.
+    "incident_id": "inc",
 }
+LIST_COLUMNS: dict[str, str] = {"accounts": "acct"}  # the incidents table's account lists
 
 
 class PseudonymKeyError(DetectorError):
@@ -128,9 +131,18 @@ class Pseudonymiser:
         wanted = set(pseudonyms)
         return {h: str(v) for h, v in zip(hashed, distinct.to_pylist(), strict=True) if h in wanted}
 
+    def lists(self, values: pd.Series, kind: str) -> pd.Series:
+        """A column of lists with every element pseudonymised (each distinct value hashed once)."""
+        flat = values.explode()
+        mapped = self.series(flat.astype(object), kind)
+        return (
+            mapped.groupby(level=0, sort=False)
+            .agg(lambda v: [x for x in v if pd.notna(x)])
+            .reindex(values.index, fill_value=[])
+        )
+
     def frame(self, frame: pd.DataFrame, columns: Mapping[str, str] = COLUMNS) -> pd.DataFrame:
-        """A copy of ``frame`` with each of ``columns`` it holds pseudonymised."""
-        present = [c for c in columns if c in frame.columns]
-        if not present:
-            return frame
-        return frame.assign(**{c: self.series(frame[c], columns[c]) for c in present})
+        """A copy of ``frame`` with each of ``columns`` (and list columns) it holds pseudonymised."""
+        present = {c: self.series(frame[c], columns[c]) for c in columns if c in frame.columns}
+        present |= {c: self.lists(frame[c], k) for c, k in LIST_COLUMNS.items() if c in frame}
+        return frame.assign(**present) if present else frame

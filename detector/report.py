@@ -36,6 +36,7 @@ from detector.alerts import CONTRACT_COLUMNS
 from detector.errors import InputError
 from detector.outputs import write_text
 from detector.privacy import Pseudonymiser
+from detector.incidents import incidents_path, read_incidents
 from detector.schema import read_events
 from detector.textsafe import visible
 from detector.timeutil import DEFAULT_TIMEZONE, check_timezone, to_utc
@@ -44,6 +45,7 @@ DEFAULT_MAX_ALERTS = 50
 # The index of the summary lists at most this many alerts: past that the file
 # stops being something one forwards.
 MAX_INDEX_ROWS = 1000
+MAX_TIMELINES_PER_INCIDENT = 3  # one picture per account of an incident, at most this many
 
 SEVERITY_RANK = {"high": 0, "medium": 1, "low": 2}
 _TIME_COLUMNS = ("window_start", "window_end", "detected_at")
@@ -122,10 +124,18 @@ def normalise_alerts(alerts: pd.DataFrame, source: str = "alerts") -> pd.DataFra
     if missing:
         raise InputError(f"{source} lacks column(s): {', '.join(missing)}")
     alerts = alerts.reset_index(drop=True).copy()
-    if "alert_id" not in alerts:
-        alerts["alert_id"] = [f"A{i + 1:04d}" for i in range(len(alerts))]
-    alerts["alert_id"] = alerts["alert_id"].astype(str)
+    unnamed = int(alerts["account_id"].isna().sum())
+    if unnamed:
+        raise InputError(f"{source}: {unnamed:,} alert(s) without an account_id")
     alerts["account_id"] = alerts["account_id"].astype(str)
+    numbered = pd.Series([f"A{i + 1:04d}" for i in range(len(alerts))], dtype=object)
+    if "alert_id" not in alerts:
+        alerts["alert_id"] = numbered
+    # An empty id (a hand-edited CSV) gets its position's number, never NaN.
+    alerts["alert_id"] = (
+        alerts["alert_id"].astype(object).where(alerts["alert_id"].notna(), numbered)
+    )
+    alerts["alert_id"] = alerts["alert_id"].astype(str)
     for column in _TIME_COLUMNS:
         try:
             alerts[column] = to_utc(alerts[column])
@@ -139,9 +149,12 @@ def normalise_alerts(alerts: pd.DataFrame, source: str = "alerts") -> pd.DataFra
         alerts["account_type"] = ""
     alerts["account_type"] = alerts["account_type"].fillna("").astype(str)
     if "rule_times" in alerts:
-        alerts["rule_times"] = alerts["rule_times"].map(
-            lambda v: [pd.Timestamp(t) if t is not None else None for t in _as_list(v)]
-        )
+        try:
+            alerts["rule_times"] = alerts["rule_times"].map(
+                lambda v: [pd.Timestamp(t) if t is not None else None for t in _as_list(v)]
+            )
+        except (ValueError, TypeError) as error:
+            raise InputError(f"{source}: column rule_times does not hold timestamps") from error
     else:
         alerts["rule_times"] = alerts["rules"].map(lambda rules: [None] * len(rules))
     alerts["model_score"] = pd.to_numeric(alerts.get("model_score", np.nan), errors="coerce")
@@ -394,7 +407,7 @@ code{background:#f5f5f5;padding:0 .25em}
 # --------------------------------------------------------------------------- rendering
 
 
-def _summary_html(alerts: pd.DataFrame, shown: int, timezone: str) -> str:
+def _summary_html(alerts: pd.DataFrame, shown: int, timezone: str, incidents_html: str = "") -> str:
     parts = ["<h2>Summary</h2>"]
     if alerts.empty:
         parts.append("<p><strong>No alerts.</strong> The detector raised nothing on this log.</p>")
@@ -422,6 +435,7 @@ def _summary_html(alerts: pd.DataFrame, shown: int, timezone: str) -> str:
             f'<p class="note">Details below for the {shown} most urgent alerts; '
             f"{len(alerts) - shown} more are left out (raise <code>--max-alerts</code> to see them).</p>"
         )
+    parts.append(incidents_html)
     accounts = account_summary(alerts)
     rows = [
         [
@@ -480,7 +494,9 @@ def _alerts_figure(alerts: pd.DataFrame, timezone: str) -> Figure:
     return plots.alerts_over_time(labelled, timezone=timezone)
 
 
-def _alert_html(alert: pd.Series, events: pd.DataFrame, timezone: str) -> str:
+def _alert_html(
+    alert: pd.Series, events: pd.DataFrame, timezone: str, timeline: bool = True
+) -> str:
     alert_id = alert["alert_id"]
     parts = [
         f'<section id="{_anchor(alert_id)}"><h2>{_badge(alert["severity"])} {_e(alert["account_id"])}'
@@ -574,6 +590,9 @@ def _alert_html(alert: pd.Series, events: pd.DataFrame, timezone: str) -> str:
         if len(usage) > 10:
             parts.append(f'<p class="note">{len(usage) - 10} more not shown.</p>')
 
+    if not timeline:  # inside an incident, which draws one timeline per account
+        parts.append("</section>")
+        return "\n".join(parts)
     figure = plots.account_timeline(
         events,
         alert["account_id"],
@@ -593,6 +612,95 @@ def _alert_html(alert: pd.Series, events: pd.DataFrame, timezone: str) -> str:
     return "\n".join(parts)
 
 
+def _incident_anchor(incident_id: str) -> str:
+    return "incident-" + re.sub(r"[^A-Za-z0-9_-]", "_", str(incident_id))
+
+
+def _incidents_summary_html(incidents: pd.DataFrame, shown_ids: set[str], timezone: str) -> str:
+    rows = []
+    for row in incidents.head(MAX_INDEX_ROWS).itertuples(index=False):
+        label = _e(row.incident_id)
+        if row.incident_id in shown_ids:
+            label = f'<a href="#{_incident_anchor(row.incident_id)}">{label}</a>'
+        rows.append(
+            [
+                label,
+                _badge(row.severity),
+                _e(", ".join(row.accounts)),
+                f'<span class="num">{row.alerts}</span>',
+                _e(format_local(row.first_detected, timezone)),
+                _e(format_local(row.last_detected, timezone)),
+                f'<span class="num">{_e(_number(row.records_exposed))}</span>',
+            ]
+        )
+    headers = ["incident", "highest", "accounts", "alert-days", "first detected", "last detected"]
+    return "<h3>Incidents</h3>" + _table([*headers, "records exposed"], rows)
+
+
+def _incident_html(
+    incident, alerts: pd.DataFrame, by_account: dict, empty: pd.DataFrame, timezone: str
+) -> str:
+    """One incident: its facts, one timeline per account (at most three), its alert-days."""
+    parts = [
+        f'<section id="{_incident_anchor(incident.incident_id)}" class="incident">'
+        f"<h2>{_badge(incident.severity)} Incident {_e(incident.incident_id)}: "
+        f"{_e(', '.join(incident.accounts))}</h2>"
+    ]
+    facts = [
+        (
+            "Detected",
+            f"{format_local(incident.first_detected, timezone)} to "
+            f"{format_local(incident.last_detected, timezone)}",
+        ),
+        (
+            "Activity",
+            f"{format_local(incident.first_activity, timezone)} to "
+            f"{format_local(incident.last_activity, timezone)}",
+        ),
+        ("Alert-days", f"{incident.alerts} ({len(alerts)} detailed below)"),
+        ("Rules", ", ".join(incident.rules) or "model"),
+        ("Records exposed in its alerted windows", _number(incident.records_exposed)),
+    ]
+    parts.append(
+        '<dl class="facts">'
+        + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in facts)
+        + "</dl>"
+    )
+    for account, own in list(alerts.groupby("account_id", sort=False))[:MAX_TIMELINES_PER_INCIDENT]:
+        figure = plots.account_timeline(
+            by_account.get(account, empty),
+            account,
+            window_start=own["window_start"].min(),
+            window_end=own["window_end"].max(),
+            detected_at=own["detected_at"].min(),
+            rule_times=[t for times in own["rule_times"] for t in times],
+            days_before=2,
+            timezone=timezone,
+        )
+        parts.append(
+            f"<h3>Timeline of {_e(account)}</h3>"
+            f'<img alt="activity of {_e(account)} per hour" src="{figure_data_uri(figure, dpi=60)}">'
+        )
+    parts.append(
+        '<p class="note">Shaded: the account\'s alerted windows in this incident. Red line: its '
+        "first detection; dotted ticks: when each rule's condition first held.</p>"
+    )
+    parts += [
+        _alert_html(alert, by_account.get(alert["account_id"], empty), timezone, timeline=False)
+        for _, alert in alerts.iterrows()
+    ]
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _by_incident(alerts: pd.DataFrame, incidents: pd.DataFrame) -> pd.DataFrame:
+    """Alerts in the incidents' order (most severe incident first), by detection inside each."""
+    rank = {incident_id: i for i, incident_id in enumerate(incidents["incident_id"])}
+    position = alerts["incident_id"].map(rank).fillna(len(rank)).to_numpy()
+    order = np.lexsort((alerts["detected_at"].to_numpy(), position))
+    return alerts.iloc[order].reset_index(drop=True)
+
+
 def render_report(
     alerts: pd.DataFrame,
     events: pd.DataFrame,
@@ -601,17 +709,29 @@ def render_report(
     max_alerts: int = DEFAULT_MAX_ALERTS,
     title: str = "Alert report",
     sources: dict[str, str] | None = None,
+    incidents: pd.DataFrame | None = None,
 ) -> str:
     """The report as one HTML string.
 
     `alerts` as `normalise_alerts` returns them (it is applied again, harmlessly);
     `events` holds at least the first `max_alerts` alerted accounts' events.
     `sources` (e.g. `{"alerts": path, "log": path}`) is printed in the header.
+    With `incidents` (`detector.incidents`) and alerts carrying `incident_id`, the
+    details are one section per incident, its alert-days inside; `max_alerts`
+    then counts alert-days in incident order.
     """
     check_timezone(timezone)
     if max_alerts < 0:
         raise InputError("--max-alerts must be 0 or more")
     alerts = normalise_alerts(alerts)
+    grouped = (
+        incidents is not None
+        and len(incidents) > 0
+        and "incident_id" in alerts
+        and alerts["incident_id"].notna().all()
+    )
+    if grouped:
+        alerts = _by_incident(alerts, incidents)
     shown = min(len(alerts), max_alerts)
     generated = format_local(datetime.now(UTC), timezone)
     header = [
@@ -624,11 +744,30 @@ def render_report(
     # Split once: each section then filters its own account's events only.
     by_account = dict(tuple(events.groupby("account_id", sort=False, observed=True)))
     empty = events.iloc[:0]
-    sections = [
-        _alert_html(alert, by_account.get(alert["account_id"], empty), timezone)
-        for _, alert in alerts.head(shown).iterrows()
-    ]
-    body = "\n".join([*header, _summary_html(alerts, shown, timezone), *sections])
+    if grouped:
+        detailed = alerts.head(shown)
+        shown_ids = set(detailed["incident_id"])
+        summary = _summary_html(
+            alerts, shown, timezone, _incidents_summary_html(incidents, shown_ids, timezone)
+        )
+        sections = [
+            _incident_html(
+                incident,
+                detailed[detailed["incident_id"] == incident.incident_id],
+                by_account,
+                empty,
+                timezone,
+            )
+            for incident in incidents.itertuples(index=False)
+            if incident.incident_id in shown_ids
+        ]
+    else:
+        summary = _summary_html(alerts, shown, timezone)
+        sections = [
+            _alert_html(alert, by_account.get(alert["account_id"], empty), timezone)
+            for _, alert in alerts.head(shown).iterrows()
+        ]
+    body = "\n".join([*header, summary, *sections])
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -655,6 +794,10 @@ def write_report(
     if max_alerts < 0:
         raise InputError("--max-alerts must be 0 or more")
     alerts = read_alerts(alerts_path)
+    incidents = None
+    if incidents_path(alerts_path).exists() and "incident_id" in alerts:
+        incidents = read_incidents(incidents_path(alerts_path))
+        alerts = _by_incident(alerts, incidents)
     shown = alerts.head(max_alerts)
     accounts = shown["account_id"].unique()
     if pseudonymiser is not None and pseudonymiser.is_pseudonymised(alerts["account_id"], "acct"):
@@ -673,6 +816,7 @@ def write_report(
         max_alerts=max_alerts,
         title=title,
         sources={"alerts": str(alerts_path), "log": str(log_path)},
+        incidents=incidents,
     )
     out = write_text(out, document)
     return ReportResult(

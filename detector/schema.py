@@ -8,7 +8,7 @@ nanosecond timestamps, actions from the contract's vocabulary (anything else is
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +42,16 @@ OPTIONAL_COLUMNS = tuple(c for c in STRING_COLUMNS if c not in REQUIRED_COLUMNS)
     "records_returned",
 )
 HIGH_CARDINALITY = ("record_id",)  # read as text, encoded once by Arrow (see _to_frame)
+DICTIONARY_COLUMNS = tuple(c for c in STRING_COLUMNS if c not in HIGH_CARDINALITY)
+LOG_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS  # the columns the detector reads
+# Events further than this from the log's central span (its 1st-99th percentile of
+# timestamps) are rejected as far off: clock resets, typos, placeholder dates.
+FAR_OFF_DAYS = 366
+SPAN_QUANTILES = (0.01, 0.99)
+_DAY_NS = 86_400 * 10**9
+_NS_PER_UNIT = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+REJECT_OUT_OF_RANGE = "timestamp outside 1677-09-22..2262-04-11"
+REJECT_FAR_OFF = f"timestamp over {FAR_OFF_DAYS} days outside the log's central span"
 ACTIONS = (
     "login",
     "logout",
@@ -83,34 +93,298 @@ def _dataset(path: Path) -> ds.Dataset:
         ) from None
 
 
-def read_table(path: str | Path, accounts: Collection[str] | None = None) -> pa.Table:
-    """Read the columns the detector uses from a Parquet file or directory.
+# --- Schemas: each file's checked, one for all of them ---------------------------------
 
-    Low-cardinality string columns are read dictionary-encoded (cheap to turn
-    into categoricals). ``record_id`` holds millions of distinct values: its
-    per-row-group dictionaries would cost more to unify than one hashing pass,
-    so it is read as text (and encoded once, by :func:`_to_frame`).
+
+def _kind(arrow_type: pa.DataType) -> str:
+    """The family a column type belongs to; types of one family unify exactly."""
+    if pa.types.is_dictionary(arrow_type):
+        return "text" if _kind(arrow_type.value_type) == "text" else str(arrow_type)
+    text_checks = ("is_string", "is_large_string", "is_binary", "is_large_binary")
+    text_checks += ("is_string_view", "is_binary_view")
+    if any(getattr(pa.types, check, lambda t: False)(arrow_type) for check in text_checks):
+        return "text"
+    if pa.types.is_null(arrow_type):
+        return "null"
+    if pa.types.is_integer(arrow_type):
+        return "integer"
+    if pa.types.is_floating(arrow_type):
+        return "float"
+    if pa.types.is_timestamp(arrow_type):
+        return "timestamp"
+    return str(arrow_type)  # anything else unifies only with itself
+
+
+def _target(kind: str, units: set[str], example: pa.DataType) -> pa.DataType:
+    """The Arrow type a column of this family is read as."""
+    if kind in ("text", "null"):
+        return pa.string()  # (an all-null column: null text, read as "empty")
+    if kind == "integer":
+        return pa.int64()
+    if kind == "float":
+        return pa.float64()
+    if kind == "timestamp":
+        # One unit kept as is; mixed units meet at microseconds, which hold every instant
+        # of seconds and milliseconds (and nanoseconds that are whole microseconds,
+        # which the cast checks) and reach far beyond 1677-2262, so that far-off
+        # instants still reach the rejects with their reason.
+        return pa.timestamp(units.pop() if len(units) == 1 else "us", tz="UTC")
+    return example
+
+
+def _combine(column: str, first: str, second: str) -> str | None:
+    """The family two families meet in, or None when they cannot be unified exactly."""
+    if first == second or second == "null":
+        return first
+    if first == "null":
+        return second
+    if {first, second} == {"integer", "float"} and column == "records_returned":
+        return "float"  # normalise reads it as float64 whatever its type
+    if {first, second} == {"text", "timestamp"} and column == "timestamp":
+        return "text"  # both parsed the one way: ISO-8601 instants, naive meaning UTC
+    return None
+
+
+def dataset_files(path: str | Path) -> list[tuple[Path, pa.Schema]]:
+    """Each Parquet file of a log with its schema: the file itself, or a directory's files.
+
+    Reads footers only. Files are those pyarrow reads as one dataset (names
+    starting with ``.`` or ``_`` are skipped), in its order. Raises
+    :class:`InputError` for a missing path, a directory without Parquet files,
+    or a file that is not Parquet (naming it).
     """
     path = Path(path)
-    dataset = _dataset(path)
-    names = set(dataset.schema.names)
-    missing = [c for c in REQUIRED_COLUMNS if c not in names]
-    if missing:
-        raise InputError(f"{path}: missing required column(s): {', '.join(missing)}")
-    columns = [c for c in REQUIRED_COLUMNS + OPTIONAL_COLUMNS if c in names]
-    text = [c for c in columns if _is_text(dataset.schema.field(c).type)]
-    read_dictionary = [c for c in text if c not in HIGH_CARDINALITY]
+    if not path.exists():
+        raise InputError(f"no such file or directory: {path}")
+    # A given (empty) schema: pyarrow lists the files without opening any of them.
+    names = (
+        [str(path)]
+        if path.is_file()
+        else ds.dataset(path, format="parquet", schema=pa.schema([])).files
+    )
+    if not names:
+        raise InputError(f"{path}: no Parquet files in this directory")
+    files = []
+    for name in names:
+        try:
+            files.append((Path(name), pq.read_schema(name)))
+        except (pa.ArrowInvalid, OSError) as error:
+            detail = str(error).split(": ")[-1]
+            what = (
+                "a Parquet file or a directory of Parquet files"
+                if name == str(path)
+                else "a Parquet file"
+            )
+            raise InputError(f"{name}: not {what} ({detail})") from None
+    return files
+
+
+def unified_schema(
+    files: Sequence[tuple[str | Path, pa.Schema]],
+    columns: Collection[str] = LOG_COLUMNS,
+    required: Collection[str] = REQUIRED_COLUMNS,
+) -> pa.Schema:
+    """The one schema the given columns of every file are read as, without losing a value.
+
+    Unified exactly: every text type (string, large string, binary, dictionary
+    of those) as string; every integer width as int64; float widths as
+    float64; timestamps of any zone as UTC (naive means UTC), in their unit
+    or, when units differ, in microseconds; ``records_returned`` integers with
+    floats as float64; ``timestamp`` text with timestamps as text (every file
+    parsed the same way). A column that some files lack is null in those.
+    Anything else, and a file lacking a ``required`` column, raises
+    :class:`InputError` naming the file, the column and both types.
+    Columns that no file holds are left out; other columns are ignored.
+    """
+    first: dict[str, tuple[str | Path, pa.DataType, str]] = {}  # column -> (file, type, family)
+    units: dict[str, set[str]] = {}
+    for file, schema in files:
+        missing = [c for c in required if c not in schema.names]
+        if missing:
+            raise InputError(f"{file}: missing required column(s): {', '.join(missing)}")
+        for name in columns:
+            if name not in schema.names:
+                continue
+            arrow_type = schema.field(name).type
+            kind = _kind(arrow_type)
+            if kind == "timestamp":
+                units.setdefault(name, set()).add(arrow_type.unit)
+            if name not in first:
+                first[name] = (file, arrow_type, kind)
+                continue
+            seen_file, seen_type, seen_kind = first[name]
+            combined = _combine(name, seen_kind, kind)
+            if combined is None:
+                raise InputError(
+                    f"{file}: column {name!r} is {arrow_type} here but {seen_type} in "
+                    f"{seen_file}; these files cannot be read as one log"
+                )
+            first[name] = (seen_file, seen_type, combined)
+    return pa.schema(
+        [
+            pa.field(name, _target(first[name][2], set(units.get(name, ())), first[name][1]))
+            for name in columns
+            if name in first
+        ]
+    )
+
+
+# --- Reading a file (or a row group) in the unified schema ---------------------------
+
+
+def _decoded(array: pa.Array) -> tuple[pa.Array, int]:
+    """Text as a string array, invalid UTF-8 bytes replaced by U+FFFD; and how many values had them.
+
+    Arrow checks the whole array at C++ speed; only when something is invalid
+    are the distinct byte strings decoded one by one.
+    """
+    arrow_type = array.type
+    if pa.types.is_null(arrow_type):
+        return pa.nulls(len(array), pa.string()), 0
     try:
-        if accounts is not None:
-            wanted = pa.array(sorted(set(accounts)), type=pa.string())
-            table = dataset.to_table(columns=columns, filter=ds.field("account_id").isin(wanted))
-        elif path.is_dir():
-            table = dataset.to_table(columns=columns)
+        if _is_text(arrow_type):
+            array.validate(full=True)  # Parquet readers do not check UTF-8
+        return array.cast(pa.string()), 0  # (binary -> string checks it)
+    except pa.ArrowInvalid:
+        pass
+    large = pa.types.is_large_string(arrow_type) or pa.types.is_large_binary(arrow_type)
+    as_bytes = (
+        array.view(pa.large_binary() if large else pa.binary()) if _is_text(arrow_type) else array
+    )
+    encoded = pc.dictionary_encode(as_bytes)
+    texts, bad = [], []
+    for value in encoded.dictionary.to_pylist():  # distinct values, in the rare broken case
+        try:
+            texts.append(value.decode("utf-8"))
+            bad.append(False)
+        except UnicodeDecodeError:
+            texts.append(value.decode("utf-8", errors="replace"))
+            bad.append(True)
+    indices = encoded.indices
+    repaired = int(np.asarray(bad, dtype=bool)[indices.drop_null().to_numpy()].sum())
+    return pa.array(texts, pa.string()).take(indices), repaired
+
+
+_TEXT_DICTIONARY = pa.dictionary(pa.int32(), pa.string())
+
+
+def _as_text(column: pa.ChunkedArray, dictionary: bool) -> tuple[pa.ChunkedArray, int]:
+    """A text column as string (or dictionary of string) chunks; values repaired."""
+    chunks, repaired = [], 0
+    for chunk in column.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            values, bad = _decoded(chunk.dictionary)
+            if bad:  # repaired values may coincide, and rows are what is counted: decode rows
+                chunk, bad = _decoded(chunk.dictionary_decode())
+            elif dictionary:
+                if chunk.type != _TEXT_DICTIONARY:  # (already so: kept, no pass over rows)
+                    chunk = pa.DictionaryArray.from_arrays(chunk.indices.cast(pa.int32()), values)
+                chunks.append(chunk)
+                continue
+            else:
+                chunk = values.take(chunk.indices)
         else:
-            table = pq.read_table(path, columns=columns, read_dictionary=read_dictionary)
-    except (pa.ArrowInvalid, OSError) as error:
-        raise InputError(f"{path}: cannot read Parquet data ({error})") from None
-    return table
+            chunk, bad = _decoded(chunk)
+        repaired += bad
+        chunks.append(pc.dictionary_encode(chunk) if dictionary else chunk)
+    kind = _TEXT_DICTIONARY if dictionary else pa.string()
+    return pa.chunked_array(chunks, type=kind), repaired
+
+
+def conform(
+    table: pa.Table,
+    schema: pa.Schema,
+    source: str,
+    dictionary: Collection[str] = (),
+) -> tuple[pa.Table, dict[str, int]]:
+    """A file's (or row group's) table in the :func:`unified_schema`, and repaired text counts.
+
+    Columns come in the schema's order, those the table lacks as nulls; types
+    are cast exactly (a value that would change raises :class:`InputError`
+    naming ``source``); text columns named in ``dictionary`` come
+    dictionary-encoded. Invalid UTF-8 bytes in text are replaced by U+FFFD:
+    the second result counts the values so repaired, per column.
+    """
+    n = table.num_rows
+    columns, repaired = [], {}
+    for target in schema:
+        as_dictionary = target.name in dictionary and pa.types.is_string(target.type)
+        if target.name not in table.column_names:
+            column = pa.chunked_array([pa.nulls(n, target.type)], type=target.type)
+            if as_dictionary:
+                column = column.dictionary_encode()
+            columns.append(column)
+            continue
+        column = table.column(target.name)
+        if pa.types.is_string(target.type):
+            if pa.types.is_timestamp(column.type):  # timestamps among text timestamps
+                column = column.cast(pa.timestamp(column.type.unit, tz="UTC")).cast(pa.string())
+            column, bad = _as_text(column, as_dictionary)
+            if bad:
+                repaired[target.name] = bad
+        elif column.type != target.type:
+            try:
+                column = column.cast(target.type, safe=True)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+                raise InputError(
+                    f"{source}: column {target.name!r} ({column.type}) cannot be read exactly as "
+                    f"{target.type}: {str(error).splitlines()[0]}"
+                ) from None
+        columns.append(column)
+    return pa.table(columns, names=schema.names), repaired
+
+
+def read_table(
+    path: str | Path,
+    accounts: Collection[str] | None = None,
+    notices: list[str] | None = None,
+) -> pa.Table:
+    """Read the columns the detector uses from a Parquet file or directory.
+
+    Every file's schema is checked and the files unified (:func:`unified_schema`),
+    then each file is read and conformed (:func:`conform`). Low-cardinality
+    string columns are read dictionary-encoded (cheap to turn into
+    categoricals). ``record_id`` holds millions of distinct values: its
+    per-row-group dictionaries would cost more to unify than one hashing pass,
+    so it is read as text (and encoded once, by :func:`_to_frame`). A notice
+    counting values whose invalid UTF-8 bytes were replaced goes to ``notices``.
+    """
+    files = dataset_files(path)
+    schema = unified_schema(files)
+    wanted = pa.array(sorted(set(accounts)), type=pa.string()) if accounts is not None else None
+    tables, repaired = [], {}
+    for file, file_schema in files:
+        present = [c for c in schema.names if c in file_schema.names]
+        read_dictionary = [
+            c
+            for c in present
+            if c in DICTIONARY_COLUMNS and _kind(file_schema.field(c).type) == "text"
+        ]
+        # Filter push-down when the file's account ids are plain text; else filter after.
+        push_down = wanted is not None and _is_text(file_schema.field("account_id").type)
+        try:
+            if push_down:
+                table = ds.dataset(file, format="parquet").to_table(
+                    columns=present, filter=ds.field("account_id").isin(wanted)
+                )
+            else:
+                table = pq.read_table(file, columns=present, read_dictionary=read_dictionary)
+        except (pa.ArrowInvalid, OSError) as error:
+            raise InputError(f"{file}: cannot read Parquet data ({error})") from None
+        table, bad = conform(table, schema, str(file), dictionary=DICTIONARY_COLUMNS)
+        if wanted is not None and not push_down:
+            keep = pc.is_in(table.column("account_id").cast(pa.string()), value_set=wanted)
+            table = table.filter(pc.fill_null(keep, False))
+        tables.append(table)
+        for column, count in bad.items():
+            repaired[column] = repaired.get(column, 0) + count
+    if repaired and notices is not None:
+        notices.append(
+            f"{sum(repaired.values()):,} values with invalid UTF-8 bytes read with U+FFFD in their place ("
+            + ", ".join(f"{column}: {count:,}" for column, count in repaired.items())
+            + ")"
+        )
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
 def _as_category(values: pd.Series) -> pd.Series:
@@ -166,14 +440,17 @@ def _to_frame(table: pa.Table) -> pd.DataFrame:
     return frame[table.column_names]
 
 
-def _parse_timestamps(raw: pd.Series, source: str) -> pd.Series:
-    """UTC timestamps (ns) from timestamp or ISO-8601 string values; naive means UTC."""
+def _instants(raw: pd.Series, source: str) -> pd.Series:
+    """UTC instants, in whatever unit pandas holds them, from timestamp or ISO-8601 values.
+
+    Naive values are UTC; text that does not parse is NaT.
+    """
     if isinstance(raw.dtype, pd.CategoricalDtype):
         raw = raw.astype("string")
     if isinstance(raw.dtype, pd.DatetimeTZDtype):
-        return raw.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+        return raw.dt.tz_convert("UTC")
     if pd.api.types.is_datetime64_dtype(raw.dtype):
-        return raw.dt.tz_localize("UTC").astype("datetime64[ns, UTC]")
+        return raw.dt.tz_localize("UTC")
     if pd.api.types.is_string_dtype(raw.dtype) or raw.dtype == object:
         parsed = pd.to_datetime(raw, utc=True, format="ISO8601", errors="coerce")
         if parsed.notna().sum() == 0 and raw.notna().any():
@@ -181,10 +458,63 @@ def _parse_timestamps(raw: pd.Series, source: str) -> pd.Series:
             raise InputError(
                 f"{source}: column 'timestamp' holds no parseable timestamp (first value: {example!r})"
             )
-        return parsed.astype("datetime64[ns, UTC]")
+        return parsed
     raise InputError(
         f"{source}: column 'timestamp' has type {raw.dtype}; expected a timestamp or ISO-8601 text"
     )
+
+
+def _timestamps(
+    raw: pd.Series, source: str
+) -> tuple[pd.Series, np.ndarray, np.ndarray, str | None]:
+    """(UTC nanosecond timestamps, out of range, far off, a notice or None).
+
+    Instants that nanoseconds cannot hold (before 1677-09-22 or after
+    2262-04-11) are *out of range*; instants outside :func:`accepted_span` are
+    *far off*. Both are NaT in the result, for the rejects.
+    """
+    parsed = _instants(raw, source)
+    ticks = pd.DatetimeIndex(parsed).asi8  # in the parsed unit; NaT is int64 min
+    per_tick = _NS_PER_UNIT[parsed.dt.unit]
+    limit = np.iinfo(np.int64).max // per_tick  # nanoseconds reach +-(2**63 - 1)
+    present = ticks != np.iinfo(np.int64).min
+    in_range = present & (ticks >= -limit) & (ticks <= limit)
+    nanoseconds = np.where(in_range, ticks, 0) * per_tick
+    span = accepted_span(nanoseconds[in_range])
+    far_off = np.zeros(len(ticks), dtype=bool)
+    notice = None
+    if span is not None:
+        far_off = in_range & ((nanoseconds < span[0]) | (nanoseconds > span[1]))
+    if far_off.any():
+        days = pd.to_datetime(
+            [span[0] + FAR_OFF_DAYS * _DAY_NS, span[1] - FAR_OFF_DAYS * _DAY_NS], utc=True
+        ).strftime("%Y-%m-%d")
+        notice = (
+            f"{int(far_off.sum()):,} events more than {FAR_OFF_DAYS} days outside the log's central"
+            f" span ({days[0]} to {days[1]}, the 1st to 99th percentile of its timestamps)"
+            " rejected as far off"
+        )
+    nanoseconds[~in_range | far_off] = np.iinfo(np.int64).min  # NaT
+    stamps = pd.Series(pd.DatetimeIndex(nanoseconds.view("datetime64[ns]")).tz_localize("UTC"))
+    return stamps, present & ~in_range, far_off, notice
+
+
+def accepted_span(instants: np.ndarray) -> tuple[int, int] | None:
+    """(first, last) instant accepted in a log, as int64 UTC nanoseconds; None: all are.
+
+    ``instants`` are the log's timestamps (int64 ns, any order). Events are far
+    off when more than ``FAR_OFF_DAYS`` days outside the log's central span,
+    from the 1st to the 99th percentile of its instants (linear interpolation),
+    so that up to 1 % of stray events at either end cannot stretch it: a clock
+    reset to 1970 or a typo's year 2100 in a log of weeks lies far outside.
+    When all instants lie within ``FAR_OFF_DAYS`` days of one another none can
+    be far off, and the percentiles are skipped (None).
+    """
+    margin = FAR_OFF_DAYS * _DAY_NS
+    if len(instants) == 0 or int(instants.max()) - int(instants.min()) <= margin:
+        return None
+    low, high = np.quantile(instants, SPAN_QUANTILES)
+    return int(low) - margin, int(high) + margin
 
 
 def _normalise_actions(action: pd.Series) -> tuple[pd.Categorical, str | None]:
@@ -215,12 +545,39 @@ def _normalise_actions(action: pd.Series) -> tuple[pd.Categorical, str | None]:
     return pd.Categorical.from_codes(new_codes.astype(np.int8), categories=list(ACTIONS)), note
 
 
+def _duplicated_ids(ids: pd.Series) -> str | None:
+    """A notice counting events whose event_id an earlier event already has, or None."""
+    values = ids.dropna()
+    if pd.api.types.is_integer_dtype(values.dtype) and len(values):
+        # Integer ids are most often a compact range: a scatter beats hashing.
+        numbers = values.to_numpy(np.int64)
+        low, span = numbers.min(), int(numbers.max()) - int(numbers.min()) + 1
+        distinct = (
+            int(np.count_nonzero(np.bincount(numbers - low, minlength=span)))
+            if span <= 4 * len(numbers)
+            else len(np.unique(numbers))
+        )
+    else:
+        distinct = values.nunique()
+    repeats = len(values) - distinct
+    if not repeats:
+        return None
+    counts = values.value_counts()  # the rare broken case only
+    return (
+        f"event_id is not unique: {repeats:,} events repeat an earlier event's id"
+        f" ({int((counts > 1).sum()):,} ids repeated)"
+    )
+
+
 def normalise(frame: pd.DataFrame, source: str = "<frame>") -> EventLog:
     """Validate and normalise a contract log already in memory.
 
-    Rows without account or timestamp go to ``rejects``; unknown actions become
-    ``other``; ``outcome`` defaults to ``success``; missing ``event_id`` means
-    the row position. Raises :class:`InputError` for a frame that cannot be a log.
+    Rows without account or timestamp, or whose timestamp does not parse, is
+    out of range or far off (:func:`accepted_span`), go to ``rejects`` with a
+    reason; unknown actions become ``other``; ``outcome`` defaults to
+    ``success``; missing ``event_id`` means the row position; duplicated ids
+    are counted in a notice. Raises :class:`InputError` for a frame that
+    cannot be a log.
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
@@ -233,7 +590,9 @@ def normalise(frame: pd.DataFrame, source: str = "<frame>") -> EventLog:
     else:
         events["event_id"] = np.arange(n, dtype=np.int64)
     raw_ts = frame["timestamp"].reset_index(drop=True)
-    events["timestamp"] = _parse_timestamps(raw_ts, source)
+    events["timestamp"], out_of_range, far_off, far_note = _timestamps(raw_ts, source)
+    if far_note:
+        notices.append(far_note)
     for column in STRING_COLUMNS:
         if column in frame.columns:
             events[column] = _as_category(frame[column].reset_index(drop=True))
@@ -243,16 +602,19 @@ def normalise(frame: pd.DataFrame, source: str = "<frame>") -> EventLog:
         if negative:
             notices.append(f"{negative:,} negative records_returned values counted as 0")
         events["records_returned"] = returned.clip(lower=0).fillna(0).to_numpy(np.float64)
+    duplicated = _duplicated_ids(events["event_id"])
+    if duplicated:
+        notices.append(duplicated)
 
     no_timestamp = raw_ts.isna().to_numpy()
-    unparseable = events["timestamp"].isna().to_numpy() & ~no_timestamp
+    unparseable = events["timestamp"].isna().to_numpy() & ~(no_timestamp | out_of_range | far_off)
     no_account = events["account_id"].isna().to_numpy()
-    bad = no_timestamp | unparseable | no_account
+    bad = no_timestamp | unparseable | out_of_range | far_off | no_account
     rejects = frame.reset_index(drop=True).loc[bad].copy()
     # One reason per rejected row, the most basic problem first.
     reason = np.select(
-        [no_account[bad], no_timestamp[bad]],
-        ["missing account_id", "missing timestamp"],
+        [no_account[bad], no_timestamp[bad], out_of_range[bad], far_off[bad]],
+        ["missing account_id", "missing timestamp", REJECT_OUT_OF_RANGE, REJECT_FAR_OFF],
         default="unparseable timestamp",
     )
     rejects.insert(0, "row", np.flatnonzero(bad))
@@ -280,7 +642,10 @@ def read_log(path: str | Path, accounts: Collection[str] | None = None) -> Event
 
     With ``accounts``, only those accounts' events are read (a report's drill-down).
     """
-    return normalise(_to_frame(read_table(path, accounts=accounts)), source=str(path))
+    notices: list[str] = []
+    log = normalise(_to_frame(read_table(path, accounts, notices)), source=str(path))
+    log.notices[:0] = notices
+    return log
 
 
 def read_events(path: str | Path, accounts: Collection[str] | None = None) -> pd.DataFrame:
@@ -289,16 +654,24 @@ def read_events(path: str | Path, accounts: Collection[str] | None = None) -> pd
 
 
 def read_caseloads(path: str | Path) -> pd.DataFrame:
-    """The caseload side table (contract section 2): ``account_id``, ``record_id``."""
-    path = Path(path)
-    dataset = _dataset(path)
-    missing = [c for c in ("account_id", "record_id") if c not in dataset.schema.names]
-    if missing:
-        raise InputError(f"{path}: caseload table lacks column(s): {', '.join(missing)}")
+    """The caseload side table (contract section 2): ``account_id``, ``record_id``.
+
+    Its files are checked and read like a log's (:func:`unified_schema`, :func:`conform`).
+    """
+    columns = ("account_id", "record_id")
+    files = dataset_files(path)
     try:
-        table = dataset.to_table(columns=["account_id", "record_id"])
-    except (pa.ArrowInvalid, OSError) as error:
-        raise InputError(f"{path}: cannot read Parquet data ({error})") from None
+        schema = unified_schema(files, columns=columns, required=columns)
+    except InputError as error:
+        raise InputError(f"caseload table: {error}") from None
+    tables = []
+    for file, _ in files:
+        try:
+            table = pq.read_table(file, columns=list(columns))
+        except (pa.ArrowInvalid, OSError) as error:
+            raise InputError(f"{file}: cannot read Parquet data ({error})") from None
+        tables.append(conform(table, schema, str(file))[0])
+    table = pa.concat_tables(tables)
     return table.to_pandas().dropna().astype({"account_id": "string", "record_id": "string"})
 
 
@@ -321,31 +694,29 @@ def default_caseloads_path(log_path: str | Path) -> Path:
 # Partitioned reading (detector.engine): a log read a few row groups at a time.
 
 
-def parquet_files(path: str | Path) -> list[str]:
-    """The Parquet files of a log (a file, or a directory read as one dataset), in order."""
-    return sorted(_dataset(Path(path)).files)
+def log_schema(path: str | Path) -> tuple[list[str], pa.Schema]:
+    """(the Parquet files of a log in order, the one schema they are read as).
+
+    Every file's footer is checked (:func:`dataset_files`, :func:`unified_schema`).
+    """
+    files = dataset_files(path)
+    return [str(file) for file, _ in files], unified_schema(files)
 
 
-def log_columns(path: str | Path, schema: pa.Schema) -> tuple[list[str], list[str]]:
-    """(columns the detector reads, those to read dictionary-encoded) of a log's schema."""
-    names = set(schema.names)
-    missing = [c for c in REQUIRED_COLUMNS if c not in names]
-    if missing:
-        raise InputError(f"{path}: missing required column(s): {', '.join(missing)}")
-    columns = [c for c in REQUIRED_COLUMNS + OPTIONAL_COLUMNS if c in names]
-    text = [c for c in columns if _is_text(schema.field(c).type)]
-    return columns, [c for c in text if c not in HIGH_CARDINALITY]
-
-
-def read_row_groups(file: str, row_groups: list[int], columns: list[str]) -> pa.Table:
-    """Some row groups of one Parquet file, the detector's columns only."""
+def read_row_groups(file: str, row_groups: list[int], schema: pa.Schema) -> pa.Table:
+    """Some row groups of one Parquet file, conformed to the log's schema (:func:`conform`)."""
     try:
         parquet = pq.ParquetFile(file)
-        _, dictionary = log_columns(file, parquet.schema_arrow)
+        file_schema = parquet.schema_arrow
+        present = [c for c in schema.names if c in file_schema.names]
+        dictionary = [
+            c for c in present if c in DICTIONARY_COLUMNS and _kind(file_schema.field(c).type) == "text"
+        ]
         parquet = pq.ParquetFile(file, read_dictionary=dictionary)
-        return parquet.read_row_groups(row_groups, columns=columns)
+        table = parquet.read_row_groups(row_groups, columns=present)
     except (pa.ArrowInvalid, OSError) as error:
         raise InputError(f"{file}: cannot read Parquet data ({error})") from None
+    return conform(table, schema, file, dictionary=DICTIONARY_COLUMNS)[0]
 
 
 def normalise_table(table: pa.Table, source: str) -> EventLog:

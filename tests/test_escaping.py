@@ -128,12 +128,10 @@ def test_report_html_shows_every_control_escaped():
 
 def test_report_from_csv_alerts_escapes_their_text(tmp_path):
     # A CSV is the easiest alerts file to forge by hand: its text goes through the same helper.
-    # Not "\r": write_alerts leaves a bare CR unquoted and read_csv splits the row there
-    # (a writer problem, reported apart), so this CSV holds the other controls.
-    accounts = [account for account in ACCOUNTS if "\r" not in account][:5]
+    accounts = ACCOUNTS
     log = tmp_path / "log.parquet"
     _events(accounts).to_parquet(log)
-    alerts = _alerts(accounts).assign(reason="read 5 records\x1b[31m")  # no NUL next to LF: idem
+    alerts = _alerts(accounts).assign(reason="read 5 records\x1b[31m\x00\n")
     csv = write_alerts(alerts, tmp_path / "alerts.csv", "csv")
     out = tmp_path / "report.html"
     result = CliRunner().invoke(main, ["report", str(csv), "--log", str(log), "--out", str(out)])
@@ -142,8 +140,19 @@ def test_report_from_csv_alerts_escapes_their_text(tmp_path):
     for account in accounts:
         assert account not in document
         assert visible(account) in document
-    for char in ("\x1b", "\x00", "\u202a", "\u202b", "\u202c"):
-        assert char not in document
+    for char in CONTROLS:
+        if char != "\n":  # the HTML itself has newlines
+            assert char not in document
+
+
+def test_csv_alerts_keep_every_control_inside_its_field(tmp_path):
+    # A bare CR or a NUL before a newline used to split a row when the CSV was read back.
+    from detector.report import read_alerts
+
+    alerts = _alerts(ACCOUNTS).assign(reason="a\rb\x00\nc")
+    back = read_alerts(write_alerts(alerts, tmp_path / "alerts.csv", "csv"))
+    assert back["account_id"].tolist() == ACCOUNTS
+    assert (back["reason"] == "a\rb\x00\nc").all()
 
 
 @pytest.mark.parametrize("account", ["a$\\frac$b", "a$x^{$"])
@@ -153,3 +162,15 @@ def test_dollar_signs_in_an_account_id_are_text_in_figures(account):
     assert f"{html.escape(account)}</h2>" not in document  # the h2 ends with the alert id
     assert f" {html.escape(account)} <span" in document
     assert document.count('src="data:image/png;base64,') == 2  # alerts per day + timeline
+
+
+def test_error_lines_quote_data_with_visible_escapes(tmp_path):
+    # A missing log whose name holds ESC and a newline: the error stays one line, escaped.
+    name = tmp_path / "logs\x1b[2J\nfake.parquet"
+    result = CliRunner().invoke(main, ["score", str(name)])
+    assert result.exit_code == 1
+    assert "\x1b" not in result.output
+    error = result.output.splitlines()[-1]  # progress lines may come first
+    assert error.startswith("Error: ")
+    assert "logs\\x1b[2J\\nfake.parquet" in error
+    assert "fake.parquet" not in result.output.replace(error, "")  # not split over two lines

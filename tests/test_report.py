@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from detector import plots
+from detector.alerts import write_alerts
 from detector.cli import main
 from detector.plots import hourly_activity
 from detector.report import (
@@ -260,6 +261,27 @@ def test_alerts_missing_contract_columns_are_named(files):
     assert result.output == (
         f"Error: {path} lacks column(s): window_start, window_end, detected_at, severity, rules, reason\n"
     )
+
+
+def test_csv_alerts_with_empty_ids(files):
+    # Hand-edited CSV: an empty alert_id is numbered; an empty account_id is one error line.
+    tmp_path, _, log_path = files
+    path = tmp_path / "edited.csv"
+    alerts = _alerts()
+    alerts.loc[0, "alert_id"] = None
+    write_alerts(alerts, path, "csv")
+    result = _run(path, "--log", log_path)
+    assert result.exit_code == 0, result.output
+    alerts.loc[1, "account_id"] = None
+    write_alerts(alerts, path, "csv")
+    result = _run(path, "--log", log_path)
+    assert result.exit_code == 1
+    assert result.output == f"Error: {path}: 1 alert(s) without an account_id\n"
+    alerts.loc[1, "account_id"] = "adv-1"
+    alerts.to_csv(path, index=False)  # lists written by pandas, not JSON: rule_times unreadable
+    result = _run(path, "--log", log_path)
+    assert result.exit_code == 1
+    assert result.output == f"Error: {path}: column rule_times does not hold timestamps\n"
 
 
 def test_missing_log_and_unknown_timezone_are_one_error_line(files):

@@ -53,7 +53,10 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except _expected_errors() as error:
-            raise click.ClickException(str(error)) from error
+            from detector.textsafe import visible
+
+            # Messages quote paths and values from the data: one line, no raw controls.
+            raise click.ClickException(visible(error)) from error
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from detector.cli.input_options import log_input_options
 from detector.cli.options import pseudonymise_options, pseudonymiser, timezone_option
 
 
@@ -32,6 +33,7 @@ from detector.cli.options import pseudonymise_options, pseudonymiser, timezone_o
 )
 @timezone_option
 @pseudonymise_options
+@log_input_options
 def report(
     alerts: str,
     log: str,
@@ -40,6 +42,7 @@ def report(
     timezone: str,
     pseudonymise: bool,
     pseudonym_key_file,
+    **inputs,
 ) -> None:
     """Write a self-contained HTML report of ALERTS (the table `detector score` wrote).
 
@@ -58,19 +61,22 @@ def report(
         {
             "the alerts file": alerts,
             "the log": log,
+            "the mapping file": inputs.get("mapping"),
             "the pseudonym key file": pseudonym_key_file,
         },
     )
+    from detector.formats.staging import contract_log
     from detector.report import write_report  # matplotlib: imported once the paths are sound
 
-    result = write_report(
-        alerts,
-        log,
-        out,
-        max_alerts=max_alerts,
-        timezone=timezone,
-        pseudonymiser=pseudonymiser(pseudonymise, pseudonym_key_file),
-    )
+    with contract_log(log, **inputs) as source:
+        result = write_report(
+            alerts,
+            source.path,
+            out,
+            max_alerts=max_alerts,
+            timezone=timezone,
+            pseudonymiser=pseudonymiser(pseudonymise, pseudonym_key_file),
+        )
     note = f", {result.left_out} more summarised only" if result.left_out else ""
     click.echo(
         f"{result.alerts} alerts on {result.accounts} accounts ({result.shown} detailed{note})"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from detector.cli.input_options import log_input_options
 from detector.cli.options import (
     caseloads_option,
     engine_option,
@@ -15,7 +16,7 @@ from detector.cli.options import (
     timezone_option,
 )
 
-FORMATS = ("parquet", "jsonl", "csv")
+FORMATS = ("parquet", "jsonl", "csv", "ocsf")  # ocsf: Detection Findings, JSON lines
 
 
 _STARTED = time.perf_counter()
@@ -27,9 +28,9 @@ def _say(message: str) -> None:
 
 
 def _default_out(log: Path, fmt: str) -> Path:
-    from detector.schema import sibling  # imported with the command, not with `--help`
+    from detector.formats.staging import log_sibling  # imported with the command, not `--help`
 
-    return sibling(log, f".alerts.{fmt}")
+    return log_sibling(log, ".findings.ocsf.jsonl" if fmt == "ocsf" else f".alerts.{fmt}")
 
 
 def _rejects_path(out: Path) -> Path:
@@ -116,6 +117,7 @@ def _top_table(alerts, timezone: str, top: int) -> str:
 )
 @engine_option
 @pseudonymise_options
+@log_input_options
 def score(
     log,
     caseloads,
@@ -133,8 +135,9 @@ def score(
     scheduler,
     pseudonymise,
     pseudonym_key_file,
+    **inputs,
 ):
-    """Score LOG (a Parquet file or directory in the contract's format) and write alerts.
+    """Score LOG (Parquet, NDJSON or CSV; the contract's fields or --schema/--mapping) and write alerts.
 
     Rows that cannot be used are written to <alerts stem>.rejects.parquet beside
     the alerts, and counted. Exit status 0 whenever scoring ran.
@@ -148,6 +151,8 @@ def score(
       detector score s3://bucket/logs/ --engine dask --scheduler tcp://scheduler:8786
     """
     from detector.alerts import write_alerts
+    from detector.formats.staging import contract_log
+    from detector.incidents import incidents_path, write_incidents
     from detector.model import WindowModel
     from detector.outputs import atomic_path, check_outputs
     from detector.pipeline import score_log
@@ -158,35 +163,51 @@ def score(
     out = out or _default_out(log, fmt)
     rejects_path = _rejects_path(out)
     check_outputs(
-        {"--out": out, "the rejects file": rejects_path, "--features-out": features_out},
+        {
+            "--out": out,
+            "the rejects file": rejects_path,
+            "the incidents file": incidents_path(out),
+            "--features-out": features_out,
+        },
         _inputs(
             log,
             caseloads,
             rules_file=rules,
             model_file=model,
+            mapping_file=inputs.get("mapping"),
             pseudonym_key_file=pseudonym_key_file,
         ),
     )
     hide = pseudonymiser(pseudonymise, pseudonym_key_file)
     ruleset = load_ruleset(rules) if mode in ("rules", "both") else rules
     loaded = WindowModel.load(model) if model is not None and mode != "rules" else model
-    result = score_log(
-        log,
-        caseloads=caseloads,
-        rules=ruleset,
-        mode=mode,
-        model=loaded,
-        timezone=timezone,
-        progress=_say,
-        engine=engine,
-        workers=workers,
-        scheduler=scheduler,
-        state=state,
-    )
+    with contract_log(log, caseloads=caseloads, **inputs) as source:
+        result = score_log(
+            source.path,
+            caseloads=source.caseloads,
+            rules=ruleset,
+            mode=mode,
+            model=loaded,
+            timezone=timezone,
+            progress=_say,
+            engine=engine,
+            workers=workers,
+            scheduler=scheduler,
+            state=state,
+        )
+    result.rejects = source.merge_rejects(result.rejects)
+    result.notices[:0] = source.notices
     if hide is not None:
         result.alerts = hide.frame(result.alerts)
         result.features = hide.frame(result.features)
-    write_alerts(result.alerts, out, fmt)
+        result.incidents = hide.frame(result.incidents)
+    if fmt == "ocsf":
+        from detector.ocsf import write_findings
+
+        write_findings(result.alerts, out, rules)
+    else:
+        write_alerts(result.alerts, out, fmt)
+    write_incidents(result.incidents, incidents_path(out))
     for notice in result.notices:
         click.echo(f"Notice: {notice}", err=True)
     if len(result.rejects):
@@ -205,9 +226,11 @@ def score(
         with atomic_path(features_out) as temporary:
             result.features.to_parquet(temporary, index=False)
     alerts = result.alerts
-    if len(alerts):
+    if len(alerts) and top > 0:
         click.echo(_top_table(alerts, timezone, top))
         click.echo("")
+    if len(result.incidents):
+        click.echo(f"{len(result.incidents)} incidents -> {incidents_path(out)}")
     counts = alerts["severity"].value_counts() if len(alerts) else {}
     by_severity = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("high", "medium", "low"))
     click.echo(
@@ -227,7 +250,8 @@ def score(
 )
 @caseloads_option
 @timezone_option
-def fit(log, out, caseloads, timezone):
+@log_input_options
+def fit(log, out, caseloads, timezone, **inputs):
     """Fit the IsolationForest on LOG (e.g. a known-clean month) and save it.
 
     The model is saved with skops, which loads without running code from the file.
@@ -237,10 +261,12 @@ def fit(log, out, caseloads, timezone):
       detector fit january.parquet --out model.skops
       detector score february.parquet --model model.skops
     """
+    from detector.formats.staging import contract_log
     from detector.outputs import check_outputs
     from detector.pipeline import fit_model
 
-    check_outputs({"--out": out}, _inputs(log, caseloads))
-    model = fit_model(log, caseloads=caseloads, timezone=timezone, progress=_say)
+    check_outputs({"--out": out}, _inputs(log, caseloads, mapping_file=inputs.get("mapping")))
+    with contract_log(log, caseloads=caseloads, **inputs) as source:
+        model = fit_model(source.path, caseloads=source.caseloads, timezone=timezone, progress=_say)
     model.save(out)
     click.echo(f"model fitted on {log} (alert threshold {model.threshold_:.3f}) -> {out}")

@@ -26,6 +26,7 @@ import pyarrow as pa
 from detector.engine.sources import Partition, normalise_rows
 from detector.features.kernel import Aggregates, out_of_caseload_mode, partition_aggregates
 from detector.features.table import FeatureTable, assemble
+from detector.incidents import creation_pairs
 from detector.schema import EventLog, rejects_notice
 
 Progress = Callable[[str], None]
@@ -230,6 +231,8 @@ def attach(table: FeatureTable, source: Any, run: KernelRun) -> FeatureTable:
     table.out_mode = run.out_mode
     table.rejects = run.rejects
     table.n_events = run.events
+    links = [p.links for p in run.parts if len(p.links)]
+    table.links = pd.concat(links, ignore_index=True) if links else creation_pairs(pd.DataFrame())
     return table
 
 

@@ -30,10 +30,9 @@ import pyarrow.parquet as pq
 from detector.features.kernel import local_days, lookup
 from detector.schema import (
     EventLog,
-    log_columns,
+    log_schema,
     normalise,
     normalise_table,
-    parquet_files,
     read_row_groups,
 )
 
@@ -206,9 +205,8 @@ class ParquetSource:
         self.streaming = False  # planning for the clustering check reads groups per partition
         self.timezone = timezone
         self.target_rows = target_rows
-        self.files = parquet_files(path)
-        schema = pq.read_schema(self.files[0]) if self.files else pa.schema([])
-        self.read_columns, _ = log_columns(path, schema)
+        self.files, self.schema = log_schema(path)
+        self.read_columns = list(self.schema.names)
         self.columns = set(self.read_columns)
         self._groups = self._row_groups()
         self._spill: tempfile.TemporaryDirectory | None = None
@@ -297,11 +295,18 @@ class ParquetSource:
 
     # -- reading ----------------------------------------------------------------------------
 
+    def _read_schema(self, columns: list[str]) -> pa.Schema:
+        """The log's schema for ``columns`` (and, in a clustered copy, the row numbers)."""
+        fields = [self.schema.field(c) for c in columns]
+        if self._spill:
+            fields.append(pa.field(ROW, pa.int64()))
+        return pa.schema(fields)
+
     def _read_groups(self, pieces, columns: list[str]) -> tuple[pa.Table, np.ndarray]:
         """The row groups' events and each one's row position in the input."""
         tables, rows = [], []
         for file, index, offset in pieces:
-            table = read_row_groups(file, [index], columns + ([ROW] if self._spill else []))
+            table = read_row_groups(file, [index], self._read_schema(columns))
             if self._spill:
                 rows.append(table[ROW].to_numpy())
                 table = table.drop_columns([ROW])
@@ -309,7 +314,9 @@ class ParquetSource:
                 rows.append(offset + np.arange(table.num_rows, dtype=np.int64))
             tables.append(table)
         if not tables:
-            return pa.table({c: pa.array([], pa.string()) for c in columns}), np.zeros(0, np.int64)
+            return pa.schema([self.schema.field(c) for c in columns]).empty_table(), np.zeros(
+                0, np.int64
+            )
         return pa.concat_tables(tables, promote_options="permissive"), np.concatenate(rows)
 
     def _normalise(self, table: pa.Table, rows: np.ndarray) -> EventLog:
@@ -420,7 +427,7 @@ class ParquetSource:
         for g in self._groups:
             if not g.rows:
                 continue
-            table = read_row_groups(g.file, [g.index], self.read_columns)
+            table = read_row_groups(g.file, [g.index], self.schema)
             rows = g.offset + np.arange(table.num_rows, dtype=np.int64)
             stamps, valid = _timestamps_ns(table["timestamp"])
             if not valid.all():
@@ -446,6 +453,9 @@ class ParquetSource:
         else:
             self._spill_rejects = EventLog(pd.DataFrame(), _no_rejects())
         self.files = sorted(str(p) for p in root.glob("day=*/*.parquet"))
+        # The copy holds UTC nanosecond timestamps, whatever the log held (text included).
+        position = self.schema.get_field_index("timestamp")
+        self.schema = self.schema.set(position, pa.field("timestamp", pa.timestamp("ns", tz="UTC")))
         self._groups = self._row_groups()
 
 

@@ -48,38 +48,65 @@ def _history_view(matrix: np.ndarray) -> np.ndarray:
     return sliding_window_view(padded, HISTORY_DAYS, axis=1)[:, : matrix.shape[1], :]
 
 
-def own_stats(matrix: np.ndarray, days: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def _within_history(days: np.ndarray | None) -> np.ndarray | None:
+    """(days, HISTORY_DAYS) mask of the history view's cells that are truly earlier
+    calendar days within HISTORY_DAYS, when the matrix's columns are only the days
+    that hold events (``days``, ascending); None when no day is missing.
+
+    The HISTORY_DAYS columns before a day hold every active day of the
+    HISTORY_DAYS calendar days before it, and after a gap also older ones: those
+    are masked out.
+    """
+    if days is None or len(days) == 0 or days[-1] - days[0] == len(days) - 1:
+        return None
+    padded = np.concatenate([np.full(HISTORY_DAYS, np.iinfo(np.int64).min // 2), days])
+    earlier = sliding_window_view(padded, HISTORY_DAYS)[: len(days)]
+    return earlier >= (days - HISTORY_DAYS)[:, None]
+
+
+def own_stats(
+    matrix: np.ndarray, days: np.ndarray | None = None, only: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """Per (account, day): median, q25, q75, max and count of the account's earlier days.
 
-    ``matrix`` is (accounts x days) with NaN for inactive days. With ``days``,
-    only those day columns are computed (the others stay NaN, count 0).
+    ``matrix`` is (accounts x days) with NaN for inactive days; its columns are
+    consecutive days, or the calendar days ``days`` (ascending, with gaps).
+    With ``only`` (column indices), only those columns are computed (the others
+    stay NaN, count 0).
     """
+    within = _within_history(days)
     n_rows, n_days = matrix.shape
-    days = np.arange(n_days) if days is None else np.asarray(days, dtype=np.int64)
+    only = np.arange(n_days) if only is None else np.asarray(only, dtype=np.int64)
     stats = {k: np.full((n_rows, n_days), np.nan) for k in ("median", "q25", "q75", "max")}
     stats["count"] = np.zeros((n_rows, n_days), dtype=np.int64)
-    rows_per_chunk = max(1, _CHUNK_CELLS // max(1, len(days) * HISTORY_DAYS))
+    rows_per_chunk = max(1, _CHUNK_CELLS // max(1, len(only) * HISTORY_DAYS))
     for start in range(0, n_rows, rows_per_chunk):
         rows = slice(start, start + rows_per_chunk)
-        history = _history_view(matrix[rows])[:, days, :]
+        history = _history_view(matrix[rows])[:, only, :]
+        if within is not None:
+            history = np.where(within[only], history, np.nan)
         quantiles, count = sorted_quantiles(history, (0.25, 0.5, 0.75, 1.0))
         for i, key in enumerate(("q25", "median", "q75", "max")):
-            stats[key][rows, days] = quantiles[..., i]
-        stats["count"][rows, days] = count
+            stats[key][rows, only] = quantiles[..., i]
+        stats["count"][rows, only] = count
     return stats
 
 
 def peer_stats(
-    matrix: np.ndarray, groups: np.ndarray, days: np.ndarray | None = None
+    matrix: np.ndarray,
+    groups: np.ndarray,
+    days: np.ndarray | None = None,
+    only: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Per (group, day): median, q25, q75, p95 and count of the group's earlier account-days.
 
     ``groups`` gives each matrix row's peer group as an integer 0..G-1; the
-    result arrays are (G x days). With ``days``, only those day columns are computed.
+    result arrays are (G x days). ``days`` and ``only`` as in :func:`own_stats`.
     """
+    within = _within_history(days)
     n_groups = int(groups.max()) + 1 if len(groups) else 0
     n_days = matrix.shape[1]
-    days = np.arange(n_days) if days is None else np.asarray(days, dtype=np.int64)
+    only = np.arange(n_days) if only is None else np.asarray(only, dtype=np.int64)
     stats = {k: np.full((n_groups, n_days), np.nan) for k in ("median", "q25", "q75", "p95")}
     stats["count"] = np.zeros((n_groups, n_days), dtype=np.int64)
     for group in range(n_groups):  # a handful of account types
@@ -88,12 +115,13 @@ def peer_stats(
             continue
         history = _history_view(members)  # (members, days, HISTORY_DAYS), a view
         days_per_chunk = max(1, _CHUNK_CELLS // max(1, members.shape[0] * HISTORY_DAYS))
-        for start in range(0, len(days), days_per_chunk):
-            chosen = days[start : start + days_per_chunk]
+        for start in range(0, len(only), days_per_chunk):
+            chosen = only[start : start + days_per_chunk]
+            cells = history[:, chosen, :]
+            if within is not None:
+                cells = np.where(within[chosen], cells, np.nan)
             # (days, members * HISTORY_DAYS): every earlier peer account-day of each day.
-            pooled = (
-                history[:, chosen, :].transpose(1, 0, 2).reshape(-1, members.shape[0] * HISTORY_DAYS)
-            )
+            pooled = cells.transpose(1, 0, 2).reshape(-1, members.shape[0] * HISTORY_DAYS)
             quantiles, count = sorted_quantiles(pooled, (0.25, 0.5, 0.75, 0.95))
             for i, key in enumerate(("q25", "median", "q75", "p95")):
                 stats[key][group, chosen] = quantiles[:, i]

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from detector.features.derive import SUMS
+from detector.incidents import creation_pairs
 from detector.schema import ACTIONS
 
 HOUR_NS = 3_600_000_000_000
@@ -61,10 +62,15 @@ def local_wall_ns(timestamp_ns: np.ndarray, timezone: str) -> np.ndarray:
         return timestamp_ns.copy()
     quarter = 15 * 60 * 1_000_000_000
     first, last = timestamp_ns.min() // quarter, timestamp_ns.max() // quarter
-    grid = np.arange(first, last + 1, dtype=np.int64) * quarter
+    if last - first < max(4 * len(timestamp_ns), 1 << 20):
+        grid = np.arange(first, last + 1, dtype=np.int64) * quarter
+        position = timestamp_ns // quarter - first
+    else:  # a few instants years apart: only the quarters that hold events, not the calendar
+        quarters, position = np.unique(timestamp_ns // quarter, return_inverse=True)
+        grid = quarters * quarter
     utc = pd.DatetimeIndex(grid.view("datetime64[ns]"), tz="UTC")
     offsets = utc.tz_convert(timezone).tz_localize(None).asi8 - grid
-    return timestamp_ns + offsets[timestamp_ns // quarter - first]
+    return timestamp_ns + offsets[position]
 
 
 def local_days(timestamp_ns: np.ndarray, timezone: str) -> tuple[np.ndarray, np.ndarray]:
@@ -348,6 +354,7 @@ class Aggregates:
     first_seen: dict[str, pa.Table]  # column -> (account_id, value, day): first use in the partition
     created: pa.Table  # (account_id, day): accounts created by create_account
     events: int = 0
+    links: pd.DataFrame = field(default_factory=pd.DataFrame)  # creator, target, timestamp
 
 
 def _strings(categories: pd.Index, index: np.ndarray) -> pa.Array:
@@ -432,9 +439,8 @@ def partition_aggregates(
                 "day": pa.array(events.day[rows], type=pa.int32()),
             }
         )
-    return Aggregates(
-        table, hours, first_seen, _created(frame, events), events=len(frame)
-    )
+    links = creation_pairs(frame)  # a few rows: who created or granted which account
+    return Aggregates(table, hours, first_seen, _created(frame, events), len(frame), links)
 
 
 def _created(frame: pd.DataFrame, events: EventCounts) -> pa.Table:

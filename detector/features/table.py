@@ -65,6 +65,7 @@ class FeatureTable:
     out_mode: str | None = "caseloads"  # how out-of-caseload reads were known
     rejects: pd.DataFrame = field(default_factory=pd.DataFrame)  # rows set aside, with reasons
     n_events: int = 0  # events the table was built from
+    links: pd.DataFrame = field(default_factory=pd.DataFrame)  # creator, target, timestamp
 
     @property
     def features(self) -> pd.DataFrame:
@@ -228,13 +229,16 @@ def assemble(
     organization = _account_attribute(windows, "org", first_of_account)
     peer_group = pd.factorize(account_type)[0].astype(np.int64) + 1  # 0 = unknown type
     volumes = derive(sums, {**constants, **_nan_baselines(n_win)})
-    days = None
+    # Baseline matrices have a column per day that holds events, not per calendar day:
+    # a log with a far-off stray day must not span decades of empty columns.
+    present, w_col = np.unique(w_day, return_inverse=True)
+    only = None
     if baseline_days is not None:
-        days = np.array(sorted(baseline_days), dtype=np.int64) - first_day
-        days = days[(days >= 0) & (days < n_days)]
+        wanted = np.array(sorted(baseline_days), dtype=np.int64) - first_day
+        only = np.flatnonzero(np.isin(present, wanted))
     for volume in BASELINED_VOLUMES:
         _add_baselines(
-            constants, volume, volumes[volume], w_acc, w_day, n_acc, n_days, peer_group, days
+            constants, volume, volumes[volume], w_acc, w_col, present, n_acc, peer_group, only
         )
 
     features = derive(sums, constants)
@@ -302,17 +306,22 @@ def _add_baselines(
     volume: str,
     values: np.ndarray,
     w_acc: np.ndarray,
-    w_day: np.ndarray,
+    w_col: np.ndarray,
+    days: np.ndarray,
     n_acc: int,
-    n_days: int,
     peer_group: np.ndarray,
-    days: np.ndarray | None = None,
+    only: np.ndarray | None = None,
 ) -> None:
-    """Own and peer statistics of one volume, from earlier days only (``days``: only those)."""
+    """Own and peer statistics of one volume, from earlier days only.
+
+    ``w_col`` indexes ``days``, the days (since the first) that hold events;
+    with ``only``, just those columns are computed.
+    """
+    w_day = w_col
     # float32: exact for counts below 16 million, and sorts twice as fast as float64.
-    matrix = np.full((n_acc, n_days), np.nan, dtype=np.float32)
+    matrix = np.full((n_acc, max(len(days), 1)), np.nan, dtype=np.float32)
     matrix[w_acc, w_day] = values
-    own = baselines.own_stats(matrix, days)
+    own = baselines.own_stats(matrix, days, only)
     enough = own["count"][w_acc, w_day] >= baselines.MIN_OWN_WINDOWS
     median = own["median"][w_acc, w_day]
     constants[f"own_median_{volume}"] = np.where(enough, median, np.nan)
@@ -323,7 +332,7 @@ def _add_baselines(
     )
     constants[f"_own_scale_{volume}"] = np.where(enough, scale, np.nan)
 
-    peers = baselines.peer_stats(matrix, peer_group, days)
+    peers = baselines.peer_stats(matrix, peer_group, days, only)
     group = peer_group[w_acc]
     enough = peers["count"][group, w_day] >= baselines.MIN_PEER_WINDOWS
     median = peers["median"][group, w_day]
