@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from detector.outputs import write_text
 from detector.rules import RuleSet, load_ruleset
 
 OCSF_VERSION = "1.8.0"
@@ -165,12 +166,8 @@ def write_findings(
     it gives each rule's title and ATT&CK technique.
     """
     ruleset = load_ruleset(rules) if isinstance(rules, str | Path) else rules
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as stream:
-        for _, alert in alerts.iterrows():  # one per alert (tens to hundreds)
-            stream.write(json.dumps(to_finding(alert, ruleset)) + "\n")
-    return path
+    lines = [json.dumps(to_finding(alert, ruleset)) + "\n" for _, alert in alerts.iterrows()]
+    return write_text(path, "".join(lines))  # one per alert: tens to hundreds
 
 
 def read_findings(path: str | Path) -> list[dict]:

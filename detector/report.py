@@ -809,6 +809,8 @@ def write_report(
         events = load_account_events(log_path, accounts)
         if pseudonymiser is not None:
             alerts, events = pseudonymiser.frame(alerts), pseudonymiser.frame(events)
+            if incidents is not None:
+                incidents = pseudonymiser.frame(incidents)
     document = render_report(
         alerts,
         events,

@@ -1,26 +1,36 @@
 """Attack primitives: each adds events for one step of a scenario, all marked with the attack.
 
 A run starts with the victims as acting accounts. Identity primitives (`take_over`,
-`replay_credentials`) give the attacker new addresses and clients; `create_accounts`
-makes the acting accounts create new ones, which then act; `night_window` moves the
-hours; reading primitives (`bulk_read`, `search_and_read`, `bulk_export`) emit sessions
-of reads spread over the attack days, under the scenario's stealth knobs.
+`replay_credentials`) give the attacker new addresses and clients; `replay_session` rides a
+stolen session (no login, the victim's client and hours); `act_as_self` is the account
+holder itself; `create_accounts` makes the acting accounts create new ones, which then act;
+`night_window` moves the hours and `off_day` the day; reading primitives (`bulk_read`,
+`search_and_read`, `search_only`, `bulk_export`) emit sessions spread over the attack days,
+under the scenario's stealth knobs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from synthetic_logs.errors import GeneratorError
 from synthetic_logs.events import ACTION, APP, TYPE, EventBatch, make_batch
-from synthetic_logs.normal import HOUR, sorted_uniforms
-from synthetic_logs.population import ATTACKER_CLIENTS, KIND, Population, random_addresses
+from synthetic_logs.normal import HOUR, DayPlan, sorted_uniforms
+from synthetic_logs.population import (
+    ATTACKER_CLIENTS,
+    HOME_IPV6_SHARE,
+    KIND,
+    Population,
+    random_addresses,
+)
 from synthetic_logs.scenario import Scenario, Step
 from synthetic_logs.timegrid import DayGrid, to_utc_us
 
 OFFICE_HOURS = (9.0, 17.0)
+CHUNK_EVENTS = 2_000_000  # sessions are laid out this many events at a time: bounded memory
 
 
 @dataclass
@@ -39,6 +49,20 @@ class AttackRun:
     failed_logins: int = 0
     accounts: list[int] = field(default_factory=list)  # every account the attacker used
     batches: list[EventBatch] = field(default_factory=list)
+    emit: Callable[[EventBatch], None] | None = None  # where events go (else kept in batches)
+    plan: DayPlan | None = None  # the benign day plan, for primitives that shape the victim's days
+    login: bool = True  # sessions open with a login (False: a stolen session is replayed)
+    own_hours: bool = False  # sessions in each acting account's own working hours
+    own_days: bool = False  # sessions only on the days the acting account works (day plan)
+    own_address: bool = False  # from the acting account's own address of the day (day plan)
+    own_client: bool = False  # with the acting account's own client of the day (day plan)
+
+    def add(self, batch: EventBatch) -> None:
+        """Hand over a batch of the attack's events."""
+        if self.emit is None:
+            self.batches.append(batch)
+        else:
+            self.emit(batch)
 
 
 def attack_days(scenario: Scenario, grid: DayGrid) -> np.ndarray:
@@ -48,10 +72,10 @@ def attack_days(scenario: Scenario, grid: DayGrid) -> np.ndarray:
     start = min(p.start_day, max(grid.days - duration, grid.days // 2))
     days = np.arange(start, min(grid.days, start + duration))
     if scenario.stealth.office_hours_only or not p.weekends:
-        weekdays = days[grid.weekday[days] < 5]
+        weekdays = days[(grid.weekday[days] < 5) & ~grid.holiday[days]]
         if not len(weekdays):  # a one-day attack on a weekend moves to the nearest weekday
             every = np.arange(grid.days)
-            every = every[grid.weekday[every] < 5]
+            every = every[(grid.weekday[every] < 5) & ~grid.holiday[every]]
             weekdays = every[np.argsort(np.abs(every - start), kind="stable")[:1]]
         days = weekdays
     return days
@@ -64,10 +88,13 @@ def run_attack(
     pop: Population,
     grid: DayGrid,
     excluded: set[int],
+    emit: Callable[[EventBatch], None] | None = None,
+    plan: DayPlan | None = None,
 ) -> AttackRun:
-    """Pick victims and run every step of `scenario`; the events are in the returned run."""
+    """Pick victims and run every step of `scenario`; the events go to `emit`, else they are
+    in the returned run's `batches`."""
     p = scenario.parameters
-    victims = _pick_victims(rng, scenario, pop, grid, excluded)
+    victims = _pick_victims(rng, scenario, pop, grid, excluded, plan)
     hours = OFFICE_HOURS if scenario.stealth.office_hours_only else p.hours
     run = AttackRun(
         index,
@@ -78,6 +105,8 @@ def run_attack(
         pop.client[victims],
         attack_days(scenario, grid),
         hours,
+        emit=emit,
+        plan=plan,
     )
     run.accounts.extend(int(v) for v in victims)
     for step in scenario.steps:
@@ -86,7 +115,7 @@ def run_attack(
 
 
 def _pick_victims(
-    rng, scenario: Scenario, pop: Population, grid: DayGrid, excluded: set[int]
+    rng, scenario: Scenario, pop: Population, grid: DayGrid, excluded: set[int], plan=None
 ) -> np.ndarray:
     p = scenario.parameters
     ok = (
@@ -102,6 +131,12 @@ def _pick_victims(
         bi_users = candidates[pop.bi_user[candidates]]
         if len(bi_users) >= p.victims:
             candidates = bi_users
+    # Misuse in the account's own working days needs an account at work: not one on leave.
+    own_days = any(s.primitive in ("act_as_self", "replay_session") for s in scenario.steps)
+    if own_days and plan is not None and len(candidates):
+        at_work = plan.active[np.ix_(candidates, attack_days(scenario, grid))].mean(axis=1) >= 0.8
+        if at_work.sum() >= p.victims:
+            candidates = candidates[at_work]
     if len(candidates) < p.victims:
         raise GeneratorError(
             f"scenario {scenario.name}: the population has only {len(candidates)} free {p.victim_type} accounts for {p.victims} victims; raise --accounts"
@@ -138,6 +173,59 @@ def replay_credentials(
     _new_identity(rng, run, pop, step)
 
 
+def replay_session(
+    rng: np.random.Generator, run: AttackRun, step: Step, pop: Population, grid: DayGrid
+) -> None:
+    """A stolen session cookie replayed: no login, the victim's exact client, in the victim's
+    working hours, from residential addresses (or, `address = "own"`, the victim's machine)."""
+    run.login = False
+    run.own_hours = run.own_days = run.own_client = True
+    run.client = pop.client[run.acting].astype(np.int32)
+    if step.get("address") == "own":
+        run.ip, run.ip_per_account = pop.office_ip[run.acting], True
+        run.own_address = True
+    else:
+        count = max(1, run.scenario.parameters.attacker_addresses)
+        run.ip = pop.addresses.add(random_addresses(rng, count, HOME_IPV6_SHARE))
+        run.ip_per_account = False
+
+
+def act_as_self(
+    rng: np.random.Generator, run: AttackRun, step: Step, pop: Population, grid: DayGrid
+) -> None:
+    """The account holder misuses its own access: its working days and hours, its address of
+    the day and its client."""
+    run.own_hours = run.own_days = run.own_address = run.own_client = True
+    run.client = pop.client[run.acting].astype(np.int32)
+    run.ip, run.ip_per_account = pop.office_ip[run.acting], True
+
+
+def off_day(
+    rng: np.random.Generator, run: AttackRun, step: Step, pop: Population, grid: DayGrid
+) -> None:
+    """Move the attack to one day off (a Saturday or a public holiday, `kind`), the first at
+    or after the attack's first day, and make it a day the acting accounts never work."""
+    kind = step.get("kind")
+    days = np.arange(grid.days)
+    saturday = grid.weekday[: grid.days] == 5
+    holiday = grid.holiday[: grid.days]
+    wanted = {"saturday": saturday, "holiday": holiday, "any": saturday | holiday}[kind]
+    if kind == "any" and (holiday & (days >= run.days[0])).any():
+        wanted = holiday  # a holiday when there is one, else a Saturday
+    candidates = days[wanted]
+    if not len(candidates):
+        what = {"saturday": "Saturday", "holiday": "French public holiday", "any": "day off"}[kind]
+        raise GeneratorError(
+            f"scenario {run.scenario.name}: no {what} in the log's {grid.days} days from "
+            f"{grid.start.isoformat()}; choose another --start or more --days"
+        )
+    later = candidates[candidates >= run.days[0]]
+    run.days = np.array([later[0] if len(later) else candidates[-1]])
+    if run.plan is not None:  # an account that never works on days off
+        off = ~grid.is_working_day
+        run.plan.active[np.ix_(run.acting, np.flatnonzero(off))] = False
+
+
 def night_window(
     rng: np.random.Generator, run: AttackRun, step: Step, pop: Population, grid: DayGrid
 ) -> None:
@@ -166,7 +254,9 @@ def create_accounts(
         getattr(pop, habit)[created] = getattr(pop, habit)[creator]
     # One session of the creator: login, then create_account + grant_access per new account.
     day = int(run.days[0])
-    start = _window(rng, run, np.array([day]))[0][0] + rng.uniform(60, 600)
+    start = _window(rng, run, np.array([day]), pop, np.array([creator]))[0][0] + rng.uniform(
+        60, 600
+    )
     n = 2 * count + 2
     local = start + np.cumsum(rng.uniform(40, 200, n))
     action = np.concatenate(
@@ -177,17 +267,27 @@ def create_accounts(
         ]
     )
     target = np.concatenate([[-1], np.repeat(created, 2), [-1]])
+    if not run.login:  # a replayed session is already open: no login, no logout
+        local, action, target, n = local[1:-1], action[1:-1], target[1:-1], n - 2
     ip = run.ip[0] if run.ip_per_account else run.ip[rng.integers(0, len(run.ip))]
+    client = run.client[0]
+    if run.plan is not None and run.own_client:
+        client = run.plan.client[creator, day]
+    if run.plan is not None and run.own_address:
+        ip = run.plan.ip[creator, day]
     ts = to_utc_us(grid, np.full(n, day), local)
-    _failed_logins(rng, run, grid, creator, ip, run.client[0], ts[0], pop)
-    run.batches.append(make_batch(
+    _failed_logins(rng, run, grid, creator, ip, client, ts[0], pop)
+    run.add(make_batch(
         ts, account=creator, action=action, application=APP[step.get("application")], ip=ip,
-        ua=run.client[0], auth=np.where(action == ACTION["login"], pop.auth[creator], -1), target=target,
+        ua=client, auth=np.where(action == ACTION["login"], pop.auth[creator], -1), target=target,
         attack=run.index,
     ))  # fmt: skip
-    if run.scenario.stealth.reuse_victim_address:
+    if run.scenario.stealth.reuse_victim_address or run.ip_per_account:
         run.ip = pop.office_ip[[creator]]  # the new accounts come from the manager's office
         run.ip_per_account = False
+    # The new accounts have their own credentials, and no habits yet: the scenario's hours.
+    run.login = True
+    run.own_hours = run.own_days = run.own_address = run.own_client = False
     run.acting = created
     run.client = np.resize(run.client, len(created))
     run.accounts.extend(int(c) for c in created)
@@ -197,9 +297,21 @@ def create_accounts(
 def bulk_read(
     rng: np.random.Generator, run: AttackRun, step: Step, pop: Population, grid: DayGrid
 ) -> None:
-    """Sustained reading of person records one by one, with a few look-up searches."""
-    pool = _pool(pop, step.get("scope"))
-    reads = _daily_volumes(rng, run, pop, step.get("population_share") * len(pool))
+    """Sustained reading of person records one by one, with a few look-up searches.
+
+    Volume: up to `per_day` records per account and day (75-100 % of it, so a floor just above
+    is never reached), or `daily_multiple` times the account's usual daily events, or else
+    `population_share` of the scope spread over the sessions.
+    """
+    pool = _pool(pop, step.get("scope"), run)
+    if step.get("per_day"):
+        per_day = np.full(len(run.acting), float(step.get("per_day")))
+        reads = _per_session(rng, run, per_day, pop, ceiling=True)
+    elif step.get("daily_multiple"):
+        usual = step.get("daily_multiple") * pop.daily_events[run.acting]
+        reads = _per_session(rng, run, usual, pop)
+    else:
+        reads = _daily_volumes(rng, run, pop, step.get("population_share") * len(pool))
     searches = np.round(reads * step.get("search_share")).astype(np.int64)
     _emit_sessions(
         rng, run, step, pop, grid, pool, reads, searches, lambda n: rng.integers(1, 4, n)
@@ -210,7 +322,7 @@ def search_and_read(
     rng: np.random.Generator, run: AttackRun, step: Step, pop: Population, grid: DayGrid
 ) -> None:
     """Bursts of searches, each followed by reads of the records it returned."""
-    pool = _pool(pop, step.get("scope"))
+    pool = _pool(pop, step.get("scope"), run)
     reads = _daily_volumes(rng, run, pop, step.get("population_share") * len(pool))
     searches = np.maximum(1, np.round(reads / max(step.get("reads_per_search"), 1.0))).astype(
         np.int64
@@ -219,11 +331,33 @@ def search_and_read(
     _emit_sessions(rng, run, step, pop, grid, pool, reads, searches, lambda n: rng.poisson(mean, n))
 
 
+def search_only(
+    rng: np.random.Generator, run: AttackRun, step: Step, pop: Population, grid: DayGrid
+) -> None:
+    """Enumeration by search alone: `searches_per_day` searches per account and day, each
+    returning about `records_per_search` persons, and no record ever opened."""
+    searches = _per_session(
+        rng, run, np.full(len(run.acting), float(step.get("searches_per_day"))), pop
+    )
+    mean = step.get("records_per_search")
+    _emit_sessions(
+        rng,
+        run,
+        step,
+        pop,
+        grid,
+        np.zeros(0, np.int64),
+        np.zeros(len(searches), np.int64),
+        searches,
+        lambda n: rng.poisson(mean, n),
+    )
+
+
 def bulk_export(
     rng: np.random.Generator, run: AttackRun, step: Step, pop: Population, grid: DayGrid
 ) -> None:
     """Large exports (records_returned in the thousands) through an application such as BI."""
-    pool = _pool(pop, step.get("scope"))
+    pool = _pool(pop, step.get("scope"), run)
     records = _daily_volumes(rng, run, pop, step.get("population_share") * len(pool))
     sessions = len(records)
     exports = np.maximum(1, np.full(sessions, step.get("exports") // max(1, sessions)))
@@ -250,13 +384,28 @@ PRIMITIVE_FUNCTIONS = {
     "replay_credentials": replay_credentials,
     "create_accounts": create_accounts,
     "night_window": night_window,
+    "replay_session": replay_session,
+    "act_as_self": act_as_self,
+    "off_day": off_day,
+    "search_only": search_only,
     "bulk_read": bulk_read,
     "search_and_read": search_and_read,
     "bulk_export": bulk_export,
 }
 
 
-def _pool(pop: Population, scope: str) -> np.ndarray:
+def _pool(pop: Population, scope: str, run: AttackRun) -> np.ndarray:
+    """Persons the attack may read: a kind of person, or (`other_structures`) persons of the
+    first acting account's kind followed by other structures than its own."""
+    if scope == "other_structures":
+        account = int(run.acting[0])
+        young = pop.account_type[account] == TYPE["youth_advisor"] or (
+            pop.account_type[account] == TYPE["account_manager"]
+            and pop.org_kind[pop.account_org[account]] == KIND["mission_locale"]
+        )
+        return np.flatnonzero(
+            (pop.person_is_young == young) & (pop.person_org != pop.account_org[account])
+        )
     if scope == "job_seekers":
         return np.flatnonzero(~pop.person_is_young)
     if scope == "young_people":
@@ -282,11 +431,34 @@ def _daily_volumes(rng, run: AttackRun, pop: Population, total: float) -> np.nda
     return per_session
 
 
-def _window(rng, run: AttackRun, days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Local start and end seconds of each day's attack window (end may pass midnight)."""
-    start_h, end_h = run.hours
-    if end_h <= start_h:
-        end_h += 24
+def _per_session(
+    rng, run: AttackRun, mean: np.ndarray, pop: Population, ceiling: bool = False
+) -> np.ndarray:
+    """Counts per session (acting account x day, account-major) around each account's `mean`
+    (or, with `ceiling`, 75-100 % of it), varying from day to day, under the rate cap if any."""
+    sessions = len(run.acting) * len(run.days)
+    spread = rng.uniform(0.75, 1.0, sessions) if ceiling else rng.gamma(6.0, 1 / 6.0, sessions)
+    per_session = np.maximum(1, np.floor(np.repeat(mean, len(run.days)) * spread)).astype(np.int64)
+    multiple = run.scenario.stealth.rate_multiple
+    if multiple is not None:
+        usual = pop.daily_events[np.repeat(run.acting, len(run.days))]
+        per_session = np.minimum(
+            per_session, np.maximum(1, np.round(multiple * usual)).astype(np.int64)
+        )
+    return per_session
+
+
+def _window(
+    rng, run: AttackRun, days: np.ndarray, pop: Population, accounts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Local start and end seconds of each day's attack window (end may pass midnight); with
+    `own_hours`, each acting account's usual hours."""
+    if run.own_hours:
+        start_h, end_h = pop.start_hour[accounts], pop.end_hour[accounts]
+    else:
+        start_h, end_h = run.hours
+        if end_h <= start_h:
+            end_h += 24
     start = (start_h + rng.uniform(0, 0.4, len(days))) * HOUR
     end = (end_h - rng.uniform(0, 0.4, len(days))) * HOUR
     return start, np.maximum(end, start + 600)
@@ -297,7 +469,7 @@ def _failed_logins(rng, run: AttackRun, grid, account, ip, client, first_ts, pop
     if n <= 0:
         return
     ts = first_ts - np.sort(rng.uniform(30, 900, n))[::-1].astype(np.int64) * 1_000_000
-    run.batches.append(
+    run.add(
         make_batch(
             ts,
             account=account,
@@ -316,7 +488,11 @@ def _failed_logins(rng, run: AttackRun, grid, account, ip, client, first_ts, pop
 def _emit_sessions(
     rng, run, step, pop, grid, pool, reads, searches, hits, exports=None, per_export=None
 ) -> None:
-    """One session per (acting account, day): login, the session's actions in time order, logout."""
+    """One session per (acting account, day): login, the session's actions in time order, logout.
+
+    Laid out CHUNK_EVENTS at a time; when there is more than one chunk, the records read
+    are drawn up front so that no record is read twice while the pool lasts.
+    """
     n_days = len(run.days)
     acc = np.repeat(run.acting, n_days)
     who = np.repeat(np.arange(len(run.acting)), n_days)
@@ -326,17 +502,50 @@ def _emit_sessions(
         per_export = np.zeros(len(acc), np.int64)
     middle = reads + searches + exports
     keep = middle > 0
-    acc, who, day, reads, searches, exports, per_export = (
-        x[keep] for x in (acc, who, day, reads, searches, exports, per_export)
-    )
-    middle = middle[keep]
-    if not len(acc):
+    if run.own_days and run.plan is not None:  # only on the days the account works
+        planned = acc < run.plan.active.shape[0]
+        keep &= ~planned | run.plan.active[np.where(planned, acc, 0), day]
+    sessions = [x[keep] for x in (acc, who, day, reads, searches, exports, per_export)]
+    if not keep.any():
         return
+    chunk = (np.cumsum(middle[keep]) - 1) // CHUNK_EVENTS
+    cuts = [0, *(np.flatnonzero(np.diff(chunk)) + 1).tolist(), len(chunk)]
+    if len(cuts) == 2:
+        _emit_chunk(rng, run, step, pop, grid, pool, hits, None, *sessions)
+        return
+    records = _distinct(rng, pool, int(sessions[3].sum())).astype(np.int32)
+    used = 0
+    for low, high in zip(cuts[:-1], cuts[1:], strict=True):
+        part = [x[low:high] for x in sessions]
+        n = int(part[3].sum())
+        _emit_chunk(rng, run, step, pop, grid, pool, hits, records[used : used + n], *part)
+        used += n
+
+
+def _emit_chunk(
+    rng,
+    run,
+    step,
+    pop,
+    grid,
+    pool,
+    hits,
+    records,
+    acc,
+    who,
+    day,
+    reads,
+    searches,
+    exports,
+    per_export,
+) -> None:
+    """The sessions given (one per row), with `records` as the reads' records (None: drawn here)."""
+    middle = reads + searches + exports
     counts = middle + 2
     group = np.repeat(np.arange(len(acc)), counts)
     ends = np.cumsum(counts)
     position = np.arange(ends[-1]) - (ends - counts)[group]
-    start, end = _window(rng, run, day)
+    start, end = _window(rng, run, day, pop, acc)
     day_start_us = to_utc_us(grid, day, start)
     late = day_start_us < run.not_before_us  # sessions may not start before the accounts exist
     start = start + np.where(late, (run.not_before_us - day_start_us) / 1e6, 0.0)
@@ -357,7 +566,7 @@ def _emit_sessions(
 
     record = np.full(len(group), -1, np.int32)
     is_read = action == ACTION["view_record"]
-    record[is_read] = _distinct(rng, pool, int(is_read.sum()))
+    record[is_read] = _distinct(rng, pool, int(is_read.sum())) if records is None else records
     returned = np.full(len(group), -1, np.int64)
     is_search = action == ACTION["search"]
     if hits is not None:
@@ -375,14 +584,25 @@ def _emit_sessions(
         session_ip = run.ip[who]
     else:
         session_ip = run.ip[rng.integers(0, len(run.ip), len(acc))]
+    session_client = run.client[who]
+    if run.plan is not None and (run.own_address or run.own_client):
+        planned = acc < run.plan.ip.shape[0]
+        row = np.where(planned, acc, 0)
+        if run.own_address:  # office or home, as that day
+            session_ip = np.where(planned, run.plan.ip[row, day], session_ip)
+        if run.own_client:  # the browser of the day (after an update, the new one)
+            session_client = np.where(planned, run.plan.client[row, day], session_client)
     auth = np.where(action == ACTION["login"], pop.auth[acc[group]], -1)
     ts = to_utc_us(grid, day[group], local)
     first = ends - counts
     _failed_logins(rng, run, grid, acc[0], session_ip[0], run.client[who[0]], ts[first[0]], pop)
-    run.batches.append(make_batch(
+    batch = make_batch(
         ts, account=acc[group], action=action, record=record, application=application,
-        ip=session_ip[group], ua=run.client[who[group]], auth=auth, returned=returned, attack=run.index,
-    ))  # fmt: skip
+        ip=session_ip[group], ua=session_client[group], auth=auth, returned=returned, attack=run.index,
+    )  # fmt: skip
+    if not run.login:  # a replayed session is already open: no login, no logout
+        batch = batch.take(np.flatnonzero(inner))
+    run.add(batch)
 
 
 def _distinct(rng, pool: np.ndarray, n: int) -> np.ndarray:

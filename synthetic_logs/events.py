@@ -28,7 +28,7 @@ ACTIONS = (
     "create_account",
     "grant_access",
 )
-APPLICATIONS = ("dossier", "kairos", "ouiform", "imilo", "bi", "admin")
+APPLICATIONS = ("dossier", "kairos", "ouiform", "imilo", "bi", "admin", "kairos2")
 AUTH_METHODS = ("password", "mfa", "sso", "api_key")
 OUTCOMES = ("success", "failure")
 
@@ -117,3 +117,16 @@ def concat(batches: list[EventBatch]) -> EventBatch:
     return EventBatch(
         **{name: np.concatenate([getattr(b, name) for b in batches]) for name in _DTYPES}
     )
+
+
+def to_records(batch: EventBatch) -> np.ndarray:
+    """The batch as one structured array (one row per event), e.g. to park it on disk."""
+    records = np.empty(len(batch), dtype=[(name, dtype) for name, dtype in _DTYPES.items()])
+    for name in _DTYPES:
+        records[name] = getattr(batch, name)
+    return records
+
+
+def from_records(records: np.ndarray) -> EventBatch:
+    """The inverse of `to_records`."""
+    return EventBatch(**{name: np.ascontiguousarray(records[name]) for name in _DTYPES})

@@ -1,7 +1,7 @@
 """Normal working life: who works which day, when, from where, and what they do.
 
 `plan_days` draws one row per (account, day) -- presence, hours, address, client,
-volume -- and `normal_life` turns the plan into events without a loop over events:
+volume -- and `normal_day_slices` turns the plan into events without a loop over events:
 per account-day counts, then repeat/cumsum to lay out sorted times inside each day.
 """
 
@@ -18,6 +18,7 @@ from synthetic_logs.timegrid import DAY_SECONDS, DayGrid, to_utc_us
 HOUR = 3600.0
 LUNCH = (12.0 * HOUR, 13.5 * HOUR)
 LUNCH_WEIGHT = 0.3  # activity during lunch relative to the rest of the day
+ACCOUNTS_PER_SLICE = 10_000  # accounts drawn at once (~0.5M events): bounds a day's temporaries
 
 # Share of the actions between login and logout, per account type.
 _MIX_ACTIONS = ("view_record", "search", "update_record", "export", "grant_access")
@@ -40,13 +41,17 @@ class DayPlan:
     ip: np.ndarray  # int32 address code of the day
     client: np.ndarray  # int32 client code of the day
     volume: np.ndarray  # float: multiplier of the account's usual daily volume
+    application: np.ndarray  # int8 main application of the day (a rename changes it)
 
 
 def plan_days(rng: np.random.Generator, pop: Population, grid: DayGrid) -> DayPlan:
-    """Presence (weekdays minus leave), hours, address (office or home) and client per account-day."""
+    """Presence (working days minus leave), hours, address (office or home) and client per account-day.
+
+    Public holidays are days off, like weekends.
+    """
     n, days = pop.n_accounts, grid.days
     day = np.arange(days)
-    working = grid.is_weekday
+    working = grid.is_working_day
     active = np.broadcast_to(working, (n, days)).copy()
     # A third of the accounts take a block of leave; everyone has the odd day off.
     on_leave = rng.random(n) < 0.3
@@ -69,7 +74,8 @@ def plan_days(rng: np.random.Generator, pop: Population, grid: DayGrid) -> DayPl
     ip = np.where(remote, pop.home_ip[:, None], pop.office_ip[:, None]).astype(np.int32)
     client = np.where(rng.random((n, days)) < 0.1, pop.alt_client[:, None], pop.client[:, None])
     volume = rng.gamma(6.0, 1 / 6.0, (n, days)) * np.where(weekend_work, 0.4, 1.0)
-    return DayPlan(active, start_s, end_s, ip, client.astype(np.int32), volume)
+    application = np.repeat(pop.application[:, None], days, axis=1)
+    return DayPlan(active, start_s, end_s, ip, client.astype(np.int32), volume, application)
 
 
 def sorted_uniforms(rng: np.random.Generator, counts: np.ndarray) -> np.ndarray:
@@ -158,20 +164,25 @@ class RecordPicker:
         return self.case_size[account]
 
 
-def normal_day(
+def normal_day_slices(
     rng: np.random.Generator,
     pop: Population,
     grid: DayGrid,
     plan: DayPlan,
     picker: RecordPicker,
     day: int,
-) -> EventBatch:
-    """Every benign working event of local day `day` (all inside that local day).
+) -> list[EventBatch]:
+    """Every benign working event of local day `day` (all inside that local day), as slices of
+    ACCOUNTS_PER_SLICE accounts, which bounds the temporaries of a large population's day (the
+    caller joins them once, with the day's other events).
 
     Called day by day: the arrays stay cache-sized and no fresh memory pages need faulting in.
     """
     acc = np.flatnonzero(plan.active[:, day]).astype(np.int32)
-    return _account_days(rng, pop, grid, plan, picker, acc, day)
+    return [
+        _account_days(rng, pop, grid, plan, picker, acc[i : i + ACCOUNTS_PER_SLICE], day)
+        for i in range(0, max(1, len(acc)), ACCOUNTS_PER_SLICE)
+    ]
 
 
 _READS = np.zeros(len(ACTION), bool)
@@ -208,7 +219,7 @@ def _account_days(rng, pop, grid, plan, picker, acc: np.ndarray, day: int) -> Ev
     hits[rng.random(len(hits)) < 0.06] = 0
     returned[searches] = hits
 
-    application = pop.application[acc][group]
+    application = plan.application[acc, day][group]
     youth = np.flatnonzero(e_type == TYPE["youth_advisor"])
     application[youth[rng.random(len(youth)) < 0.15]] = APP["ouiform"]
     managers = np.flatnonzero(
@@ -225,7 +236,9 @@ def _account_days(rng, pop, grid, plan, picker, acc: np.ndarray, day: int) -> Ev
     record[slot] = NONE
     size = case_size[weekly] * rng.uniform(0.85, 1.0, weekly.sum())
     returned[slot] = np.round(size).astype(np.int64)
-    application[slot] = np.where(pop.bi_user[acc[weekly]], APP["bi"], pop.application[acc[weekly]])
+    application[slot] = np.where(
+        pop.bi_user[acc[weekly]], APP["bi"], plan.application[acc[weekly], day]
+    )
 
     target = np.full(len(action), NONE, np.int32)
     grants = action == ACTION["grant_access"]
@@ -273,6 +286,6 @@ def _failed_logins(rng, pop, grid, plan, acc, day, login_local) -> EventBatch:
     a, d = acc[fail], day
     local = np.maximum(login_local[fail] - rng.uniform(8, 120, fail.sum()), 0.0)
     return make_batch(
-        to_utc_us(grid, d, local), account=a, action=ACTION["login"], application=pop.application[a],
+        to_utc_us(grid, d, local), account=a, action=ACTION["login"], application=plan.application[a, d],
         ip=plan.ip[a, d], ua=plan.client[a, d], auth=pop.auth[a], outcome=1,
     )  # fmt: skip

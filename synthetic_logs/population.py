@@ -173,7 +173,7 @@ class Population:
     person_is_young: np.ndarray  # bool: young person (mission locale) vs job seeker
     person_number: (
         np.ndarray
-    )  # int64 number in the record id (shuffled: ids say nothing of caseloads)
+    )  # int32 number in the record id (shuffled: ids say nothing of caseloads)
     caseload_account: np.ndarray  # int32, caseload pairs
     caseload_person: np.ndarray  # int32
     addresses: Vocabulary
@@ -397,7 +397,7 @@ def build_population(rng: np.random.Generator, accounts: int, days: int) -> Popu
         last_day=np.full(n, days - 1, np.int32),
         person_org=person_org,
         person_is_young=person_is_young,
-        person_number=rng.permutation(len(person_org)),
+        person_number=rng.permutation(len(person_org)).astype(np.int32),
         caseload_account=caseload_account,
         caseload_person=caseload_person,
         addresses=addresses,

@@ -19,7 +19,9 @@ from synthetic_logs.errors import ScenarioError
 from synthetic_logs.events import ACCOUNT_TYPES, APPLICATIONS
 from synthetic_logs.population import STRUCTURE_KINDS
 
-SCOPES = ("job_seekers", "young_people", "all")
+SCOPES = ("job_seekers", "young_people", "all", "other_structures")
+FAMILIES = ("documented", "quiet")  # replays of the documented breaches; issue 9's quiet classes
+GROUPS = ("documented", "quiet", "all")  # names that select built-ins by family
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class Scenario:
     stealth: Stealth
     steps: tuple[Step, ...]
     path: str = "<object>"
+    family: str = "documented"
 
     @property
     def source_dict(self) -> dict[str, Any]:
@@ -85,10 +88,15 @@ PRIMITIVES: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "account_type": (str, "youth_advisor"),
         "application": (str, "admin"),
     },
+    "replay_session": {"address": (str, "residential")},
+    "act_as_self": {},
     "night_window": {"start_hour": (float, REQUIRED), "end_hour": (float, REQUIRED)},
+    "off_day": {"kind": (str, "any")},
     "bulk_read": {
         "scope": (str, REQUIRED),
-        "population_share": (float, REQUIRED),
+        "population_share": (float, 0.0),
+        "per_day": (int, 0),
+        "daily_multiple": (float, 0.0),
         "search_share": (float, 0.05),
         "application": (str, ""),
     },
@@ -97,6 +105,11 @@ PRIMITIVES: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "population_share": (float, REQUIRED),
         "reads_per_search": (float, 6.0),
         "records_per_search": (int, 40),
+        "application": (str, ""),
+    },
+    "search_only": {
+        "searches_per_day": (int, REQUIRED),
+        "records_per_search": (int, 30),
         "application": (str, ""),
     },
     "bulk_export": {
@@ -112,6 +125,9 @@ _CHOICES = {
     "application": APPLICATIONS + ("",),
     "victim_type": ACCOUNT_TYPES,
     "victim_structure": STRUCTURE_KINDS,
+    "address": ("residential", "own"),
+    "kind": ("saturday", "holiday", "any"),
+    "family": FAMILIES,
 }
 _TOP = {
     "name": str,
@@ -120,6 +136,7 @@ _TOP = {
     "parameters": dict,
     "stealth": dict,
     "steps": list,
+    "family": str,
 }
 _TOP_REQUIRED = ("name", "summary", "source", "parameters", "steps")
 _SOURCE_REQUIRED = ("article", "dates", "facts")
@@ -129,9 +146,10 @@ def builtin_dir() -> Path:
     return Path(str(resources.files("synthetic_logs") / "scenarios"))
 
 
-def list_builtin_scenarios() -> list[Scenario]:
-    """The built-in scenarios, sorted by name."""
-    return [load_scenario(p) for p in sorted(builtin_dir().glob("*.toml"))]
+def list_builtin_scenarios(family: str = "all") -> list[Scenario]:
+    """The built-in scenarios of a family (`documented`, `quiet` or `all`), sorted by name."""
+    found = [load_scenario(p) for p in sorted(builtin_dir().glob("*.toml"))]
+    return [s for s in found if family in ("all", s.family)]
 
 
 # Scenario files are a few kB; past this a file is a mistake (or hostile) and costs seconds.
@@ -158,11 +176,21 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
         data = tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ScenarioError(where, None, "no such file") from None
+    except UnicodeDecodeError as error:
+        raise ScenarioError(
+            where, None, f"not UTF-8 text: {error.reason} at byte {error.start}"
+        ) from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ScenarioError(
+            where, None, "invalid TOML: arrays or tables nested too deeply"
+        ) from None
     except tomllib.TOMLDecodeError as error:
         # tomllib only says where in its message: "... (at line 3, column 7)".
         found = re.search(r"^(.*) \(at line (\d+), column \d+\)$", str(error))
         if found:
             raise ScenarioError(where, f"line {found[2]}", f"invalid TOML: {found[1]}") from None
+        raise ScenarioError(where, None, f"invalid TOML: {error}") from None
+    except ValueError as error:  # Python refuses integers of over 4,300 digits
         raise ScenarioError(where, None, f"invalid TOML: {error}") from None
     return parse_scenario(data, where)
 
@@ -178,6 +206,7 @@ def parse_scenario(data: dict[str, Any], where: str = "<dict>") -> Scenario:
     if not data["steps"]:
         raise ScenarioError(where, "steps", "needs at least one step")
     steps = tuple(_parse_step(raw, f"steps[{i}]", where) for i, raw in enumerate(data["steps"]))
+    family = _coerce(data.get("family", "documented"), str, "family", where)
     return Scenario(
         name=data["name"],
         summary=data["summary"],
@@ -186,6 +215,7 @@ def parse_scenario(data: dict[str, Any], where: str = "<dict>") -> Scenario:
         stealth=stealth,
         steps=steps,
         path=where,
+        family=family,
     )
 
 
@@ -312,4 +342,10 @@ def _parse_step(raw: Any, prefix: str, where: str) -> Step:
             params[key] = default
     if "population_share" in params and params["population_share"] > 1:
         raise ScenarioError(where, f"{prefix}.population_share", "must be at most 1")
+    if primitive == "bulk_read" and not (
+        params["population_share"] or params["per_day"] or params["daily_multiple"]
+    ):
+        raise ScenarioError(
+            where, prefix, "bulk_read needs population_share, per_day or daily_multiple"
+        )
     return Step(primitive, tuple(sorted(params.items())))

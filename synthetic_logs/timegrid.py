@@ -30,13 +30,45 @@ class DayGrid:
     offset_before: np.ndarray  # UTC offset (s) from local midnight until the switch
     offset_after: np.ndarray  # UTC offset (s) after the switch (same as before on ordinary days)
     switch_second: np.ndarray  # local second of day at which the offset changes
+    holiday: np.ndarray  # bool: a French public holiday
 
     @property
     def is_weekday(self) -> np.ndarray:
         return self.weekday[: self.days] < 5
 
+    @property
+    def is_working_day(self) -> np.ndarray:
+        """Weekdays that are not public holidays, for the log's days."""
+        return self.is_weekday & ~self.holiday[: self.days]
+
+    def switch_days(self) -> np.ndarray:
+        """The log's days on which daylight saving time starts or ends."""
+        return np.flatnonzero(self.offset_before[: self.days] != self.offset_after[: self.days])
+
     def date(self, day: int) -> dt.date:
         return self.start + dt.timedelta(days=int(day))
+
+
+def _easter(year: int) -> dt.date:
+    """Easter Sunday (Gregorian calendar; the anonymous algorithm)."""
+    a, b, c = year % 19, year // 100, year % 100
+    d, e = divmod(b, 4)
+    f = (b + 8) // 25
+    g = (b - f + 1) // 3
+    h = (19 * a + b - d - g + 15) % 30
+    i, k = divmod(c, 4)
+    el = (32 + 2 * e + 2 * i - h - k) % 7
+    m = (a + 11 * h + 22 * el) // 451
+    month, day = divmod(h + el - 7 * m + 114, 31)
+    return dt.date(year, month, day + 1)
+
+
+def french_holidays(year: int) -> set[dt.date]:
+    """The eleven French public holidays of `year` (metropolitan France)."""
+    easter = _easter(year)
+    fixed = [(1, 1), (5, 1), (5, 8), (7, 14), (8, 15), (11, 1), (11, 11), (12, 25)]
+    moving = [easter + dt.timedelta(days=n) for n in (1, 39, 50)]  # Monday, Ascension, Whit Monday
+    return {dt.date(year, m, d) for m, d in fixed} | set(moving)
 
 
 def build_grid(start: dt.date, days: int) -> DayGrid:
@@ -55,6 +87,7 @@ def build_grid(start: dt.date, days: int) -> DayGrid:
     epoch = dt.date(1970, 1, 1)
     midnight = np.array([(d - epoch).days * DAY_SECONDS * US for d in dates], dtype=np.int64)
     weekday = np.array([d.weekday() for d in dates], dtype=np.int8)
+    holidays = set().union(*(french_holidays(y) for y in {d.year for d in dates}))
     return DayGrid(
         start=start,
         days=days,
@@ -63,6 +96,7 @@ def build_grid(start: dt.date, days: int) -> DayGrid:
         offset_before=before.astype(np.int64),
         offset_after=after.astype(np.int64),
         switch_second=switch.astype(np.int64),
+        holiday=np.array([d in holidays for d in dates], dtype=bool),
     )
 
 

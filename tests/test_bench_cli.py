@@ -81,7 +81,8 @@ def test_rerun_uses_the_cache(small_bench):
         (
             ["--scenario", "nope"],
             "Error: nope: unknown scenario (built-ins: cap_emploi, imilo_night_bi, "
-            "kairos_infostealer, ouiform_account_creation)",
+            "insider_misuse, kairos_infostealer, offday_takeover, ouiform_account_creation, "
+            "quiet_account_creation, search_enumeration, session_replay)",
         ),
         (
             ["--rules", "nope"],

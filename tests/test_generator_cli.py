@@ -85,7 +85,8 @@ def test_scenarios_lists_the_builtins_one_line_each():
     assert result.exit_code == 0
     lines = result.output.splitlines()
     assert [line.split("\t")[0] for line in lines] == [
-        "cap_emploi", "imilo_night_bi", "kairos_infostealer", "ouiform_account_creation",
+        "cap_emploi", "imilo_night_bi", "insider_misuse", "kairos_infostealer", "offday_takeover",
+        "ouiform_account_creation", "quiet_account_creation", "search_enumeration", "session_replay",
     ]  # fmt: skip
     assert lines[0].split("\t")[1] == "2024-02-06/2024-03-05"
 

@@ -38,6 +38,9 @@ ACCOUNT_TYPES = {
 }
 
 
+BASIC_LOOKALIKES = {"service_batch", "handover", "onboarding", "late_work", "remote_work"}
+
+
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     out = tmp_path_factory.mktemp("gen") / "logs.parquet"
@@ -99,9 +102,14 @@ def test_truth_attacks_caseloads_lookalikes(small):
     assert not caseloads.duplicated().any()
     lookalikes = json.loads(out.with_name("logs.lookalikes.json").read_text())
     kinds = {item["kind"] for item in lookalikes}
-    assert kinds == {"service_batch", "handover", "onboarding", "late_work", "remote_work"}
+    assert kinds == {
+        "service_batch", "handover", "onboarding", "late_work", "remote_work",
+        "agency_campaign", "reorganisation", "auditor",
+    }  # fmt: skip
     attackers = {a for attack in attacks for a in attack["accounts"]}
     for item in lookalikes:
+        assert set(item) == {"kind", "accounts", "start", "end", "switchable"}
+        assert item["switchable"] == (item["kind"] not in BASIC_LOOKALIKES)
         assert pd.Timestamp(item["start"]) <= pd.Timestamp(item["end"])
         assert not set(item["accounts"]) & attackers or item["kind"] == "service_batch"
 

@@ -377,4 +377,8 @@ def test_score_writes_every_output_with_no_temporary_left(log, tmp_path):
     features = tmp_path / "o" / "features.parquet"
     result = _run("score", log, "--out", out, "--format", "csv", "--features-out", features)
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.parent.iterdir()) == ["alerts.csv", "features.parquet"]
+    assert sorted(p.name for p in out.parent.iterdir()) == [
+        "alerts.csv",
+        "alerts.incidents.parquet",
+        "features.parquet",
+    ]

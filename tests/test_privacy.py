@@ -173,10 +173,16 @@ def test_no_raw_identifier_in_any_score_output(log_with_rejects, private_run):
     raw = _raw_identifiers(log_with_rejects)
     files = sorted(private_run.parent.iterdir())
     assert [p.name for p in files] == [
+        "alerts.incidents.parquet",
         "alerts.parquet",
         "alerts.rejects.parquet",
         "features.parquet",
     ]
+    incidents = pd.read_parquet(private_run.with_name("alerts.incidents.parquet"))
+    assert len(incidents) > 0
+    # Incident ids hash an account id: keyed too, or a guessed account could be checked.
+    assert incidents["incident_id"].str.fullmatch("inc-[0-9a-f]{16}").all()
+    assert all(PSEUDONYM.match(a) for accounts in incidents["accounts"] for a in accounts)
     alerts = pd.read_parquet(private_run)
     assert len(alerts) > 0
     assert alerts["account_id"].map(lambda v: bool(PSEUDONYM.match(v))).all()
@@ -186,7 +192,7 @@ def test_no_raw_identifier_in_any_score_output(log_with_rejects, private_run):
         assert _leaks(path, raw) == set(), path
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "ocsf"])
 def test_no_raw_identifier_in_text_alerts(log_with_rejects, tmp_path, fmt):
     out = tmp_path / f"alerts.{fmt}"
     result = _score(log_with_rejects, out, KEY, "--format", fmt, "--mode", "rules")

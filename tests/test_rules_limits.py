@@ -448,3 +448,29 @@ def test_an_allowlist_of_many_networks_loads_and_matches(tmp_path):
         False,
         False,
     ]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            b"x = " + b"[" * 2000 + b"]" * 2000 + b"\n",
+            "invalid TOML: arrays or tables nested too deeply",
+        ),
+        (b"x = " + b"9" * 5000 + b"\n", "invalid TOML: Exceeds the limit"),
+        (b'name = "caf\xe9"\n', "not UTF-8 text: invalid continuation byte at byte 11"),
+    ],
+    ids=["deep_nesting", "huge_integer", "not_utf8"],
+)
+def test_a_hostile_scenario_file_is_one_error_line(tmp_path, content, message):
+    path = tmp_path / "hostile.toml"
+    path.write_bytes(content)
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path)
+    assert str(caught.value).startswith(f"{path}: {message}")
+    result = CliRunner().invoke(
+        main, ["generate", "--out", str(tmp_path / "l.parquet"), "--scenario", str(path)]
+    )
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: {path}: {message}")
+    assert result.output.count("\n") == 1

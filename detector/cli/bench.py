@@ -19,13 +19,16 @@ from detector.cli.options import pseudonymise_options, pseudonymiser, timezone_o
 def generator_fingerprint() -> str:
     """A hash of the generator's code and scenario files: cached data sets die with them."""
     import synthetic_logs
+    from synthetic_logs.scenario import builtin_dir
 
     root = Path(synthetic_logs.__file__).parent
+    # The scenario folder is named apart: it is the top-level scenarios/, linked into the package.
+    files = [(p.relative_to(root), p) for p in sorted(root.rglob("*.py"))]
+    files += [(Path("scenarios") / p.name, p) for p in sorted(builtin_dir().glob("*.toml"))]
     digest = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        if path.suffix in {".py", ".toml"}:
-            digest.update(str(path.relative_to(root)).encode())
-            digest.update(path.read_bytes())
+    for name, path in files:
+        digest.update(str(name).encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
 

@@ -13,17 +13,35 @@ LONG_RUN = 100_000  # account-days above which a progress bar is worth showing
 @click.option(
     "--out",
     required=True,
-    type=click.Path(dir_okay=False),
-    help="Log file to write (.parquet); side files go beside it.",
+    type=click.Path(),
+    help="Log file to write (.parquet), or a dataset directory (ends in / or exists): one "
+    "Parquet file per local day. Side files go beside it.",
+)
+@click.option(
+    "--partition-by",
+    type=click.Choice(["none", "day"]),
+    default=None,
+    help="day: write a dataset directory, one file per local day (implied by an --out "
+    "ending in / or naming a directory); none: one file.",
 )
 @click.option(
     "--scenario",
     "scenarios",
     multiple=True,
     metavar="NAME|FILE",
-    help="Built-in scenario name or TOML file; repeat for several; 'none' for a benign log. Default: all built-ins.",
+    help="Built-in scenario name or TOML file; repeat for several; 'none' for a benign log; "
+    "'quiet' or 'all' for those built-ins. Default: the four documented attacks.",
 )
 @click.option("--no-attacks", is_flag=True, help="Benign log only (same as --scenario none).")
+@click.option(
+    "--lookalikes",
+    type=click.Choice(["basic", "default", "extended"]),
+    default="default",
+    show_default=True,
+    help="Organisation-wide benign changes: default (those the shipped rules stay quiet on), "
+    "extended (all: browser rollout, VPN migration, outage, campaign, reorganisation, auditor, "
+    "batch changes, application rename, DST), basic (none).",
+)
 @click.option("--seed", default=7, show_default=True, help="Random seed: same seed, same data.")
 @click.option("--accounts", default=2000, show_default=True, help="Number of accounts.")
 @click.option("--days", default=28, show_default=True, help="Number of local days in the log.")
@@ -33,15 +51,19 @@ LONG_RUN = 100_000  # account-days above which a progress bar is worth showing
     default=None,
     help="First local day (YYYY-MM-DD). Default: 2024-01-08, a Monday.",
 )
-def generate(out, scenarios, no_attacks, seed, accounts, days, start) -> None:
+def generate(
+    out, partition_by, scenarios, no_attacks, lookalikes, seed, accounts, days, start
+) -> None:
     """Generate a synthetic access log replaying the documented attacks, with ground truth.
 
     Writes OUT plus OUT's stem with .truth.parquet, .attacks.json, .caseloads.parquet
-    and .lookalikes.json beside it.
+    and .lookalikes.json beside it. A directory OUT (data/big/) gets one file per local
+    day, data/big/day=YYYY-MM-DD/part-0.parquet, and data/big.truth.parquet etc. beside it.
 
     \b
-    Example:
+    Examples:
       detector generate --out data/logs.parquet --accounts 500 --days 21 --scenario kairos_infostealer
+      detector generate --out data/big/ --accounts 90000 --days 30
     """
     from synthetic_logs.generate import generate_dataset
 
@@ -53,7 +75,14 @@ def generate(out, scenarios, no_attacks, seed, accounts, days, start) -> None:
     start_date = start.date() if isinstance(start, dt.datetime) else None
     if accounts * days < LONG_RUN:
         summary = generate_dataset(
-            out, chosen, seed=seed, accounts=accounts, days=days, start=start_date
+            out,
+            chosen,
+            seed=seed,
+            accounts=accounts,
+            days=days,
+            start=start_date,
+            partition_by=partition_by,
+            lookalikes=lookalikes,
         )
     else:
         with click.progressbar(
@@ -72,6 +101,8 @@ def generate(out, scenarios, no_attacks, seed, accounts, days, start) -> None:
                 days=days,
                 start=start_date,
                 progress=progress,
+                partition_by=partition_by,
+                lookalikes=lookalikes,
             )
     for line in summary.lines():
         click.echo(line)
