@@ -34,9 +34,9 @@ from matplotlib.figure import Figure
 from detector import plots
 from detector.alerts import CONTRACT_COLUMNS
 from detector.errors import InputError
+from detector.incidents import incidents_path, read_incidents
 from detector.outputs import write_text
 from detector.privacy import Pseudonymiser
-from detector.incidents import incidents_path, read_incidents
 from detector.schema import read_events
 from detector.textsafe import visible
 from detector.timeutil import DEFAULT_TIMEZONE, check_timezone, to_utc

@@ -703,8 +703,11 @@ def log_schema(path: str | Path) -> tuple[list[str], pa.Schema]:
     return [str(file) for file, _ in files], unified_schema(files)
 
 
-def read_row_groups(file: str, row_groups: list[int], schema: pa.Schema) -> pa.Table:
-    """Some row groups of one Parquet file, conformed to the log's schema (:func:`conform`)."""
+def read_row_groups(
+    file: str, row_groups: list[int], schema: pa.Schema
+) -> tuple[pa.Table, dict[str, int]]:
+    """Some row groups of one Parquet file, conformed to the log's schema (:func:`conform`),
+    and the values whose invalid UTF-8 bytes were replaced, per column."""
     try:
         parquet = pq.ParquetFile(file)
         file_schema = parquet.schema_arrow
@@ -716,7 +719,7 @@ def read_row_groups(file: str, row_groups: list[int], schema: pa.Schema) -> pa.T
         table = parquet.read_row_groups(row_groups, columns=present)
     except (pa.ArrowInvalid, OSError) as error:
         raise InputError(f"{file}: cannot read Parquet data ({error})") from None
-    return conform(table, schema, file, dictionary=DICTIONARY_COLUMNS)[0]
+    return conform(table, schema, file, dictionary=DICTIONARY_COLUMNS)
 
 
 def normalise_table(table: pa.Table, source: str) -> EventLog:
@@ -732,5 +735,19 @@ def rejects_notice(rejects: pd.DataFrame) -> str | None:
     return (
         f"{len(rejects):,} rows rejected ("
         + ", ".join(f"{count:,} {why}" for why, count in counts.items())
+        + ")"
+    )
+
+
+REPAIRED_TEXT = "values with invalid UTF-8 bytes read with U+FFFD in their place"
+
+
+def repaired_notice(repaired: dict[str, int]) -> str | None:
+    """The notice counting text values repaired while reading, per column (None: none)."""
+    if not repaired:
+        return None
+    return (
+        f"{sum(repaired.values()):,} {REPAIRED_TEXT} ("
+        + ", ".join(f"{column}: {count:,}" for column, count in repaired.items())
         + ")"
     )

@@ -27,7 +27,7 @@ from detector.engine.sources import Partition, normalise_rows
 from detector.features.kernel import Aggregates, out_of_caseload_mode, partition_aggregates
 from detector.features.table import FeatureTable, assemble
 from detector.incidents import creation_pairs
-from detector.schema import EventLog, rejects_notice
+from detector.schema import REPAIRED_TEXT, EventLog, rejects_notice, repaired_notice
 
 Progress = Callable[[str], None]
 _WORKER: dict[str, Any] = {}  # what every task of a worker process shares (set once)
@@ -154,7 +154,15 @@ def merge_notices(notices: list[str]) -> list[str]:
     """One line per kind of notice, counts summed over partitions ("1,234 events with ...")."""
     merged: dict[str, int] = {}
     texts: dict[str, str] = {}
+    repaired: dict[str, int] = {}
     for notice in notices:
+        match = re.match(rf"^[\d,]+ {re.escape(REPAIRED_TEXT)} \((.*)\)$", notice)
+        if match:  # counted per column: summed per column
+            for item in match.group(1).split(", "):
+                column, count = item.rsplit(": ", 1)
+                repaired[column] = repaired.get(column, 0) + int(count.replace(",", ""))
+            merged.setdefault(REPAIRED_TEXT, -2)
+            continue
         match = re.match(r"^([\d,]+) (.*)$", notice)
         if not match:
             merged.setdefault(notice, -1)
@@ -162,7 +170,10 @@ def merge_notices(notices: list[str]) -> list[str]:
         key = re.sub(r" \(e\.g\. .*\)$", "", match.group(2))
         merged[key] = merged.get(key, 0) + int(match.group(1).replace(",", ""))
         texts.setdefault(key, match.group(2))
-    return [key if count < 0 else f"{count:,} {texts[key]}" for key, count in merged.items()]
+    return [
+        repaired_notice(repaired) if count == -2 else key if count < 0 else f"{count:,} {texts[key]}"
+        for key, count in merged.items()
+    ]
 
 
 @dataclass
@@ -194,7 +205,10 @@ def run_kernel(
     """
     say = progress or (lambda message: None)
     workers = default_workers() if workers is None else workers
-    out_mode, notices = out_of_caseload_mode(source.columns, caseloads, source.has_record_orgs())
+    out_mode, notices = out_of_caseload_mode(
+        source.columns, caseloads, source.has_values("record_org_id")
+    )
+    empty_records = "record_id" in source.columns and not source.has_values("record_id")
     partitions = source.partitions()
     mapper = mapper or _map_local
     parts, started = [], time.perf_counter()
@@ -215,6 +229,14 @@ def run_kernel(
         say(
             f"partition {partition.index + 1}/{len(partitions)} ({partition.label()}, "
             f"{aggregates.events:,} events): about {left:.0f} s left"
+        )
+    parent_side = getattr(source, "repaired", None)  # what the parent itself read (stream)
+    if parent_side:
+        notices.append(repaired_notice(parent_side))
+    if empty_records:
+        events = sum(p.events for p in parts)
+        notices.append(
+            f"record_id column is empty (no value in {events:,} events): record reads cannot be counted"
         )
     notices = merge_notices(notices)
     all_rejects = pd.concat([r for r in rejects if len(r)] or [rejects[0]], ignore_index=True)

@@ -34,6 +34,7 @@ from detector.schema import (
     normalise,
     normalise_table,
     read_row_groups,
+    repaired_notice,
 )
 
 TARGET_ROWS = 2_000_000  # events per partition read by a worker: bounds its memory
@@ -85,13 +86,23 @@ def _group_days(
     return ranges
 
 
+_NS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+
+
 def _timestamps_ns(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(ns since 1970 UTC, valid) of a timestamp or ISO-8601 text column."""
+    """(ns since 1970 UTC, valid) of a timestamp or ISO-8601 text column.
+
+    Instants nanoseconds cannot hold (year 2500) are not valid: they belong to
+    no day, and validation rejects them with their reason.
+    """
     if pa.types.is_timestamp(column.type):
-        as_ns = pc.cast(column, pa.timestamp("ns", tz=column.type.tz))
-        valid = pc.is_valid(as_ns).to_numpy(zero_copy_only=False)
-        values = pc.fill_null(as_ns.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
-        return values.astype(np.int64), valid
+        ticks = pc.cast(column, pa.int64())
+        present = pc.is_valid(ticks).to_numpy(zero_copy_only=False)
+        ticks = pc.fill_null(ticks, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+        per_tick = _NS[column.type.unit]
+        limit = np.iinfo(np.int64).max // per_tick
+        valid = present & (np.abs(ticks) < limit)
+        return np.where(valid, ticks, 0) * per_tick, valid
     parsed = pd.to_datetime(
         pd.Series(column.to_pandas()).astype("string"), utc=True, format="ISO8601", errors="coerce"
     )
@@ -121,9 +132,10 @@ class FrameSource:
             for i, (a, b) in enumerate(ranges)
         ]
 
-    def has_record_orgs(self) -> bool:
+    def has_values(self, column: str) -> bool:
+        """Does any event hold a value in ``column``?"""
         events = self.log.events
-        return "record_org_id" in events and bool(events["record_org_id"].notna().any())
+        return column in events and bool(events[column].notna().any())
 
     def read(self, partition: Partition) -> EventLog:
         rows = np.flatnonzero((self._day >= partition.first_day) & (self._day < partition.end_day))
@@ -206,6 +218,7 @@ class ParquetSource:
         self.timezone = timezone
         self.target_rows = target_rows
         self.files, self.schema = log_schema(path)
+        self.repaired: dict[str, int] = {}  # text values repaired by reads in this process
         self.read_columns = list(self.schema.names)
         self.columns = set(self.read_columns)
         self._groups = self._row_groups()
@@ -229,9 +242,12 @@ class ParquetSource:
                 stats = group.column(column).statistics if is_time else None
                 span = nulls = None
                 if stats is not None and stats.has_min_max:
-                    bounds = pd.DatetimeIndex([stats.min, stats.max])
-                    bounds = bounds.tz_localize("UTC") if bounds.tz is None else bounds
-                    span = _day_span(bounds.as_unit("ns").asi8, self.timezone)
+                    try:
+                        bounds = pd.DatetimeIndex([stats.min, stats.max])
+                        bounds = bounds.tz_localize("UTC") if bounds.tz is None else bounds
+                        span = _day_span(bounds.as_unit("ns").asi8, self.timezone)
+                    except (OverflowError, ValueError, pd.errors.OutOfBoundsDatetime):
+                        span = None  # beyond nanoseconds: planned as if without statistics
                 if stats is not None and stats.has_null_count:
                     nulls = stats.null_count
                 first, last = (int(span[0]), int(span[1])) if span is not None else (None, None)
@@ -279,11 +295,12 @@ class ParquetSource:
             partitions.append(Partition(i, a, b, pieces, sum(g.rows for g in groups)))
         return partitions
 
-    def has_record_orgs(self) -> bool:
+    def has_values(self, name: str) -> bool:
+        """Does any row hold a value in column ``name``? (From null counts when the files have them.)"""
         for file in self.files:
             metadata = pq.ParquetFile(file).metadata
             schema = metadata.schema.to_arrow_schema()
-            column = schema.get_field_index("record_org_id")
+            column = schema.get_field_index(name)
             if column < 0:
                 continue
             for index in range(metadata.num_row_groups):
@@ -302,11 +319,19 @@ class ParquetSource:
             fields.append(pa.field(ROW, pa.int64()))
         return pa.schema(fields)
 
-    def _read_groups(self, pieces, columns: list[str]) -> tuple[pa.Table, np.ndarray]:
-        """The row groups' events and each one's row position in the input."""
+    def _read_groups(
+        self, pieces, columns: list[str], repaired: dict[str, int] | None = None
+    ) -> tuple[pa.Table, np.ndarray]:
+        """The row groups' events and each one's row position in the input.
+
+        Text values repaired on the way are counted in ``repaired`` (default: the source's).
+        """
+        repaired = self.repaired if repaired is None else repaired
         tables, rows = [], []
         for file, index, offset in pieces:
-            table = read_row_groups(file, [index], self._read_schema(columns))
+            table, bad = read_row_groups(file, [index], self._read_schema(columns))
+            for column, count in bad.items():
+                repaired[column] = repaired.get(column, 0) + count
             if self._spill:
                 rows.append(table[ROW].to_numpy())
                 table = table.drop_columns([ROW])
@@ -365,11 +390,15 @@ class ParquetSource:
         assert n == 0 or not plan
 
     def read(self, partition: Partition) -> EventLog:
-        table, rows = self._read_groups(partition.pieces, self.read_columns)
+        repaired: dict[str, int] = {}  # said in this partition's notices (it may run elsewhere)
+        table, rows = self._read_groups(partition.pieces, self.read_columns, repaired)
         stamps, valid = _timestamps_ns(table["timestamp"])
         day = _day_span(stamps, self.timezone)
         keep = valid & (day >= partition.first_day) & (day < partition.end_day)
-        return self._normalise(table.filter(pa.array(keep)), rows[keep])
+        log = self._normalise(table.filter(pa.array(keep)), rows[keep])
+        if repaired:
+            log.notices.append(repaired_notice(repaired))
+        return log
 
     def rejects(self) -> EventLog:
         """Rows without a usable timestamp (they belong to no day), with their reasons."""
@@ -427,7 +456,9 @@ class ParquetSource:
         for g in self._groups:
             if not g.rows:
                 continue
-            table = read_row_groups(g.file, [g.index], self.schema)
+            table, bad = read_row_groups(g.file, [g.index], self.schema)
+            for column, count in bad.items():
+                self.repaired[column] = self.repaired.get(column, 0) + count
             rows = g.offset + np.arange(table.num_rows, dtype=np.int64)
             stamps, valid = _timestamps_ns(table["timestamp"])
             if not valid.all():
