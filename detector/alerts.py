@@ -23,7 +23,7 @@ import pandas as pd
 
 from detector.errors import DetectorError, InputError
 from detector.features.catalogue import BASELINED_VOLUMES, FEATURES
-from detector.features.prefix import prefix_features
+from detector.features.prefix import Replay, prefix_features, replay_events
 from detector.features.table import FeatureTable
 from detector.rules import RuleSet, format_value
 from detector.timeutil import to_utc
@@ -31,6 +31,7 @@ from detector.vocabulary import SEVERITIES, SEVERITIES_URGENT_FIRST, SEVERITY_SC
 
 NEVER = np.iinfo(np.int64).min  # first-hold instant of a condition that never held
 MODEL_POINTS_PER_WINDOW = 256  # prefix points the model is scored at, per alerted window
+REPLAY_CHUNK_EVENTS = 500_000  # replayed events whose prefix features are held at once
 # The columns the data contract promises (section 4); the others are extensions.
 CONTRACT_COLUMNS = (
     "account_id",
@@ -76,16 +77,41 @@ def first_hold_times(
     windows: np.ndarray,
     conditions: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]],
     sparse: frozenset[str] = frozenset(),
+    replay: Replay | None = None,
 ) -> dict[str, np.ndarray]:
     """For each condition, the first instant (ns UTC, or ``NEVER``) it held in each given window.
 
     Conditions named in ``sparse`` are costly (the model): they are checked at
     most ``MODEL_POINTS_PER_WINDOW`` evenly spaced events per window (always
     including the last), so their instant may be slightly late, never early.
+    The windows' events are re-read (only theirs) unless ``replay`` already holds them.
     """
     if len(windows) == 0:
         return {name: np.zeros(0, dtype=np.int64) for name in conditions}
-    prefix = prefix_features(feature_table, windows)  # every window has at least one event
+    windows = np.asarray(windows, dtype=np.int64)
+    if replay is None:
+        replay = replay_events(feature_table, windows)
+    # A bulk theft can hold millions of events, each with ~80 prefix features:
+    # windows are replayed in chunks of about REPLAY_CHUNK_EVENTS events.
+    sizes = feature_table.table["events"].to_numpy()[windows]
+    chunk = np.cumsum(sizes) // REPLAY_CHUNK_EVENTS
+    times = {name: np.full(len(windows), NEVER, dtype=np.int64) for name in conditions}
+    for value in np.unique(chunk):
+        part = np.flatnonzero(chunk == value)
+        found = _first_hold_chunk(feature_table, windows[part], conditions, sparse, replay)
+        for name in conditions:
+            times[name][part] = found[name]
+    return times
+
+
+def _first_hold_chunk(
+    feature_table: FeatureTable,
+    windows: np.ndarray,
+    conditions: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]],
+    sparse: frozenset[str],
+    replay: Replay,
+) -> dict[str, np.ndarray]:
+    prefix = prefix_features(feature_table, windows, replay)  # every window has an event
     slot = pd.Index(windows).get_indexer(prefix["window"])
     stamps = prefix["timestamp"]
     n_rows = len(slot)

@@ -7,8 +7,6 @@ can compare rule sets on one data set without rebuilding features.
 
 from __future__ import annotations
 
-import importlib
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,26 +15,50 @@ import numpy as np
 import pandas as pd
 
 from detector.alerts import build_alerts, empty_alerts, first_hold_times
+from detector.engine.local import assemble, attach, build_features, run_kernel
+from detector.engine.sources import source_of
+from detector.engine.state import (
+    FULL_HISTORY_DAYS,
+    REFIT_AFTER_DAYS,
+    State,
+    combine,
+    load_state,
+    merge,
+    save_state,
+)
 from detector.errors import DetectorError
-from detector.features.table import FeatureTable, build_feature_table
-from detector.incidents import creation_pairs, empty_incidents, group_incidents
+from detector.features.kernel import Aggregates
+from detector.features.prefix import Replay, replay_events
+from detector.features.table import FeatureTable
+from detector.incidents import empty_incidents, group_incidents
 from detector.model import WindowModel
 from detector.rules import RuleSet, load_ruleset
-from detector.schema import EventLog, default_caseloads_path, normalise, read_caseloads, read_log
+from detector.schema import default_caseloads_path, normalise, read_caseloads
 from detector.timeutil import check_timezone
 
 MODES = ("rules", "model", "both")
+ENGINES = ("local", "dask")
 MIN_WINDOWS_TO_FIT = 20  # fewer account-days than this tell a forest nothing
 Progress = Callable[[str], None]
 
 
 @dataclass
 class Prepared:
-    """A validated log and its feature table, ready for any rule set or model."""
+    """A log's feature table (built partition by partition), ready for any rule set or model.
 
-    log: EventLog
+    No events are held: the replay behind ``detected_at`` re-reads the alerted
+    windows' events from ``features.source``.
+    """
+
     features: FeatureTable
     notices: list[str] = field(default_factory=list)
+    scored_days: set[int] | None = None  # local day numbers to alert on (None: every day)
+    state: State | None = None  # the --state directory this run reads and updates
+    history: list[Aggregates] = field(default_factory=list)  # what the state will keep
+
+    @property
+    def rejects(self) -> pd.DataFrame:
+        return self.features.rejects
 
 
 @dataclass
@@ -57,39 +79,71 @@ def prepare(
     caseloads: str | Path | pd.DataFrame | None = None,
     timezone: str = "Europe/Paris",
     progress: Progress | None = None,
+    engine: str = "local",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    state: str | Path | None = None,
+    uses_model: bool = True,
 ) -> Prepared:
-    """Read and validate a log (path or DataFrame) and build its feature table.
+    """Build the feature table of a log (path or DataFrame), one partition of days at a time.
 
     Without ``caseloads``, a path log looks for ``<stem>.caseloads.parquet`` beside it.
+    ``engine`` is ``local`` (``workers`` processes, default one per core) or
+    ``dask`` (the same kernel on a ``dask.distributed`` cluster at ``scheduler``,
+    a local cluster without one). With ``state`` (a directory), the stored
+    history is read and only the log's new days are scored (see
+    :mod:`detector.engine.state`); :func:`score_log` updates the state.
+    ``uses_model=False`` (rules only) spares the stored days' baselines, which
+    only fitting a model on them needs.
     """
     say = progress or (lambda message: None)
     check_timezone(timezone)
-    # Reading Parquet releases the GIL: import scikit-learn meanwhile (about a second).
-    threading.Thread(
-        target=importlib.import_module, args=("sklearn.ensemble",), daemon=True
-    ).start()
-    say("reading the log")
+    if engine not in ENGINES:
+        raise DetectorError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+    say("planning partitions")
     if isinstance(log, pd.DataFrame):
-        event_log = normalise(log)
-    else:
-        event_log = read_log(log)
-        if caseloads is None and default_caseloads_path(log).exists():
-            caseloads = default_caseloads_path(log)
-    notices = list(event_log.notices)
+        log = normalise(log)
+    elif caseloads is None and default_caseloads_path(log).exists():
+        caseloads = default_caseloads_path(log)
     if caseloads is not None and not isinstance(caseloads, pd.DataFrame):
         caseloads = read_caseloads(caseloads)
-    say(f"building features for {len(event_log.events):,} events")
-    table = build_feature_table(event_log, caseloads, timezone)
-    notices += table.notices
-    return Prepared(event_log, table, notices)
+    source = source_of(log, timezone, streaming=engine == "local")
+    mapper = None
+    if engine == "dask":
+        from detector.engine.dask import dask_mapper
+
+        mapper = dask_mapper(scheduler, workers)
+    if state is None:
+        table = build_features(source, caseloads, timezone, workers, say, mapper=mapper)
+        return Prepared(table, list(table.notices))
+    stored = load_state(state, timezone)
+    stored.timezone = timezone
+    run = run_kernel(source, caseloads, timezone, workers, say, mapper, dedupe=True)
+    parts, scored, overlap = merge(stored, run.parts)
+    # Baselines of stored days are needed only to fit a model on them.
+    refit = uses_model and not _stored_model_usable(stored, len(scored))
+    table = assemble(
+        parts,
+        caseloads,
+        timezone,
+        run.notices + overlap,
+        has_caseload_data=run.out_mode is not None,
+        first_day=stored.first_day,
+        baseline_days=None if refit else scored,
+    )
+    attach(table, source, run)
+    say(f"{len(scored)} new day(s) to score against {stored.day_events().size} stored day(s)")
+    return Prepared(table, list(table.notices), scored, stored, parts)
 
 
-def _address_allowlisted_windows(prepared: Prepared, ruleset: RuleSet) -> np.ndarray:
-    """Windows whose every event came from an allowlisted network."""
+def _address_allowlisted_windows(
+    prepared: Prepared, ruleset: RuleSet, windows: np.ndarray, replay: Replay
+) -> np.ndarray:
+    """Which of ``windows`` had every event from an allowlisted network (re-read events)."""
     n_windows = len(prepared.features.table)
-    events = prepared.log.events
-    if not ruleset.allowlist.networks or "src_ip" not in events:
-        return np.zeros(n_windows, dtype=bool)
+    events = replay.frame
+    if not ruleset.allowlist.networks or "src_ip" not in events or len(events) == 0:
+        return np.zeros(len(windows), dtype=bool)
     ip = events["src_ip"]
     allowed_category = ruleset.allowlist.allows_address(ip.cat.categories.astype(str))
     codes = ip.cat.codes.to_numpy()
@@ -98,9 +152,9 @@ def _address_allowlisted_windows(prepared: Prepared, ruleset: RuleSet) -> np.nda
         allowed_category[np.maximum(codes, 0)] if len(allowed_category) else False,
         False,
     )
-    window = prepared.features.events.window
+    window = replay.counts.window
     outside = np.bincount(window[~allowed], minlength=n_windows)
-    return outside == 0
+    return outside[windows] == 0
 
 
 def detect(
@@ -127,13 +181,14 @@ def detect(
     if use_rules:
         ruleset = rules if isinstance(rules, RuleSet) else load_ruleset(rules)
         fired = ruleset.evaluate(table)
-        allowed = ruleset.allowlist.allows_account(table["account_id"].to_numpy()) | (
-            _address_allowlisted_windows(prepared, ruleset)
-        )
-        fired.loc[allowed, :] = False
+        fired.loc[ruleset.allowlist.allows_account(table["account_id"].to_numpy()), :] = False
 
     scores = flags = None
     fitted = None
+    scoring = np.arange(len(table))
+    if prepared.scored_days is not None:  # stored days were scored by earlier runs
+        days = table["_day"].to_numpy() + prepared.features.first_day
+        scoring = np.flatnonzero(np.isin(days, np.fromiter(prepared.scored_days, dtype=np.int64)))
     if use_model and model is None and len(table) < MIN_WINDOWS_TO_FIT:
         prepared.notices.append(
             f"only {len(table)} account-days: too few to fit the model on this log, rules only"
@@ -142,8 +197,11 @@ def detect(
         use_model = False
     if use_model:
         fitted = _resolve_model(model, table)
-        # Fitted on this very table: its training scores are this table's scores.
-        scores = fitted.training_scores_ if model is None else fitted.score(table)
+        if model is None:  # fitted on this very table: its training scores are its scores
+            scores = fitted.training_scores_
+        else:  # only the windows that may alert are scored
+            scores = np.zeros(len(table))
+            scores[scoring] = fitted.score(table.iloc[scoring])
         flags = scores >= fitted.threshold_
 
     candidate = (
@@ -151,14 +209,31 @@ def detect(
     )
     if flags is not None:
         candidate |= flags
+    if prepared.scored_days is not None:
+        in_scope = np.zeros(len(table), dtype=bool)
+        in_scope[scoring] = True
+        candidate &= in_scope
     windows = np.flatnonzero(candidate)
     if len(windows) == 0:
         return empty_alerts()
+    # Only the candidate windows' events are read again: for allowlisted networks and detected_at.
+    replay = replay_events(prepared.features, windows)
+    if ruleset is not None and ruleset.allowlist.networks:
+        allowed = _address_allowlisted_windows(prepared, ruleset, windows, replay)
+        fired.iloc[windows[allowed], :] = False
+        keep = fired.iloc[windows].any(axis=1).to_numpy()
+        if flags is not None:
+            keep |= flags[windows]
+        windows = windows[keep]
+        if len(windows) == 0:
+            return empty_alerts()
 
     conditions = {rule.id: rule.evaluate for rule in ruleset.rules} if ruleset is not None else {}
     if fitted is not None:
         conditions["model"] = lambda frame: fitted.score(frame) >= fitted.threshold_
-    times = first_hold_times(prepared.features, windows, conditions, sparse=frozenset({"model"}))
+    times = first_hold_times(
+        prepared.features, windows, conditions, sparse=frozenset({"model"}), replay=replay
+    )
     drivers = fitted.drivers(table.iloc[windows]) if fitted is not None else None
     return build_alerts(
         prepared.features,
@@ -185,9 +260,12 @@ def fit_model(
     caseloads: str | Path | pd.DataFrame | None = None,
     timezone: str = "Europe/Paris",
     progress: Progress | None = None,
+    engine: str = "local",
+    workers: int | None = None,
+    scheduler: str | None = None,
 ) -> WindowModel:
     """Fit the window model on a log (e.g. a known-clean period) for later ``--model`` use."""
-    prepared = prepare(log, caseloads, timezone, progress)
+    prepared = prepare(log, caseloads, timezone, progress, engine, workers, scheduler)
     return WindowModel().fit(prepared.features.table)
 
 
@@ -199,23 +277,92 @@ def score_log(
     model: str | Path | WindowModel | None = None,
     timezone: str = "Europe/Paris",
     progress: Progress | None = None,
+    engine: str = "local",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    state: str | Path | None = None,
 ) -> ScoreResult:
-    """Score a log: the main job of ``detector score``."""
-    prepared = prepare(log, caseloads, timezone, progress)
+    """Score a log: the main job of ``detector score``.
+
+    With ``state``, only the days not yet in the state directory are scored,
+    against the stored history, and the state is then updated atomically.
+    """
+    prepared = prepare(
+        log,
+        caseloads,
+        timezone,
+        progress,
+        engine,
+        workers,
+        scheduler,
+        state,
+        uses_model=mode != "rules" and model is None,
+    )
     if progress:
         progress(f"detecting ({mode})")
+    fitted = None
+    if state is not None and model is None and mode != "rules":
+        model, fitted = _state_model(prepared)
     alerts = detect(prepared, rules, mode, model)
-    alerts, incidents = group_incidents(
-        alerts, prepared.features.table, creation_pairs(prepared.log.events)
-    )
+    if state is not None:
+        _save_state(prepared, fitted, progress)
+    table = prepared.features.table
+    # Who created or granted whom: gathered by the kernel (the current log's events only).
+    alerts, incidents = group_incidents(alerts, table, prepared.features.links)
+    features = prepared.features.features
+    if prepared.scored_days is not None:  # the stored days were given by earlier runs
+        days = table["_day"].to_numpy() + prepared.features.first_day
+        features = features[np.isin(days, np.fromiter(prepared.scored_days, dtype=np.int64))]
     return ScoreResult(
         alerts=alerts,
         incidents=incidents,
-        features=prepared.features.features,
-        rejects=prepared.log.rejects,
+        features=features,
+        rejects=prepared.rejects,
         notices=prepared.notices,
-        events=len(prepared.log.events),
-        accounts=int(prepared.log.events["account_id"].nunique())
-        if len(prepared.log.events)
-        else 0,
+        events=prepared.features.n_events,
+        accounts=int(table["account_id"].nunique()) if len(table) else 0,
     )
+
+
+def _state_model(prepared: Prepared) -> tuple[WindowModel | None, WindowModel | None]:
+    """(the model to score with, the one fitted now to store) for a run with --state.
+
+    The stored model is reused while it was fitted on a full baseline and is
+    younger than a week of new days; otherwise one is fitted on all stored days.
+    """
+    stored = prepared.state
+    table = prepared.features.table
+    if _stored_model_usable(stored, len(prepared.scored_days)):
+        return WindowModel.load(stored.model_path), None
+    if len(table) < MIN_WINDOWS_TO_FIT:
+        return None, None
+    fitted = WindowModel().fit(table)
+    return fitted, fitted
+
+
+def _stored_model_usable(stored: State, new_days: int) -> bool:
+    """A stored model fitted on a full baseline, less than a week of new days ago."""
+    return (
+        stored.model_path is not None
+        and stored.model_days >= FULL_HISTORY_DAYS
+        and stored.model_age + new_days <= REFIT_AFTER_DAYS
+    )
+
+
+def _save_state(prepared: Prepared, fitted: WindowModel | None, progress: Progress | None) -> None:
+    stored = prepared.state
+    days = int(prepared.features.table["_day"].nunique())
+    if fitted is not None:
+        model_days, model_age = days, 0
+    else:
+        model_days, model_age = stored.model_days, stored.model_age + len(prepared.scored_days)
+    path = save_state(
+        stored,
+        combine(prepared.history),
+        prepared.features.first_day,
+        fitted,
+        model_days,
+        model_age,
+    )
+    if progress:
+        progress(f"state updated: {path}")

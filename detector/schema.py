@@ -621,12 +621,7 @@ def normalise(frame: pd.DataFrame, source: str = "<frame>") -> EventLog:
     rejects.insert(1, "reason", reason)
     if bad.any():
         events = events.loc[~bad]
-        counts = rejects["reason"].value_counts()
-        notices.append(
-            f"{int(bad.sum()):,} rows rejected ("
-            + ", ".join(f"{count:,} {why}" for why, count in counts.items())
-            + ")"
-        )
+        notices.append(rejects_notice(rejects))
 
     events["action"], unknown_note = _normalise_actions(events["action"])
     if unknown_note:
@@ -694,3 +689,65 @@ def sibling(log_path: str | Path, suffix: str) -> Path:
 def default_caseloads_path(log_path: str | Path) -> Path:
     """Where the caseload table of a log is looked for: ``<stem>.caseloads.parquet`` beside it."""
     return sibling(log_path, ".caseloads.parquet")
+
+
+# Partitioned reading (detector.engine): a log read a few row groups at a time.
+
+
+def log_schema(path: str | Path) -> tuple[list[str], pa.Schema]:
+    """(the Parquet files of a log in order, the one schema they are read as).
+
+    Every file's footer is checked (:func:`dataset_files`, :func:`unified_schema`).
+    """
+    files = dataset_files(path)
+    return [str(file) for file, _ in files], unified_schema(files)
+
+
+def read_row_groups(
+    file: str, row_groups: list[int], schema: pa.Schema
+) -> tuple[pa.Table, dict[str, int]]:
+    """Some row groups of one Parquet file, conformed to the log's schema (:func:`conform`),
+    and the values whose invalid UTF-8 bytes were replaced, per column."""
+    try:
+        parquet = pq.ParquetFile(file)
+        file_schema = parquet.schema_arrow
+        present = [c for c in schema.names if c in file_schema.names]
+        dictionary = [
+            c for c in present if c in DICTIONARY_COLUMNS and _kind(file_schema.field(c).type) == "text"
+        ]
+        parquet = pq.ParquetFile(file, read_dictionary=dictionary)
+        table = parquet.read_row_groups(row_groups, columns=present)
+    except (pa.ArrowInvalid, OSError) as error:
+        raise InputError(f"{file}: cannot read Parquet data ({error})") from None
+    return conform(table, schema, file, dictionary=DICTIONARY_COLUMNS)
+
+
+def normalise_table(table: pa.Table, source: str) -> EventLog:
+    """Validate and normalise events read as an Arrow table (see :func:`normalise`)."""
+    return normalise(_to_frame(table), source=source)
+
+
+def rejects_notice(rejects: pd.DataFrame) -> str | None:
+    """The one line that counts rejected rows by reason (None when there are none)."""
+    if rejects.empty:
+        return None
+    counts = rejects["reason"].value_counts()
+    return (
+        f"{len(rejects):,} rows rejected ("
+        + ", ".join(f"{count:,} {why}" for why, count in counts.items())
+        + ")"
+    )
+
+
+REPAIRED_TEXT = "values with invalid UTF-8 bytes read with U+FFFD in their place"
+
+
+def repaired_notice(repaired: dict[str, int]) -> str | None:
+    """The notice counting text values repaired while reading, per column (None: none)."""
+    if not repaired:
+        return None
+    return (
+        f"{sum(repaired.values()):,} {REPAIRED_TEXT} ("
+        + ", ".join(f"{column}: {count:,}" for column, count in repaired.items())
+        + ")"
+    )

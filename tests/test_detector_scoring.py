@@ -14,6 +14,7 @@ from detector.errors import ModelError
 from detector.model import WindowModel
 from detector.pipeline import detect, prepare, score_log
 from detector.rules import builtin_rulesets
+from detector.schema import read_events
 
 CONTRACT_COLUMNS = [
     "account_id",
@@ -156,7 +157,7 @@ def test_cli_score_with_a_missing_model_file(small_log, tmp_path):
     assert result.output.splitlines()[-1] == f"Error: no such model file: {tmp_path / 'none.skops'}"
 
 
-def test_allowlists_silence_rules(prepared, tmp_path):
+def test_allowlists_silence_rules(prepared, small_log, tmp_path):
     """An allowlisted account, or one whose every address is in an allowlisted network, raises no rule alert."""
     from pathlib import Path
 
@@ -164,7 +165,7 @@ def test_allowlists_silence_rules(prepared, tmp_path):
 
     alerts = detect(prepared, mode="rules")
     first, last = alerts["account_id"].iloc[0], alerts["account_id"].iloc[-1]
-    events = prepared.log.events
+    events = read_events(small_log)
     addresses = sorted(set(events.loc[events["account_id"] == last, "src_ip"].astype(str)))
     networks = ", ".join(f'"{address}/32"' for address in addresses)
     default = Path(load_ruleset("default").path).read_text()

@@ -265,7 +265,7 @@ def test_baselines_over_a_gap_take_only_the_28_calendar_days_before(monkeypatch)
     monkeypatch.setattr(
         baselines,
         "own_stats",
-        lambda matrix, days=None: shapes.append(matrix.shape) or own(matrix, days),
+        lambda matrix, days=None, only=None: shapes.append(matrix.shape) or own(matrix, days, only),
     )
     table = build_feature_table(normalise(_gappy_log())).table.set_index("log_days")
     assert shapes and all(shape == (1, 16) for shape in shapes)  # days that hold events, not 46
@@ -293,7 +293,7 @@ def test_far_apart_events_that_are_kept_cost_only_their_days(monkeypatch):
     monkeypatch.setattr(
         baselines,
         "own_stats",
-        lambda matrix, days=None: shapes.append(matrix.shape) or own(matrix, days),
+        lambda matrix, days=None, only=None: shapes.append(matrix.shape) or own(matrix, days, only),
     )
     # As many events in 1678 as in 2262: the central span covers 584 years, nothing is far off.
     stamps = (

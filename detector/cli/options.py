@@ -21,6 +21,31 @@ caseloads_option = click.option(
     help="Caseload table (default: <stem>.caseloads.parquet beside LOG).",
 )
 
+engine_options = [
+    click.option(
+        "--engine",
+        type=click.Choice(["local", "dask"]),
+        default="local",
+        show_default=True,
+        help="Where partitions run: local processes, or a Dask cluster.",
+    ),
+    click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        help="Worker processes (local engine; default: one per core) or local Dask workers.",
+    ),
+    click.option(
+        "--scheduler",
+        help="Dask scheduler address (tcp://host:8786); default: a local cluster.",
+    ),
+]
+
+
+def engine_option(command):
+    """--engine, --workers, --scheduler: where the partitions of a log are processed."""
+    for option in reversed(engine_options):
+        command = option(command)
+    return command
 
 def pseudonymise_options(command):
     """``--pseudonymise`` and ``--pseudonym-key-file``, shared by score, report and bench."""

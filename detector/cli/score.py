@@ -10,6 +10,7 @@ import click
 from detector.cli.input_options import log_input_options
 from detector.cli.options import (
     caseloads_option,
+    engine_option,
     pseudonymise_options,
     pseudonymiser,
     timezone_option,
@@ -109,6 +110,12 @@ def _top_table(alerts, timezone: str, top: int) -> str:
     type=click.Path(path_type=Path),
     help="Also write the feature table (Parquet).",
 )
+@click.option(
+    "--state",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="State directory: score only LOG's new days against the stored history, then update it.",
+)
+@engine_option
 @pseudonymise_options
 @log_input_options
 def score(
@@ -122,6 +129,10 @@ def score(
     fmt,
     top,
     features_out,
+    state,
+    engine,
+    workers,
+    scheduler,
     pseudonymise,
     pseudonym_key_file,
     **inputs,
@@ -135,6 +146,9 @@ def score(
     Examples:
       detector score data/demo/logs.parquet
       detector score export/ --caseloads caseloads.parquet --rules strict --out alerts.jsonl --format jsonl
+      detector score big.parquet --workers 2
+      detector score today/ --state state/           # nightly: today against the stored past
+      detector score s3://bucket/logs/ --engine dask --scheduler tcp://scheduler:8786
     """
     from detector.alerts import write_alerts
     from detector.formats.staging import contract_log
@@ -176,6 +190,10 @@ def score(
             model=loaded,
             timezone=timezone,
             progress=_say,
+            engine=engine,
+            workers=workers,
+            scheduler=scheduler,
+            state=state,
         )
     result.rejects = source.merge_rejects(result.rejects)
     result.notices[:0] = source.notices

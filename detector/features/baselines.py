@@ -64,40 +64,49 @@ def _within_history(days: np.ndarray | None) -> np.ndarray | None:
     return earlier >= (days - HISTORY_DAYS)[:, None]
 
 
-def own_stats(matrix: np.ndarray, days: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def own_stats(
+    matrix: np.ndarray, days: np.ndarray | None = None, only: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """Per (account, day): median, q25, q75, max and count of the account's earlier days.
 
     ``matrix`` is (accounts x days) with NaN for inactive days; its columns are
     consecutive days, or the calendar days ``days`` (ascending, with gaps).
+    With ``only`` (column indices), only those columns are computed (the others
+    stay NaN, count 0).
     """
     within = _within_history(days)
     n_rows, n_days = matrix.shape
+    only = np.arange(n_days) if only is None else np.asarray(only, dtype=np.int64)
     stats = {k: np.full((n_rows, n_days), np.nan) for k in ("median", "q25", "q75", "max")}
     stats["count"] = np.zeros((n_rows, n_days), dtype=np.int64)
-    rows_per_chunk = max(1, _CHUNK_CELLS // max(1, n_days * HISTORY_DAYS))
+    rows_per_chunk = max(1, _CHUNK_CELLS // max(1, len(only) * HISTORY_DAYS))
     for start in range(0, n_rows, rows_per_chunk):
         rows = slice(start, start + rows_per_chunk)
-        history = _history_view(matrix[rows])
+        history = _history_view(matrix[rows])[:, only, :]
         if within is not None:
-            history = np.where(within, history, np.nan)
+            history = np.where(within[only], history, np.nan)
         quantiles, count = sorted_quantiles(history, (0.25, 0.5, 0.75, 1.0))
         for i, key in enumerate(("q25", "median", "q75", "max")):
-            stats[key][rows] = quantiles[..., i]
-        stats["count"][rows] = count
+            stats[key][rows, only] = quantiles[..., i]
+        stats["count"][rows, only] = count
     return stats
 
 
 def peer_stats(
-    matrix: np.ndarray, groups: np.ndarray, days: np.ndarray | None = None
+    matrix: np.ndarray,
+    groups: np.ndarray,
+    days: np.ndarray | None = None,
+    only: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Per (group, day): median, q25, q75, p95 and count of the group's earlier account-days.
 
     ``groups`` gives each matrix row's peer group as an integer 0..G-1; the
-    result arrays are (G x days). ``days`` as in :func:`own_stats`.
+    result arrays are (G x days). ``days`` and ``only`` as in :func:`own_stats`.
     """
     within = _within_history(days)
     n_groups = int(groups.max()) + 1 if len(groups) else 0
     n_days = matrix.shape[1]
+    only = np.arange(n_days) if only is None else np.asarray(only, dtype=np.int64)
     stats = {k: np.full((n_groups, n_days), np.nan) for k in ("median", "q25", "q75", "p95")}
     stats["count"] = np.zeros((n_groups, n_days), dtype=np.int64)
     for group in range(n_groups):  # a handful of account types
@@ -106,17 +115,17 @@ def peer_stats(
             continue
         history = _history_view(members)  # (members, days, HISTORY_DAYS), a view
         days_per_chunk = max(1, _CHUNK_CELLS // max(1, members.shape[0] * HISTORY_DAYS))
-        for start in range(0, n_days, days_per_chunk):
-            span = slice(start, start + days_per_chunk)
-            cells = history[:, span, :]
+        for start in range(0, len(only), days_per_chunk):
+            chosen = only[start : start + days_per_chunk]
+            cells = history[:, chosen, :]
             if within is not None:
-                cells = np.where(within[span], cells, np.nan)
+                cells = np.where(within[chosen], cells, np.nan)
             # (days, members * HISTORY_DAYS): every earlier peer account-day of each day.
             pooled = cells.transpose(1, 0, 2).reshape(-1, members.shape[0] * HISTORY_DAYS)
             quantiles, count = sorted_quantiles(pooled, (0.25, 0.5, 0.75, 0.95))
             for i, key in enumerate(("q25", "median", "q75", "p95")):
-                stats[key][group, span] = quantiles[:, i]
-            stats["count"][group, span] = count
+                stats[key][group, chosen] = quantiles[:, i]
+            stats["count"][group, chosen] = count
     return stats
 
 

@@ -1,18 +1,72 @@
 """Features of windows cut at each of their events: what was knowable at that instant.
 
 ``detected_at`` is the first event at which an alert's condition held. To find
-it, the selected windows are replayed: each event gets the features its window
-had *up to and including* that event (cumulative sums, running hourly peak),
-with the window's baselines, which come from earlier days anyway. Only the
-windows that raised an alert are replayed, so this stays cheap.
+it, the selected windows are replayed: their events are re-read (only theirs:
+:meth:`read_windows` of the table's source pushes the account and day down to
+the log's row groups), the kernel's per-event counts are computed again, and
+each event gets the features its window had *up to and including* that event
+(cumulative sums, running hourly peak), with the window's baselines, which
+come from earlier days anyway.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import pandas as pd
 
 from detector.features.derive import SUMS, WINDOW_CONSTANTS, derive
+from detector.features.kernel import NOVELTY, EventCounts, event_counts, first_uses
 from detector.features.table import FeatureTable
+
+
+@dataclass
+class Replay:
+    """The re-read events of some windows and their per-event counts (``window`` = table row)."""
+
+    frame: pd.DataFrame
+    counts: EventCounts
+
+
+def replay_events(feature_table: FeatureTable, windows: np.ndarray) -> Replay:
+    """Re-read the events of the given table rows and count them as the kernel did."""
+    table = feature_table.table
+    windows = np.asarray(windows, dtype=np.int64)
+    accounts = table["account_id"].to_numpy()[windows]
+    days = table["_day"].to_numpy()[windows] + feature_table.first_day
+    frame = feature_table.source.read_windows(accounts, days)
+    counts = event_counts(
+        frame, feature_table.timezone, feature_table.caseloads, feature_table.out_mode
+    )
+    if len(frame) == 0:
+        return Replay(frame, counts)
+    names = np.asarray(frame["account_id"].cat.categories.astype(str))
+    rows = feature_table.rows_of(names[counts.window_account], counts.window_day)
+    firsts = {column: first_uses(frame, counts, column) for column, _ in NOVELTY}
+    counts.window = rows[counts.window]  # from here on, windows are rows of the table
+    counts.counts["rare_hour_events"] = feature_table.rare_hours[counts.window, counts.hour]
+    for column, name in NOVELTY:
+        novel = feature_table.novel.get(column)
+        first = firsts[column]
+        if novel is None or not first.any():
+            continue
+        keep = np.isin(novel.window, windows)
+        known = pd.DataFrame(
+            {"window": novel.window[keep], "value": novel.values.to_numpy(zero_copy_only=False)[keep]}
+        ).assign(new=True)
+        candidates = np.flatnonzero(first)
+        asked = pd.DataFrame(
+            {
+                "window": counts.window[candidates],
+                "value": frame[column].astype(str).to_numpy()[candidates],
+            }
+        )
+        found = asked.merge(known, on=["window", "value"], how="left")["new"].notna().to_numpy()
+        flags = np.zeros(len(frame), dtype=bool)
+        flags[candidates[found]] = True
+        counts.counts[name] = flags
+    return Replay(frame, counts)
 
 
 def _group_cumsum(values: np.ndarray, starts: np.ndarray, group_of_row: np.ndarray) -> np.ndarray:
@@ -30,15 +84,18 @@ def _group_running_max(values: np.ndarray, group_of_row: np.ndarray) -> np.ndarr
     return np.maximum.accumulate(values + offset) - offset
 
 
-def prefix_features(feature_table: FeatureTable, windows: np.ndarray) -> dict[str, np.ndarray]:
+def prefix_features(
+    feature_table: FeatureTable, windows: np.ndarray, replay: Replay | None = None
+) -> dict[str, np.ndarray]:
     """Columns with one value per event of the given window rows: the features known then.
 
     Keys: ``window`` (row of the feature table), ``timestamp`` (ns UTC, int64),
     and the catalogue's features. Rows are ordered by window, then time. A dict
     of arrays, not a DataFrame: an alerted bulk theft can hold millions of
     events, and building a frame of them would cost more than the replay.
+    ``replay`` reuses events already re-read by :func:`replay_events`.
     """
-    events = feature_table.events
+    events = (replay or replay_events(feature_table, windows)).counts
     selected = np.zeros(len(feature_table.table), dtype=bool)
     selected[np.asarray(windows, dtype=np.int64)] = True
     rows = np.flatnonzero(selected[events.window])

@@ -1,0 +1,274 @@
+"""The local engine: the kernel mapped over partitions by a pool of processes.
+
+Each worker reads its partition itself (the parent sends only the partition's
+description) and sends back the kernel's small aggregates, so the parent
+never holds events; at most ``workers`` partitions are in memory at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import os
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from detector.engine.sources import Partition, normalise_rows
+from detector.features.kernel import Aggregates, out_of_caseload_mode, partition_aggregates
+from detector.features.table import FeatureTable, assemble
+from detector.incidents import creation_pairs
+from detector.schema import REPAIRED_TEXT, EventLog, rejects_notice, repaired_notice
+
+Progress = Callable[[str], None]
+_WORKER: dict[str, Any] = {}  # what every task of a worker process shares (set once)
+
+
+def default_workers() -> int:
+    """One worker per core this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def run_partition(
+    source: Any,
+    partition: Partition,
+    caseloads: pd.DataFrame | None,
+    timezone: str,
+    out_mode: str | None,
+    dedupe: bool = False,
+) -> tuple[Aggregates, pd.DataFrame, list[str]]:
+    """Read one partition and run the kernel on it: (aggregates, rejects, notices).
+
+    The one function every engine runs (local processes or a Dask cluster).
+    """
+    return _kernel(source.read(partition), caseloads, timezone, out_mode, dedupe)
+
+
+def run_events(
+    table: pa.Table, rows: np.ndarray, name: str, *options: Any
+) -> tuple[Aggregates, pd.DataFrame, list[str]]:
+    """:func:`run_partition` on a partition's raw events already read (the local stream)."""
+    return _kernel(normalise_rows(table, rows, name), *options)
+
+
+def _kernel(
+    log: EventLog,
+    caseloads: pd.DataFrame | None,
+    timezone: str,
+    out_mode: str | None,
+    dedupe: bool = False,
+) -> tuple[Aggregates, pd.DataFrame, list[str]]:
+    """The kernel on a validated partition.
+
+    A partition holds whole days, so an event re-delivered within the log
+    lands in the same partition as its first copy: ``dedupe`` drops it here.
+    """
+    events = log.events
+    notices = [n for n in log.notices if "rows rejected" not in n]
+    if dedupe and "event_id" in events and len(events):
+        repeated = events["event_id"].duplicated(keep="first").to_numpy()
+        if repeated.any():
+            events = events.loc[~repeated].reset_index(drop=True)
+            notices.append(f"{int(repeated.sum()):,} events repeating an event_id counted once")
+    aggregates = partition_aggregates(events, timezone, caseloads, out_mode)
+    return aggregates, log.rejects, notices
+
+
+def _init_worker(source: Any, options: tuple) -> None:
+    _WORKER.update(source=source, options=options)
+
+
+def _task(partition: Partition):
+    return run_partition(_WORKER["source"], partition, *_WORKER["options"])
+
+
+def _stream_task(table: pa.Table, rows: np.ndarray, name: str):
+    return run_events(table, rows, name, *_WORKER["options"])
+
+
+def _warm_up() -> None:
+    """Import scikit-learn (about a second) in a thread while the partitions are processed."""
+    threading.Thread(
+        target=importlib.import_module, args=("sklearn.ensemble",), daemon=True
+    ).start()
+
+
+def _pool(workers: int, source: Any, options: tuple) -> ProcessPoolExecutor:
+    # fork where there is one: no re-import of the caller's __main__ (a notebook, a script
+    # without a main guard); the warm-up thread starts only once the workers exist.
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(source, options),
+    )
+
+
+def _map_stream(source, partitions, options, workers) -> Iterator:
+    """The parent reads each row group once; at most ``workers + 1`` partitions are in flight."""
+    stream = source.stream()
+    if workers <= 1 or len(partitions) <= 1:
+        _warm_up()
+        for _, table, rows in stream:
+            yield run_events(table, rows, source.name, *options)
+        return
+    with _pool(min(workers, len(partitions)), None, options) as pool:
+        pending: deque = deque()
+        for number, (_, table, rows) in enumerate(stream):
+            pending.append(pool.submit(_stream_task, table, rows, source.name))
+            if number == 0:
+                _warm_up()
+            while len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _map_local(source, partitions, options, workers) -> Iterator:
+    if getattr(source, "streaming", False):
+        yield from _map_stream(source, partitions, options, workers)
+        return
+    if workers <= 1 or len(partitions) <= 1:
+        _warm_up()
+        for partition in partitions:
+            yield run_partition(source, partition, *options)
+        return
+    with _pool(min(workers, len(partitions)), source, options) as pool:
+        results = pool.map(_task, partitions)
+        _warm_up()
+        yield from results
+
+
+def merge_notices(notices: list[str]) -> list[str]:
+    """One line per kind of notice, counts summed over partitions ("1,234 events with ...")."""
+    merged: dict[str, int] = {}
+    texts: dict[str, str] = {}
+    repaired: dict[str, int] = {}
+    for notice in notices:
+        match = re.match(rf"^[\d,]+ {re.escape(REPAIRED_TEXT)} \((.*)\)$", notice)
+        if match:  # counted per column: summed per column
+            for item in match.group(1).split(", "):
+                column, count = item.rsplit(": ", 1)
+                repaired[column] = repaired.get(column, 0) + int(count.replace(",", ""))
+            merged.setdefault(REPAIRED_TEXT, -2)
+            continue
+        match = re.match(r"^([\d,]+) (.*)$", notice)
+        if not match:
+            merged.setdefault(notice, -1)
+            continue
+        key = re.sub(r" \(e\.g\. .*\)$", "", match.group(2))
+        merged[key] = merged.get(key, 0) + int(match.group(1).replace(",", ""))
+        texts.setdefault(key, match.group(2))
+    return [
+        repaired_notice(repaired) if count == -2 else key if count < 0 else f"{count:,} {texts[key]}"
+        for key, count in merged.items()
+    ]
+
+
+@dataclass
+class KernelRun:
+    """The kernel's output for every partition of a log, and what reading it set aside."""
+
+    parts: list[Aggregates]
+    rejects: pd.DataFrame
+    notices: list[str]
+    out_mode: str | None
+
+    @property
+    def events(self) -> int:
+        return sum(p.events for p in self.parts)
+
+
+def run_kernel(
+    source: Any,
+    caseloads: pd.DataFrame | None,
+    timezone: str,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    mapper: Callable[..., Iterator] | None = None,
+    dedupe: bool = False,
+) -> KernelRun:
+    """The kernel on every partition of a log (``mapper``: the local process pool by default).
+
+    With ``dedupe``, events repeating an ``event_id`` are counted once.
+    """
+    say = progress or (lambda message: None)
+    workers = default_workers() if workers is None else workers
+    out_mode, notices = out_of_caseload_mode(
+        source.columns, caseloads, source.has_values("record_org_id")
+    )
+    empty_records = "record_id" in source.columns and not source.has_values("record_id")
+    partitions = source.partitions()
+    mapper = mapper or _map_local
+    parts, started = [], time.perf_counter()
+    skipped = source.rejects()
+    rejects, notices = [skipped.rejects], list(skipped.notices) + notices
+    total = sum(p.rows for p in partitions) or 1
+    done_rows = 0
+    options = (caseloads, timezone, out_mode, dedupe)
+    for partition, (aggregates, partition_rejects, partition_notices) in zip(
+        partitions, mapper(source, partitions, options, workers), strict=True
+    ):
+        parts.append(aggregates)
+        rejects.append(partition_rejects)
+        notices += partition_notices
+        done_rows += partition.rows
+        elapsed = time.perf_counter() - started
+        left = elapsed / done_rows * (total - done_rows)
+        say(
+            f"partition {partition.index + 1}/{len(partitions)} ({partition.label()}, "
+            f"{aggregates.events:,} events): about {left:.0f} s left"
+        )
+    parent_side = getattr(source, "repaired", None)  # what the parent itself read (stream)
+    if parent_side:
+        notices.append(repaired_notice(parent_side))
+    if empty_records:
+        events = sum(p.events for p in parts)
+        notices.append(
+            f"record_id column is empty (no value in {events:,} events): record reads cannot be counted"
+        )
+    notices = merge_notices(notices)
+    all_rejects = pd.concat([r for r in rejects if len(r)] or [rejects[0]], ignore_index=True)
+    notices = [n for n in notices if "rows rejected" not in n]
+    if len(all_rejects):
+        all_rejects = all_rejects.sort_values("row", kind="stable").reset_index(drop=True)
+        notices.insert(0, rejects_notice(all_rejects))
+    return KernelRun(parts, all_rejects, notices, out_mode)
+
+
+def attach(table: FeatureTable, source: Any, run: KernelRun) -> FeatureTable:
+    """What the replay needs to re-read windows, and what the run set aside."""
+    table.source = source
+    table.out_mode = run.out_mode
+    table.rejects = run.rejects
+    table.n_events = run.events
+    links = [p.links for p in run.parts if len(p.links)]
+    table.links = pd.concat(links, ignore_index=True) if links else creation_pairs(pd.DataFrame())
+    return table
+
+
+def build_features(
+    source: Any,
+    caseloads: pd.DataFrame | None,
+    timezone: str,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    mapper: Callable[..., Iterator] | None = None,
+) -> FeatureTable:
+    """The feature table of a partitioned log: the kernel on every partition, then assembly."""
+    run = run_kernel(source, caseloads, timezone, workers, progress, mapper)
+    table = assemble(
+        run.parts, caseloads, timezone, run.notices, has_caseload_data=run.out_mode is not None
+    )
+    return attach(table, source, run)

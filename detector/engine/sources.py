@@ -1,0 +1,513 @@
+"""Partitions of a log: whole local days, read a few row groups at a time.
+
+A :class:`ParquetSource` plans partitions from the row groups' timestamp
+statistics (no data read): consecutive local days are grouped until a
+partition holds about ``target_rows`` events, and a partition reads only the
+row groups whose time span overlaps its days (push-down on row-group
+statistics), then keeps the rows of its days. A log whose row groups are not
+time-clustered (no statistics, text timestamps, or planning would read the
+file more than :data:`MAX_REREAD` times over) is first copied once into a
+temporary day-clustered dataset, one row group at a time (bounded memory).
+
+A :class:`FrameSource` does the same for a log already in memory. Both re-read
+the events of chosen windows (account, day) for the replay behind
+``detected_at``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from detector.features.kernel import local_days, lookup
+from detector.schema import (
+    EventLog,
+    log_schema,
+    normalise,
+    normalise_table,
+    read_row_groups,
+    repaired_notice,
+)
+
+TARGET_ROWS = 2_000_000  # events per partition read by a worker: bounds its memory
+STREAM_ROWS = 500_000  # events per partition streamed to local workers (a day or a few)
+MAX_REREAD = 1.6  # planned reading beyond this many times the log: cluster it first
+ROW = "_row"  # each event's 0-based row position in the input (the contract's default event_id)
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Local days ``[first_day, end_day)`` and the row groups that may hold their events."""
+
+    index: int
+    first_day: int
+    end_day: int
+    pieces: tuple[tuple[str, int, int], ...]  # (file, row group, row offset of the group)
+    rows: int  # estimated events
+
+    def label(self) -> str:
+        first = pd.Timestamp(self.first_day, unit="D").date()
+        last = pd.Timestamp(self.end_day - 1, unit="D").date()
+        return str(first) if first == last else f"{first}..{last}"
+
+
+def _day_span(timestamps: np.ndarray, timezone: str) -> np.ndarray:
+    return local_days(np.asarray(timestamps, dtype=np.int64), timezone)[0]
+
+
+def _group_days(
+    days: np.ndarray, rows: np.ndarray, target_rows: int, crossed: np.ndarray | None = None
+) -> list[tuple[int, int]]:
+    """Consecutive days grouped into ``[first, end)`` ranges of about ``target_rows`` events.
+
+    ``crossed[i]`` marks a boundary after ``days[i]`` that a row group spans (cutting
+    there reads that group twice): such a cut waits until the range holds 1.5 times
+    the target.
+    """
+    ranges, start, total = [], None, 0
+    for i, (day, count) in enumerate(zip(days.tolist(), rows.tolist(), strict=True)):
+        if start is None:
+            start = day
+        total += count
+        clean = crossed is None or not crossed[i]
+        if (total >= target_rows and clean) or total >= 1.5 * target_rows:
+            ranges.append((start, day + 1))
+            start, total = None, 0
+    if start is not None:
+        ranges.append((start, int(days[-1]) + 1))
+    return ranges
+
+
+_NS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+
+
+def _timestamps_ns(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(ns since 1970 UTC, valid) of a timestamp or ISO-8601 text column.
+
+    Instants nanoseconds cannot hold (year 2500) are not valid: they belong to
+    no day, and validation rejects them with their reason.
+    """
+    if pa.types.is_timestamp(column.type):
+        ticks = pc.cast(column, pa.int64())
+        present = pc.is_valid(ticks).to_numpy(zero_copy_only=False)
+        ticks = pc.fill_null(ticks, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+        per_tick = _NS[column.type.unit]
+        limit = np.iinfo(np.int64).max // per_tick
+        valid = present & (np.abs(ticks) < limit)
+        return np.where(valid, ticks, 0) * per_tick, valid
+    parsed = pd.to_datetime(
+        pd.Series(column.to_pandas()).astype("string"), utc=True, format="ISO8601", errors="coerce"
+    )
+    valid = parsed.notna().to_numpy()
+    return parsed.dt.as_unit("ns").fillna(pd.Timestamp(0, tz="UTC")).astype("int64").to_numpy(), valid
+
+
+class FrameSource:
+    """A validated log in memory, cut into partitions of whole local days."""
+
+    def __init__(self, log: EventLog, timezone: str, target_rows: int = TARGET_ROWS):
+        self.log = log
+        self.name = log.source
+        self.timezone = timezone
+        self.target_rows = target_rows
+        self.columns = set(log.events.columns)
+        stamps = pd.DatetimeIndex(log.events["timestamp"]).asi8
+        self._day = _day_span(stamps, timezone) if len(stamps) else np.zeros(0, np.int64)
+
+    def partitions(self) -> list[Partition]:
+        if len(self._day) == 0:
+            return []
+        days, rows = np.unique(self._day, return_counts=True)
+        ranges = _group_days(days, rows, self.target_rows)
+        return [
+            Partition(i, a, b, (), int(((self._day >= a) & (self._day < b)).sum()))
+            for i, (a, b) in enumerate(ranges)
+        ]
+
+    def has_values(self, column: str) -> bool:
+        """Does any event hold a value in ``column``?"""
+        events = self.log.events
+        return column in events and bool(events[column].notna().any())
+
+    def read(self, partition: Partition) -> EventLog:
+        rows = np.flatnonzero((self._day >= partition.first_day) & (self._day < partition.end_day))
+        return EventLog(self.log.events.iloc[rows].reset_index(drop=True), _no_rejects())
+
+    def rejects(self) -> EventLog:
+        """Rows set aside when the log was validated, and the notices of that validation."""
+        return EventLog(self.log.events.iloc[:0], self.log.rejects, list(self.log.notices))
+
+    def read_windows(self, accounts: np.ndarray, days: np.ndarray) -> pd.DataFrame:
+        events = self.log.events
+        keep = _in_windows(events["account_id"], self._day, accounts, days)
+        return events.iloc[np.flatnonzero(keep)].reset_index(drop=True)
+
+
+def normalise_rows(table: pa.Table, rows: np.ndarray, name: str) -> EventLog:
+    """Validate raw events whose input row positions are ``rows`` (rejects keep their row)."""
+    if "event_id" not in table.column_names:  # the contract's default: the row position
+        table = table.append_column("event_id", pa.array(rows, pa.int64()))
+    log = normalise_table(table, name)
+    if len(log.rejects):
+        log.rejects["row"] = rows[log.rejects["row"].to_numpy()]
+        log.rejects = log.rejects.drop(columns=["event_id"], errors="ignore")
+    return log
+
+
+def _no_rejects() -> pd.DataFrame:
+    return pd.DataFrame({"row": pd.Series(dtype=np.int64), "reason": pd.Series(dtype=object)})
+
+
+def _positions(account_id, wanted: pd.Index) -> np.ndarray:
+    """Position of each event's account among ``wanted`` (-1 elsewhere), decided per distinct value."""
+    if isinstance(account_id, pd.Series) and isinstance(account_id.dtype, pd.CategoricalDtype):
+        found = lookup(account_id.cat.categories, wanted)
+        codes = account_id.cat.codes.to_numpy()
+        return np.where(codes >= 0, found[np.maximum(codes, 0)] if len(found) else -1, -1)
+    column = account_id.combine_chunks() if isinstance(account_id, pa.ChunkedArray) else account_id
+    if pa.types.is_dictionary(column.type):
+        found = np.r_[lookup(column.dictionary, wanted), -1]
+        indices = pc.fill_null(column.indices, -1).to_numpy(zero_copy_only=False)
+        return found[indices]
+    return lookup(column, wanted)
+
+
+def _in_windows(account_id, day: np.ndarray, accounts: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """Per event: is (its account, its day) one of the given windows?"""
+    wanted = pd.Index(np.unique(np.asarray(accounts, dtype=str)))
+    position = _positions(account_id, wanted)
+    first, n_days = int(np.min(days)), int(np.max(days)) - int(np.min(days)) + 1
+    keys = np.unique(lookup(accounts, wanted) * n_days + (np.asarray(days) - first))
+    offset = day - first
+    inside = (position >= 0) & (offset >= 0) & (offset < n_days)
+    event_keys = np.where(inside, position * n_days + offset, -1)
+    return inside & np.isin(event_keys, keys)
+
+
+@dataclass(frozen=True)
+class _RowGroup:
+    file: str
+    index: int
+    offset: int  # rows of the log before this group
+    rows: int
+    first_day: int | None  # local days spanned, None without statistics
+    last_day: int | None
+    nulls: int | None  # null timestamps (None: unknown)
+
+
+class ParquetSource:
+    """A Parquet log (file or directory) read one partition of whole local days at a time."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        timezone: str,
+        target_rows: int = TARGET_ROWS,
+        streaming: bool = False,
+    ):
+        self.name = str(path)
+        self.streaming = False  # planning for the clustering check reads groups per partition
+        self.timezone = timezone
+        self.target_rows = target_rows
+        self.files, self.schema = log_schema(path)
+        self.repaired: dict[str, int] = {}  # text values repaired by reads in this process
+        self.read_columns = list(self.schema.names)
+        self.columns = set(self.read_columns)
+        self._groups = self._row_groups()
+        self._spill: tempfile.TemporaryDirectory | None = None
+        self._spill_rejects: EventLog | None = None
+        if self.files and not self._clustered():
+            self._cluster()
+        self.streaming = streaming  # read by the parent, one group at a time (stream())
+
+    # -- planning ---------------------------------------------------------------------------
+
+    def _row_groups(self) -> list[_RowGroup]:
+        groups, offset = [], 0
+        for file in self.files:
+            metadata = pq.ParquetFile(file).metadata
+            schema = metadata.schema.to_arrow_schema()
+            column = schema.get_field_index("timestamp")
+            is_time = column >= 0 and pa.types.is_timestamp(schema.field(column).type)
+            for index in range(metadata.num_row_groups):
+                group = metadata.row_group(index)
+                stats = group.column(column).statistics if is_time else None
+                span = nulls = None
+                if stats is not None and stats.has_min_max:
+                    try:
+                        bounds = pd.DatetimeIndex([stats.min, stats.max])
+                        bounds = bounds.tz_localize("UTC") if bounds.tz is None else bounds
+                        span = _day_span(bounds.as_unit("ns").asi8, self.timezone)
+                    except (OverflowError, ValueError, pd.errors.OutOfBoundsDatetime):
+                        span = None  # beyond nanoseconds: planned as if without statistics
+                if stats is not None and stats.has_null_count:
+                    nulls = stats.null_count
+                first, last = (int(span[0]), int(span[1])) if span is not None else (None, None)
+                groups.append(_RowGroup(file, index, offset, group.num_rows, first, last, nulls))
+                offset += group.num_rows
+        return groups
+
+    def _plan(self) -> list[tuple[int, int]]:
+        groups = [g for g in self._groups if g.first_day is not None and g.rows]
+        if not groups:
+            return []
+        first = min(g.first_day for g in groups)
+        last = max(g.last_day for g in groups)
+        rows = np.zeros(last - first + 1)
+        for g in groups:  # a group's rows spread evenly over its days (an estimate)
+            rows[g.first_day - first : g.last_day - first + 1] += g.rows / (g.last_day - g.first_day + 1)
+        days = np.arange(first, last + 1)
+        active = rows > 0
+        if self.streaming:  # each group is read once, whatever the cuts
+            return _group_days(days[active], rows[active], STREAM_ROWS)
+        crossed = np.zeros(len(days), dtype=bool)  # a group spans the boundary after the day
+        for g in groups:
+            crossed[g.first_day - first : g.last_day - first] = True
+        return _group_days(days[active], rows[active], self.target_rows, crossed[active])
+
+    def _overlapping(self, first_day: int, end_day: int) -> list[_RowGroup]:
+        return [
+            g
+            for g in self._groups
+            if g.rows and g.first_day is not None and g.first_day < end_day and g.last_day >= first_day
+        ]
+
+    def _clustered(self) -> bool:
+        if any(g.first_day is None for g in self._groups if g.rows):
+            return False  # no statistics (or text timestamps): nothing to push down
+        total = sum(g.rows for g in self._groups)
+        planned = sum(g.rows for a, b in self._plan() for g in self._overlapping(a, b))
+        return planned <= MAX_REREAD * max(total, 1)
+
+    def partitions(self) -> list[Partition]:
+        partitions = []
+        for i, (a, b) in enumerate(self._plan()):
+            groups = self._overlapping(a, b)
+            pieces = tuple((g.file, g.index, g.offset) for g in groups)
+            partitions.append(Partition(i, a, b, pieces, sum(g.rows for g in groups)))
+        return partitions
+
+    def has_values(self, name: str) -> bool:
+        """Does any row hold a value in column ``name``? (From null counts when the files have them.)"""
+        for file in self.files:
+            metadata = pq.ParquetFile(file).metadata
+            schema = metadata.schema.to_arrow_schema()
+            column = schema.get_field_index(name)
+            if column < 0:
+                continue
+            for index in range(metadata.num_row_groups):
+                group = metadata.row_group(index)
+                stats = group.column(column).statistics
+                if stats is None or not stats.has_null_count or stats.null_count < group.num_rows:
+                    return True
+        return False
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def _read_schema(self, columns: list[str]) -> pa.Schema:
+        """The log's schema for ``columns`` (and, in a clustered copy, the row numbers)."""
+        fields = [self.schema.field(c) for c in columns]
+        if self._spill:
+            fields.append(pa.field(ROW, pa.int64()))
+        return pa.schema(fields)
+
+    def _read_groups(
+        self, pieces, columns: list[str], repaired: dict[str, int] | None = None
+    ) -> tuple[pa.Table, np.ndarray]:
+        """The row groups' events and each one's row position in the input.
+
+        Text values repaired on the way are counted in ``repaired`` (default: the source's).
+        """
+        repaired = self.repaired if repaired is None else repaired
+        tables, rows = [], []
+        for file, index, offset in pieces:
+            table, bad = read_row_groups(file, [index], self._read_schema(columns))
+            for column, count in bad.items():
+                repaired[column] = repaired.get(column, 0) + count
+            if self._spill:
+                rows.append(table[ROW].to_numpy())
+                table = table.drop_columns([ROW])
+            else:
+                rows.append(offset + np.arange(table.num_rows, dtype=np.int64))
+            tables.append(table)
+        if not tables:
+            return pa.schema([self.schema.field(c) for c in columns]).empty_table(), np.zeros(
+                0, np.int64
+            )
+        return pa.concat_tables(tables, promote_options="permissive"), np.concatenate(rows)
+
+    def _normalise(self, table: pa.Table, rows: np.ndarray) -> EventLog:
+        return normalise_rows(table, rows, self.name)
+
+    def stream(self) -> Iterator[tuple[Partition, pa.Table, np.ndarray]]:
+        """Every partition's raw events, each row group read once, in time order.
+
+        Row groups are read in the order of their first day; a partition is
+        complete once no later group can hold its days. Only the groups not
+        yet complete are held: with time-clustered groups, about one.
+        """
+        groups = sorted(
+            (g for g in self._groups if g.rows and g.first_day is not None),
+            key=lambda g: (g.first_day, g.offset),
+        )
+        pending: list[tuple[pa.Table, np.ndarray, np.ndarray]] = []  # (events, rows, day)
+        plan = [(i, a, b) for i, (a, b) in enumerate(self._plan())]
+        n = len(plan)
+        for position, g in enumerate(groups + [None]):
+            if g is not None:
+                table, rows = self._read_groups([(g.file, g.index, g.offset)], self.read_columns)
+                stamps, valid = _timestamps_ns(table["timestamp"])
+                day = _day_span(stamps, self.timezone)
+                pending.append((table.filter(pa.array(valid)), rows[valid], day[valid]))
+            next_first = groups[position + 1].first_day if position + 1 < len(groups) else None
+            while plan and (next_first is None or plan[0][2] <= next_first):
+                index, a, b = plan.pop(0)
+                tables, rows_out, kept = [], [], []
+                for table, rows, day in pending:
+                    inside = (day >= a) & (day < b)
+                    if inside.any():
+                        tables.append(table.filter(pa.array(inside)))
+                        rows_out.append(rows[inside])
+                    kept.append((table.filter(pa.array(~inside)), rows[~inside], day[~inside]))
+                pending = [k for k in kept if len(k[1])]
+                events = (
+                    pa.concat_tables(tables, promote_options="permissive")
+                    if tables
+                    else self._read_groups((), self.read_columns)[0]
+                )
+                rows_all = np.concatenate(rows_out) if rows_out else np.zeros(0, np.int64)
+                yield Partition(index, a, b, (), len(rows_all)), events, rows_all
+            if g is None and not plan:
+                break
+        assert n == 0 or not plan
+
+    def read(self, partition: Partition) -> EventLog:
+        repaired: dict[str, int] = {}  # said in this partition's notices (it may run elsewhere)
+        table, rows = self._read_groups(partition.pieces, self.read_columns, repaired)
+        stamps, valid = _timestamps_ns(table["timestamp"])
+        day = _day_span(stamps, self.timezone)
+        keep = valid & (day >= partition.first_day) & (day < partition.end_day)
+        log = self._normalise(table.filter(pa.array(keep)), rows[keep])
+        if repaired:
+            log.notices.append(repaired_notice(repaired))
+        return log
+
+    def rejects(self) -> EventLog:
+        """Rows without a usable timestamp (they belong to no day), with their reasons."""
+        if self._spill_rejects is not None:
+            return self._spill_rejects
+        pieces = [(g.file, g.index, g.offset) for g in self._groups if g.nulls != 0 and g.rows]
+        if not pieces:
+            return EventLog(pd.DataFrame(), _no_rejects())
+        table, rows = self._read_groups(pieces, self.read_columns)
+        _, valid = _timestamps_ns(table["timestamp"])
+        log = self._normalise(table.filter(pa.array(~valid)), rows[~valid])
+        return log
+
+    def read_windows(self, accounts: np.ndarray, days: np.ndarray) -> pd.DataFrame:
+        """The events of the given windows (account, local day), in time order.
+
+        Only row groups whose time span holds one of the days are read.
+        """
+        if len(days) == 0:
+            return normalise_table(self._read_groups((), self.read_columns)[0], self.name).events
+        wanted_days = np.unique(days)
+        groups = [
+            g
+            for g in self._groups
+            if g.rows
+            and g.first_day is not None
+            and ((wanted_days >= g.first_day) & (wanted_days <= g.last_day)).any()
+        ]
+        tables, rows = [], []
+        for g in groups:
+            table, row = self._read_groups([(g.file, g.index, g.offset)], self.read_columns)
+            stamps, valid = _timestamps_ns(table["timestamp"])
+            keep = valid & _in_windows(
+                table["account_id"], _day_span(stamps, self.timezone), accounts, days
+            )
+            if keep.any():
+                tables.append(table.filter(pa.array(keep)))
+                rows.append(row[keep])
+        if not tables:
+            return normalise_table(self._read_groups((), self.read_columns)[0], self.name).events
+        table = pa.concat_tables(tables, promote_options="permissive")
+        return self._normalise(table, np.concatenate(rows)).events
+
+    # -- clustering a log whose row groups are not in time order ---------------------------
+
+    def _cluster(self) -> None:
+        """Copy the log once into a temporary dataset of one directory per local day.
+
+        One row group at a time: memory is bounded by the largest row group.
+        Rows without a usable timestamp are set aside as rejects on the way.
+        """
+        self._spill = tempfile.TemporaryDirectory(prefix="logsentinel-days-")
+        root = Path(self._spill.name)
+        bad_tables, bad_rows = [], []
+        for g in self._groups:
+            if not g.rows:
+                continue
+            table, bad = read_row_groups(g.file, [g.index], self.schema)
+            for column, count in bad.items():
+                self.repaired[column] = self.repaired.get(column, 0) + count
+            rows = g.offset + np.arange(table.num_rows, dtype=np.int64)
+            stamps, valid = _timestamps_ns(table["timestamp"])
+            if not valid.all():
+                bad_tables.append(table.filter(pa.array(~valid)))
+                bad_rows.append(rows[~valid])
+            table = table.filter(pa.array(valid))
+            stamps, rows = stamps[valid], rows[valid]
+            table = table.set_column(
+                table.schema.get_field_index("timestamp"),
+                "timestamp",
+                pa.array(stamps, pa.timestamp("ns", tz="UTC")),
+            ).append_column(ROW, pa.array(rows, pa.int64()))
+            table = _decode_dictionaries(table)
+            day = _day_span(stamps, self.timezone)
+            for value in np.unique(day):
+                part = table.filter(pa.array(day == value))
+                folder = root / f"day={int(value)}"
+                folder.mkdir(exist_ok=True)
+                pq.write_table(part, folder / f"part-{g.offset:012d}.parquet")
+        if bad_tables:
+            table = pa.concat_tables(bad_tables, promote_options="permissive")
+            self._spill_rejects = self._normalise(table, np.concatenate(bad_rows))
+        else:
+            self._spill_rejects = EventLog(pd.DataFrame(), _no_rejects())
+        self.files = sorted(str(p) for p in root.glob("day=*/*.parquet"))
+        # The copy holds UTC nanosecond timestamps, whatever the log held (text included).
+        position = self.schema.get_field_index("timestamp")
+        self.schema = self.schema.set(position, pa.field("timestamp", pa.timestamp("ns", tz="UTC")))
+        self._groups = self._row_groups()
+
+
+def _decode_dictionaries(table: pa.Table) -> pa.Table:
+    """Plain strings, so that files written from different row groups share one schema."""
+    for i, column in enumerate(table.schema):
+        if pa.types.is_dictionary(column.type):
+            table = table.set_column(i, column.name, pc.cast(table[column.name], column.type.value_type))
+    return table
+
+
+def source_of(log: str | Path | EventLog, timezone: str, streaming: bool = True):
+    """The partition source of a log path or a validated log in memory.
+
+    ``streaming``: the parent reads each row group once and hands out
+    partitions (the local engine); otherwise workers read their own
+    partitions (a cluster).
+    """
+    if isinstance(log, EventLog):
+        return FrameSource(log, timezone)
+    return ParquetSource(log, timezone, streaming=streaming)
+
+
+__all__ = ["FrameSource", "ParquetSource", "Partition", "normalise", "source_of"]

@@ -1,0 +1,461 @@
+"""The kernel: one partition of events -> per-(account, local day) aggregates.
+
+This is the only code that touches events in bulk. A partition holds whole
+local days (04:00 to 04:00) of validated events (an :class:`~detector.schema.EventLog`'s
+frame, in time order); the kernel gives
+
+- per window (account x local day): the :data:`~detector.features.derive.SUMS`
+  that need nothing but the window's own events, the hourly peak, the 24-hour
+  event histogram (rare hours are decided later, against earlier days), the
+  window's first and last instants and the account's type and structure;
+- compact first-seen pairs: per account, each address, client and
+  application with the first day it was used in the partition, and the
+  accounts created by ``create_account`` with the day.
+
+What needs other days (novelty, rare hours, history, baselines) is decided by
+:mod:`detector.features.table` on the small account-day table. The same
+per-event counts (:func:`event_counts`) serve the replay behind
+``detected_at``, so a sum and its replay cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from detector.features.derive import SUMS
+from detector.incidents import creation_pairs
+from detector.schema import ACTIONS
+
+HOUR_NS = 3_600_000_000_000
+DAY_NS = 24 * HOUR_NS
+DAY_STARTS_AT_HOUR = 4  # a window's day starts at 04:00 local, the quietest hour
+NIGHT_HOURS = (22, 6)  # [22:00, 06:00) local
+OFFICE_HOURS = (7, 20)  # [07:00, 20:00) local, Monday to Friday
+_DENSE_KEY_LIMIT = 20_000_000  # beyond, hashing the keys is cheaper than a scatter array
+_A = {name: code for code, name in enumerate(ACTIONS)}
+# Columns whose first use by an account is tracked, and the SUMS they feed.
+NOVELTY = (
+    ("src_ip", "new_addresses"),
+    ("user_agent", "new_clients"),
+    ("application", "new_applications"),
+)
+# Sums decided across days (from first-seen pairs and hour histograms), not by the kernel.
+CROSS_DAY_SUMS = tuple(name for _, name in NOVELTY) + ("rare_hour_events",)
+KERNEL_SUMS = tuple(name for name in SUMS if name not in CROSS_DAY_SUMS)
+# How out-of-caseload reads are known: the caseload table, a structure mismatch, or not at all.
+OUT_MODES = ("caseloads", "structure", None)
+
+
+def local_wall_ns(timestamp_ns: np.ndarray, timezone: str) -> np.ndarray:
+    """Local wall-clock time (as naive ns) of UTC instants.
+
+    Offsets are looked up per quarter hour of the covered span (every zone
+    changes offset on a quarter-hour boundary), so ten million events cost a
+    gather rather than ten million time-zone conversions.
+    """
+    if len(timestamp_ns) == 0:
+        return timestamp_ns.copy()
+    quarter = 15 * 60 * 1_000_000_000
+    first, last = timestamp_ns.min() // quarter, timestamp_ns.max() // quarter
+    if last - first < max(4 * len(timestamp_ns), 1 << 20):
+        grid = np.arange(first, last + 1, dtype=np.int64) * quarter
+        position = timestamp_ns // quarter - first
+    else:  # a few instants years apart: only the quarters that hold events, not the calendar
+        quarters, position = np.unique(timestamp_ns // quarter, return_inverse=True)
+        grid = quarters * quarter
+    utc = pd.DatetimeIndex(grid.view("datetime64[ns]"), tz="UTC")
+    offsets = utc.tz_convert(timezone).tz_localize(None).asi8 - grid
+    return timestamp_ns + offsets[position]
+
+
+def local_days(timestamp_ns: np.ndarray, timezone: str) -> tuple[np.ndarray, np.ndarray]:
+    """(local day number since 1970, local hour since 1970) of UTC instants.
+
+    Windows run from 04:00 to 04:00 local, so that a night (22:00-03:00) stays whole.
+    """
+    # Local hours since 1970 fit in 32 bits: one 64-bit division, then cheap arithmetic.
+    local_hours = (local_wall_ns(timestamp_ns, timezone) // HOUR_NS).astype(np.int32)
+    day = ((local_hours - DAY_STARTS_AT_HOUR) // 24).astype(np.int64)
+    return day, local_hours
+
+
+def codes(frame: pd.DataFrame, column: str) -> np.ndarray | None:
+    """A categorical column's integer codes (-1 = missing), None when absent or all missing."""
+    if column not in frame or frame[column].isna().all():
+        return None
+    return frame[column].cat.codes.to_numpy().astype(np.int64)
+
+
+def first_event_of_each(keys: np.ndarray, n_keys: int) -> np.ndarray:
+    """Index of the first event of each key 0..n_keys-1 (len(keys) when it has none)."""
+    dtype = np.int32 if len(keys) < np.iinfo(np.int32).max else np.int64  # half the memory
+    first = np.full(n_keys, len(keys), dtype=dtype)
+    first[keys[::-1]] = np.arange(len(keys) - 1, -1, -1, dtype=dtype)  # written last = earliest
+    return first
+
+
+def first_occurrence(keys: np.ndarray, n_keys: int | None = None) -> np.ndarray:
+    """True at the first (earliest) occurrence of each key.
+
+    With a small key space (``n_keys`` known) a scatter does it; otherwise hashing.
+    """
+    if n_keys is not None and n_keys <= _DENSE_KEY_LIMIT:
+        return first_event_of_each(keys, n_keys)[keys] == np.arange(len(keys))
+    return ~pd.Series(keys).duplicated(keep="first").to_numpy()
+
+
+def _is_one_of(frame: pd.DataFrame, column: str, values: tuple[str, ...]) -> np.ndarray:
+    """Per event: is the column's value (trimmed, any case) one of ``values``?
+
+    Decided once per category, then gathered: no string is compared per event.
+    """
+    if column not in frame:
+        return np.zeros(len(frame), dtype=bool)
+    categories = frame[column].cat.categories
+    matches = np.array([str(c).strip().lower() in values for c in categories] + [False])
+    return matches[frame[column].cat.codes.to_numpy()]  # code -1 (missing) -> False
+
+
+def _arrow_strings(values) -> pa.Array | pa.ChunkedArray:
+    if isinstance(values, pa.ChunkedArray | pa.Array):
+        return values
+    return pa.array(pd.Index(values).astype(str), type=pa.string())
+
+
+def lookup(values, index) -> np.ndarray:
+    """Position of each value in ``index`` (-1 when absent), hashed by Arrow.
+
+    Arrow hashes millions of record ids without making Python strings of them;
+    Arrow arrays (dictionary-encoded or not) are taken as they are.
+    """
+    found = pc.index_in(_arrow_strings(values), value_set=_arrow_strings(index))
+    return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _caseload_membership(
+    acc: np.ndarray, rec: np.ndarray, accounts: pd.Index, records: pd.Index, caseloads: pd.DataFrame
+) -> np.ndarray:
+    """In the account's caseload, per event.
+
+    Most records are followed by one account: a record -> owner array answers
+    those with one gather. Records with several owners (hand-overs) are looked
+    up among the sorted (account, record) pairs.
+    """
+    cl_acc = lookup(caseloads["account_id"], accounts)
+    cl_rec = lookup(caseloads["record_id"], records)
+    known = (cl_acc >= 0) & (cl_rec >= 0)
+    n_rec = max(len(records), 1)
+    pairs = np.unique(cl_acc[known] * n_rec + cl_rec[known])
+    pair_acc, pair_rec = pairs // n_rec, pairs % n_rec
+    owners = np.bincount(pair_rec, minlength=n_rec)
+    owner = np.full(n_rec, -1, dtype=np.int64)
+    owner[pair_rec] = pair_acc
+
+    inside = np.zeros(len(acc), dtype=bool)
+    has_record = rec >= 0
+    owner_count = np.where(has_record, owners[np.maximum(rec, 0)], 0)
+    single = owner_count == 1
+    inside[single] = owner[rec[single]] == acc[single]
+    shared = np.flatnonzero(owner_count > 1)
+    keys = acc[shared] * n_rec + rec[shared]
+    position = np.minimum(np.searchsorted(pairs, keys), max(len(pairs) - 1, 0))
+    inside[shared] = pairs[position] == keys
+    return inside
+
+
+def _out_of_scope_by_structure(frame: pd.DataFrame) -> np.ndarray:
+    """Per event: the record belongs to another structure than the account's.
+
+    Compared as codes: the record's structure is looked up among the account
+    structures' categories once per category, not once per event.
+    """
+    if "organization_id" not in frame or "record_org_id" not in frame:
+        return np.zeros(len(frame), dtype=bool)
+    org = frame["organization_id"].cat.codes.to_numpy().astype(np.int64)
+    record_org = frame["record_org_id"].cat.codes.to_numpy()
+    as_org = lookup(frame["record_org_id"].cat.categories, frame["organization_id"].cat.categories)
+    # A structure no account has (-1) differs from every account's; n means "not a structure".
+    as_org = np.where(as_org >= 0, as_org, len(frame["organization_id"].cat.categories))
+    mapped = np.where(record_org >= 0, as_org[np.maximum(record_org, 0)] if len(as_org) else 0, -1)
+    return (org >= 0) & (record_org >= 0) & (org != mapped)
+
+
+def out_of_caseload_mode(
+    columns: set[str], caseloads: pd.DataFrame | None, has_record_orgs: bool
+) -> tuple[str | None, list[str]]:
+    """How out-of-caseload reads are known for a log, and the notices saying so.
+
+    Decided once per log (not per partition), from its columns: the caseload
+    table, else a structure mismatch, else absent.
+    """
+    notices = []
+    if "record_id" not in columns:
+        notices.append("no record_id column: record reads cannot be counted")
+    if caseloads is not None:
+        return "caseloads", notices
+    if "organization_id" in columns and "record_org_id" in columns and has_record_orgs:
+        notices.append(
+            "no caseload table: reads outside the caseload approximated by structure mismatch"
+        )
+        return "structure", notices
+    notices.append(
+        "no caseload table and no organization_id/record_org_id: out-of-caseload features are absent"
+    )
+    return None, notices
+
+
+@dataclass
+class EventCounts:
+    """Per-event arrays the window sums are made of, kept for prefix evaluation.
+
+    ``window`` numbers the partition's windows (account x day, ordered by
+    account code then day); ``window_account`` and ``window_day`` say which.
+    Novelty and rare-hour counts are zero until :mod:`detector.features.table`
+    fills them in from other days (the replay does).
+    """
+
+    timestamp: np.ndarray  # int64 ns UTC, ascending
+    window: np.ndarray  # window of each event
+    hour: np.ndarray  # local hour 0-23
+    counts: dict[str, np.ndarray]  # name in SUMS -> per-event count (bool or float)
+    touched: np.ndarray  # per-event contribution to records_touched (peak_hourly_records)
+    account: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # account code
+    day: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # local day number
+    window_account: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    window_day: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+
+def _windows(acc: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(window of each event, account of each window, day of each window), by account then day."""
+    if len(acc) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    first_day = int(day.min())
+    n_days = int(day.max()) - first_day + 1
+    dense = acc * n_days + (day - first_day)
+    n_keys = (int(acc.max()) + 1) * n_days
+    if n_keys <= _DENSE_KEY_LIMIT:
+        active = np.flatnonzero(np.bincount(dense, minlength=n_keys))
+        where = np.full(n_keys, -1, dtype=np.int64)
+        where[active] = np.arange(len(active))
+        window = where[dense]
+    else:
+        active, window = np.unique(dense, return_inverse=True)
+    return window, active // n_days, active % n_days + first_day
+
+
+def _activity_counts(frame: pd.DataFrame, action: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-event counts of logins, searches, exports, account administration, answers."""
+    n = len(frame)
+    failed = _is_one_of(frame, "outcome", ("failure",))
+    is_login = action == _A["login"]
+    login_ok = is_login & ~failed
+    counts: dict[str, np.ndarray] = {"events": np.ones(n, dtype=bool)}
+    counts["logins"] = login_ok
+    counts["failed_logins"] = is_login & failed
+    counts["password_logins"] = login_ok & _is_one_of(frame, "auth_method", ("password",))
+    counts["mfa_logins"] = login_ok & _is_one_of(frame, "auth_method", ("mfa", "sso"))
+    counts["searches"] = action == _A["search"]
+    counts["exports"] = action == _A["export"]
+    counts["accounts_created"] = action == _A["create_account"]
+    counts["access_grants"] = action == _A["grant_access"]
+    returned = frame["records_returned"].to_numpy() if "records_returned" in frame else np.zeros(n)
+    counts["records_returned"] = np.where(counts["searches"] | counts["exports"], returned, 0.0)
+    counts["records_exported"] = np.where(counts["exports"], returned, 0.0)
+    return counts
+
+
+def _record_reads(
+    frame: pd.DataFrame,
+    action: np.ndarray,
+    acc: np.ndarray,
+    window: np.ndarray,
+    caseloads: pd.DataFrame | None,
+    out_mode: str | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(first read of each record in its window, out-of-caseload among those; NaN when unknown)."""
+    n = len(frame)
+    rec = codes(frame, "record_id")
+    records = frame["record_id"].cat.categories if rec is not None else pd.Index([])
+    if rec is None:
+        rec = np.full(n, -1, dtype=np.int64)
+    reading = np.zeros(len(ACTIONS), dtype=bool)
+    reading[[_A["view_record"], _A["update_record"], _A["export"]]] = True
+    idx = np.flatnonzero(reading[action] & (rec >= 0))
+    first_read = np.zeros(n, dtype=bool)
+    first_read[idx] = first_occurrence(window[idx] * max(len(records), 1) + rec[idx])
+
+    if out_mode == "caseloads" and caseloads is not None:
+        reads = np.flatnonzero(first_read)  # only first reads are counted: look only them up
+        inside = _caseload_membership(
+            acc[reads], rec[reads], frame["account_id"].cat.categories, records, caseloads
+        )
+        out_read = np.zeros(n, dtype=bool)
+        out_read[reads] = ~inside
+        return first_read, out_read
+    if out_mode == "structure":
+        return first_read, first_read & _out_of_scope_by_structure(frame)
+    return first_read, np.full(n, np.nan)
+
+
+def event_counts(
+    frame: pd.DataFrame,
+    timezone: str,
+    caseloads: pd.DataFrame | None = None,
+    out_mode: str | None = "caseloads",
+) -> EventCounts:
+    """Per-event counts of validated events (whole windows, time order), all vectorised."""
+    timestamp = pd.DatetimeIndex(frame["timestamp"]).asi8
+    day, local_hours = local_days(timestamp, timezone)
+    hour = local_hours % 24
+    weekday = (local_hours // 24 + 3) % 7  # of the calendar day; 1970-01-01 was a Thursday
+    acc = frame["account_id"].cat.codes.to_numpy().astype(np.int64)
+    window, w_acc, w_day = _windows(acc, day)
+
+    action = frame["action"].cat.codes.to_numpy()
+    counts = _activity_counts(frame, action)
+    first_read, out_read = _record_reads(frame, action, acc, window, caseloads, out_mode)
+    counts["records_read"] = first_read
+    counts["out_of_caseload_reads"] = out_read
+    counts["night_events"] = (hour >= NIGHT_HOURS[0]) | (hour < NIGHT_HOURS[1])
+    touched = first_read + counts["records_returned"]  # per event, what records_touched counts
+    counts["night_records_touched"] = np.where(counts["night_events"], touched, 0.0)
+    counts["off_hours_events"] = (
+        (hour < OFFICE_HOURS[0]) | (hour >= OFFICE_HOURS[1]) | (weekday >= 5)
+    )
+    for name in CROSS_DAY_SUMS:
+        counts[name] = np.zeros(len(frame), dtype=bool)
+    return EventCounts(timestamp, window, hour, counts, touched, acc, day, w_acc, w_day)
+
+
+def first_uses(frame: pd.DataFrame, events: EventCounts, column: str) -> np.ndarray:
+    """Per event: the first use of its value of ``column`` by the account in its window."""
+    value = codes(frame, column)
+    if value is None:
+        return np.zeros(len(frame), dtype=bool)
+    n_values = len(frame[column].cat.categories) + 1
+    key = events.window * n_values
+    key += value + 1
+    n_windows = len(events.window_account)
+    return first_occurrence(key, n_windows * n_values) & (value >= 0)
+
+
+@dataclass
+class Aggregates:
+    """What the kernel gives for one partition: small tables, no events."""
+
+    windows: pd.DataFrame  # one row per window: keys, KERNEL_SUMS, peak, hours, first/last instants
+    hours: np.ndarray  # (windows x 24) events per local hour
+    first_seen: dict[str, pa.Table]  # column -> (account_id, value, day): first use in the partition
+    created: pa.Table  # (account_id, day): accounts created by create_account
+    events: int = 0
+    links: pd.DataFrame = field(default_factory=pd.DataFrame)  # creator, target, timestamp
+
+
+def _strings(categories: pd.Index, index: np.ndarray) -> pa.Array:
+    """``categories[index]`` (index -1 = missing) as an Arrow string array, built by Arrow."""
+    dictionary = pa.array(np.asarray(categories).astype(str), type=pa.string())
+    indices = pa.array(index, mask=index < 0, type=pa.int64())
+    return pc.take(dictionary, indices)
+
+
+def _attribute(frame: pd.DataFrame, column: str, first: np.ndarray, window: np.ndarray):
+    """(the window's first event's value, the window's first non-missing value) as strings."""
+    n_win = len(first)
+    value = codes(frame, column)
+    if value is None:
+        missing = pa.nulls(n_win, type=pa.string())
+        return missing, missing
+    categories = frame[column].cat.categories
+    of_first = value[np.minimum(first, len(value) - 1)] if n_win else value[:0]
+    present = np.flatnonzero(value >= 0)
+    first_present = first_event_of_each(window[present], n_win)
+    found = first_present < len(present)
+    any_value = np.full(n_win, -1, dtype=np.int64)
+    any_value[found] = value[present[first_present[found]]]
+    return _strings(categories, of_first), _strings(categories, any_value)
+
+
+def partition_aggregates(
+    frame: pd.DataFrame,
+    timezone: str,
+    caseloads: pd.DataFrame | None = None,
+    out_mode: str | None = "caseloads",
+) -> Aggregates:
+    """The kernel: one partition of validated events (whole local days) -> aggregates."""
+    events = event_counts(frame, timezone, caseloads, out_mode)
+    window, n_win = events.window, len(events.window_account)
+    sums = {
+        name: np.bincount(window, weights=events.counts[name], minlength=n_win)
+        if events.counts[name].dtype != bool
+        else np.bincount(window[events.counts[name]], minlength=n_win).astype(np.float64)
+        for name in KERNEL_SUMS
+    }
+    window_hour = window * 24 + events.hour
+    per_hour_touched = np.bincount(window_hour, weights=events.touched, minlength=n_win * 24)
+    sums["peak_hourly_records"] = per_hour_touched.reshape(n_win, 24).max(axis=1, initial=0.0)
+    hours = np.bincount(window_hour, minlength=n_win * 24).reshape(n_win, 24).astype(np.int32)
+
+    timestamp = events.timestamp
+    window_start = np.empty(n_win, dtype=np.int64)
+    window_end = np.empty(n_win, dtype=np.int64)
+    window_end[window] = timestamp  # last write wins: the latest event
+    window_start[window[::-1]] = timestamp[::-1]
+    first = first_event_of_each(window, n_win)
+    accounts = frame["account_id"].cat.categories
+    table = pd.DataFrame(
+        {
+            "account_id": _strings(accounts, events.window_account).to_pandas(),
+            "day": events.window_day,
+            "window_start": window_start,
+            "window_end": window_end,
+        }
+    )
+    for column, name in (("account_type", "type"), ("organization_id", "org")):
+        of_first, any_value = _attribute(frame, column, first, window)
+        table[f"_{name}_first"] = of_first.to_pandas()
+        table[f"_{name}_any"] = any_value.to_pandas()
+    for name, values in sums.items():
+        table[name] = values
+
+    first_seen = {}
+    for column, _ in NOVELTY:
+        value = codes(frame, column)
+        if value is None:
+            continue
+        n_values = len(frame[column].cat.categories) + 1
+        key = events.account * n_values + value + 1
+        # Events are in time order: an account's first event with a value is on its first day.
+        rows = np.flatnonzero(first_occurrence(key, (len(accounts) + 1) * n_values) & (value >= 0))
+        first_seen[column] = pa.table(
+            {
+                "account_id": _strings(accounts, events.account[rows]),
+                "value": _strings(frame[column].cat.categories, value[rows]),
+                "day": pa.array(events.day[rows], type=pa.int32()),
+            }
+        )
+    links = creation_pairs(frame)  # a few rows: who created or granted which account
+    return Aggregates(table, hours, first_seen, _created(frame, events), len(frame), links)
+
+
+def _created(frame: pd.DataFrame, events: EventCounts) -> pa.Table:
+    """(account_id, day) of every account a create_account event created."""
+    target = codes(frame, "target_account_id")
+    if target is None:
+        rows = np.zeros(0, dtype=np.int64)
+        target = np.zeros(0, dtype=np.int64)
+        categories = pd.Index([], dtype=object)
+    else:
+        rows = np.flatnonzero(events.counts["accounts_created"] & (target >= 0))
+        categories = frame["target_account_id"].cat.categories
+    return pa.table(
+        {
+            "account_id": _strings(categories, target[rows]),
+            "day": pa.array(events.day[rows], type=pa.int32()),
+        }
+    )

@@ -1,0 +1,166 @@
+"""The partitioned engine: same feature table and alerts whatever the partitioning and reading."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from detector.engine.local import build_features, merge_notices
+from detector.engine.sources import FrameSource, ParquetSource
+from detector.features.catalogue import FEATURES
+from detector.pipeline import detect, prepare
+from detector.schema import read_caseloads, read_log, sibling
+
+TZ = "Europe/Paris"
+KEY = ["account_id", "day"]
+
+
+def _same_features(left: pd.DataFrame, right: pd.DataFrame) -> None:
+    left = left.set_index(KEY).sort_index()
+    right = right.set_index(KEY).sort_index()
+    assert left.index.equals(right.index)
+    for name in ["account_type", "organization_id", "window_start", "window_end"]:
+        assert (left[name].astype(str) == right[name].astype(str)).all(), name
+    for name in FEATURES:
+        np.testing.assert_allclose(
+            left[name].to_numpy(float), right[name].to_numpy(float), equal_nan=True, err_msg=name
+        )
+
+
+@pytest.fixture(scope="module")
+def caseloads(small_log):
+    return read_caseloads(sibling(small_log, ".caseloads.parquet"))
+
+
+@pytest.fixture(scope="module")
+def whole(small_log, caseloads):
+    """The whole log as one partition: what the detector computed before it was partitioned."""
+    source = FrameSource(read_log(small_log), TZ, target_rows=10**12)
+    assert len(source.partitions()) == 1
+    return build_features(source, caseloads, TZ, workers=1).features
+
+
+def test_one_partition_per_day_gives_the_whole_log_table(small_log, caseloads, whole):
+    source = FrameSource(read_log(small_log), TZ, target_rows=1)
+    assert len(source.partitions()) >= 21
+    _same_features(whole, build_features(source, caseloads, TZ, workers=1).features)
+
+
+def test_parquet_partitions_in_worker_processes_give_the_same_table(
+    small_log, caseloads, whole, tmp_path
+):
+    # Small row groups, so that partitions read a few of them each.
+    path = tmp_path / "logs.parquet"
+    pq.write_table(pq.read_table(small_log), path, row_group_size=20_000)
+    source = ParquetSource(path, TZ, target_rows=40_000)
+    assert source._spill is None  # time-ordered: read by push-down, not copied
+    assert len(source.partitions()) >= 3
+    _same_features(whole, build_features(source, caseloads, TZ, workers=2).features)
+
+
+def test_partitions_streamed_from_row_groups_read_once_give_the_same_table(
+    small_log, caseloads, whole, tmp_path, monkeypatch
+):
+    from detector.engine import sources
+
+    monkeypatch.setattr(sources, "STREAM_ROWS", 30_000)
+    path = tmp_path / "logs.parquet"
+    table = pq.read_table(small_log)
+    pq.write_table(table, path, row_group_size=20_000)
+    source = ParquetSource(path, TZ, streaming=True)
+    streamed = list(source.stream())
+    assert len(streamed) >= 5
+    assert sum(len(rows) for _, _, rows in streamed) == table.num_rows  # every event once
+    assert [p.index for p, _, _ in streamed] == [p.index for p in source.partitions()]
+    _same_features(whole, build_features(source, caseloads, TZ, workers=2).features)
+
+
+def test_a_log_out_of_time_order_is_clustered_first_and_gives_the_same_table(
+    small_log, caseloads, whole, tmp_path
+):
+    table = pq.read_table(small_log)
+    shuffled = table.take(np.random.default_rng(0).permutation(table.num_rows))
+    path = tmp_path / "shuffled.parquet"
+    pq.write_table(shuffled, path, row_group_size=50_000)
+    source = ParquetSource(path, TZ, target_rows=60_000)
+    assert source._spill is not None
+    _same_features(whole, build_features(source, caseloads, TZ, workers=1).features)
+
+
+def test_rows_without_timestamp_are_rejected_with_their_row(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime(
+                ["2024-03-25T08:00Z", None, "2024-03-25T09:00Z", "2024-03-26T09:00Z"], utc=True
+            ),
+            "account_id": ["a", "a", None, "a"],
+            "action": ["login", "login", "login", "view_record"],
+            "record_id": [None, None, None, "r1"],
+        }
+    )
+    path = tmp_path / "log.parquet"
+    pq.write_table(pa.Table.from_pandas(frame), path, row_group_size=2)
+    prepared = prepare(path)
+    rejects = prepared.rejects
+    assert list(rejects["row"]) == [1, 2]
+    assert list(rejects["reason"]) == ["missing timestamp", "missing account_id"]
+    assert "2 rows rejected (1 missing timestamp, 1 missing account_id)" in prepared.notices
+    assert prepared.features.n_events == 2
+
+
+def test_alerts_do_not_depend_on_the_partitioning(small_log):
+    coarse = detect(prepare(small_log), mode="rules")
+    fine = prepare(small_log)
+    source = FrameSource(read_log(small_log), TZ, target_rows=1)
+    fine.features = build_features(
+        source, read_caseloads(sibling(small_log, ".caseloads.parquet")), TZ, workers=1
+    )
+    again = detect(fine, mode="rules")
+    columns = ["account_id", "window_start", "detected_at", "rules", "reason"]
+    assert len(coarse) > 0
+    pd.testing.assert_frame_equal(coarse[columns], again[columns])
+
+
+def test_notices_of_partitions_are_summed():
+    merged = merge_notices(
+        [
+            "3 events with unknown or missing actions counted as 'other' (e.g. 'x')",
+            "2 events with unknown or missing actions counted as 'other' (e.g. 'y')",
+            "no caseload table: reads outside the caseload approximated by structure mismatch",
+        ]
+    )
+    assert merged == [
+        "5 events with unknown or missing actions counted as 'other' (e.g. 'x')",
+        "no caseload table: reads outside the caseload approximated by structure mismatch",
+    ]
+
+
+def test_a_two_worker_dask_cluster_gives_the_alerts_of_the_local_engine(small_log):
+    pytest.importorskip("distributed")
+    local = detect(prepare(small_log, workers=2))
+    on_dask = detect(prepare(small_log, engine="dask", workers=2))
+    columns = ["account_id", "window_start", "detected_at", "score", "rules", "reason"]
+    assert len(local) > 0
+    pd.testing.assert_frame_equal(local[columns], on_dask[columns])
+
+
+def test_cli_unreachable_dask_scheduler(small_log, tmp_path):
+    pytest.importorskip("distributed")
+    from click.testing import CliRunner
+
+    from detector.cli import main
+
+    result = CliRunner().invoke(
+        main,
+        [
+            "score", str(small_log), "--engine", "dask", "--scheduler", "tcp://127.0.0.1:9",
+            "--out", str(tmp_path / "alerts.parquet"),
+        ],
+    )
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1].startswith(
+        "Error: cannot reach the Dask scheduler tcp://127.0.0.1:9"
+    )
