@@ -208,8 +208,10 @@ def score(
     else:
         write_alerts(result.alerts, out, fmt)
     write_incidents(result.incidents, incidents_path(out))
-    for notice in result.notices:
-        click.echo(f"Notice: {notice}", err=True)
+    from detector.textsafe import visible
+
+    for notice in result.notices:  # notices quote values from the log (unknown actions...)
+        click.echo(f"Notice: {visible(notice)}", err=True)
     if len(result.rejects):
         # Raw rows as text: a reject is kept as it came, whatever its types.
         rejects = result.rejects.astype(
