@@ -148,7 +148,7 @@ def score(
       detector score export/ --caseloads caseloads.parquet --rules strict --out alerts.jsonl --format jsonl
       detector score big.parquet --workers 2
       detector score today/ --state state/           # nightly: today against the stored past
-      detector score s3://bucket/logs/ --engine dask --scheduler tcp://scheduler:8786
+      detector score /shared/logs/2024-03/ --engine dask --scheduler tcp://scheduler:8786
     """
     from detector.alerts import write_alerts
     from detector.formats.staging import contract_log
