@@ -30,7 +30,8 @@ READ = """
 import sys, time, pyarrow.parquet as pq
 t = time.perf_counter(); table = pq.read_table(sys.argv[1]); print(time.perf_counter() - t, table.num_rows)
 """
-SHAPE = Path("/work/shared/perf/mk_perf_log.py")
+# The shared shape script lives beside the repository (../shared/perf).
+SHAPE = Path(__file__).resolve().parents[2] / "shared" / "perf" / "mk_perf_log.py"
 
 
 def _pss(pid: int) -> int:

@@ -486,17 +486,22 @@ def _timestamps(
     if span is not None:
         far_off = in_range & ((nanoseconds < span[0]) | (nanoseconds > span[1]))
     if far_off.any():
-        days = pd.to_datetime(
-            [span[0] + FAR_OFF_DAYS * _DAY_NS, span[1] - FAR_OFF_DAYS * _DAY_NS], utc=True
-        ).strftime("%Y-%m-%d")
-        notice = (
-            f"{int(far_off.sum()):,} events more than {FAR_OFF_DAYS} days outside the log's central"
-            f" span ({days[0]} to {days[1]}, the 1st to 99th percentile of its timestamps)"
-            " rejected as far off"
+        notice = far_off_notice(
+            int(far_off.sum()), span[0] + FAR_OFF_DAYS * _DAY_NS, span[1] - FAR_OFF_DAYS * _DAY_NS
         )
     nanoseconds[~in_range | far_off] = np.iinfo(np.int64).min  # NaT
     stamps = pd.Series(pd.DatetimeIndex(nanoseconds.view("datetime64[ns]")).tz_localize("UTC"))
     return stamps, present & ~in_range, far_off, notice
+
+
+def far_off_notice(count: int, central_first_ns: int, central_last_ns: int) -> str:
+    """The notice that counts far-off events, naming the log's central span."""
+    days = pd.to_datetime([central_first_ns, central_last_ns], utc=True).strftime("%Y-%m-%d")
+    return (
+        f"{count:,} events more than {FAR_OFF_DAYS} days outside the log's central"
+        f" span ({days[0]} to {days[1]}, the 1st to 99th percentile of its timestamps)"
+        " rejected as far off"
+    )
 
 
 def accepted_span(instants: np.ndarray) -> tuple[int, int] | None:
@@ -713,7 +718,9 @@ def read_row_groups(
         file_schema = parquet.schema_arrow
         present = [c for c in schema.names if c in file_schema.names]
         dictionary = [
-            c for c in present if c in DICTIONARY_COLUMNS and _kind(file_schema.field(c).type) == "text"
+            c
+            for c in present
+            if c in DICTIONARY_COLUMNS and _kind(file_schema.field(c).type) == "text"
         ]
         parquet = pq.ParquetFile(file, read_dictionary=dictionary)
         table = parquet.read_row_groups(row_groups, columns=present)

@@ -433,13 +433,16 @@ def _daily_volumes(rng, run: AttackRun, pop: Population, total: float) -> np.nda
     sessions = len(run.acting) * len(run.days)
     spread = rng.gamma(6.0, 1 / 6.0, sessions)
     per_session = np.ceil(total * spread / spread.sum()).astype(np.int64)
+    return _under_rate_cap(per_session, run, pop)
+
+
+def _under_rate_cap(per_session: np.ndarray, run: AttackRun, pop: Population) -> np.ndarray:
+    """Per-session counts capped at `rate_multiple` times each acting account's usual day."""
     multiple = run.scenario.stealth.rate_multiple
-    if multiple is not None:
-        usual = pop.daily_events[np.repeat(run.acting, len(run.days))]
-        per_session = np.minimum(
-            per_session, np.maximum(1, np.round(multiple * usual)).astype(np.int64)
-        )
-    return per_session
+    if multiple is None:
+        return per_session
+    usual = pop.daily_events[np.repeat(run.acting, len(run.days))]
+    return np.minimum(per_session, np.maximum(1, np.round(multiple * usual)).astype(np.int64))
 
 
 def _per_session(
@@ -450,13 +453,7 @@ def _per_session(
     sessions = len(run.acting) * len(run.days)
     spread = rng.uniform(0.75, 1.0, sessions) if ceiling else rng.gamma(6.0, 1 / 6.0, sessions)
     per_session = np.maximum(1, np.floor(np.repeat(mean, len(run.days)) * spread)).astype(np.int64)
-    multiple = run.scenario.stealth.rate_multiple
-    if multiple is not None:
-        usual = pop.daily_events[np.repeat(run.acting, len(run.days))]
-        per_session = np.minimum(
-            per_session, np.maximum(1, np.round(multiple * usual)).astype(np.int64)
-        )
-    return per_session
+    return _under_rate_cap(per_session, run, pop)
 
 
 def _window(

@@ -174,3 +174,25 @@ def test_error_lines_quote_data_with_visible_escapes(tmp_path):
     assert error.startswith("Error: ")
     assert "logs\\x1b[2J\\nfake.parquet" in error
     assert "fake.parquet" not in result.output.replace(error, "")  # not split over two lines
+
+
+def test_notices_quoting_the_log_are_escaped(tmp_path, monkeypatch):
+    # Notices quote values and names from the input (unknown actions, a mapping's paths,
+    # columns): whatever a notice holds, the terminal gets it escaped, on one line.
+    import detector.pipeline
+
+    real = detector.pipeline.score_log
+
+    def with_hostile_notice(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result.notices.append("path 'user.name\x1b[2J\nFAKE' never found")
+        return result
+
+    monkeypatch.setattr(detector.pipeline, "score_log", with_hostile_notice)
+    _events(["adv-1"]).to_parquet(tmp_path / "log.parquet")
+    result = CliRunner().invoke(
+        main, ["score", str(tmp_path / "log.parquet"), "--out", str(tmp_path / "a.parquet")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Notice: path 'user.name\\x1b[2J\\nFAKE' never found" in result.output
+    assert "\x1b" not in result.output

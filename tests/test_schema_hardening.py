@@ -211,6 +211,31 @@ def test_events_far_outside_the_logs_span_are_rejected_with_a_reason():
     ) in log.notices
 
 
+@pytest.mark.parametrize("order", ["in_time_order", "shuffled"])
+def test_far_off_events_of_a_parquet_log_go_to_the_rejects_file(tmp_path, order, monkeypatch):
+    # The partitioned engine sees one partition of days at a time: the span comes first.
+    monkeypatch.setattr("detector.engine.sources.STREAM_ROWS", 24)  # about a day a partition
+    monkeypatch.setattr("detector.engine.sources.TARGET_ROWS", 24)
+    frame = _fortnight("1970-01-01T12:00:00Z", "2100-01-01T12:00:00Z")
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
+    if order == "shuffled":  # row groups out of time order: the log is clustered first
+        frame = frame.sample(frac=1.0, random_state=3)
+    log = tmp_path / "log.parquet"
+    frame.to_parquet(log, row_group_size=100)
+    out = tmp_path / "alerts.parquet"
+    features = tmp_path / "features.parquet"
+    result = _score(str(log), "--out", str(out), "--features-out", str(features))
+    assert result.exit_code == 0, result.output
+    rejects = pd.read_parquet(tmp_path / "alerts.rejects.parquet")
+    assert list(rejects["reason"]) == [REJECT_FAR_OFF, REJECT_FAR_OFF]
+    assert sorted(rejects["row"]) == sorted(frame.index.get_indexer([14 * 24, 14 * 24 + 1]))
+    assert "2 events more than 366 days outside the log's central span" in result.output
+    days = pd.read_parquet(features)["day"].astype(str)
+    assert (
+        days.min() == "2024-02-29" and days.max() <= "2024-03-15"
+    )  # no 1970, no 2100 (04:00 days)
+
+
 def test_events_within_a_year_of_the_span_are_kept():
     log = normalise(_fortnight("2023-04-01T12:00:00Z", "2025-03-01T12:00:00Z"))
     assert len(log.rejects) == 0

@@ -148,7 +148,7 @@ def score(
       detector score export/ --caseloads caseloads.parquet --rules strict --out alerts.jsonl --format jsonl
       detector score big.parquet --workers 2
       detector score today/ --state state/           # nightly: today against the stored past
-      detector score s3://bucket/logs/ --engine dask --scheduler tcp://scheduler:8786
+      detector score /shared/logs/2024-03/ --engine dask --scheduler tcp://scheduler:8786
     """
     from detector.alerts import write_alerts
     from detector.formats.staging import contract_log
@@ -208,8 +208,10 @@ def score(
     else:
         write_alerts(result.alerts, out, fmt)
     write_incidents(result.incidents, incidents_path(out))
-    for notice in result.notices:
-        click.echo(f"Notice: {notice}", err=True)
+    from detector.textsafe import visible
+
+    for notice in result.notices:  # notices quote values from the log (unknown actions...)
+        click.echo(f"Notice: {visible(notice)}", err=True)
     if len(result.rejects):
         # Raw rows as text: a reject is kept as it came, whatever its types.
         rejects = result.rejects.astype(

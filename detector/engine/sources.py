@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,11 @@ import pyarrow.parquet as pq
 
 from detector.features.kernel import local_days, lookup
 from detector.schema import (
+    FAR_OFF_DAYS,
+    REJECT_FAR_OFF,
+    SPAN_QUANTILES,
     EventLog,
+    far_off_notice,
     log_schema,
     normalise,
     normalise_table,
@@ -40,6 +44,7 @@ from detector.schema import (
 TARGET_ROWS = 2_000_000  # events per partition read by a worker: bounds its memory
 STREAM_ROWS = 500_000  # events per partition streamed to local workers (a day or a few)
 MAX_REREAD = 1.6  # planned reading beyond this many times the log: cluster it first
+_DAY_NS = 86_400 * 10**9
 ROW = "_row"  # each event's 0-based row position in the input (the contract's default event_id)
 
 
@@ -107,7 +112,9 @@ def _timestamps_ns(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.n
         pd.Series(column.to_pandas()).astype("string"), utc=True, format="ISO8601", errors="coerce"
     )
     valid = parsed.notna().to_numpy()
-    return parsed.dt.as_unit("ns").fillna(pd.Timestamp(0, tz="UTC")).astype("int64").to_numpy(), valid
+    return parsed.dt.as_unit("ns").fillna(pd.Timestamp(0, tz="UTC")).astype(
+        "int64"
+    ).to_numpy(), valid
 
 
 class FrameSource:
@@ -201,6 +208,7 @@ class _RowGroup:
     first_day: int | None  # local days spanned, None without statistics
     last_day: int | None
     nulls: int | None  # null timestamps (None: unknown)
+    far_off: int = 0  # events on far-off days (not counted in rows, nor in the day span)
 
 
 class ParquetSource:
@@ -224,8 +232,12 @@ class ParquetSource:
         self._groups = self._row_groups()
         self._spill: tempfile.TemporaryDirectory | None = None
         self._spill_rejects: EventLog | None = None
+        self._accepted_days: tuple[int, int] | None = None
+        if all(g.first_day is not None for g in self._groups if g.rows):
+            self._set_far_off_aside()
         if self.files and not self._clustered():
             self._cluster()
+            self._set_far_off_aside()
         self.streaming = streaming  # read by the parent, one group at a time (stream())
 
     # -- planning ---------------------------------------------------------------------------
@@ -255,6 +267,48 @@ class ParquetSource:
                 offset += group.num_rows
         return groups
 
+    def _set_far_off_aside(self) -> None:
+        """Leave out of every partition the days far outside the log's central span.
+
+        The rule of :func:`detector.schema.accepted_span` (1st to 99th percentile,
+        ``FAR_OFF_DAYS`` either side), decided on local days: a partition sees only
+        its own days, so the span comes first, from the timestamp column alone,
+        one row group at a time. Skipped when the statistics span fewer days than
+        that (nothing can be far off: the usual case, no extra read).
+        """
+        spans = [(g.first_day, g.last_day) for g in self._groups if g.rows]
+        if not spans or max(b for _, b in spans) - min(a for a, _ in spans) <= FAR_OFF_DAYS:
+            return
+        days_of = {}
+        for g in self._groups:
+            if g.rows:
+                table, _ = read_row_groups(g.file, [g.index], self._read_schema(["timestamp"]))
+                stamps, valid = _timestamps_ns(table["timestamp"])
+                days_of[g] = _day_span(stamps[valid], self.timezone)
+        days, counts = np.unique(np.concatenate(list(days_of.values())), return_counts=True)
+        cumulative = np.cumsum(counts) / counts.sum()
+        low, high = (int(days[np.searchsorted(cumulative, q)]) for q in SPAN_QUANTILES)
+        first, last = low - FAR_OFF_DAYS, high + FAR_OFF_DAYS
+        self._accepted_days = (first, last)
+        groups = []
+        for g in self._groups:
+            day = days_of.get(g)
+            if day is None or not ((day < first) | (day > last)).any():
+                groups.append(g)
+                continue
+            kept = day[(day >= first) & (day <= last)]
+            groups.append(
+                replace(
+                    g,
+                    rows=len(kept),
+                    first_day=int(kept.min()) if len(kept) else g.first_day,
+                    last_day=int(kept.max()) if len(kept) else g.last_day,
+                    far_off=len(day) - len(kept),
+                )
+            )
+        self._groups = groups
+        self._central = (low, high)
+
     def _plan(self) -> list[tuple[int, int]]:
         groups = [g for g in self._groups if g.first_day is not None and g.rows]
         if not groups:
@@ -263,7 +317,9 @@ class ParquetSource:
         last = max(g.last_day for g in groups)
         rows = np.zeros(last - first + 1)
         for g in groups:  # a group's rows spread evenly over its days (an estimate)
-            rows[g.first_day - first : g.last_day - first + 1] += g.rows / (g.last_day - g.first_day + 1)
+            rows[g.first_day - first : g.last_day - first + 1] += g.rows / (
+                g.last_day - g.first_day + 1
+            )
         days = np.arange(first, last + 1)
         active = rows > 0
         if self.streaming:  # each group is read once, whatever the cuts
@@ -277,7 +333,10 @@ class ParquetSource:
         return [
             g
             for g in self._groups
-            if g.rows and g.first_day is not None and g.first_day < end_day and g.last_day >= first_day
+            if g.rows
+            and g.first_day is not None
+            and g.first_day < end_day
+            and g.last_day >= first_day
         ]
 
     def _clustered(self) -> bool:
@@ -401,16 +460,31 @@ class ParquetSource:
         return log
 
     def rejects(self) -> EventLog:
-        """Rows without a usable timestamp (they belong to no day), with their reasons."""
-        if self._spill_rejects is not None:
-            return self._spill_rejects
+        """Rows that belong to no day: no usable timestamp, or a far-off one, with their reasons."""
+        log = self._spill_rejects if self._spill_rejects is not None else self._unusable()
+        far_off = [(g.file, g.index, g.offset) for g in self._groups if g.far_off]
+        if not far_off:
+            return log
+        table, rows = self._read_groups(far_off, self.read_columns)
+        stamps, valid = _timestamps_ns(table["timestamp"])
+        day = _day_span(stamps, self.timezone)
+        first, last = self._accepted_days
+        far = valid & ((day < first) | (day > last))
+        frame = table.filter(pa.array(far)).to_pandas()
+        frame.insert(0, "row", rows[far])
+        frame.insert(1, "reason", REJECT_FAR_OFF)
+        rejects = pd.concat([r for r in (log.rejects, frame) if len(r)], ignore_index=True)
+        low, high = (day * _DAY_NS for day in self._central)
+        notice = far_off_notice(len(frame), low, high)
+        return EventLog(log.events, rejects, [*log.notices, notice], log.source)
+
+    def _unusable(self) -> EventLog:
         pieces = [(g.file, g.index, g.offset) for g in self._groups if g.nulls != 0 and g.rows]
         if not pieces:
             return EventLog(pd.DataFrame(), _no_rejects())
         table, rows = self._read_groups(pieces, self.read_columns)
         _, valid = _timestamps_ns(table["timestamp"])
-        log = self._normalise(table.filter(pa.array(~valid)), rows[~valid])
-        return log
+        return self._normalise(table.filter(pa.array(~valid)), rows[~valid])
 
     def read_windows(self, accounts: np.ndarray, days: np.ndarray) -> pd.DataFrame:
         """The events of the given windows (account, local day), in time order.
@@ -494,7 +568,9 @@ def _decode_dictionaries(table: pa.Table) -> pa.Table:
     """Plain strings, so that files written from different row groups share one schema."""
     for i, column in enumerate(table.schema):
         if pa.types.is_dictionary(column.type):
-            table = table.set_column(i, column.name, pc.cast(table[column.name], column.type.value_type))
+            table = table.set_column(
+                i, column.name, pc.cast(table[column.name], column.type.value_type)
+            )
     return table
 
 
