@@ -64,14 +64,22 @@ def creation_pairs(events: pd.DataFrame) -> pd.DataFrame:
     """
     if "target_account_id" not in events or not len(events):
         return pd.DataFrame({"creator": [], "target": [], "timestamp": []})
-    action = events["action"].astype(str).to_numpy()
-    target = events["target_account_id"]
-    keep = np.isin(action, LINKING_ACTIONS) & target.notna().to_numpy()
+    # Decide per category and select the few rows first: converting every event's
+    # action or time-zone-aware timestamp to Python objects cost seconds per partition.
+    action = events["action"]
+    if isinstance(action.dtype, pd.CategoricalDtype):
+        linking = np.isin(action.cat.categories.astype(str), LINKING_ACTIONS)
+        codes = action.cat.codes.to_numpy()
+        is_linking = np.where(codes >= 0, linking[np.maximum(codes, 0)], False)
+    else:
+        is_linking = action.isin(LINKING_ACTIONS).to_numpy()
+    rows = np.flatnonzero(is_linking & events["target_account_id"].notna().to_numpy())
+    picked = events.iloc[rows]
     return pd.DataFrame(
         {
-            "creator": events["account_id"].to_numpy()[keep].astype(str),
-            "target": target.to_numpy()[keep].astype(str),
-            "timestamp": events["timestamp"].to_numpy()[keep],
+            "creator": picked["account_id"].astype(str).to_numpy(),
+            "target": picked["target_account_id"].astype(str).to_numpy(),
+            "timestamp": picked["timestamp"].to_numpy(),
         }
     )
 

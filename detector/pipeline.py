@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from detector import vocabulary
 from detector.alerts import build_alerts, empty_alerts, first_hold_times
 from detector.engine.local import assemble, attach, build_features, run_kernel
 from detector.engine.sources import source_of
@@ -35,8 +36,9 @@ from detector.model import WindowModel
 from detector.rules import RuleSet, load_ruleset
 from detector.schema import default_caseloads_path, normalise, read_caseloads
 from detector.timeutil import check_timezone
+from detector.vocabulary import DEFAULT_TIMEZONE
 
-MODES = ("rules", "model", "both")
+MODES = vocabulary.MODES  # kept as a name: notebooks and the bench read pipeline.MODES
 ENGINES = ("local", "dask")
 MIN_WINDOWS_TO_FIT = 20  # fewer account-days than this tell a forest nothing
 Progress = Callable[[str], None]
@@ -77,7 +79,7 @@ class ScoreResult:
 def prepare(
     log: str | Path | pd.DataFrame,
     caseloads: str | Path | pd.DataFrame | None = None,
-    timezone: str = "Europe/Paris",
+    timezone: str = DEFAULT_TIMEZONE,
     progress: Progress | None = None,
     engine: str = "local",
     workers: int | None = None,
@@ -258,7 +260,7 @@ def _resolve_model(model: str | Path | WindowModel | None, table: pd.DataFrame) 
 def fit_model(
     log: str | Path | pd.DataFrame,
     caseloads: str | Path | pd.DataFrame | None = None,
-    timezone: str = "Europe/Paris",
+    timezone: str = DEFAULT_TIMEZONE,
     progress: Progress | None = None,
     engine: str = "local",
     workers: int | None = None,
@@ -275,7 +277,7 @@ def score_log(
     rules: str | Path | RuleSet | None = "default",
     mode: str = "both",
     model: str | Path | WindowModel | None = None,
-    timezone: str = "Europe/Paris",
+    timezone: str = DEFAULT_TIMEZONE,
     progress: Progress | None = None,
     engine: str = "local",
     workers: int | None = None,

@@ -15,6 +15,7 @@ from detector.cli.options import (
     pseudonymiser,
     timezone_option,
 )
+from detector.vocabulary import DEFAULT_MODE, MODES, SEVERITIES_URGENT_FIRST
 
 FORMATS = ("parquet", "jsonl", "csv", "ocsf")  # ocsf: Detection Findings, JSON lines
 
@@ -92,8 +93,8 @@ def _top_table(alerts, timezone: str, top: int) -> str:
 )
 @click.option(
     "--mode",
-    type=click.Choice(["rules", "model", "both"]),
-    default="both",
+    type=click.Choice(MODES),
+    default=DEFAULT_MODE,
     show_default=True,
     help="What raises alerts.",
 )
@@ -234,7 +235,7 @@ def score(
     if len(result.incidents):
         click.echo(f"{len(result.incidents)} incidents -> {incidents_path(out)}")
     counts = alerts["severity"].value_counts() if len(alerts) else {}
-    by_severity = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("high", "medium", "low"))
+    by_severity = ", ".join(f"{counts.get(s, 0)} {s}" for s in SEVERITIES_URGENT_FIRST)
     click.echo(
         f"{len(alerts)} alerts ({by_severity}) on {alerts['account_id'].nunique() if len(alerts) else 0} "
         f"of {result.accounts:,} accounts, {result.events:,} events, "

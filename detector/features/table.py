@@ -34,6 +34,7 @@ from detector.features.kernel import (
     lookup,
 )
 from detector.schema import EventLog
+from detector.vocabulary import DEFAULT_TIMEZONE
 
 RARE_HOUR_SHARE = 0.01
 RARE_HOUR_MIN_HISTORY = 50  # earlier events needed before an hour can be called rare
@@ -143,7 +144,9 @@ def _novelty(
     return counts, Novel(window[new], values)
 
 
-def _account_attribute(windows: pd.DataFrame, name: str, first_of_account: np.ndarray) -> np.ndarray:
+def _account_attribute(
+    windows: pd.DataFrame, name: str, first_of_account: np.ndarray
+) -> np.ndarray:
     """Each account's type or structure: its first event's, else its first non-missing one."""
     first = windows[f"_{name}_first"].to_numpy(dtype=object)
     any_value = windows[f"_{name}_any"].to_numpy(dtype=object)
@@ -202,7 +205,12 @@ def assemble(
     novel = {}
     for column, name in NOVELTY:
         sums[name], novel[column] = _novelty(
-            parts, column, accounts, window_keys, first_day, n_days,
+            parts,
+            column,
+            accounts,
+            window_keys,
+            first_day,
+            n_days,
             history_days >= NOVELTY_MIN_HISTORY,
         )
     if not has_caseload_data:
@@ -258,7 +266,13 @@ def assemble(
         }
     )
     return FeatureTable(
-        table, timezone, notices, has_caseload_data, rare, novel, first_day=first_day,
+        table,
+        timezone,
+        notices,
+        has_caseload_data,
+        rare,
+        novel,
+        first_day=first_day,
         caseloads=caseloads,
     )
 
@@ -284,7 +298,7 @@ def _empty_table(timezone: str, notices: list[str], has_caseload_data: bool) -> 
 
 
 def build_feature_table(
-    log: EventLog, caseloads: pd.DataFrame | None = None, timezone: str = "Europe/Paris"
+    log: EventLog, caseloads: pd.DataFrame | None = None, timezone: str = DEFAULT_TIMEZONE
 ) -> FeatureTable:
     """The feature table of a validated log in memory (one row per account and local day).
 
