@@ -28,6 +28,7 @@ lint: $(INSTALLED)
 bench-speed: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_generate.py
 	$(BIN)/python benchmarks/bench_score.py
+	$(BIN)/python benchmarks/bench_engine.py --state-day
 
 clean:
 	rm -rf $(VENV) data .pytest_cache
