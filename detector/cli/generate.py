@@ -73,17 +73,16 @@ def generate(
     elif scenarios:
         chosen = list(scenarios)
     start_date = start.date() if isinstance(start, dt.datetime) else None
+    settings = {
+        "seed": seed,
+        "accounts": accounts,
+        "days": days,
+        "start": start_date,
+        "partition_by": partition_by,
+        "lookalikes": lookalikes,
+    }
     if accounts * days < LONG_RUN:
-        summary = generate_dataset(
-            out,
-            chosen,
-            seed=seed,
-            accounts=accounts,
-            days=days,
-            start=start_date,
-            partition_by=partition_by,
-            lookalikes=lookalikes,
-        )
+        summary = generate_dataset(out, chosen, **settings)
     else:
         with click.progressbar(
             length=100, label="population", file=click.get_text_stream("stderr")
@@ -93,17 +92,7 @@ def generate(
                 bar.label = stage
                 bar.update(max(0, int(fraction * 100) - bar.pos))
 
-            summary = generate_dataset(
-                out,
-                chosen,
-                seed=seed,
-                accounts=accounts,
-                days=days,
-                start=start_date,
-                progress=progress,
-                partition_by=partition_by,
-                lookalikes=lookalikes,
-            )
+            summary = generate_dataset(out, chosen, progress=progress, **settings)
     for line in summary.lines():
         click.echo(line)
 
