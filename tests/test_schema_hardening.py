@@ -236,6 +236,38 @@ def test_far_off_events_of_a_parquet_log_go_to_the_rejects_file(tmp_path, order,
     )  # no 1970, no 2100 (04:00 days)
 
 
+@pytest.mark.parametrize("shuffled", [False, True], ids=["in_time_order", "clustered"])
+def test_a_file_of_only_far_off_and_undated_rows_is_rejected_whole(tmp_path, shuffled, monkeypatch):
+    # A part holding nothing but far-off instants and a missing one: none of it is lost.
+    monkeypatch.setattr("detector.engine.sources.STREAM_ROWS", 24)
+    monkeypatch.setattr("detector.engine.sources.TARGET_ROWS", 24)
+    log = tmp_path / "export"
+    log.mkdir()
+    main = _fortnight()
+    main["timestamp"] = pd.to_datetime(main["timestamp"], utc=True, format="ISO8601")
+    if shuffled:
+        main = main.sample(frac=1.0, random_state=3)
+    main.to_parquet(log / "part-0.parquet", row_group_size=100, index=False)
+    stray = pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime(
+                ["1970-01-01T12:00:00Z", None, "2100-01-01T12:00:00Z"], utc=True
+            ),
+            "account_id": ["a1"] * 3,
+            "action": ["login"] * 3,
+        }
+    )
+    stray.to_parquet(log / "part-1.parquet", index=False)
+    out = tmp_path / "alerts.parquet"
+    result = _score(str(log), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    rejects = pd.read_parquet(tmp_path / "alerts.rejects.parquet")
+    assert sorted(rejects["reason"]) == sorted(
+        [REJECT_FAR_OFF, REJECT_FAR_OFF, "missing timestamp"]
+    )
+    assert sorted(rejects["row"]) == [14 * 24, 14 * 24 + 1, 14 * 24 + 2]
+
+
 def test_events_within_a_year_of_the_span_are_kept():
     log = normalise(_fortnight("2023-04-01T12:00:00Z", "2025-03-01T12:00:00Z"))
     assert len(log.rejects) == 0

@@ -479,7 +479,11 @@ class ParquetSource:
         return EventLog(log.events, rejects, [*log.notices, notice], log.source)
 
     def _unusable(self) -> EventLog:
-        pieces = [(g.file, g.index, g.offset) for g in self._groups if g.nulls != 0 and g.rows]
+        pieces = [
+            (g.file, g.index, g.offset)
+            for g in self._groups
+            if g.nulls != 0 and (g.rows or g.far_off)  # a group of far-off rows may hold nulls too
+        ]
         if not pieces:
             return EventLog(pd.DataFrame(), _no_rejects())
         table, rows = self._read_groups(pieces, self.read_columns)
@@ -528,7 +532,7 @@ class ParquetSource:
         root = Path(self._spill.name)
         bad_tables, bad_rows = [], []
         for g in self._groups:
-            if not g.rows:
+            if not (g.rows or g.far_off):  # far-off rows are copied too: rejected after the copy
                 continue
             table, bad = read_row_groups(g.file, [g.index], self.schema)
             for column, count in bad.items():
