@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tomlcheck import Problem, format_problems
+
 
 class DetectorError(Exception):
     """Root of every error the detector raises on purpose (bad input, bad rule file...)."""
@@ -16,32 +18,11 @@ class RuleSetError(DetectorError):
 
     def __init__(self, problems: list[RuleProblem]):
         self.problems = list(problems)
-        super().__init__("; ".join(str(p) for p in self.problems))
+        super().__init__(format_problems(self.problems))
 
 
-class RuleProblem:
-    """One problem in a rule set file: where it is and what is wrong."""
-
-    __slots__ = ("path", "line", "message")
-
-    def __init__(self, path: str, line: int | None, message: str):
-        self.path = path
-        self.line = line
-        self.message = message
-
-    def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line else self.path
-        return f"{where}: {self.message}"
-
-    def __repr__(self) -> str:
-        return f"RuleProblem({self.path!r}, {self.line!r}, {self.message!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, RuleProblem) and (self.path, self.line, self.message) == (
-            other.path,
-            other.line,
-            other.message,
-        )
+#: One problem in a rule set file (file, line, message): the type scenario files share.
+RuleProblem = Problem
 
 
 class ModelError(DetectorError):

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+from tomlcheck import Problem, format_problems
+
 
 class GeneratorError(Exception):
     """Root of the generator's errors."""
 
 
 class ScenarioError(GeneratorError):
-    """A scenario file is invalid: names the file and the offending key."""
+    """A scenario file is invalid. Carries every problem found, each with file and line."""
 
-    def __init__(self, path: str, key: str | None, message: str):
-        self.path = path
-        self.key = key
-        self.message = message
-        where = f"{path}: {key}" if key else path
-        super().__init__(f"{where}: {message}")
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        super().__init__(format_problems(self.problems))

@@ -2,14 +2,14 @@
 
 A scenario names its documented source, the victims, when and how hard the attack runs,
 stealth knobs, and an ordered list of steps, each calling one primitive. Unknown keys,
-wrong types and unknown primitives are load-time errors naming the file and the key.
+wrong types and unknown primitives are load-time errors: every problem of a file is
+collected with its line and key (``path:12: steps[1].scope: unknown value ...``), the
+way rule files are checked (the shared part is :mod:`tomlcheck`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
-import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Any
 from synthetic_logs.errors import ScenarioError
 from synthetic_logs.events import ACCOUNT_TYPES, APPLICATIONS
 from synthetic_logs.population import STRUCTURE_KINDS
+from tomlcheck import KeyLines, Problem, by_line, parse_toml, read_capped
 
 SCOPES = ("job_seekers", "young_people", "all", "other_structures")
 FAMILIES = ("documented", "quiet")  # replays of the documented breaches; issue 9's quiet classes
@@ -155,68 +156,43 @@ def list_builtin_scenarios(family: str = "all") -> list[Scenario]:
 # Scenario files are a few kB; past this a file is a mistake (or hostile) and costs seconds.
 MAX_SCENARIO_BYTES = 1024 * 1024
 
+KeyPath = tuple[str | int, ...]  # a key path: ("parameters", "victims"), ("steps", 1, "scope")
+
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
-    """A built-in scenario by name (`cap_emploi`) or a scenario file by path."""
+    """A built-in scenario by name (`cap_emploi`) or a scenario file by path.
+
+    Raises ScenarioError with every problem of the file, each with its line.
+    """
     path = Path(name_or_path)
     if path.suffix != ".toml" and not path.exists():
         builtin = builtin_dir() / f"{name_or_path}.toml"
         if not builtin.exists():
             known = ", ".join(p.stem for p in sorted(builtin_dir().glob("*.toml")))
-            raise ScenarioError(str(name_or_path), None, f"unknown scenario (built-ins: {known})")
+            message = f"unknown scenario (built-ins: {known})"
+            raise ScenarioError([Problem(str(name_or_path), None, message)])
         path = builtin
     where = str(path)
-    try:
-        with path.open("rb") as file:  # read one byte past the cap, never a whole huge file
-            raw = file.read(MAX_SCENARIO_BYTES + 1)
-        if len(raw) > MAX_SCENARIO_BYTES:
-            raise ScenarioError(
-                where, None, f"file is larger than {MAX_SCENARIO_BYTES:,} bytes (1 MiB), the limit"
-            )
-        data = tomllib.loads(raw.decode("utf-8"))
-    except FileNotFoundError:
-        raise ScenarioError(where, None, "no such file") from None
-    except UnicodeDecodeError as error:
-        raise ScenarioError(
-            where, None, f"not UTF-8 text: {error.reason} at byte {error.start}"
-        ) from None
-    except RecursionError:  # tomllib recurses once per nested array or inline table
-        raise ScenarioError(
-            where, None, "invalid TOML: arrays or tables nested too deeply"
-        ) from None
-    except tomllib.TOMLDecodeError as error:
-        # tomllib only says where in its message: "... (at line 3, column 7)".
-        found = re.search(r"^(.*) \(at line (\d+), column \d+\)$", str(error))
-        if found:
-            raise ScenarioError(where, f"line {found[2]}", f"invalid TOML: {found[1]}") from None
-        raise ScenarioError(where, None, f"invalid TOML: {error}") from None
-    except ValueError as error:  # Python refuses integers of over 4,300 digits
-        raise ScenarioError(where, None, f"invalid TOML: {error}") from None
-    return parse_scenario(data, where)
+    text, problem = read_capped(where, MAX_SCENARIO_BYTES, "a scenario file")
+    if problem is None:
+        data, problem = parse_toml(where, text)
+    if problem is not None:
+        raise ScenarioError([problem])
+    return parse_scenario(data, where, text)
 
 
-def parse_scenario(data: dict[str, Any], where: str = "<dict>") -> Scenario:
-    """Validate a scenario's parsed TOML into a Scenario, or raise ScenarioError."""
-    _check_table(data, _TOP, _TOP_REQUIRED, "", where)
-    for key in _SOURCE_REQUIRED:
-        if key not in data["source"]:
-            raise ScenarioError(where, f"source.{key}", "missing required key")
-    parameters = _dataclass_from(Parameters, data["parameters"], "parameters", where)
-    stealth = _dataclass_from(Stealth, data.get("stealth", {}), "stealth", where)
-    if not data["steps"]:
-        raise ScenarioError(where, "steps", "needs at least one step")
-    steps = tuple(_parse_step(raw, f"steps[{i}]", where) for i, raw in enumerate(data["steps"]))
-    family = _coerce(data.get("family", "documented"), str, "family", where)
-    return Scenario(
-        name=data["name"],
-        summary=data["summary"],
-        source=tuple(data["source"].items()),
-        parameters=parameters,
-        stealth=stealth,
-        steps=steps,
-        path=where,
-        family=family,
-    )
+def parse_scenario(
+    data: dict[str, Any], where: str = "<dict>", text: str | None = None
+) -> Scenario:
+    """Validate a scenario's parsed TOML into a Scenario, or raise ScenarioError.
+
+    ``text``, the file's TOML, gives each problem its line.
+    """
+    checker = _Checker(where, text)
+    scenario = checker.scenario(data)
+    if checker.problems or scenario is None:
+        raise ScenarioError(by_line(checker.problems))
+    return scenario
 
 
 def with_overrides(scenario: Scenario, **knobs: Any) -> Scenario:
@@ -225,18 +201,20 @@ def with_overrides(scenario: Scenario, **knobs: Any) -> Scenario:
     stealth_fields = {f.name: f for f in dataclasses.fields(Stealth)}
     parameter_fields = {f.name: f for f in dataclasses.fields(Parameters)}
     for key, value in knobs.items():
-        if value is None and key in ("rate_multiple", "victim_structure"):
-            (stealth if key in stealth_fields else parameters)[key] = None
-        elif key in stealth_fields:
-            stealth[key] = _coerce(
-                value, _field_type(stealth_fields[key]), f"stealth.{key}", scenario.path
-            )
-        elif key in parameter_fields:
-            parameters[key] = _coerce(
-                value, _field_type(parameter_fields[key]), f"parameters.{key}", scenario.path
-            )
-        else:
-            raise ScenarioError(scenario.path, key, "unknown knob")
+        try:
+            if value is None and key in ("rate_multiple", "victim_structure"):
+                (stealth if key in stealth_fields else parameters)[key] = None
+            elif key in stealth_fields:
+                stealth[key] = _coerce(value, _field_type(stealth_fields[key]), key)
+            elif key in parameter_fields:
+                parameters[key] = _coerce(value, _field_type(parameter_fields[key]), key)
+            else:
+                raise _Invalid("unknown knob")
+        except _Invalid as invalid:
+            table = "stealth" if key in stealth_fields else "parameters"
+            named = f"{table}.{key}" if key in stealth_fields or key in parameter_fields else key
+            problem = Problem(scenario.path, None, f"{named}: {invalid}")
+            raise ScenarioError([problem]) from None
     return dataclasses.replace(
         scenario,
         stealth=dataclasses.replace(scenario.stealth, **stealth),
@@ -244,17 +222,8 @@ def with_overrides(scenario: Scenario, **knobs: Any) -> Scenario:
     )
 
 
-def _check_table(table: dict, types: dict, required: tuple, prefix: str, where: str) -> None:
-    for key, value in table.items():
-        if key not in types:
-            raise ScenarioError(where, prefix + key, "unknown key")
-        if not isinstance(value, types[key]):
-            raise ScenarioError(
-                where, prefix + key, f"expected {types[key].__name__}, got {type(value).__name__}"
-            )
-    for key in required:
-        if key not in table:
-            raise ScenarioError(where, prefix + key, "missing required key")
+class _Invalid(ValueError):
+    """One value is wrong; the checker records it with the value's key and line."""
 
 
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str}
@@ -267,8 +236,11 @@ def _field_type(field: dataclasses.Field) -> type | tuple:
     return _TYPES[annotation.split(" |")[0]]
 
 
-def _coerce(value: Any, expected: type | tuple, key: str, where: str) -> Any:
-    """Check a TOML value against the expected type (ints count as floats; bools never as ints)."""
+def _coerce(value: Any, expected: type | tuple, key: str) -> Any:
+    """Check a TOML value against the expected type (ints count as floats; bools never as ints).
+
+    ``key`` is the value's own name (``victims``), which picks its allowed choices and range.
+    """
     name = getattr(expected, "__name__", str(expected))
     if expected is tuple:
         if not (
@@ -276,76 +248,147 @@ def _coerce(value: Any, expected: type | tuple, key: str, where: str) -> Any:
             and len(value) == 2
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
         ):
-            raise ScenarioError(where, key, "expected a list of two hours, e.g. [22, 5]")
+            raise _Invalid("expected a list of two hours, e.g. [22, 5]")
         if not all(0 <= v <= 24 for v in value):
-            raise ScenarioError(where, key, "hours must be between 0 and 24")
+            raise _Invalid("hours must be between 0 and 24")
         return (float(value[0]), float(value[1]))
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected):
-        raise ScenarioError(where, key, f"expected {name}, got {type(value).__name__}")
-    short = key.rsplit(".", 1)[-1]
-    if short in _CHOICES and value not in _CHOICES[short]:
-        raise ScenarioError(
-            where,
-            key,
-            f"unknown value {value!r} (one of: {', '.join(c for c in _CHOICES[short] if c)})",
-        )
+        raise _Invalid(f"expected {name}, got {type(value).__name__}")
+    if key in _CHOICES and value not in _CHOICES[key]:
+        choices = ", ".join(c for c in _CHOICES[key] if c)
+        raise _Invalid(f"unknown value {value!r} (one of: {choices})")
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
-        raise ScenarioError(where, key, "must not be negative")
-    if short.endswith("_hour") and value > 24:
-        raise ScenarioError(where, key, "hours must be between 0 and 24")
-    if short in ("victims", "count", "exports", "duration_days") and value < 1:
-        raise ScenarioError(where, key, "must be at least 1")
+        raise _Invalid("must not be negative")
+    if key.endswith("_hour") and value > 24:
+        raise _Invalid("hours must be between 0 and 24")
+    if key in ("victims", "count", "exports", "duration_days") and value < 1:
+        raise _Invalid("must be at least 1")
     return value
 
 
-def _dataclass_from(cls: type, table: dict, prefix: str, where: str) -> Any:
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    values = {}
-    for key, value in table.items():
-        if key not in fields:
-            raise ScenarioError(where, f"{prefix}.{key}", "unknown key")
-        values[key] = _coerce(value, _field_type(fields[key]), f"{prefix}.{key}", where)
-    for name, field in fields.items():
-        if field.default is dataclasses.MISSING and name not in values:
-            raise ScenarioError(where, f"{prefix}.{name}", "missing required key")
-    return cls(**values)
+def _dotted(path: KeyPath) -> str:
+    """A key path as the message names it: ``steps[1].scope``, ``parameters.victims``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else part
+    return text
 
 
-def _parse_step(raw: Any, prefix: str, where: str) -> Step:
-    if not isinstance(raw, dict):
-        raise ScenarioError(where, prefix, "expected a table")
-    if "primitive" not in raw:
-        raise ScenarioError(where, f"{prefix}.primitive", "missing required key")
-    primitive = raw["primitive"]
-    if primitive not in PRIMITIVES:
-        raise ScenarioError(
-            where,
-            f"{prefix}.primitive",
-            f"unknown primitive {primitive!r} (one of: {', '.join(PRIMITIVES)})",
+class _Checker:
+    """Walks a parsed scenario key by key, recording every problem with its line."""
+
+    def __init__(self, where: str, text: str | None):
+        self.where = where
+        self.lines = KeyLines(text) if text is not None else None
+        self.problems: list[Problem] = []
+
+    def problem(self, path: KeyPath, message: str) -> None:
+        line = self.lines.line(*path) if self.lines is not None else None
+        self.problems.append(Problem(self.where, line, f"{_dotted(path)}: {message}"))
+
+    def value(self, path: KeyPath, value: Any, expected: type | tuple) -> Any:
+        """The coerced value, or None (recorded) when it is wrong."""
+        try:
+            return _coerce(value, expected, str(path[-1]))
+        except _Invalid as invalid:
+            self.problem(path, str(invalid))
+            return None
+
+    def scenario(self, data: dict[str, Any]) -> Scenario | None:
+        for key, value in data.items():
+            if key not in _TOP:
+                self.problem((key,), "unknown key")
+            elif not isinstance(value, _TOP[key]):
+                self.problem((key,), f"expected {_TOP[key].__name__}, got {type(value).__name__}")
+        top = {k: v for k, v in data.items() if k in _TOP and isinstance(v, _TOP[k])}
+        for key in _TOP_REQUIRED:
+            if key not in data:
+                self.problem((key,), "missing required key")
+        source = top.get("source", {})
+        if "source" in top:
+            for key in _SOURCE_REQUIRED:
+                if key not in source:
+                    self.problem(("source", key), "missing required key")
+        parameters = self.dataclass_from(Parameters, top.get("parameters"), "parameters")
+        stealth = self.dataclass_from(Stealth, top.get("stealth", {}), "stealth")
+        steps = top.get("steps")
+        if steps == []:
+            self.problem(("steps",), "needs at least one step")
+        parsed = [self.step(i, raw) for i, raw in enumerate(steps or [])]
+        family = self.value(("family",), top.get("family", "documented"), str)
+        if self.problems or parameters is None or stealth is None:
+            return None
+        return Scenario(
+            name=data["name"],
+            summary=data["summary"],
+            source=tuple(source.items()),
+            parameters=parameters,
+            stealth=stealth,
+            steps=tuple(parsed),
+            path=self.where,
+            family=family,
         )
-    schema = PRIMITIVES[primitive]
-    params = {}
-    for key, value in raw.items():
-        if key == "primitive":
-            continue
-        if key not in schema:
-            raise ScenarioError(
-                where, f"{prefix}.{key}", f"unknown key for primitive {primitive!r}"
+
+    def dataclass_from(self, cls: type, table: dict | None, name: str) -> Any:
+        if table is None:
+            return None  # missing or not a table: already recorded
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values, ok = {}, True
+        for key, value in table.items():
+            if key not in fields:
+                self.problem((name, key), "unknown key")
+                ok = False
+                continue
+            values[key] = self.value((name, key), value, _field_type(fields[key]))
+            ok = ok and values[key] is not None
+        for key, field in fields.items():
+            if field.default is dataclasses.MISSING and key not in table:
+                self.problem((name, key), "missing required key")
+                ok = False
+        return cls(**values) if ok else None
+
+    def step(self, index: int, raw: Any) -> Step | None:
+        if not isinstance(raw, dict):
+            self.problem(("steps", index), "expected a table")
+            return None
+        if "primitive" not in raw:
+            self.problem(("steps", index, "primitive"), "missing required key")
+            return None
+        primitive = raw["primitive"]
+        if primitive not in PRIMITIVES:
+            known = ", ".join(PRIMITIVES)
+            self.problem(
+                ("steps", index, "primitive"),
+                f"unknown primitive {primitive!r} (one of: {known})",
             )
-        params[key] = _coerce(value, schema[key][0], f"{prefix}.{key}", where)
-    for key, (_, default) in schema.items():
-        if key not in params:
-            if default is REQUIRED:
-                raise ScenarioError(where, f"{prefix}.{key}", "missing required key")
-            params[key] = default
-    if "population_share" in params and params["population_share"] > 1:
-        raise ScenarioError(where, f"{prefix}.population_share", "must be at most 1")
-    if primitive == "bulk_read" and not (
-        params["population_share"] or params["per_day"] or params["daily_multiple"]
-    ):
-        raise ScenarioError(
-            where, prefix, "bulk_read needs population_share, per_day or daily_multiple"
-        )
-    return Step(primitive, tuple(sorted(params.items())))
+            return None
+        schema = PRIMITIVES[primitive]
+        before = len(self.problems)
+        params = {}
+        for key, value in raw.items():
+            if key == "primitive":
+                continue
+            if key not in schema:
+                self.problem(("steps", index, key), f"unknown key for primitive {primitive!r}")
+                continue
+            params[key] = self.value(("steps", index, key), value, schema[key][0])
+        for key, (_, default) in schema.items():
+            if key not in params and key not in raw:
+                if default is REQUIRED:
+                    self.problem(("steps", index, key), "missing required key")
+                params[key] = default
+        if len(self.problems) > before:
+            return None
+        if params.get("population_share", 0) > 1:
+            self.problem(("steps", index, "population_share"), "must be at most 1")
+            return None
+        if primitive == "bulk_read" and not (
+            params["population_share"] or params["per_day"] or params["daily_multiple"]
+        ):
+            self.problem(
+                ("steps", index), "bulk_read needs population_share, per_day or daily_multiple"
+            )
+            return None
+        return Step(primitive, tuple(sorted(params.items())))

@@ -1,4 +1,4 @@
-"""Scenario files load, bad ones fail with a one-line message naming file and key, and each
+"""Scenario files load, bad ones fail with every problem named by file, line and key, and each
 attack's ground truth matches its documented facts."""
 
 from __future__ import annotations
@@ -77,15 +77,16 @@ def test_builtins_listed_and_loaded_by_name():
 
 
 BAD_CASES = {
-    "unknown_key": "parameters.colour: unknown key",
-    "wrong_type": "parameters.victims: expected int, got str",
-    "unknown_primitive": "steps[1].primitive: unknown primitive 'teleport' (one of: take_over, "
+    "unknown_key": "11: parameters.colour: unknown key",
+    "wrong_type": "11: parameters.victims: expected int, got str",
+    "unknown_primitive": "16: steps[1].primitive: unknown primitive 'teleport' (one of: take_over, "
     "replay_credentials, create_accounts, replay_session, act_as_self, night_window, off_day, "
     "bulk_read, search_and_read, search_only, bulk_export)",
-    "missing_required_key": "parameters.victim_type: missing required key",
-    "unknown_value": "steps[0].scope: unknown value 'everyone' (one of: job_seekers, "
+    "missing_required_key": "9: parameters.victim_type: missing required key",
+    "unknown_value": "14: steps[0].scope: unknown value 'everyone' (one of: job_seekers, "
     "young_people, all, other_structures)",
-    "toml_syntax_error": "line 10: invalid TOML: Expected '=' after a key in a key/value pair",
+    "toml_syntax_error": "10: invalid TOML: Expected '=' after a key in a key/value pair "
+    "(column 13)",
 }
 
 
@@ -98,12 +99,12 @@ def test_bad_scenario_file_fails_with_one_line(name, tmp_path):
     path = BAD / f"{name}.toml"
     with pytest.raises(ScenarioError) as raised:
         load_scenario(path)
-    assert str(raised.value) == f"{path}: {BAD_CASES[name]}"
+    assert str(raised.value) == f"{path}:{BAD_CASES[name]}"
     result = CliRunner().invoke(
         main, ["generate", "--out", str(tmp_path / "l.parquet"), "--scenario", str(path)]
     )
     assert result.exit_code == 1
-    assert result.output.splitlines()[-1] == f"Error: {path}: {BAD_CASES[name]}"
+    assert result.output.splitlines()[-1] == f"Error: {path}:{BAD_CASES[name]}"
     assert "Traceback" not in result.output
 
 

@@ -1,56 +1,14 @@
-"""Line numbers for a TOML rule file: tomllib gives none, so scan the raw text.
+"""Line numbers for a TOML rule file: rule sets, rules and their test cases.
 
-Only the layout that docs/rules.md prescribes is mapped precisely: ``[table]`` and
-``[[array]]`` headers on their own line and ``key = value`` lines inside them.
-Anything else (inline tables, dotted keys) falls back to the enclosing header's line.
+The generic scan (headers and keys of the raw text) is :mod:`tomlcheck.lines`, shared
+with scenario files; this module maps a rule file's layout onto it.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from tomlcheck.lines import Block, scan_blocks
 
-# Words separated by required spaces: one way only to match a run of spaces, so a header
-# with a long run of them ("[a      . b]", valid TOML) is scanned in linear time (the
-# former "[...\- ]+?\s*" took 9 s for 32,000 spaces, hours for a 1 MiB line).
-_HEADER = re.compile(
-    r"^[ \t]*(\[\[?)[ \t]*([A-Za-z0-9_.\-]+(?:[ \t]+[A-Za-z0-9_.\-]+)*)[ \t]*\]\]?[ \t]*(#.*)?$"
-)
-_KEY = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_\-]+)\s*[=.]""")
-
-
-@dataclass(frozen=True)
-class Block:
-    """One table or array-of-tables entry: its header line and the first line of each key."""
-
-    name: str  # "" for the top of the file, else the header's dotted name
-    line: int
-    keys: dict[str, int] = field(default_factory=dict)
-
-    def line_of(self, key: str | None = None) -> int:
-        """The line of ``key`` in this block, or the header's line when absent."""
-        return self.keys.get(key, self.line) if key else self.line
-
-
-def scan_blocks(text: str) -> list[Block]:
-    """Every header of the file in order, preceded by the top-level block (line 1)."""
-    blocks = [Block("", 1)]
-    in_multiline = False
-    for number, line in enumerate(text.splitlines(), start=1):
-        # Lines inside a multi-line string are data, not keys or headers.
-        quotes = line.count('"""') + line.count("'''")
-        if in_multiline:
-            in_multiline = quotes % 2 == 0
-            continue
-        header = _HEADER.match(line)
-        if header:
-            blocks.append(Block(re.sub(r"[ \t]+", "", header.group(2)), number))
-        else:
-            key = _KEY.match(line)
-            if key:
-                blocks[-1].keys.setdefault(key.group(1).strip("\"'"), number)
-        in_multiline = quotes % 2 == 1
-    return blocks
+__all__ = ["Block", "SourceLines", "scan_blocks"]
 
 
 class SourceLines:

@@ -6,8 +6,6 @@ Loading collects every problem (file and line each) before raising one
 
 from __future__ import annotations
 
-import re
-import tomllib
 from collections.abc import Collection
 from importlib import resources
 from pathlib import Path
@@ -17,12 +15,12 @@ from detector.rules.lines import SourceLines
 from detector.rules.objects import RuleSet
 from detector.rules.validation import RULE_ID, RuleFileValidator
 from detector.textsafe import visible
+from tomlcheck import by_line, parse_toml, read_capped
 
 # Rule files are small (the shipped ones are under 20 kB, 12 rules); these caps keep a
 # wrong or hostile file from costing seconds and gigabytes (50 MB took 51 s and 1.5 GB).
 MAX_FILE_BYTES = 1024 * 1024
 MAX_RULES = 500
-_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)|\s*\(at end of document\)")
 
 
 def builtin_rulesets() -> list[str]:
@@ -49,57 +47,20 @@ def locate(name_or_path: str | Path) -> tuple[str, str]:
 
 
 def _read_capped(path: str) -> str:
-    """A rule file's text; ``RuleSetError`` when missing, unreadable or over ``MAX_FILE_BYTES``.
-
-    Reads at most one byte past the cap, so a huge file (or ``/dev/zero``) costs nothing.
-    """
-    try:
-        with open(path, "rb") as file:
-            data = file.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise RuleSetError([RuleProblem(path, None, "file not found")]) from None
-    except OSError as error:
-        raise RuleSetError([RuleProblem(path, None, f"cannot read: {error}")]) from None
-    if len(data) > MAX_FILE_BYTES:
-        raise RuleSetError(
-            [
-                RuleProblem(
-                    path,
-                    None,
-                    f"file is larger than {MAX_FILE_BYTES:,} bytes (1 MiB), the limit for "
-                    "a rule file",
-                )
-            ]
-        )
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise RuleSetError([RuleProblem(path, None, f"cannot read: {error}")]) from None
+    """A rule file's text; ``RuleSetError`` when missing, unreadable or over ``MAX_FILE_BYTES``."""
+    text, problem = read_capped(path, MAX_FILE_BYTES, "a rule file")
+    if problem is not None:
+        raise RuleSetError([problem])
+    return text
 
 
 def parse_ruleset(
     path: str, text: str, features: Collection[str]
 ) -> tuple[RuleSet | None, list[RuleProblem]]:
     """The rule set built from every valid rule, and every problem found."""
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        message = str(error)
-        position = _TOML_POSITION.search(message)
-        line = len(text.splitlines()) or 1
-        if position and position.group(1):
-            line = int(position.group(1))
-            message = f"{_TOML_POSITION.sub('', message)} (column {position.group(2)})"
-        elif position:
-            message = f"{_TOML_POSITION.sub('', message)} (at end of file)"
-        return None, [RuleProblem(path, line, f"invalid TOML: {message}")]
-    except RecursionError:  # tomllib recurses once per nested array or inline table
-        return None, [RuleProblem(path, None, "invalid TOML: arrays or tables nested too deeply")]
-    except ValueError as error:  # Python refuses integers of over 4,300 digits
-        message = str(error)
-        if "integer string conversion" in message:
-            message = "an integer has more than 4,300 digits"
-        return None, [RuleProblem(path, None, f"invalid TOML: {message}")]
+    document, problem = parse_toml(path, text)
+    if problem is not None:
+        return None, [problem]
     rules = document.get("rules")
     if isinstance(rules, list) and len(rules) > MAX_RULES:
         line = SourceLines(text).rule(MAX_RULES)
@@ -107,7 +68,7 @@ def parse_ruleset(
         return None, [RuleProblem(path, line, message)]
     validator = RuleFileValidator(path, text, features)
     ruleset = validator.ruleset(document)
-    problems = sorted(validator.problems, key=lambda p: p.line or 0)
+    problems = by_line(validator.problems)
     return ruleset, problems
 
 
