@@ -27,7 +27,16 @@ from detector.features.prefix import Replay, prefix_features, replay_events
 from detector.features.table import FeatureTable
 from detector.rules import RuleSet, format_value
 from detector.timeutil import to_utc
-from detector.vocabulary import SEVERITIES, SEVERITIES_URGENT_FIRST, SEVERITY_SCORE, Severity
+from detector.vocabulary import (
+    OWN_MEDIAN,
+    PEER_P95,
+    SEVERITIES,
+    SEVERITIES_URGENT_FIRST,
+    SEVERITY_SCORE,
+    Severity,
+    baseline_name,
+    baseline_volume,
+)
 
 NEVER = np.iinfo(np.int64).min  # first-hold instant of a condition that never held
 MODEL_POINTS_PER_WINDOW = 256  # prefix points the model is scored at, per alerted window
@@ -146,14 +155,15 @@ def _evidence(row: pd.Series, names: list[str]) -> str:
                 "feature": name,
                 "doc": FEATURES[name].doc,
                 "value": _json_number(row[name]),
-                "own_median": _json_number(row[f"own_median_{volume}"]) if volume else None,
-                "peer_p95": _json_number(row[f"peer_p95_{volume}"]) if volume else None,
+                "own_median": _baseline(row, OWN_MEDIAN, volume),
+                "peer_p95": _baseline(row, PEER_P95, volume),
             }
         )
     return json.dumps(items)
 
 
-_BASELINE_PREFIXES = ("own_median_", "own_max_", "peer_median_", "peer_p95_", "z_own_", "z_peer_")
+def _baseline(row: pd.Series, stat: str, volume: str | None) -> float | None:
+    return _json_number(row[baseline_name(stat, volume)]) if volume else None
 
 
 def _evidence_features(names: list[str]) -> list[str]:
@@ -164,10 +174,7 @@ def _evidence_features(names: list[str]) -> list[str]:
     """
     shown = []
     for name in names:
-        for prefix in _BASELINE_PREFIXES:
-            if name.startswith(prefix):
-                name = name[len(prefix) :]
-                break
+        name = baseline_volume(name) or name
         if name in FEATURES and name not in shown:
             shown.append(name)
     return shown
@@ -210,8 +217,8 @@ def _model_reason(row: pd.Series, drivers: list[str], score: float) -> str:
         text = f"{name} {format_value(row[name])}"
         if name in BASELINED_VOLUMES:
             text += (
-                f" (own median {format_value(row[f'own_median_{name}'])}, "
-                f"peers' 95th percentile {format_value(row[f'peer_p95_{name}'])})"
+                f" (own median {format_value(row[baseline_name(OWN_MEDIAN, name)])}, "
+                f"peers' 95th percentile {format_value(row[baseline_name(PEER_P95, name)])})"
             )
         parts.append(text)
     detail = "; ".join(parts) if parts else "an unusual combination of features"

@@ -20,6 +20,7 @@ import pandas as pd
 
 from detector.errors import ModelError
 from detector.features.catalogue import BASELINED_VOLUMES, FEATURES
+from detector.vocabulary import Z_OWN, Z_PEER, baseline_name
 
 COUNTS = (
     "events",
@@ -39,7 +40,7 @@ COUNTS = (
     "account_age_days",
 )
 SHARES = ("out_of_caseload_share", "night_share", "off_hours_share", "created_in_log")
-ZS = tuple(f"z_{side}_{v}" for v in BASELINED_VOLUMES for side in ("own", "peer"))
+ZS = tuple(baseline_name(z, v) for v in BASELINED_VOLUMES for z in (Z_OWN, Z_PEER))
 MODEL_FEATURES: tuple[str, ...] = COUNTS + SHARES + ZS
 
 MODEL_FORMAT = "logsentinel-window-model/1"

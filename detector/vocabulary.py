@@ -1,4 +1,4 @@
-"""The detector's vocabulary, declared once: severities, modes, the default time zone, action groups.
+"""The detector's vocabulary, declared once: severities, modes, time zone, action groups, baselines.
 
 Every module and every click option reads these names from here (in the
 manner of pySigma's ``SigmaLevel``). Tables keep plain strings (``"high"``,
@@ -110,3 +110,34 @@ GROUP_ORDER: tuple[str, ...] = (
     "account admin",
     "other",
 )
+
+# Baselines of a volume from earlier windows. A baseline feature is named
+# ``<stat>_<volume>`` (``own_median_records_read``): build and split names with
+# `baseline_name` and `baseline_volume`, never by hand.
+OWN_MEDIAN = "own_median"
+OWN_MAX = "own_max"
+PEER_MEDIAN = "peer_median"
+PEER_P95 = "peer_p95"
+#: Robust z of the volume against the account's own history and against its peers.
+Z_OWN = "z_own"
+Z_PEER = "z_peer"
+#: The robust scales behind the z scores: window constants, not catalogue features.
+OWN_SCALE = "_own_scale"
+PEER_SCALE = "_peer_scale"
+#: Statistics stored for each baselined volume, in column order.
+BASELINE_STATS: tuple[str, ...] = (OWN_MEDIAN, OWN_MAX, PEER_MEDIAN, PEER_P95)
+#: Every catalogued baseline feature of a volume: the statistics, then the z scores.
+BASELINE_FEATURE_STATS: tuple[str, ...] = (*BASELINE_STATS, Z_OWN, Z_PEER)
+
+
+def baseline_name(stat: str, volume: str) -> str:
+    """The name of a volume's baseline: ``baseline_name(PEER_P95, "events")`` is ``peer_p95_events``."""
+    return f"{stat}_{volume}"
+
+
+def baseline_volume(name: str) -> str | None:
+    """The volume a baseline feature is about (``own_median_events`` -> ``events``), or None."""
+    for stat in BASELINE_FEATURE_STATS:
+        if name.startswith(stat + "_"):
+            return name[len(stat) + 1 :]
+    return None

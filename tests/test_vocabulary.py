@@ -56,3 +56,18 @@ def test_the_time_zone_is_the_one_timeutil_checks():
 
     assert timeutil.DEFAULT_TIMEZONE is v.DEFAULT_TIMEZONE
     assert timeutil.check_timezone(v.DEFAULT_TIMEZONE) == "Europe/Paris"
+
+
+def test_baseline_names_are_built_and_split_by_the_vocabulary():
+    from detector.features.catalogue import BASELINED_VOLUMES, FEATURES
+
+    assert v.baseline_name(v.PEER_P95, "records_read") == "peer_p95_records_read"
+    assert v.baseline_volume("z_own_out_of_caseload_share") == "out_of_caseload_share"
+    assert v.baseline_volume("records_read") is None
+    # Every catalogued baseline is named by the vocabulary, and nothing else looks like one.
+    baselines = {n for n in FEATURES if v.baseline_volume(n) is not None}
+    assert baselines == {
+        v.baseline_name(stat, volume)
+        for volume in BASELINED_VOLUMES
+        for stat in v.BASELINE_FEATURE_STATS
+    }

@@ -11,6 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from detector.vocabulary import (
+    OWN_MAX,
+    OWN_MEDIAN,
+    PEER_MEDIAN,
+    PEER_P95,
+    Z_OWN,
+    Z_PEER,
+    baseline_name,
+)
+
 
 @dataclass(frozen=True)
 class Feature:
@@ -106,25 +116,35 @@ _ACTIVITY = [
 def _baseline_features(volume: str) -> list[Feature]:
     return [
         Feature(
-            f"own_median_{volume}",
+            baseline_name(OWN_MEDIAN, volume),
             f"median {volume} over the account's earlier active windows",
             "count",
         ),
-        Feature(f"own_max_{volume}", f"largest {volume} in the account's earlier windows", "count"),
         Feature(
-            f"peer_median_{volume}", f"median {volume} over peers' earlier active windows", "count"
+            baseline_name(OWN_MAX, volume),
+            f"largest {volume} in the account's earlier windows",
+            "count",
         ),
         Feature(
-            f"peer_p95_{volume}",
+            baseline_name(PEER_MEDIAN, volume),
+            f"median {volume} over peers' earlier active windows",
+            "count",
+        ),
+        Feature(
+            baseline_name(PEER_P95, volume),
             f"95th percentile of {volume} over peers' earlier active windows",
             "count",
         ),
         Feature(
-            f"z_own_{volume}",
+            baseline_name(Z_OWN, volume),
             f"robust z of {volume} against the account's history (0 without history)",
             "z",
         ),
-        Feature(f"z_peer_{volume}", f"robust z of {volume} against peers' earlier windows", "z"),
+        Feature(
+            baseline_name(Z_PEER, volume),
+            f"robust z of {volume} against peers' earlier windows",
+            "z",
+        ),
     ]
 
 

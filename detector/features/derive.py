@@ -12,6 +12,16 @@ from collections.abc import Mapping
 import numpy as np
 
 from detector.features.catalogue import BASELINED_VOLUMES
+from detector.vocabulary import (
+    BASELINE_STATS,
+    OWN_MEDIAN,
+    OWN_SCALE,
+    PEER_MEDIAN,
+    PEER_SCALE,
+    Z_OWN,
+    Z_PEER,
+    baseline_name,
+)
 
 # Per-event counts summed over a window (or a window's prefix).
 SUMS: tuple[str, ...] = (
@@ -46,9 +56,9 @@ PLAIN_CONSTANTS: tuple[str, ...] = (
     "created_in_log",
 )
 BASELINE_CONSTANTS: tuple[str, ...] = tuple(
-    f"{stat}_{volume}"
+    baseline_name(stat, volume)
     for volume in BASELINED_VOLUMES
-    for stat in ("own_median", "own_max", "peer_median", "peer_p95", "_own_scale", "_peer_scale")
+    for stat in (*BASELINE_STATS, OWN_SCALE, PEER_SCALE)
 )
 WINDOW_CONSTANTS: tuple[str, ...] = PLAIN_CONSTANTS + BASELINE_CONSTANTS
 
@@ -79,15 +89,17 @@ def derive(
         features[name] = np.asarray(constants[name], dtype=np.float64)
     for volume in BASELINED_VOLUMES:
         value = features[volume]
-        for stat in ("own_median", "own_max", "peer_median", "peer_p95"):
-            features[f"{stat}_{volume}"] = np.asarray(
-                constants[f"{stat}_{volume}"], dtype=np.float64
-            )
-        for side, centre in (("own", "own_median"), ("peer", "peer_median")):
-            scale = np.asarray(constants[f"_{side}_scale_{volume}"], dtype=np.float64)
+        for stat in BASELINE_STATS:
+            name = baseline_name(stat, volume)
+            features[name] = np.asarray(constants[name], dtype=np.float64)
+        for centre, spread, z_stat in (
+            (OWN_MEDIAN, OWN_SCALE, Z_OWN),
+            (PEER_MEDIAN, PEER_SCALE, Z_PEER),
+        ):
+            scale = np.asarray(constants[baseline_name(spread, volume)], dtype=np.float64)
             with np.errstate(divide="ignore", invalid="ignore"):
-                z = (value - features[f"{centre}_{volume}"]) / scale
+                z = (value - features[baseline_name(centre, volume)]) / scale
             # No baseline: the account is neither above nor below it (0), unless
             # the volume itself is unknown (no caseload data), which stays NaN.
-            features[f"z_{side}_{volume}"] = np.where(np.isnan(scale), value * 0, z)
+            features[baseline_name(z_stat, volume)] = np.where(np.isnan(scale), value * 0, z)
     return features

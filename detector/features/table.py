@@ -34,7 +34,16 @@ from detector.features.kernel import (
     lookup,
 )
 from detector.schema import EventLog
-from detector.vocabulary import DEFAULT_TIMEZONE
+from detector.vocabulary import (
+    DEFAULT_TIMEZONE,
+    OWN_MAX,
+    OWN_MEDIAN,
+    OWN_SCALE,
+    PEER_MEDIAN,
+    PEER_P95,
+    PEER_SCALE,
+    baseline_name,
+)
 
 RARE_HOUR_SHARE = 0.01
 RARE_HOUR_MIN_HISTORY = 50  # earlier events needed before an hour can be called rare
@@ -338,21 +347,21 @@ def _add_baselines(
     own = baselines.own_stats(matrix, days, only)
     enough = own["count"][w_acc, w_day] >= baselines.MIN_OWN_WINDOWS
     median = own["median"][w_acc, w_day]
-    constants[f"own_median_{volume}"] = np.where(enough, median, np.nan)
-    constants[f"own_max_{volume}"] = np.where(enough, own["max"][w_acc, w_day], np.nan)
+    constants[baseline_name(OWN_MEDIAN, volume)] = np.where(enough, median, np.nan)
+    constants[baseline_name(OWN_MAX, volume)] = np.where(enough, own["max"][w_acc, w_day], np.nan)
     share = FEATURES[volume].unit == "share"
     scale = baselines.robust_scale(
         median, own["q25"][w_acc, w_day], own["q75"][w_acc, w_day], share
     )
-    constants[f"_own_scale_{volume}"] = np.where(enough, scale, np.nan)
+    constants[baseline_name(OWN_SCALE, volume)] = np.where(enough, scale, np.nan)
 
     peers = baselines.peer_stats(matrix, peer_group, days, only)
     group = peer_group[w_acc]
     enough = peers["count"][group, w_day] >= baselines.MIN_PEER_WINDOWS
     median = peers["median"][group, w_day]
-    constants[f"peer_median_{volume}"] = np.where(enough, median, np.nan)
-    constants[f"peer_p95_{volume}"] = np.where(enough, peers["p95"][group, w_day], np.nan)
+    constants[baseline_name(PEER_MEDIAN, volume)] = np.where(enough, median, np.nan)
+    constants[baseline_name(PEER_P95, volume)] = np.where(enough, peers["p95"][group, w_day], np.nan)
     scale = baselines.robust_scale(
         median, peers["q25"][group, w_day], peers["q75"][group, w_day], share
     )
-    constants[f"_peer_scale_{volume}"] = np.where(enough, scale, np.nan)
+    constants[baseline_name(PEER_SCALE, volume)] = np.where(enough, scale, np.nan)
