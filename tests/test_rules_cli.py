@@ -1,4 +1,4 @@
-"""`detector rules check` and `detector rules list`: exact output lines and exit codes."""
+"""`detector rules check`, `list` and `features`: exact output lines and exit codes."""
 
 from pathlib import Path
 
@@ -85,3 +85,31 @@ def test_rules_help_has_examples():
         result = run(*args)
         assert result.exit_code == 0
         assert "detector rules" in result.output
+
+
+def test_features_lists_the_catalogue_a_rule_writer_may_name():
+    from detector.features.catalogue import FEATURES
+
+    result = run("features")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line.split()[0] for line in lines] == list(FEATURES)
+    width = max(map(len, FEATURES))
+    assert lines[0] == f"{'events':<{width}}  count  events in the window"
+
+
+def test_features_with_words_lists_the_matching_names_only():
+    from detector.features.catalogue import FEATURES
+
+    result = run("features", "caseload_size", "night_share")
+    assert result.exit_code == 0, result.output
+    assert result.output == (
+        f"caseload_size  count  {FEATURES['caseload_size'].doc}\n"
+        f"night_share    share  {FEATURES['night_share'].doc}\n"
+    )
+
+
+def test_features_with_a_word_no_name_holds_is_one_error_line():
+    result = run("features", "colour")
+    assert result.exit_code == 1
+    assert result.output == "Error: no feature name contains 'colour'\n"

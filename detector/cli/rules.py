@@ -15,6 +15,7 @@ def rules() -> None:
     Examples:
       detector rules check default my_rules.toml
       detector rules list strict
+      detector rules features records
     """
 
 
@@ -50,4 +51,22 @@ def list_(rulesets: tuple[str, ...]) -> None:
       detector rules list default
     """
     for line in describe_rulesets(rulesets):
+        click.echo(line)
+
+
+@rules.command()
+@click.argument("words", nargs=-1, metavar="[WORD]...")
+def features(words: tuple[str, ...]) -> None:
+    """Print the catalogued features a rule may name: name, unit, one line of meaning.
+
+    With WORDs, only the features whose name holds one of them.
+
+    \b
+    Examples:
+      detector rules features
+      detector rules features caseload night
+    """
+    from detector.features.catalogue import describe
+
+    for line in describe(words):
         click.echo(line)

@@ -9,8 +9,10 @@ of accounts of the same type.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from detector.errors import DetectorError
 from detector.vocabulary import (
     OWN_MAX,
     OWN_MEDIAN,
@@ -153,6 +155,12 @@ FEATURES: dict[str, Feature] = {
 }
 
 
-def describe(name: str) -> str:
-    """One line of documentation for a feature, or KeyError for an unknown name."""
-    return FEATURES[name].doc
+def describe(words: Sequence[str] = ()) -> list[str]:
+    """Lines ``name  unit  doc`` for the features whose name holds any of ``words``
+    (every feature without words), in catalogue order: what ``detector rules features``
+    prints for a rule writer. ``DetectorError`` when no name holds any word."""
+    chosen = [f for f in FEATURES.values() if not words or any(w in f.name for w in words)]
+    if not chosen:
+        raise DetectorError(f"no feature name contains {' or '.join(map(repr, words))}")
+    width = max(len(f.name) for f in chosen)
+    return [f"{f.name:<{width}}  {f.unit:<5}  {f.doc}" for f in chosen]
