@@ -45,11 +45,18 @@ from synthetic_logs.lookalikes import lookalike_accounts, lookalike_kinds, plan_
 from synthetic_logs.normal import RecordPicker, normal_day_slices, plan_days
 from synthetic_logs.population import Population, build_population
 from synthetic_logs.scenario import GROUPS, Scenario, list_builtin_scenarios, load_scenario
+from synthetic_logs.settings import (
+    DEFAULT_ACCOUNTS,
+    DEFAULT_DAYS,
+    DEFAULT_LOOKALIKES,
+    DEFAULT_SEED,
+    DEFAULT_START,
+    MIN_ACCOUNTS,
+    PARTITIONS,
+)
 from synthetic_logs.timegrid import DayGrid, build_grid, to_utc_us
 
-DEFAULT_START = dt.date(2024, 1, 8)  # a Monday
 ROW_GROUP = 1_000_000
-PARTITIONS = ("none", "day")
 Progress = Callable[[str, float], None]
 
 
@@ -108,13 +115,13 @@ def is_dataset_target(out: str | Path, partition_by: str | None = None) -> bool:
 def generate_dataset(
     out: str | Path,
     scenarios: Sequence[str | Path | Scenario] | None = None,
-    seed: int = 7,
-    accounts: int = 2000,
-    days: int = 28,
+    seed: int = DEFAULT_SEED,
+    accounts: int = DEFAULT_ACCOUNTS,
+    days: int = DEFAULT_DAYS,
     start: dt.date | None = None,
     progress: Progress | None = None,
     partition_by: str | None = None,
-    lookalikes: str | Sequence[str] = "default",
+    lookalikes: str | Sequence[str] = DEFAULT_LOOKALIKES,
 ) -> GenerationSummary:
     """Generate a log with ground truth into `out` and its side files.
 
@@ -127,8 +134,8 @@ def generate_dataset(
     or a list of kinds (see `synthetic_logs.orgwide.ORGWIDE`).
     """
     report = progress or (lambda stage, fraction: None)
-    if accounts < 50:
-        raise GeneratorError(f"--accounts must be at least 50, got {accounts}")
+    if accounts < MIN_ACCOUNTS:
+        raise GeneratorError(f"--accounts must be at least {MIN_ACCOUNTS}, got {accounts}")
     if days < 1:
         raise GeneratorError(f"--days must be at least 1, got {days}")
     dataset = is_dataset_target(out, partition_by)

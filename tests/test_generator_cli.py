@@ -105,3 +105,21 @@ def test_progress_is_reported_up_to_done(tmp_path):
     )
     fractions = [f for _, f in seen]
     assert fractions == sorted(fractions) and fractions[0] == 0.0 and seen[-1] == ("done", 1.0)
+
+
+def test_generate_options_read_their_defaults_from_the_library():
+    import inspect
+
+    from detector.cli.generate import generate
+    from synthetic_logs import settings
+    from synthetic_logs.generate import generate_dataset
+    from synthetic_logs.lookalikes import LOOKALIKE_SETS
+
+    library = inspect.signature(generate_dataset).parameters
+    options = {option.name: option for option in generate.params}
+    for name in ("seed", "accounts", "days", "lookalikes"):
+        assert options[name].default == library[name].default, name
+    assert library["seed"].default == settings.DEFAULT_SEED
+    assert tuple(options["lookalikes"].type.choices) == tuple(LOOKALIKE_SETS)
+    assert tuple(options["partition_by"].type.choices) == settings.PARTITIONS
+    assert str(settings.DEFAULT_START) in options["start"].help

@@ -6,6 +6,8 @@ import datetime as dt
 
 import click
 
+from synthetic_logs import settings
+
 LONG_RUN = 100_000  # account-days above which a progress bar is worth showing
 
 
@@ -19,7 +21,7 @@ LONG_RUN = 100_000  # account-days above which a progress bar is worth showing
 )
 @click.option(
     "--partition-by",
-    type=click.Choice(["none", "day"]),
+    type=click.Choice(settings.PARTITIONS),
     default=None,
     help="day: write a dataset directory, one file per local day (implied by an --out "
     "ending in / or naming a directory); none: one file.",
@@ -35,21 +37,28 @@ LONG_RUN = 100_000  # account-days above which a progress bar is worth showing
 @click.option("--no-attacks", is_flag=True, help="Benign log only (same as --scenario none).")
 @click.option(
     "--lookalikes",
-    type=click.Choice(["basic", "default", "extended"]),
-    default="default",
+    type=click.Choice(settings.LOOKALIKE_SET_NAMES),
+    default=settings.DEFAULT_LOOKALIKES,
     show_default=True,
     help="Organisation-wide benign changes: default (those the shipped rules stay quiet on), "
     "extended (all: browser rollout, VPN migration, outage, campaign, reorganisation, auditor, "
     "batch changes, application rename, DST), basic (none).",
 )
-@click.option("--seed", default=7, show_default=True, help="Random seed: same seed, same data.")
-@click.option("--accounts", default=2000, show_default=True, help="Number of accounts.")
-@click.option("--days", default=28, show_default=True, help="Number of local days in the log.")
+@click.option(
+    "--seed", default=settings.DEFAULT_SEED, show_default=True, help="Random seed: same seed, same data."
+)
+@click.option(
+    "--accounts", default=settings.DEFAULT_ACCOUNTS, show_default=True, help="Number of accounts."
+)
+@click.option(
+    "--days", default=settings.DEFAULT_DAYS, show_default=True, help="Number of local days in the log."
+)
 @click.option(
     "--start",
     type=click.DateTime(formats=["%Y-%m-%d"]),
     default=None,
-    help="First local day (YYYY-MM-DD). Default: 2024-01-08, a Monday.",
+    help=f"First local day (YYYY-MM-DD). Default: {settings.DEFAULT_START}, a "
+    f"{settings.DEFAULT_START:%A}.",
 )
 def generate(
     out, partition_by, scenarios, no_attacks, lookalikes, seed, accounts, days, start
