@@ -183,9 +183,11 @@ def group_incidents(
 
 
 def incidents_path(alerts_path: str | Path) -> Path:
-    """Where the incidents of an alerts file go: ``<alerts stem>.incidents.parquet`` beside it."""
-    alerts_path = Path(alerts_path)
-    return alerts_path.with_name(f"{alerts_path.name.rsplit('.', 1)[0]}.incidents.parquet")
+    """Where the incidents of an alerts (or findings) file go: ``<stem>.incidents.parquet``
+    beside it (``alerts.parquet`` -> ``alerts.incidents.parquet``; see ``outputs.side_file``)."""
+    from detector.outputs import side_file
+
+    return side_file(alerts_path, "incidents")
 
 
 def write_incidents(incidents: pd.DataFrame, path: str | Path) -> Path:

@@ -26,6 +26,19 @@ class OutputError(DetectorError):
     """An output path cannot or must not be written."""
 
 
+def side_file(out: PathLike, kind: str) -> Path:
+    """Where a side table of an output goes: ``<out stem>.<kind>.parquet`` beside it.
+
+    The stem drops the format suffix and the ``.ocsf`` before it: side tables are
+    Parquet in the contract's form whatever ``out`` is, so ``alerts.parquet`` gives
+    ``alerts.incidents.parquet`` and ``logs.findings.ocsf.jsonl`` gives
+    ``logs.findings.incidents.parquet`` (not an OCSF file).
+    """
+    out = Path(out)
+    stem = out.name.rsplit(".", 1)[0].removesuffix(".ocsf")
+    return out.with_name(f"{stem}.{kind}.parquet")
+
+
 def _same(a: Path, b: Path) -> bool:
     """Whether two paths name one file: same resolved path, or same inode when both exist."""
     if a.resolve() == b.resolve():

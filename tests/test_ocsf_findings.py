@@ -110,3 +110,33 @@ def test_no_alerts_give_an_empty_findings_file(tmp_path):
     assert result.exit_code == 0, result.output
     assert read_findings(out) == []
     assert len(pd.read_parquet(tmp_path / "findings.incidents.parquet")) == 0
+
+
+def test_the_side_tables_of_an_ocsf_run_are_named_after_the_findings_not_ocsf(tmp_path):
+    """`logs.findings.ocsf.jsonl` gets `logs.findings.incidents.parquet` and
+    `logs.findings.rejects.parquet`: Parquet tables in the contract's form, not OCSF."""
+    log = tmp_path / "logs.parquet"
+    pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime(["2024-01-08 08:00", None, "2024-01-08 08:02"], utc=True),
+            "account_id": ["u1", "u1", "u1"],
+            "action": ["login", "view_record", "logout"],
+        }
+    ).to_parquet(log)
+    result = CliRunner().invoke(main, ["score", str(log), "--format", "ocsf"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "logs.findings.incidents.parquet",
+        "logs.findings.ocsf.jsonl",
+        "logs.findings.rejects.parquet",
+        "logs.parquet",
+    ]
+
+
+def test_side_file_drops_the_format_suffixes():
+    from detector.outputs import side_file
+
+    assert side_file("d/alerts.parquet", "incidents").as_posix() == "d/alerts.incidents.parquet"
+    assert side_file("a.alerts.csv", "rejects").name == "a.alerts.rejects.parquet"
+    assert side_file("x.findings.ocsf.jsonl", "incidents").name == "x.findings.incidents.parquet"
+    assert side_file("alerts", "incidents").name == "alerts.incidents.parquet"

@@ -35,7 +35,9 @@ def _default_out(log: Path, fmt: str) -> Path:
 
 
 def _rejects_path(out: Path) -> Path:
-    return out.with_name(f"{out.name.rsplit('.', 1)[0]}.rejects.parquet")
+    from detector.outputs import side_file
+
+    return side_file(out, "rejects")
 
 
 def _inputs(log: Path, caseloads: Path | None, **files: str | Path | None) -> dict[str, Path]:
