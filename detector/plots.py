@@ -7,6 +7,10 @@ imports the bench: the bench returns rows and these draw them. They build a
 report can draw hundreds of figures without touching global state; pass `ax=`
 to draw into an axes of your own.
 
+Text from the data (account ids, feature, scenario and rule set names, titles) is
+drawn through :func:`figure_text`: a ``$`` in an account id is a dollar sign,
+never the start of a formula.
+
 Times are drawn in local wall-clock time (`timezone`, default `DEFAULT_TIMEZONE`):
 behaviour (office hours, nights) is read in local time.
 """
@@ -26,6 +30,7 @@ from matplotlib.ticker import MaxNLocator
 from detector.errors import DetectorError
 from detector.metrics import summary_table
 from detector.outputs import atomic_path
+from detector.textsafe import visible
 from detector.timeutil import to_utc, utc_timestamp
 from detector.vocabulary import (
     ACTION_GROUPS,
@@ -44,6 +49,13 @@ GROUP_COLOURS = {
     "account admin": "#9467bd",
     "other": "#bcbd22",
 }
+
+
+def figure_text(value: object) -> str:
+    """Text from the data as a figure shows it: controls made visible and ``$`` taken
+    literally (matplotlib reads ``$...$`` as mathematics, and raises on an id such as
+    ``a$\\frac$``)."""
+    return visible(value).replace("$", r"\$")
 
 
 def _new_axes(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -198,7 +210,7 @@ def account_timeline(
         )
     if base.any():
         top.legend(loc="upper left", fontsize=7, frameon=False)
-    top.set_title(title or f"{account_id}: activity per hour", fontsize=10)
+    top.set_title(figure_text(title or f"{account_id}: activity per hour"), fontsize=10)
     return figure
 
 
@@ -243,12 +255,15 @@ def account_vs_peers(
         markersize=3,
         color="#c62828",
         linewidth=1.5,
-        label=account_id,
+        label=figure_text(account_id),
     )
     if log_scale:
         ax.set_yscale("symlog", linthresh=1)
-    ax.set_ylabel(feature)
-    ax.set_title(f"{account_id} against its peers ({peer_label}): {feature} per day", fontsize=10)
+    ax.set_ylabel(figure_text(feature))
+    ax.set_title(
+        figure_text(f"{account_id} against its peers ({peer_label}): {feature} per day"),
+        fontsize=10,
+    )
     ax.legend(loc="upper left", fontsize=7, frameon=False)
     ax.grid(alpha=0.3)
     figure.autofmt_xdate()
@@ -292,7 +307,7 @@ def activity_by_hour_of_day(
     ax.set_xticks(hours)
     ax.set_xlabel(f"local hour of day ({timezone})")
     ax.set_ylabel("share of events")
-    ax.set_title(f"{account_id}: events by hour of day", fontsize=10)
+    ax.set_title(figure_text(f"{account_id}: events by hour of day"), fontsize=10)
     ax.legend(fontsize=7, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     return figure
@@ -326,11 +341,11 @@ def evidence_bars(
             color=colour,
             label=label,
         )
-    ax.set_yticks(y, evidence["feature"].astype(str).tolist() if len(evidence) else [])
+    ax.set_yticks(y, [figure_text(f) for f in evidence["feature"]] if len(evidence) else [])
     ax.invert_yaxis()
     ax.set_xscale("symlog", linthresh=1)
     ax.legend(fontsize=7, frameon=False, loc="lower right")
-    ax.set_title(title or "features against their baselines", fontsize=10)
+    ax.set_title(figure_text(title or "features against their baselines"), fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     return figure
 
@@ -353,7 +368,7 @@ def alerts_over_time(
                 bottom=base,
                 width=0.8,
                 color=SEVERITY_COLOURS.get(severity, UNKNOWN_SEVERITY_COLOUR),
-                label=severity,
+                label=figure_text(severity),
             )
             base = base + table[severity].to_numpy()
         ax.legend(fontsize=7, frameon=False)
@@ -393,7 +408,9 @@ def bench_comparison(rows: pd.DataFrame) -> Figure:
     account-days.
     """
     table = summary_table(rows)
-    table["run"] = table["ruleset"].astype(str) + " / " + table["mode"].astype(str)
+    table["run"] = (table["ruleset"].astype(str) + " / " + table["mode"].astype(str)).map(
+        figure_text
+    )
     runs = list(dict.fromkeys(table["run"]))
     scenarios = list(dict.fromkeys(table["scenario"]))
     figure = Figure(figsize=(13, 4), layout="constrained")
@@ -420,7 +437,12 @@ def bench_comparison(rows: pd.DataFrame) -> Figure:
         shares = np.array([exposed.get((run, s), np.nan) for s in scenarios], dtype=float)
         exposed_ax.bar(x + i * width, shares, width, color=colour, label=run)
     for axes in (ttd_ax, exposed_ax):
-        axes.set_xticks(x + width * (len(runs) - 1) / 2, scenarios, rotation=15, fontsize=8)
+        axes.set_xticks(
+            x + width * (len(runs) - 1) / 2,
+            [figure_text(s) for s in scenarios],
+            rotation=15,
+            fontsize=8,
+        )
         axes.grid(axis="y", alpha=0.3)
     ttd_ax.set_ylabel("hours")
     ttd_ax.set_title("time to detect (hatched: missed)", fontsize=10)
@@ -464,7 +486,7 @@ def stealth_curve(rows: pd.DataFrame, knob: str | None = None) -> Figure:
     exposed = grouped["exposed_before_detection"].median()
     for r, run in enumerate(runs):
         for s, scenario in enumerate(scenarios):
-            label = f"{scenario} ({run})" if len(runs) > 1 else scenario
+            label = figure_text(f"{scenario} ({run})" if len(runs) > 1 else scenario)
             style = {"color": f"C{s}", "linestyle": styles[r % len(styles)], "marker": "o"}
             detected_ax.plot(
                 positions,
@@ -479,8 +501,8 @@ def stealth_curve(rows: pd.DataFrame, knob: str | None = None) -> Figure:
         (detected_ax, "share of seeds detected"),
         (exposed_ax, "records exposed before detection (median share)"),
     ):
-        axes.set_xticks(positions, [str(v) for v in values])
-        axes.set_xlabel(knob or "knob value")
+        axes.set_xticks(positions, [figure_text(v) for v in values])
+        axes.set_xlabel(figure_text(knob or "knob value"))
         axes.set_ylim(-0.05, 1.05)
         axes.set_title(title, fontsize=10)
         axes.grid(alpha=0.3)

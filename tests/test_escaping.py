@@ -196,3 +196,42 @@ def test_notices_quoting_the_log_are_escaped(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "Notice: path 'user.name\\x1b[2J\\nFAKE' never found" in result.output
     assert "\x1b" not in result.output
+
+
+@pytest.mark.parametrize("account", ["zq$\\frac$b", "zq$x$"])
+def test_plots_called_from_a_notebook_draw_dollar_signs_as_text(account):
+    """Every figure a notebook draws for an account shows `$` as a dollar sign: a bad
+    formula ("zq$\\frac$b") raised at drawing time, a good one ("zq$x$") was set as maths."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    from detector import plots
+
+    events = _events([account, account, "peer"])
+    features = pd.DataFrame(
+        {
+            "account_id": [account, "peer", account, "peer"],
+            "account_type": "advisor",
+            "day": pd.to_datetime(["2024-02-05", "2024-02-05", "2024-02-06", "2024-02-06"]),
+            "records_touched": [5.0, 3.0, 400.0, 4.0],
+        }
+    )
+    evidence = pd.DataFrame(
+        {"feature": [f"f{account}"], "value": [9.0], "own_median": [1.0], "peer_p95": [2.0]}
+    )
+    alerts = _alerts([account]).assign(severity=f"odd{account}")
+    figures = [
+        plots.account_timeline(events, account, detected_at=events["timestamp"].iloc[0]),
+        plots.account_vs_peers(features, account),
+        plots.activity_by_hour_of_day(events, account),
+        plots.evidence_bars(evidence, title=f"{account}: alert al-0"),
+        plots.alerts_over_time(alerts),
+    ]
+    for figure in figures:
+        FigureCanvasAgg(figure).draw()  # raised ValueError on a bad formula
+        texts = [t for t in figure.findobj(Text) if "zq" in t.get_text()]
+        assert texts, "the account id is drawn somewhere in each figure"
+        for text in texts:
+            # What matplotlib will draw: (string, is_math). Private, but the one place it decides.
+            shown, is_math = text._preprocess_math(text.get_text())
+            assert not is_math and account in shown

@@ -96,12 +96,6 @@ def _e(value) -> str:
     return html.escape(visible(value), quote=True)
 
 
-def _figure_text(value) -> str:
-    """Text for a figure: controls made visible and ``$`` taken literally (matplotlib would
-    read ``$...$`` as mathematics, and raise on an id such as ``a$\\frac$``)."""
-    return visible(value).replace("$", r"\$")
-
-
 def _anchor(alert_id: str) -> str:
     return "alert-" + re.sub(r"[^A-Za-z0-9_-]", "_", alert_id)
 
@@ -220,9 +214,8 @@ def _summary_html(alerts: pd.DataFrame, shown: int, timezone: str, incidents_htm
 
 
 def _alerts_figure(alerts: pd.DataFrame, timezone: str) -> Figure:
-    """Alerts per day; severities (free text in a CSV) drawn as figure-safe labels."""
-    labelled = alerts.assign(severity=alerts["severity"].map(_figure_text))
-    return plots.alerts_over_time(labelled, timezone=timezone)
+    """Alerts per day (plots draws severities, free text in a CSV, as plain text)."""
+    return plots.alerts_over_time(alerts, timezone=timezone)
 
 
 def _alert_html(
@@ -332,7 +325,7 @@ def _alert_html(
         detected_at=alert["detected_at"],
         rule_times=alert["rule_times"],
         timezone=timezone,
-        title=f"{_figure_text(alert['account_id'])}: activity per hour",
+        title=f"{alert['account_id']}: activity per hour",
     )
     parts.append(
         "<h3>Timeline</h3>"
