@@ -22,7 +22,7 @@ test: $(INSTALLED)
 	$(BIN)/python -m pytest -n 2
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check detector synthetic_logs tests benchmarks
+	$(BIN)/ruff check detector synthetic_logs tomlcheck tests benchmarks
 
 # Speed and memory figures of the issues (slow: ~10M events).
 bench-speed: $(INSTALLED)
