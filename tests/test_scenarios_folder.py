@@ -39,7 +39,7 @@ def test_the_bench_cache_fingerprint_covers_scenario_files(tmp_path, monkeypatch
 
 
 @pytest.mark.slow
-def test_a_built_wheel_ships_the_scenarios(tmp_path):
+def test_a_built_wheel_ships_the_scenarios_and_tomlcheck(tmp_path):
     subprocess.run(
         [
             sys.executable,
@@ -58,3 +58,6 @@ def test_a_built_wheel_ships_the_scenarios(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     shipped = sorted(Path(n).name for n in names if n.startswith("synthetic_logs/scenarios/"))
     assert shipped == sorted(p.name for p in (ROOT / "scenarios").glob("*.toml"))
+    # tomlcheck, which both packages import to check their TOML files, ships beside them.
+    modules = {n for n in names if n.startswith("tomlcheck/")}
+    assert modules == {f"tomlcheck/{p.name}" for p in (ROOT / "tomlcheck").glob("*.py")}
