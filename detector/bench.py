@@ -432,7 +432,11 @@ def run(
     if pseudonymiser is not None:
         result.rows = pseudonymiser.frame(result.rows, PSEUDONYMISED_COLUMNS)
         result.rule_counts = pseudonymiser.frame(result.rule_counts, PSEUDONYMISED_COLUMNS)
-        result.lookalikes = pseudonymiser.frame(result.lookalikes, PSEUDONYMISED_COLUMNS)
+        looks = result.lookalikes
+        result.lookalikes = pseudonymiser.frame(looks, PSEUDONYMISED_COLUMNS)
+        if "accounts" in looks:
+            # Here a count of the instance's accounts, not the incidents' list of ids.
+            result.lookalikes["accounts"] = looks["accounts"]
     if out is not None:
         result.files.extend(write_csv(result, out))
     return result
