@@ -420,7 +420,14 @@ def bench_comparison(rows: pd.DataFrame) -> Figure:
         shares = np.array([exposed.get((run, s), np.nan) for s in scenarios], dtype=float)
         exposed_ax.bar(x + i * width, shares, width, color=colour, label=run)
     for axes in (ttd_ax, exposed_ax):
-        axes.set_xticks(x + width * (len(runs) - 1) / 2, scenarios, rotation=30, fontsize=8)
+        axes.set_xticks(
+            x + width * (len(runs) - 1) / 2,
+            scenarios,
+            rotation=30,
+            ha="right",
+            rotation_mode="anchor",
+            fontsize=8,
+        )
         axes.grid(axis="y", alpha=0.3)
     ttd_ax.set_ylabel("hours")
     ttd_ax.set_title("time to detect (hatched: missed)", fontsize=10)
