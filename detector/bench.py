@@ -36,27 +36,50 @@ from detector.metrics import summary_table
 from detector.outputs import atomic_path
 from detector.privacy import Pseudonymiser
 from detector.schema import sibling
-from detector.vocabulary import DEFAULT_TIMEZONE, MODES, Mode
+from detector.vocabulary import DEFAULT_TIMEZONE, MODES, SEVERITIES, Mode
 
-#: The four documented attacks, in the generator's names.
-SCENARIOS: tuple[str, ...] = (
+#: The four documented attacks, in the generator's names (scenario family "documented").
+DOCUMENTED: tuple[str, ...] = (
     "cap_emploi",
     "kairos_infostealer",
     "ouiform_account_creation",
     "imilo_night_bi",
 )
+#: Issue 9's quiet attack classes (scenario family "quiet").
+QUIET: tuple[str, ...] = (
+    "insider_misuse",
+    "session_replay",
+    "search_enumeration",
+    "offday_takeover",
+    "quiet_account_creation",
+)
+#: Every built-in scenario: what the bench runs unless told otherwise.
+SCENARIOS: tuple[str, ...] = DOCUMENTED + QUIET
+#: The generator's look-alike set: "extended" adds the organisation-wide changes the
+#: shipped detector still alerts on (browser roll-out, VPN migration...), "default" leaves
+#: them out, "basic" draws none of the organisation-wide ones.
+DEFAULT_LOOKALIKES = "extended"
 DEFAULT_MODES: tuple[str, ...] = (Mode.RULES.value, Mode.BOTH.value)
 DEFAULT_SEEDS: tuple[int, ...] = (1, 2, 3)
 DEFAULT_CACHE_DIR = ".cache/bench"
 #: Rule-set label of the model-alone mode, which does not depend on a rule set.
 NO_RULESET = "(none)"
 
-#: Stealth knobs of the scenarios and the values a sweep tries by default.
+#: Stealth knobs of the scenarios and the values a sweep tries by default. A knob is
+#: applied to the scenarios that have it; the others run as written (their rows carry
+#: ``knob_applied = 0`` and the summary names them).
 SWEEP_KNOBS: dict[str, tuple[Any, ...]] = {
+    # Every scenario has these.
     "rate_multiple": (1.0, 2.0, 5.0, 10.0, 50.0),
     "office_hours_only": (False, True),
     "reuse_victim_address": (False, True),
     "reuse_victim_client": (False, True),
+    "duration_days": (1, 3, 7, 14),  # how many days the attack runs
+    # Only the scenarios whose steps set them.
+    "per_day": (10, 20, 30, 45, 60, 100),  # records read a day (insider, quiet creation)
+    "daily_multiple": (1.5, 2.0, 4.0, 8.0),  # times the victim's usual day (session replay)
+    "searches_per_day": (25, 50, 100, 200, 400),  # search enumeration
+    "records_per_search": (5, 10, 20, 40),  # persons per search (enumeration, infostealer)
 }
 
 #: The CSV's leading columns (the issue's list); more follow.
@@ -88,7 +111,8 @@ class DatasetSpec:
     scenarios: tuple[str, ...] = SCENARIOS
     accounts: int | None = None  # None: the generator's default
     days: int | None = None
-    knobs: tuple[tuple[str, Any], ...] = ()  # stealth overrides applied to every scenario
+    knobs: tuple[tuple[str, Any], ...] = ()  # stealth overrides, to the scenarios that have them
+    lookalikes: str = DEFAULT_LOOKALIKES  # the generator's look-alike set
     generator: str = ""  # fingerprint of the generator's code: new code, new data
 
     def key(self) -> str:
@@ -110,6 +134,7 @@ class BenchResult:
     lookalikes: pd.DataFrame  # per look-alike instance: accounts alerted, max severity
     knob: str | None = None
     notes: list[str] = field(default_factory=list)
+    knobs_applied: dict[str, list[str]] | None = None  # of the last data set read
     files: list[Path] = field(default_factory=list)
 
 
@@ -153,10 +178,12 @@ class GroundTruth:
     attacks: list[dict]
     truth: pd.DataFrame
     lookalikes: list[dict] | None
+    knobs: dict[str, list[str]] | None = None  # per scenario name, the swept knobs it took
 
 
 def read_ground_truth(log: str | Path) -> GroundTruth:
-    """Read ``NAME.attacks.json``, ``NAME.truth.parquet`` and, when present, ``NAME.lookalikes.json``."""
+    """Read ``NAME.attacks.json``, ``NAME.truth.parquet`` and, when present, ``NAME.lookalikes.json``
+    and the bench's ``NAME.knobs.json`` (which knobs each scenario took)."""
     log = Path(log)
     attacks_path, truth_path = sibling(log, ".attacks.json"), sibling(log, ".truth.parquet")
     for path in (attacks_path, truth_path):
@@ -166,9 +193,13 @@ def read_ground_truth(log: str | Path) -> GroundTruth:
         attacks = json.loads(attacks_path.read_text())
         lookalikes_path = sibling(log, ".lookalikes.json")
         lookalikes = json.loads(lookalikes_path.read_text()) if lookalikes_path.exists() else None
+        knobs_path = sibling(log, ".knobs.json")
+        knobs = json.loads(knobs_path.read_text()) if knobs_path.exists() else None
     except json.JSONDecodeError as error:
         raise InputError(f"unreadable ground truth beside {log}: {error}") from None
-    return GroundTruth(attacks=attacks, truth=pd.read_parquet(truth_path), lookalikes=lookalikes)
+    return GroundTruth(
+        attacks=attacks, truth=pd.read_parquet(truth_path), lookalikes=lookalikes, knobs=knobs
+    )
 
 
 # --------------------------------------------------------------------------- one data set
@@ -272,9 +303,11 @@ def evaluate_dataset(
         rows.append(table.assign(**keys))
         rule_counts.append(metrics.rule_alert_counts(alerts, answer.attacks).assign(**keys))
         lookalikes.append(looks.assign(**keys))
-    return BenchResult(
+    result = BenchResult(
         rows=_concat(rows), rule_counts=_concat(rule_counts), lookalikes=_concat(lookalikes)
     )
+    result.knobs_applied = answer.knobs
+    return result
 
 
 # --------------------------------------------------------------------------- runs
@@ -287,6 +320,7 @@ def run_bench(
     seeds: Sequence[int] = DEFAULT_SEEDS,
     accounts: int | None = None,
     days: int | None = None,
+    lookalikes: str = DEFAULT_LOOKALIKES,
     modes: Sequence[str] = DEFAULT_MODES,
     knob: str | None = None,
     knob_values: Sequence[Any] | None = None,
@@ -299,8 +333,12 @@ def run_bench(
     """Benchmark rule sets on generated data sets: one per seed (and per knob value).
 
     ``rulesets``: names, paths or RuleSet objects (None: every shipped rule set).
+    ``scenarios``: generator names or files (default: every built-in, documented and
+    quiet). ``lookalikes``: the generator's look-alike set (default ``extended``).
     ``knob``: a stealth knob to sweep over ``knob_values`` (default
-    ``SWEEP_KNOBS[knob]``); rows then carry ``knob`` and ``knob_value``.
+    ``SWEEP_KNOBS[knob]``); rows then carry ``knob``, ``knob_value`` and, when the
+    generator says which scenarios took the knob, ``knob_applied`` (0: the scenario
+    lacks the knob and ran as written).
     ``generator`` names the generator's version in the cache key.
     """
     if rulesets is None:
@@ -311,9 +349,9 @@ def run_bench(
     _runs(loaded, modes)  # reject a bad mode before generating anything
     if not seeds:
         raise DetectorError("no seed to run")
-    if knob is not None and knob not in SWEEP_KNOBS:
-        raise DetectorError(f"unknown stealth knob {knob!r}; choose among {', '.join(SWEEP_KNOBS)}")
-    values: Sequence[Any] = [None] if knob is None else (knob_values or SWEEP_KNOBS[knob])
+    if not scenarios:
+        raise DetectorError("no scenario to run")
+    values: Sequence[Any] = [None] if knob is None else knob_settings(knob, knob_values)
 
     parts: list[BenchResult] = []
     for value in values:
@@ -325,6 +363,7 @@ def run_bench(
                 accounts=accounts,
                 days=days,
                 knobs=knobs,
+                lookalikes=lookalikes,
                 generator=generator,
             )
             log = cached_dataset(spec, generate, cache_dir, progress)
@@ -334,6 +373,9 @@ def run_bench(
                 extra.update(knob=knob, knob_value=value)
             for name in ("rows", "rule_counts", "lookalikes"):
                 setattr(part, name, getattr(part, name).assign(**extra))
+            if knob is not None and part.knobs_applied is not None and len(part.rows):
+                took = [name for name, knobs in part.knobs_applied.items() if knob in knobs]
+                part.rows["knob_applied"] = part.rows["scenario"].isin(took).astype(int)
             parts.append(part)
     result = BenchResult(
         rows=_order(_concat([p.rows for p in parts])),
@@ -341,8 +383,34 @@ def run_bench(
         lookalikes=_concat([p.lookalikes for p in parts]),
         knob=knob,
     )
+    result.notes.extend(_knob_notes(result.rows, knob))
     result.notes.extend(_lookalike_notes(result.rows))
     return result
+
+
+def knob_settings(knob: str, values: Sequence[Any] | None = None) -> list[Any]:
+    """The values to sweep ``knob`` over (default ``SWEEP_KNOBS[knob]``), checked and typed.
+
+    DetectorError for an unknown knob, and for a value of the wrong kind: a switch takes
+    true or false, a count whole numbers above 0, a multiple numbers above 0.
+    """
+    if knob not in SWEEP_KNOBS:
+        raise DetectorError(f"unknown stealth knob {knob!r}; choose among {', '.join(SWEEP_KNOBS)}")
+    values = list(values) if values else list(SWEEP_KNOBS[knob])
+    kind = type(SWEEP_KNOBS[knob][0])
+    out: list[Any] = []
+    for value in values:
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise DetectorError(f"stealth knob {knob} takes true or false, got {value!r}")
+            out.append(value)
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise DetectorError(f"stealth knob {knob} takes numbers above 0, got {value!r}")
+        if kind is int and value != int(value):
+            raise DetectorError(f"stealth knob {knob} takes whole numbers, got {value!r}")
+        out.append(kind(value))
+    return out
 
 
 def run(
@@ -364,10 +432,27 @@ def run(
     if pseudonymiser is not None:
         result.rows = pseudonymiser.frame(result.rows, PSEUDONYMISED_COLUMNS)
         result.rule_counts = pseudonymiser.frame(result.rule_counts, PSEUDONYMISED_COLUMNS)
-        result.lookalikes = pseudonymiser.frame(result.lookalikes, PSEUDONYMISED_COLUMNS)
+        looks = result.lookalikes
+        result.lookalikes = pseudonymiser.frame(looks, PSEUDONYMISED_COLUMNS)
+        if "accounts" in looks:
+            # Here a count of the instance's accounts, not the incidents' list of ids.
+            result.lookalikes["accounts"] = looks["accounts"]
     if out is not None:
         result.files.extend(write_csv(result, out))
     return result
+
+
+def _knob_notes(rows: pd.DataFrame, knob: str | None) -> list[str]:
+    """One line naming the scenarios that lack the swept knob and ran as written."""
+    if knob is None or rows.empty or "knob_applied" not in rows:
+        return []
+    lacking = list(dict.fromkeys(rows.loc[rows["knob_applied"] == 0, "scenario"]))
+    if not lacking:
+        return []
+    return [
+        f"{knob} is not a knob of {', '.join(lacking)}: they ran as written at every value "
+        "(rows with knob_applied = 0, left out of the sweep table)"
+    ]
 
 
 def _lookalike_notes(rows: pd.DataFrame) -> list[str]:
@@ -409,20 +494,27 @@ def _say(progress: Progress | None, message: str) -> None:
 
 
 def write_csv(result: BenchResult, path: str | Path) -> list[Path]:
-    """Write the rows to ``path`` and the per-rule counts to ``<stem>.rules.csv`` beside it."""
+    """Write the rows to ``path``, and beside it the per-rule counts (``<stem>.rules.csv``)
+    and the outcome of each look-alike instance (``<stem>.lookalikes.csv``)."""
     path = Path(path)
-    rules_path = rules_csv_path(path)
-    with atomic_path(path) as temporary:
-        result.rows.to_csv(temporary, index=False, float_format="%.6g")
-    with atomic_path(rules_path) as temporary:
-        result.rule_counts.to_csv(temporary, index=False)
-    return [path, rules_path]
+    written = [path, rules_csv_path(path), lookalikes_csv_path(path)]
+    frames = [result.rows, result.rule_counts, result.lookalikes]
+    for target, frame in zip(written, frames, strict=True):
+        with atomic_path(target) as temporary:
+            frame.to_csv(temporary, index=False, float_format="%.6g")
+    return written
 
 
 def rules_csv_path(path: str | Path) -> Path:
     """Where :func:`write_csv` puts the per-rule counts: ``<stem>.rules.csv`` beside ``path``."""
     path = Path(path)
     return path.with_name(path.stem + ".rules.csv")
+
+
+def lookalikes_csv_path(path: str | Path) -> Path:
+    """Where :func:`write_csv` puts the look-alike outcomes: ``<stem>.lookalikes.csv``."""
+    path = Path(path)
+    return path.with_name(path.stem + ".lookalikes.csv")
 
 
 def first_rule_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -445,8 +537,46 @@ def false_alert_table(rule_counts: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def lookalike_table(lookalikes: pd.DataFrame) -> pd.DataFrame:
+    """Per (ruleset, mode, look-alike kind): instances, accounts, accounts alerted, max severity.
+
+    Sums over data sets (seeds, knob values); every kind drawn has a row, alerted or not.
+    """
+    if lookalikes.empty:
+        return pd.DataFrame()
+    ranks = lookalikes["max_severity"].map({s: i for i, s in enumerate(SEVERITIES)})
+    table = (
+        lookalikes.assign(rank=ranks)
+        .groupby(["ruleset", "mode", "kind"], sort=False)
+        .agg(
+            instances=("kind", "size"),
+            accounts=("accounts", "sum"),
+            alerted=("accounts_alerted", "sum"),
+            alerted_high=("accounts_alerted_high", "sum"),
+            rank=("rank", "max"),
+        )
+        .reset_index()
+    )
+    table["max_severity"] = [None if pd.isna(r) else SEVERITIES[int(r)] for r in table["rank"]]
+    return table.drop(columns="rank")
+
+
+def _lookalike_grid(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`lookalike_table` with one column per (rule set, mode): ``alerted/high severity``."""
+    cells = table["alerted"].astype(str) + "/" + table["alerted_high"].astype(str)
+    cells = cells.where(table["alerted"] == 0, cells + " " + table["max_severity"].astype(str))
+    grid = table.assign(
+        run=table["ruleset"].astype(str) + " / " + table["mode"].astype(str), cell=cells
+    ).pivot(index=["kind", "instances", "accounts"], columns="run", values="cell")
+    runs = list(dict.fromkeys(table["ruleset"].astype(str) + " / " + table["mode"].astype(str)))
+    kinds = list(dict.fromkeys(table["kind"]))
+    grid = grid[runs].reset_index()
+    grid.columns.name = None
+    return grid.sort_values("kind", key=lambda k: k.map(kinds.index), kind="stable")
+
+
 def format_summary(result: BenchResult) -> str:
-    """The terminal report: medians per rule set and mode, first rules, false alerts per rule."""
+    """The terminal report: medians per rule set and mode, first rules, look-alikes, false alerts."""
     rows = result.rows
     if rows.empty:
         return "no results"
@@ -467,7 +597,8 @@ def format_summary(result: BenchResult) -> str:
         lines.append(
             f"Detected seeds by {result.knob} (where each rule set stops seeing the attacker)"
         )
-        pivot = rows.pivot_table(
+        swept = rows[rows["knob_applied"] != 0] if "knob_applied" in rows else rows
+        pivot = swept.pivot_table(
             index=["ruleset", "mode", "scenario"],
             columns="knob_value",
             values="detected",
@@ -480,6 +611,14 @@ def format_summary(result: BenchResult) -> str:
         lines.append("")
         lines.append("First rule to fire on each attack (seeds)")
         lines.append(_text(firsts))
+    looks = lookalike_table(result.lookalikes)
+    if len(looks):
+        lines.append("")
+        lines.append(
+            "Look-alikes: accounts alerted during them / at high severity, and the highest "
+            "severity, summed over data sets"
+        )
+        lines.append(_text(_lookalike_grid(looks)))
     false_alerts = false_alert_table(result.rule_counts)
     if len(false_alerts):
         lines.append("")

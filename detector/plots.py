@@ -440,7 +440,9 @@ def bench_comparison(rows: pd.DataFrame) -> Figure:
         axes.set_xticks(
             x + width * (len(runs) - 1) / 2,
             [figure_text(s) for s in scenarios],
-            rotation=15,
+            rotation=30,
+            ha="right",
+            rotation_mode="anchor",
             fontsize=8,
         )
         axes.grid(axis="y", alpha=0.3)
@@ -467,12 +469,15 @@ def stealth_curve(rows: pd.DataFrame, knob: str | None = None) -> Figure:
     `rows` are a swept bench's rows (with `knob_value`). Left: share of seeds
     on which each scenario was detected; right: median share of the attack's
     records exposed before detection. One colour per scenario, one line style
-    per rule set and mode.
+    per rule set and mode; scenarios lacking the knob (``knob_applied`` 0) are left out.
     """
     if "knob_value" not in rows:
         raise KeyError("these bench rows hold no stealth sweep (no knob_value column)")
     if knob is None and "knob" in rows and len(rows):
         knob = str(rows["knob"].iloc[0])
+    if "knob_applied" in rows:
+        # Scenarios lacking the knob ran as written: flat lines that say nothing of it.
+        rows = rows[rows["knob_applied"] != 0]
     values = list(dict.fromkeys(rows["knob_value"]))
     positions = np.arange(len(values))
     runs = list(dict.fromkeys(rows["ruleset"].astype(str) + " / " + rows["mode"].astype(str)))

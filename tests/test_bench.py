@@ -19,12 +19,14 @@ START = pd.Timestamp("2024-03-04 09:00", tz="UTC")
 def fake_generate(calls: list):
     """A generator writing a tiny contract data set: attack s1 on x1, s2 on x2, benign b1, b2.
 
-    The stealth knob ``rate_multiple`` sets how many records x1 reads (its log changes).
+    The stealth knob ``rate_multiple`` (or ``per_day``) sets how many records x1 reads
+    (its log changes); s2 lacks ``per_day``, as ``NAME.knobs.json`` says.
     """
 
     def generate(out: Path, spec: bench.DatasetSpec) -> None:
         calls.append(spec)
-        reads = int(dict(spec.knobs).get("rate_multiple", 4))
+        knobs = dict(spec.knobs)
+        reads = int(knobs.get("rate_multiple", knobs.get("per_day", 4)))
         rows = [
             (START + pd.Timedelta(hours=i), "x1", "view_record", f"r{i}", None)
             for i in range(reads)
@@ -69,7 +71,14 @@ def fake_generate(calls: list):
                 "end": START.isoformat(),
             }
         ]
+        if spec.lookalikes == "extended":
+            lookalikes.append(
+                {"kind": "vpn_migration", "accounts": ["b1", "b2"], "start": START.isoformat(),
+                 "end": (START + pd.Timedelta(days=1)).isoformat()}
+            )  # fmt: skip
         bench.sibling(out, ".lookalikes.json").write_text(json.dumps(lookalikes))
+        took = {"s1": sorted(knobs), "s2": sorted(set(knobs) - {"per_day"})}
+        bench.sibling(out, ".knobs.json").write_text(json.dumps(took))
 
     return generate
 
@@ -188,6 +197,13 @@ def test_summary_csv_and_plot(run, tmp_path):
         "noisy / rules: 2 look-alike account(s) alerted at high severity (2 of 2 data sets)" in text
     )
     paths = bench.write_csv(result, tmp_path / "out" / "bench.csv")
+    assert [p.name for p in paths] == ["bench.csv", "bench.rules.csv", "bench.lookalikes.csv"]
+    looks = pd.read_csv(paths[2])
+    noisy = looks[looks["ruleset"] == "noisy"]
+    assert sorted(zip(noisy["kind"], noisy["seed"], noisy["max_severity"], strict=True)) == [
+        ("late_work", 1, "high"), ("late_work", 2, "high"),
+        ("vpn_migration", 1, "high"), ("vpn_migration", 2, "high"),
+    ]  # fmt: skip
     back = pd.read_csv(paths[0])
     assert len(back) == 12 and list(back.columns[:4]) == ["ruleset", "mode", "scenario", "seed"]
     rules = pd.read_csv(paths[1])
@@ -250,3 +266,115 @@ def test_plots_import_no_bench_and_notebooks_no_cli():
     assert out.stdout.strip() == "False"
     for notebook in (Path(__file__).parents[1] / "notebooks").glob("*.ipynb"):
         assert "detector.cli" not in notebook.read_text(encoding="utf-8"), notebook.name
+
+
+def test_sweep_over_a_knob_some_scenarios_lack(run):
+    """per_day reaches s1 only: s2 runs as written, its rows say so and the summary names it."""
+    result = run(
+        knob="per_day", knob_values=[2, 8], seeds=[1], rulesets=RULESETS[:1], modes=("rules",)
+    )
+    assert len(result.rows) == 4
+    rows = result.rows.set_index(["scenario", "knob_value"])
+    assert rows["knob_applied"].to_dict() == {
+        ("s1", 2): 1,
+        ("s1", 8): 1,
+        ("s2", 2): 0,
+        ("s2", 8): 0,
+    }
+    assert rows.loc[("s1", 8), "exposed_before_detection"] == pytest.approx(2 / 8)
+    text = bench.format_summary(result)
+    assert (
+        "NOTE: per_day is not a knob of s2: they ran as written at every value "
+        "(rows with knob_applied = 0, left out of the sweep table)" in text
+    )
+    sweep_table = text.split("Detected seeds by per_day")[1].split("First rule")[0]
+    assert " s1 " in sweep_table and " s2 " not in sweep_table
+    figure = plots.bench_figure(result.rows, result.knob)
+    labels = [line.get_label() for line in figure.axes[0].get_lines()]
+    assert labels == ["s1"]
+
+
+def test_a_knob_every_scenario_takes_leaves_no_note(run):
+    result = run(knob="rate_multiple", knob_values=[2], seeds=[1])
+    assert result.rows["knob_applied"].eq(1).all()
+    assert "is not a knob of" not in bench.format_summary(result)
+
+
+@pytest.mark.parametrize(
+    ("knob", "values", "message"),
+    [
+        ("speed", None, "unknown stealth knob 'speed'; choose among rate_multiple, "),
+        ("per_day", [2.5], "stealth knob per_day takes whole numbers, got 2.5"),
+        ("per_day", [0], "stealth knob per_day takes numbers above 0, got 0"),
+        ("daily_multiple", [-1.0], "stealth knob daily_multiple takes numbers above 0, got -1.0"),
+        ("daily_multiple", ["x"], "stealth knob daily_multiple takes numbers above 0, got 'x'"),
+        ("office_hours_only", [1], "stealth knob office_hours_only takes true or false, got 1"),
+    ],
+)
+def test_bad_knob_values_fail_before_generation(run, knob, values, message):
+    with pytest.raises(DetectorError) as error:
+        run(knob=knob, knob_values=values)
+    assert str(error.value).startswith(message)
+    assert run.calls == []
+
+
+def test_knob_settings_type_the_values():
+    assert bench.knob_settings("per_day", [10.0, 20]) == [10, 20]
+    assert all(isinstance(v, int) for v in bench.knob_settings("per_day", [10.0]))
+    assert bench.knob_settings("daily_multiple", [2]) == [2.0]
+    assert bench.knob_settings("searches_per_day") == list(bench.SWEEP_KNOBS["searches_per_day"])
+
+
+def test_lookalike_set_is_in_the_cache_key_and_the_table(run):
+    extended = run(seeds=[1])
+    assert [spec.lookalikes for spec in run.calls] == [bench.DEFAULT_LOOKALIKES] == ["extended"]
+    table = bench.lookalike_table(extended.lookalikes).set_index(["ruleset", "mode", "kind"])
+    assert table.loc[("noisy", "rules", "late_work")].to_dict() == {
+        "instances": 1, "accounts": 1, "alerted": 1, "alerted_high": 1, "max_severity": "high",
+    }  # fmt: skip
+    assert table.loc[("quick", "rules", "vpn_migration"), "alerted"] == 0
+    assert pd.isna(table.loc[("quick", "rules", "vpn_migration"), "max_severity"])
+    text = bench.format_summary(extended)
+    grid = text.split("Look-alikes: accounts alerted during them")[1].splitlines()[1:4]
+    assert grid[0].split() == ["kind", "instances", "accounts", "quick", "/", "rules"] + [
+        "noisy", "/", "rules", "(none)", "/", "model",
+    ]  # fmt: skip
+    assert grid[1].split() == ["late_work", "1", "1", "0/0", "1/1", "high", "0/0"]
+    assert grid[2].split() == ["vpn_migration", "1", "2", "0/0", "1/1", "high", "0/0"]
+    plain = run(seeds=[1], lookalikes="default")
+    assert len(run.calls) == 2  # another look-alike set, another data set
+    assert "vpn_migration" not in set(plain.lookalikes["kind"])
+
+
+def test_scenario_lists_match_the_scenarios_folder():
+    """bench names the built-ins without importing the generator: the lists must follow it."""
+    from synthetic_logs.scenario import list_builtin_scenarios
+
+    assert set(bench.DOCUMENTED) == {s.name for s in list_builtin_scenarios("documented")}
+    assert set(bench.QUIET) == {s.name for s in list_builtin_scenarios("quiet")}
+    assert bench.SCENARIOS == bench.DOCUMENTED + bench.QUIET
+    assert bench.DatasetSpec(seed=1).scenarios == bench.SCENARIOS
+
+
+def test_every_sweep_knob_reaches_some_scenario_and_step_knobs_only_theirs():
+    from synthetic_logs.bench_data import apply_knobs, scenario_names
+    from synthetic_logs.scenario import load_scenario
+
+    names = scenario_names(["all"])
+    assert tuple(sorted(names)) == tuple(sorted(bench.SCENARIOS))
+    took = {}
+    for name in names:
+        for knob, values in bench.SWEEP_KNOBS.items():
+            _, applied = apply_knobs(load_scenario(name), {knob: values[-1]})
+            if knob in applied:
+                took.setdefault(knob, set()).add(name)
+    assert set(took) == set(bench.SWEEP_KNOBS)
+    assert took["per_day"] == {"insider_misuse", "quiet_account_creation"}
+    assert took["daily_multiple"] == {"session_replay"}
+    assert took["searches_per_day"] == {"search_enumeration"}
+    assert took["records_per_search"] == {"search_enumeration", "kairos_infostealer"}
+    assert took["duration_days"] == set(bench.SCENARIOS)
+    insider, _ = apply_knobs(load_scenario("insider_misuse"), {"per_day": 12})
+    assert [s.get("per_day") for s in insider.steps if s.primitive == "bulk_read"] == [12]
+    cap, applied = apply_knobs(load_scenario("cap_emploi"), {"per_day": 12})
+    assert cap == load_scenario("cap_emploi") and applied == []

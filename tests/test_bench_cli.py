@@ -90,6 +90,23 @@ def test_rerun_uses_the_cache(small_bench):
         ),
         (["--sweep-values", "1,2"], "Error: --sweep-values needs --sweep KNOB"),
         (
+            ["--sweep", "per_day", "--sweep-values", "10,2.5"],
+            "Error: stealth knob per_day takes whole numbers, got 2.5",
+        ),
+        (
+            ["--sweep", "searches_per_day", "--sweep-values", "0"],
+            "Error: stealth knob searches_per_day takes numbers above 0, got 0",
+        ),
+        (
+            ["--sweep", "daily_multiple", "--sweep-values", "2,lots"],
+            "Error: Invalid value for --sweep-values: daily_multiple takes numbers",
+        ),
+        (
+            ["--lookalikes", "all"],
+            "Error: Invalid value for '--lookalikes': 'all' is not one of 'basic', 'default', "
+            "'extended'.",
+        ),
+        (
             ["--sweep", "office_hours_only", "--sweep-values", "1,x"],
             "Error: Invalid value for --sweep-values: office_hours_only takes true or false",
         ),
@@ -129,3 +146,47 @@ def test_sweep_end_to_end(tmp_path):
     assert rows["knob_value"].tolist() == [False, True]
     assert rows["dataset"].nunique() == 2
     assert "Detected seeds by office_hours_only" in result.stdout
+
+
+def test_quiet_scenarios_sweep_and_extended_lookalikes(tmp_path):
+    """`--scenario quiet` runs the five quiet classes; a per_day sweep reaches the two that
+    read so many records a day, the others run as written and the summary says so; the
+    look-alike table names the extended organisation-wide changes."""
+    result = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            "--accounts", "300", "--days", "21", "--seeds", "1",
+            "--scenario", "quiet",
+            "--rules", "default",
+            "--mode", "rules",
+            "--sweep", "per_day",
+            "--sweep-values", "10,60",
+            "--cache-dir", str(tmp_path / "cache"),
+            "--out", str(tmp_path / "quiet.csv"),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(tmp_path / "quiet.csv")
+    assert sorted(set(rows["scenario"])) == [
+        "insider_misuse",
+        "offday_takeover",
+        "quiet_account_creation",
+        "search_enumeration",
+        "session_replay",
+    ]
+    assert len(rows) == 5 * 2 and sorted(set(rows["knob_value"])) == [10, 60]
+    took = rows.groupby("scenario")["knob_applied"].max()
+    assert took[took == 1].index.tolist() == ["insider_misuse", "quiet_account_creation"]
+    assert rows["exposed_before_detection"].between(0, 1).all()
+    note = result.stdout.split("NOTE: per_day is not a knob of ")[1]
+    lacking, rest = note.split(": ", 1)
+    assert rest.startswith("they ran as written at every value")
+    assert sorted(lacking.split(", ")) == [
+        "offday_takeover",
+        "search_enumeration",
+        "session_replay",
+    ]
+    looks = result.stdout.split("Look-alikes: accounts alerted during them")[1]
+    for kind in ("browser_rollout", "vpn_migration", "outage_backlog", "app_rename", "auditor"):
+        assert kind in looks

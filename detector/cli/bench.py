@@ -1,4 +1,4 @@
-"""`detector bench`: compare rule sets on generated replays of the documented attacks.
+"""`detector bench`: compare rule sets on generated attacks, documented and quiet.
 
 The only place in ``detector`` that imports ``synthetic_logs``: it hands
 ``detector.bench`` the generator's entry (:mod:`synthetic_logs.bench_data`), so the
@@ -16,11 +16,12 @@ from detector import bench as bench_lib
 from detector.cli.options import pseudonymise_options, pseudonymiser, timezone_option
 from detector.vocabulary import MODES
 from synthetic_logs.bench_data import fingerprint as generator_fingerprint
-from synthetic_logs.bench_data import generate_for_bench
+from synthetic_logs.bench_data import generate_for_bench, scenario_names
+from synthetic_logs.lookalikes import LOOKALIKE_SETS
 
 
 def _parse_values(knob: str, text: str | None) -> list | None:
-    """`--sweep-values 1,2,5` as the knob's type (numbers, or true/false)."""
+    """`--sweep-values 1,2,5` as numbers, or true/false for a switch; the library checks them."""
     if text is None:
         return None
     items = [t.strip() for t in text.split(",") if t.strip()]
@@ -30,7 +31,7 @@ def _parse_values(knob: str, text: str | None) -> list | None:
             raise click.BadParameter(f"{knob} takes true or false", param_hint="--sweep-values")
         return [truth[t.lower()] for t in items]
     try:
-        return [float(t) for t in items]
+        return [int(t) if t.lstrip("+-").isdigit() else float(t) for t in items]
     except ValueError:
         raise click.BadParameter(f"{knob} takes numbers", param_hint="--sweep-values") from None
 
@@ -48,7 +49,8 @@ def _parse_values(knob: str, text: str | None) -> list | None:
     "scenarios",
     multiple=True,
     metavar="NAME",
-    help="Scenario name or TOML file; repeat. Default: the four documented attacks.",
+    help="Scenario name, TOML file, or group (documented, quiet, all); repeat. "
+    "Default: all (the four documented attacks and the five quiet ones).",
 )
 @click.option(
     "--seeds",
@@ -60,13 +62,21 @@ def _parse_values(knob: str, text: str | None) -> list | None:
 @click.option("--accounts", type=click.IntRange(1), help="Population size (generator default).")
 @click.option("--days", type=click.IntRange(1), help="Days of log (generator default).")
 @click.option(
+    "--lookalikes",
+    type=click.Choice(list(LOOKALIKE_SETS)),
+    default=bench_lib.DEFAULT_LOOKALIKES,
+    show_default=True,
+    help="Look-alike set of the generated data: extended adds the organisation-wide changes "
+    "the shipped rules still alert on; default leaves them out.",
+)
+@click.option(
     "--mode",
     "modes",
     multiple=True,
     type=click.Choice(MODES),
     help="Scoring mode; repeat. Default: rules and both.",
 )
-@click.option("--out", type=click.Path(), help="CSV of results (+ .rules.csv).")
+@click.option("--out", type=click.Path(), help="CSV of results (+ .rules.csv, .lookalikes.csv).")
 @click.option("--plot", type=click.Path(), help="PNG comparing the rule sets.")
 @click.option(
     "--sweep",
@@ -89,6 +99,7 @@ def bench(
     seeds,
     accounts,
     days,
+    lookalikes,
     modes,
     out,
     plot,
@@ -99,18 +110,19 @@ def bench(
     pseudonymise,
     pseudonym_key_file,
 ) -> None:
-    """Compare rule sets on generated replays of the documented attacks.
+    """Compare rule sets on generated attacks: the documented replays and the quiet classes.
 
     One data set per seed holds every selected scenario; each is generated once
     (cached), prepared once, then scored per rule set and mode. Prints medians
-    over seeds, the first rule to fire on each attack and each rule's false
-    alerts. Metrics are defined in docs/metrics.md.
+    over seeds, the first rule to fire on each attack, the look-alikes alerted
+    and each rule's false alerts. Metrics are defined in docs/metrics.md.
 
     \b
     Examples:
       detector bench --out bench.csv --plot bench.png
       detector bench --rules naive --rules default --scenario kairos_infostealer --seeds 1
-      detector bench --sweep rate_multiple --sweep-values 1,5,20 --mode rules
+      detector bench --scenario quiet --lookalikes default --seeds 1
+      detector bench --sweep per_day --sweep-values 10,30,60 --mode rules
     """
     from detector.outputs import check_outputs
     from synthetic_logs.scenario import load_scenario
@@ -121,6 +133,7 @@ def bench(
         {
             "--out": out,
             "the per-rule CSV": bench_lib.rules_csv_path(out) if out else None,
+            "the look-alike CSV": bench_lib.lookalikes_csv_path(out) if out else None,
             "--plot": plot,
         },
         [
@@ -130,19 +143,24 @@ def bench(
         ],
     )
     hide = pseudonymiser(pseudonymise, pseudonym_key_file)
+    scenarios = tuple(scenario_names(scenarios)) or bench_lib.SCENARIOS
     for name in scenarios:
         load_scenario(name)  # an unknown scenario fails before any generation
+    values = _parse_values(sweep, sweep_values) if sweep else None
+    if sweep:
+        bench_lib.knob_settings(sweep, values)  # a bad value fails before any generation
     result = bench_lib.run(
         generate_for_bench,
         out=out,
         rulesets=list(rulesets) or None,
-        scenarios=tuple(scenarios) or bench_lib.SCENARIOS,
+        scenarios=scenarios,
         seeds=list(range(1, seeds + 1)),
         accounts=accounts,
         days=days,
+        lookalikes=lookalikes,
         modes=tuple(modes) or bench_lib.DEFAULT_MODES,
         knob=sweep,
-        knob_values=_parse_values(sweep, sweep_values) if sweep else None,
+        knob_values=values,
         cache_dir=cache_dir,
         timezone=timezone,
         generator=generator_fingerprint(),
