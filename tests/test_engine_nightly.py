@@ -44,6 +44,13 @@ def _key(alerts: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(["account_id", "window_start"]).reset_index(drop=True)
 
 
+def _incidents(alerts: pd.DataFrame, since: pd.Timestamp) -> pd.DataFrame:
+    frame = alerts.loc[
+        alerts["window_start"] >= since, ["account_id", "window_start", "incident_id"]
+    ]
+    return frame.sort_values(["account_id", "window_start"]).reset_index(drop=True)
+
+
 def _by_day(result) -> dict:
     """Alerts of a run per local day it scored (a day without alerts maps to none)."""
     days = result.features[["account_id", "window_start", "day"]]
@@ -64,12 +71,17 @@ def test_nights_cut_at_midnight_give_the_alerts_of_one_run(nights, tmp_path):
         completed += any(" completed with " in n for n in result.notices)
         assert not any("late events" in n for n in result.notices)
     assert completed == len(files) - 1  # every night but the first completes the day before
-    week = whole.alerts["window_start"].min().normalize() + pd.Timedelta(days=7)
+    week = whole.features["window_start"].min().normalize() + pd.Timedelta(days=7)
     expected = _key(whole.alerts[whole.alerts["window_start"] >= week])
     together = pd.concat(list(latest.values()), ignore_index=True)
     got = _key(together[together["window_start"] >= week])
     assert len(expected) > 0
     pd.testing.assert_frame_equal(expected, got, check_dtype=False)
+    # Incidents: the state's links and alerts group each night's alerts as the one run does,
+    # among them an attack whose creator was alerted days before the accounts it created.
+    incident = _incidents(whole.alerts, week)
+    assert (incident.groupby("incident_id")["account_id"].nunique() > 1).any()
+    pd.testing.assert_frame_equal(incident, _incidents(together, week), check_dtype=False)
     # Every event counted once: the state holds the whole log's day totals.
     stored = load_state(state, TZ).day_events()
     per_day = whole.features.assign(d=pd.to_datetime(whole.features["day"]))
