@@ -131,3 +131,24 @@ def test_cli_says_which_day_was_completed(nights, tmp_path):
     day = pd.Timestamp(load_state(state, TZ).kept_day - 1, unit="D").date()
     assert f"Notice: day {day} completed with " in outputs[1]
     assert " completed with " not in outputs[0]
+
+
+def test_nights_on_a_two_worker_dask_cluster_give_the_local_engines_results(nights, tmp_path):
+    _, files = nights
+    runs = {}
+    for engine in ("local", "dask"):
+        state = tmp_path / engine
+        runs[engine] = [
+            score_log(path, mode="rules", state=state, engine=engine, workers=2)
+            for path in files[:3]
+        ]
+    for local, on_dask in zip(runs["local"], runs["dask"], strict=True):
+        pd.testing.assert_frame_equal(_key(local.alerts), _key(on_dask.alerts), check_dtype=False)
+        assert [n for n in local.notices if "completed" in n] == [
+            n for n in on_dask.notices if "completed" in n
+        ]
+    assert any(" completed with " in n for n in runs["dask"][2].notices)
+    pd.testing.assert_series_equal(
+        load_state(tmp_path / "local", TZ).day_events(),
+        load_state(tmp_path / "dask", TZ).day_events(),
+    )
