@@ -134,6 +134,8 @@ def prepare(
     stored.timezone = timezone
     run = run_kernel(source, caseloads, timezone, workers, say, mapper, dedupe=True)
     log_days = {int(d) for p in run.parts for d in np.unique(p.windows["day"].to_numpy())}
+    if stored.kept_day in log_days:
+        say(f"completing {pd.Timestamp(stored.kept_day, unit='D').date()} with its kept events")
     continued = continue_kept_day(
         stored, source, log_days, caseloads, timezone, run.out_mode, has_ids
     )
@@ -444,6 +446,8 @@ def _save_state(
     else:
         model_days, model_age = stored.model_days, stored.model_age + len(prepared.scored_days)
     history = combine(prepared.history)
+    if progress:
+        progress("saving the state")
     path = save_state(
         stored,
         history,

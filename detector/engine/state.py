@@ -51,12 +51,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pandas.api.types import union_categoricals
 
 from detector.errors import DetectorError
 from detector.features.kernel import NOVELTY, Aggregates, partition_aggregates
 from detector.incidents import creation_pairs
-from detector.schema import normalise
+from detector.schema import normalise_table
 
 FORMAT = "logsentinel-state/1"
 MANIFEST = "manifest.json"
@@ -251,70 +250,67 @@ def once_each(events: pd.DataFrame, by_id: bool) -> pd.DataFrame:
     return events
 
 
-def _row_keys(events: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    """A 64-bit key per row: the hash of its values and of its rank among identical rows.
+def _row_keys(events: pd.DataFrame, columns: list[str], ranked: bool) -> pd.Series:
+    """A 64-bit key per row: the hash of its values (and of its rank among identical rows).
 
-    Identical rows in one log are kept as many times as the larger side has them.
+    Ranked, identical rows in one log are kept as many times as the larger side has them.
     """
     hashed = pd.util.hash_pandas_object(events[columns], index=False).to_numpy()
-    rank = pd.Series(hashed).groupby(hashed).cumcount().to_numpy().astype(np.uint64)
-    return hashed ^ (rank * np.uint64(0x9E3779B97F4A7C15))
+    if ranked:
+        rank = pd.Series(hashed).groupby(hashed).cumcount().to_numpy().astype(np.uint64)
+        hashed = hashed ^ (rank * np.uint64(0x9E3779B97F4A7C15))
+    return pd.Series(hashed)
 
 
-def not_kept(kept: pd.DataFrame, new: pd.DataFrame, by_id: bool) -> np.ndarray:
+def not_kept(kept: pa.Table, new: pd.DataFrame, by_id: bool) -> np.ndarray:
     """Which rows of ``new`` the kept events do not already hold.
 
     By ``event_id`` (with the instant and the account, so that ids which are
     only row positions of another file never match) when both sides carry the
     log's own ids, else by the whole row but the id.
     """
-    if not len(kept) or not len(new):
+    if not kept.num_rows or not len(new):
         return np.ones(len(new), dtype=bool)
     if by_id:
         columns = ["event_id", "timestamp", "account_id"]
     else:
-        columns = sorted((set(kept.columns) & set(new.columns)) - {"event_id"})
-    return ~np.isin(_row_keys(new, columns), _row_keys(kept, columns))
+        columns = sorted((set(kept.column_names) & set(new.columns)) - {"event_id"})
+    old = kept.select(columns).to_pandas()
+    known = _row_keys(new, columns, not by_id).isin(_row_keys(old, columns, not by_id))
+    return ~known.to_numpy()
 
 
-def concat_events(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """Validated event frames as one, in time order (categories united, not re-hashed per row)."""
-    frames = [f for f in frames if len(f.columns)]
-    if len(frames) == 1:
-        return frames[0].reset_index(drop=True)
-    if not frames:
+def concat_events(parts: list[pd.DataFrame | pa.Table]) -> pd.DataFrame:
+    """Validated events (frames or tables) as one frame, validated again: categories
+    united, actions, time order.
+
+    Through Arrow, as a log is read: its hashing of text columns is much faster
+    than uniting pandas categories of high cardinality (record ids).
+    """
+    tables = []
+    for part in parts:
+        table = (
+            part if isinstance(part, pa.Table) else pa.Table.from_pandas(part, preserve_index=False)
+        )
+        for i, column in enumerate(table.schema):
+            if pa.types.is_dictionary(column.type):
+                plain = pc.cast(table[column.name], column.type.value_type)
+                table = table.set_column(i, column.name, plain)
+        if table.num_columns:
+            tables.append(table.replace_schema_metadata(None))
+    if not tables:
         return pd.DataFrame()
-    columns = list(dict.fromkeys(c for f in frames for c in f.columns))
-    merged = {}
-    for column in columns:
-        present = [f[column] for f in frames if column in f]
-        if len(present) == len(frames) and all(
-            isinstance(v.dtype, pd.CategoricalDtype) for v in present
-        ):
-            if len({str(v.cat.categories.dtype) for v in present}) > 1:
-                # One category type for all, so that Arrow- and pandas-built ones unite.
-                present = [
-                    v.cat.rename_categories(v.cat.categories.astype(object)) for v in present
-                ]
-            present = [v.reset_index(drop=True) for v in present]
-            merged[column] = pd.Series(union_categoricals(present, ignore_order=True))
-        elif len(present) == len(frames):
-            merged[column] = pd.concat(present, ignore_index=True)
-        else:  # a column one of the frames lacks: missing there
-            merged[column] = pd.concat(
-                [f[column] if column in f else pd.Series([None] * len(f)) for f in frames],
-                ignore_index=True,
-            )
-    return normalise(pd.DataFrame(merged)).events  # categories, actions, time order
+    table = pa.concat_tables(tables, promote_options="permissive")
+    return normalise_table(table, "kept events").events
 
 
-def read_kept(state: State) -> pd.DataFrame:
-    """The kept day's events (empty when none are kept)."""
+def read_kept(state: State) -> pa.Table:
+    """The kept day's events as stored (an empty table when none are kept)."""
     path = state.kept_path
     if path is None:
-        return pd.DataFrame()
+        return pa.table({})
     try:
-        return normalise(pq.read_table(path).to_pandas()).events
+        return pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as error:
         raise StateError(f"{path}: unreadable kept events ({error})") from None
 
@@ -338,8 +334,14 @@ def continue_kept_day(
         return None
     kept = read_kept(state)
     new = once_each(read_day(source, day), has_ids)
-    fresh = not_kept(kept, new, has_ids and state.kept_ids)
-    events = concat_events([kept, new.loc[fresh]])
+    try:
+        fresh = not_kept(kept, new, has_ids and state.kept_ids)
+        events = concat_events([kept, new.loc[fresh]])
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as error:
+        raise StateError(
+            f"the kept events of {_date(day)} and this log's events of that day"
+            f" cannot be merged ({error})"
+        ) from None
     aggregates = partition_aggregates(events, timezone, caseloads, out_mode)
     added, known = int(fresh.sum()), int(len(fresh) - fresh.sum())
     notice = (
