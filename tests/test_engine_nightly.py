@@ -152,3 +152,39 @@ def test_nights_on_a_two_worker_dask_cluster_give_the_local_engines_results(nigh
         load_state(tmp_path / "local", TZ).day_events(),
         load_state(tmp_path / "dask", TZ).day_events(),
     )
+
+
+def _events(rows: list[tuple[int, str, str, str]]) -> pd.DataFrame:
+    """Validated events (event_id, minute of 2024-03-04 08:00 UTC, account, record)."""
+    from detector.schema import normalise
+
+    frame = pd.DataFrame(rows, columns=["event_id", "minute", "account_id", "record_id"])
+    frame["timestamp"] = pd.Timestamp("2024-03-04T08:00Z") + pd.to_timedelta(
+        frame.pop("minute"), "m"
+    )
+    frame["action"] = "view_record"
+    return normalise(frame).events
+
+
+def _table(events: pd.DataFrame):
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(events, preserve_index=False)
+
+
+def test_merging_with_the_kept_events_counts_each_event_once():
+    from detector.engine.state import not_kept
+
+    kept = _events([(0, 1, "a", "r1"), (1, 2, "a", "r2"), (2, 2, "a", "r2"), (3, 5, "b", "r3")])
+    # Row positions as ids (no own ids): the same rows at other positions are known,
+    # an identical row is known as many times as the kept events hold it.
+    again = _events([(3, 1, "a", "r1"), (0, 2, "a", "r2"), (1, 2, "a", "r2"), (2, 2, "a", "r2")])
+    assert not_kept(_table(kept), again, by_id=False).tolist() == [False, False, False, True]
+    # Colliding positions on other rows are not known.
+    other = _events([(0, 3, "a", "r1"), (3, 6, "b", "r3")])
+    assert not_kept(_table(kept), other, by_id=False).tolist() == [True, True]
+    assert not_kept(_table(kept), other, by_id=True).tolist() == [True, True]
+    # Own ids: the same event re-delivered with another column changed is known.
+    changed = _events([(3, 5, "b", "r9"), (4, 5, "b", "r3")])
+    assert not_kept(_table(kept), changed, by_id=True).tolist() == [False, False]
+    assert not_kept(_table(kept), changed, by_id=False).tolist() == [True, False]

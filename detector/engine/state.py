@@ -26,7 +26,7 @@ Overlap between a new log and the state is decided per local day:
 - the last stored day, whose events are kept, is *completed* when the new log
   holds events of it (a log cut at midnight carries the night's early hours
   into the next file): the new events are merged with the kept ones (once
-  each: by ``event_id`` when both have one, else by the whole row), the day's
+  each: by the whole row, or by ``event_id`` when both have one), the day's
   aggregates are rebuilt from them and the day is scored again;
 - another day already in the state is *re-delivered* when the new log holds at
   least as many events for it as the state counted: its aggregates replace
@@ -265,19 +265,29 @@ def _row_keys(events: pd.DataFrame, columns: list[str], ranked: bool) -> pd.Seri
 def not_kept(kept: pa.Table, new: pd.DataFrame, by_id: bool) -> np.ndarray:
     """Which rows of ``new`` the kept events do not already hold.
 
-    By ``event_id`` (with the instant and the account, so that ids which are
-    only row positions of another file never match) when both sides carry the
-    log's own ids, else by the whole row but the id.
+    A row is known when the kept events hold the same row (every column but
+    the id; identical rows count as many times as the larger side has them),
+    or, ``by_id`` (both sides carry the log's own ids), the same ``event_id``
+    at the same instant for the same account: a re-delivered event whose other
+    columns changed. Row positions standing in for missing ids (or given by
+    staging) differ between files and never match alone.
     """
     if not kept.num_rows or not len(new):
         return np.ones(len(new), dtype=bool)
+    # Only kept events within the new ones' time span can match (a continuation: none).
+    span = pd.DatetimeIndex(new["timestamp"])
+    instant = pc.cast(kept["timestamp"], pa.timestamp("ns", tz="UTC"))
+    lo, hi = (pa.scalar(t, pa.timestamp("ns", tz="UTC")) for t in (span.min(), span.max()))
+    kept = kept.filter(pc.and_(pc.greater_equal(instant, lo), pc.less_equal(instant, hi)))
+    if not kept.num_rows:
+        return np.ones(len(new), dtype=bool)
+    columns = sorted((set(kept.column_names) & set(new.columns)) - {"event_id"})
+    old = kept.select(columns + (["event_id"] if by_id else [])).to_pandas()
+    known = _row_keys(new, columns, True).isin(_row_keys(old, columns, True)).to_numpy(copy=True)
     if by_id:
-        columns = ["event_id", "timestamp", "account_id"]
-    else:
-        columns = sorted((set(kept.column_names) & set(new.columns)) - {"event_id"})
-    old = kept.select(columns).to_pandas()
-    known = _row_keys(new, columns, not by_id).isin(_row_keys(old, columns, not by_id))
-    return ~known.to_numpy()
+        ids = ["event_id", "timestamp", "account_id"]
+        known |= _row_keys(new, ids, False).isin(_row_keys(old, ids, False)).to_numpy()
+    return ~known
 
 
 def concat_events(parts: list[pd.DataFrame | pa.Table]) -> pd.DataFrame:
