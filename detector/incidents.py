@@ -120,7 +120,7 @@ def group_incidents(
                 day=joined["day"].to_numpy()
             ),
             earlier[["account_id", "window_start", "window_end", "detected_at", "day"]]
-            if earlier is not None
+            if earlier is not None and len(earlier)
             else None,
         ],
         ignore_index=True,

@@ -425,7 +425,7 @@ def _kept(prepared: Prepared, history: Aggregates) -> Kept | None:
     last = int(history.windows["day"].max())
     continued = prepared.continuation
     if continued is not None and continued.day == last:
-        return Kept(last, continued.events, prepared.has_ids)
+        return Kept(last, continued.events, prepared.has_ids and prepared.state.kept_ids)
     if last in prepared.scored_days:  # the day came with this log: its events are read again
         events = once_each(read_day(prepared.features.source, last), prepared.has_ids)
         return Kept(last, events, prepared.has_ids)

@@ -188,3 +188,19 @@ def test_merging_with_the_kept_events_counts_each_event_once():
     changed = _events([(3, 5, "b", "r9"), (4, 5, "b", "r3")])
     assert not_kept(_table(kept), changed, by_id=True).tolist() == [False, False]
     assert not_kept(_table(kept), changed, by_id=False).tolist() == [True, False]
+
+
+def test_cli_unreadable_kept_events(nights, tmp_path):
+    _, files = nights
+    state = tmp_path / "state"
+    score_log(files[0], mode="rules", state=state)
+    kept = load_state(state, TZ).kept_path
+    kept.write_bytes(b"not parquet")
+    args = ["score", str(files[1]), "--mode", "rules", "--state", str(state)]
+    result = CliRunner().invoke(main, args + ["--out", str(tmp_path / "a.parquet")])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == (
+        f"Error: {kept}: unreadable kept events (Could not open Parquet input source '{kept}':"
+        " Parquet magic bytes not found in footer."
+        " Either the file is corrupted or this is not a parquet file.)"
+    )
