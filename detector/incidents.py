@@ -90,13 +90,20 @@ def _incident_id(account: str, window_start: pd.Timestamp) -> str:
 
 
 def group_incidents(
-    alerts: pd.DataFrame, features: pd.DataFrame, creations: pd.DataFrame
+    alerts: pd.DataFrame,
+    features: pd.DataFrame,
+    creations: pd.DataFrame,
+    earlier: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(alerts with ``incident_id``, the incidents table).
 
     ``features`` is the feature table (``account_id``, ``window_start``, ``day``,
     ``records_touched``): it gives each alert's local day and what its window
-    exposed. ``creations`` is :func:`creation_pairs` of the log.
+    exposed. ``creations`` is :func:`creation_pairs` of the log. ``earlier``
+    (``account_id``, ``window_start``, ``window_end``, ``detected_at``, ``day``)
+    are alerts of earlier runs (a ``--state`` directory keeps them): they link
+    this run's alerts as they would in one run over the whole log, and an
+    incident they belong to keeps its id, but the table counts this run's alerts.
     """
     alerts = alerts.copy()
     if not len(alerts):
@@ -106,12 +113,24 @@ def group_incidents(
     joined = alerts[["account_id", "window_start"]].merge(
         keys, on=["account_id", "window_start"], how="left", validate="one_to_one"
     )
-    day = pd.to_datetime(joined["day"]).to_numpy().astype("datetime64[D]")
     n = len(alerts)
+    nodes = pd.concat(
+        [
+            alerts[["account_id", "window_start", "window_end", "detected_at"]].assign(
+                day=joined["day"].to_numpy()
+            ),
+            earlier[["account_id", "window_start", "window_end", "detected_at", "day"]]
+            if earlier is not None and len(earlier)
+            else None,
+        ],
+        ignore_index=True,
+    )
+    day = pd.to_datetime(nodes["day"]).to_numpy().astype("datetime64[D]")
+    n_nodes = len(nodes)
     rows, cols = [], []
 
     # Same account, following one another.
-    account_of = alerts["account_id"].to_numpy().astype(str)
+    account_of = nodes["account_id"].to_numpy().astype(str)
     order = np.lexsort((day, account_of))
     same = account_of[order][1:] == account_of[order][:-1]
     quiet = np.busday_count(day[order][:-1] + np.timedelta64(1, "D"), day[order][1:])
@@ -121,30 +140,33 @@ def group_incidents(
 
     # Accounts created or granted during a creator's alerted window, alerted afterwards.
     if len(creations):
-        start = alerts["window_start"].to_numpy()
-        end = alerts["window_end"].to_numpy()
+        start = nodes["window_start"].to_numpy()
+        end = nodes["window_end"].to_numpy()
         made = creations.merge(
-            pd.DataFrame({"creator": account_of, "creator_alert": np.arange(n)}), on="creator"
+            pd.DataFrame({"creator": account_of, "creator_alert": np.arange(n_nodes)}),
+            on="creator",
         )
         when = made["timestamp"].to_numpy()
         slot = made["creator_alert"].to_numpy()
         made = made[(when >= start[slot]) & (when <= end[slot])].merge(
-            pd.DataFrame({"target": account_of, "target_alert": np.arange(n)}), on="target"
+            pd.DataFrame({"target": account_of, "target_alert": np.arange(n_nodes)}), on="target"
         )
         target = made["target_alert"].to_numpy()
-        after = alerts["detected_at"].to_numpy()[target] >= made["timestamp"].to_numpy()
+        after = nodes["detected_at"].to_numpy()[target] >= made["timestamp"].to_numpy()
         rows += list(made["creator_alert"].to_numpy()[after])
         cols += list(target[after])
 
-    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_nodes, n_nodes))
     _, label = connected_components(graph, directed=False)
 
     frame = alerts.assign(
-        group=label,
+        group=label[:n],
         touched=joined["records_touched"].fillna(0).to_numpy(),
         rank=alerts["severity"].map(SEVERITIES.index),
     )
-    first = frame.sort_values(["window_start", "account_id"]).groupby("group").head(1)
+    # The id comes from the group's first alert, an earlier run's included.
+    first = nodes.assign(group=label).sort_values(["window_start", "account_id"])
+    first = first.groupby("group").head(1)
     ids = dict(
         zip(
             first["group"],

@@ -84,6 +84,20 @@ def model_matrix(
     return np.column_stack(columns) if columns else np.empty((len(table), 0))
 
 
+def fitting_order(table: pd.DataFrame) -> np.ndarray:
+    """Row positions of ``table`` by (account_id, day), then by the model's columns for ties.
+
+    Without ``account_id`` and ``day`` (a bare matrix of features), by the model's columns.
+    """
+    keys = [table[name].to_numpy() for name in MODEL_FEATURES if name in table]
+    for name in ("day", "account_id"):  # np.lexsort sorts by the last key first
+        if name in table:
+            keys.append(pd.factorize(table[name], sort=True)[0])
+    if not keys:
+        return np.arange(len(table))
+    return np.lexsort(keys)
+
+
 class WindowModel:
     """Isolation Forest over feature windows, with an alert threshold and explanations.
 
@@ -122,12 +136,15 @@ class WindowModel:
 
         matrix = model_matrix(table)
         self.features_ = MODEL_FEATURES
+        # The forest draws its samples by row position: fitted on the rows in a fixed
+        # order, the same windows give the same model whatever order they came in.
+        order = fitting_order(table)
         self.forest_ = IsolationForest(
             n_estimators=self.n_estimators,
             max_samples=min(self.max_samples, len(matrix)),
             random_state=self.random_state,
             n_jobs=-1,  # scoring runs the trees on both cores (tree walks release the GIL)
-        ).fit(matrix)
+        ).fit(matrix[order])
         self.training_scores_ = self._score_matrix(matrix)
         quantile = np.quantile(self.training_scores_, 1.0 - self.alert_rate)
         self.threshold_ = float(max(quantile, self.min_score))

@@ -21,11 +21,18 @@ from detector.engine.sources import source_of
 from detector.engine.state import (
     FULL_HISTORY_DAYS,
     REFIT_AFTER_DAYS,
+    Continuation,
+    ContinuedSource,
+    Kept,
     State,
     combine,
+    continue_kept_day,
     load_state,
     merge,
+    once_each,
+    read_day,
     save_state,
+    without_day,
 )
 from detector.errors import DetectorError
 from detector.features.kernel import Aggregates
@@ -57,6 +64,8 @@ class Prepared:
     scored_days: set[int] | None = None  # local day numbers to alert on (None: every day)
     state: State | None = None  # the --state directory this run reads and updates
     history: list[Aggregates] = field(default_factory=list)  # what the state will keep
+    continuation: Continuation | None = None  # the stored day this log completed
+    has_ids: bool = False  # the log carries its own event_id
 
     @property
     def rejects(self) -> pd.DataFrame:
@@ -103,13 +112,16 @@ def prepare(
     if engine not in ENGINES:
         raise DetectorError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
     say("planning partitions")
+    has_ids = False
     if isinstance(log, pd.DataFrame):
+        has_ids = "event_id" in log.columns
         log = normalise(log)
     elif caseloads is None and default_caseloads_path(log).exists():
         caseloads = default_caseloads_path(log)
     if caseloads is not None and not isinstance(caseloads, pd.DataFrame):
         caseloads = read_caseloads(caseloads)
     source = source_of(log, timezone, streaming=engine == "local")
+    has_ids = has_ids or (not isinstance(log, pd.DataFrame) and "event_id" in source.columns)
     mapper = None
     if engine == "dask":
         from detector.engine.dask import dask_mapper
@@ -121,7 +133,18 @@ def prepare(
     stored = load_state(state, timezone)
     stored.timezone = timezone
     run = run_kernel(source, caseloads, timezone, workers, say, mapper, dedupe=True)
-    parts, scored, overlap = merge(stored, run.parts)
+    log_days = {int(d) for p in run.parts for d in np.unique(p.windows["day"].to_numpy())}
+    if stored.kept_day in log_days:
+        say(f"completing {pd.Timestamp(stored.kept_day, unit='D').date()} with its kept events")
+    continued = continue_kept_day(
+        stored, source, log_days, caseloads, timezone, run.out_mode, has_ids
+    )
+    parts, completed = run.parts, set()
+    if continued is not None:  # the kept day's aggregates rebuilt from all its events
+        parts = without_day(parts, continued.day) + [continued.aggregates]
+        completed = {continued.day}
+        run.notices.append(continued.notice)
+    parts, scored, overlap = merge(stored, parts, completed)
     # Baselines of stored days are needed only to fit a model on them.
     refit = uses_model and not _stored_model_usable(stored, len(scored))
     table = assemble(
@@ -133,9 +156,13 @@ def prepare(
         first_day=stored.first_day,
         baseline_days=None if refit else scored,
     )
-    attach(table, source, run)
+    attach(
+        table,
+        source if continued is None else ContinuedSource(source, continued.day, continued.events),
+        run,
+    )
     say(f"{len(scored)} new day(s) to score against {stored.day_events().size} stored day(s)")
-    return Prepared(table, list(table.notices), scored, stored, parts)
+    return Prepared(table, list(table.notices), scored, stored, parts, continued, has_ids)
 
 
 def _address_allowlisted_windows(
@@ -306,11 +333,16 @@ def score_log(
     if state is not None and model is None and mode != "rules":
         model, fitted = _state_model(prepared)
     alerts = detect(prepared, rules, mode, model)
-    if state is not None:
-        _save_state(prepared, fitted, progress)
     table = prepared.features.table
-    # Who created or granted whom: gathered by the kernel (the current log's events only).
-    alerts, incidents = group_incidents(alerts, table, prepared.features.links)
+    # Who created or granted whom: gathered by the kernel; with a state, since it began,
+    # and the earlier runs' alerts link this run's as one run over the whole log would.
+    links, earlier = prepared.features.links, None
+    if state is not None:
+        links = _all_links(prepared.state.links, links)
+        earlier = _alerted_before(prepared)
+    alerts, incidents = group_incidents(alerts, table, links, earlier)
+    if state is not None:
+        _save_state(prepared, fitted, progress, links, _alerted(alerts, table, earlier))
     features = prepared.features.features
     if prepared.scored_days is not None:  # the stored days were given by earlier runs
         days = table["_day"].to_numpy() + prepared.features.first_day
@@ -351,20 +383,81 @@ def _stored_model_usable(stored: State, new_days: int) -> bool:
     )
 
 
-def _save_state(prepared: Prepared, fitted: WindowModel | None, progress: Progress | None) -> None:
+def _all_links(stored: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """Creation links of the state and of this log, each once."""
+    frames = [f for f in (stored, new) if len(f)]
+    if not frames:
+        return new
+    links = pd.concat(frames, ignore_index=True)
+    links["timestamp"] = pd.to_datetime(links["timestamp"], utc=True)
+    return links.drop_duplicates(ignore_index=True)
+
+
+def _day_numbers(days: pd.Series) -> np.ndarray:
+    return pd.to_datetime(days).to_numpy().astype("datetime64[D]").astype(np.int64)
+
+
+def _alerted_before(prepared: Prepared) -> pd.DataFrame:
+    """The stored alerts, but those of the days this run scores again."""
+    alerted = prepared.state.alerted
+    if not len(alerted):
+        return alerted
+    scored = np.fromiter(prepared.scored_days, dtype=np.int64)
+    return alerted[~np.isin(_day_numbers(alerted["day"]), scored)].reset_index(drop=True)
+
+
+def _alerted(alerts: pd.DataFrame, table: pd.DataFrame, earlier: pd.DataFrame) -> pd.DataFrame:
+    """What the state keeps of the alerts: the earlier runs' and this run's windows."""
+    columns = ["account_id", "window_start", "window_end", "detected_at"]
+    now = alerts[columns].merge(
+        table[["account_id", "window_start", "day"]], on=["account_id", "window_start"], how="left"
+    )
+    frames = [f for f in (earlier, now) if len(f)]
+    if not frames:
+        return earlier
+    return pd.concat(frames, ignore_index=True)
+
+
+def _kept(prepared: Prepared, history: Aggregates) -> Kept | None:
+    """The events of the last stored day, for a log that continues it (None: keep the stored)."""
+    if not len(history.windows):
+        return None
+    last = int(history.windows["day"].max())
+    continued = prepared.continuation
+    if continued is not None and continued.day == last:
+        return Kept(last, continued.events, prepared.has_ids and prepared.state.kept_ids)
+    if last in prepared.scored_days:  # the day came with this log: its events are read again
+        events = once_each(read_day(prepared.features.source, last), prepared.has_ids)
+        return Kept(last, events, prepared.has_ids)
+    return None
+
+
+def _save_state(
+    prepared: Prepared,
+    fitted: WindowModel | None,
+    progress: Progress | None,
+    links: pd.DataFrame,
+    alerted: pd.DataFrame,
+) -> None:
     stored = prepared.state
     days = int(prepared.features.table["_day"].nunique())
     if fitted is not None:
         model_days, model_age = days, 0
     else:
         model_days, model_age = stored.model_days, stored.model_age + len(prepared.scored_days)
+    history = combine(prepared.history)
+    if progress:
+        progress("saving the state")
     path = save_state(
         stored,
-        combine(prepared.history),
+        history,
         prepared.features.first_day,
         fitted,
         model_days,
         model_age,
+        kept=_kept(prepared, history),
+        links=links,
+        alerted=alerted,
     )
     if progress:
         progress(f"state updated: {path}")

@@ -68,8 +68,12 @@ def test_a_redelivered_day_replaces_and_late_events_are_ignored(month, tmp_path)
     for path in files[:3]:
         score_log(path, mode="rules", state=state)
     before = load_state(state, TZ).day_events()
-    again = score_log(files[2], mode="rules", state=state)  # the same day, whole: re-delivered
-    assert any("re-delivered" in n for n in again.notices)
+    again = score_log(files[1], mode="rules", state=state)  # the same day, whole: re-delivered
+    assert any("1 day(s) already in the state re-delivered" in n for n in again.notices)
+    pd.testing.assert_series_equal(load_state(state, TZ).day_events(), before)
+    # The last day's events are kept: delivered again, each is known and counted once.
+    last = score_log(files[2], mode="rules", state=state)
+    assert any(f"({before.iloc[-1]:,} already counted)" in n for n in last.notices)
     pd.testing.assert_series_equal(load_state(state, TZ).day_events(), before)
 
     late = tmp_path / "late.parquet"

@@ -40,7 +40,9 @@ def dask_mapper(scheduler: str | None, workers: int | None) -> Callable[..., Ite
                     n_workers=workers or default_workers(),
                     threads_per_worker=1,
                     processes=True,
-                    dashboard_address=None,
+                    # A free port: None still binds the scheduler's HTTP server to 8787,
+                    # which another cluster on the machine may hold (a warning each run).
+                    dashboard_address=":0",
                 )
                 client = Client(cluster)
             else:

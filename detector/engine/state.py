@@ -10,6 +10,10 @@ state/
     first_seen.<column>.parquet   (account_id, value, day): first use of each address, client, application
     created.parquet       (account_id, day): accounts created by create_account
     model.skops           the fitted window model (when one was fitted)
+    kept_events.parquet   the raw (validated) events of the last stored day, which a
+                          log cut at midnight continues
+    links.parquet         (creator, target, timestamp): accounts created or granted
+    alerted.parquet       the alerts of the stored days (window, detection), for incidents
 ```
 
 A run writes a new version directory, then swaps the manifest with an atomic
@@ -19,7 +23,12 @@ Only the current and the previous versions are kept.
 Overlap between a new log and the state is decided per local day:
 
 - a day not in the state is scored;
-- a day already in the state is *re-delivered* when the new log holds at
+- the last stored day, whose events are kept, is *completed* when the new log
+  holds events of it (a log cut at midnight carries the night's early hours
+  into the next file): the new events are merged with the kept ones (once
+  each: by the whole row, or by ``event_id`` when both have one), the day's
+  aggregates are rebuilt from them and the day is scored again;
+- another day already in the state is *re-delivered* when the new log holds at
   least as many events for it as the state counted: its aggregates replace
   the stored ones and it is scored again;
 - otherwise the new log's events of that day are *late events* of a day
@@ -33,8 +42,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,10 +53,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from detector.errors import DetectorError
-from detector.features.kernel import NOVELTY, Aggregates
+from detector.features.kernel import NOVELTY, Aggregates, partition_aggregates
+from detector.incidents import creation_pairs
+from detector.schema import normalise_table
 
 FORMAT = "logsentinel-state/1"
 MANIFEST = "manifest.json"
+KEPT = "kept_events.parquet"
+LINKS = "links.parquet"
+ALERTED = "alerted.parquet"
+ALERTED_COLUMNS = ["account_id", "window_start", "window_end", "detected_at", "day"]
 HOURS = [f"h{h:02d}" for h in range(24)]
 REFIT_AFTER_DAYS = 7  # a stored model older than this many new days is fitted again
 FULL_HISTORY_DAYS = 28  # a model fitted on fewer days than this is fitted again next run
@@ -68,7 +84,18 @@ class State:
     model_path: Path | None = None
     model_days: int = 0  # days the stored model was fitted on
     model_age: int = 0  # days scored since it was fitted
+    kept_day: int | None = None  # the stored day whose raw events are kept
+    kept_ids: bool = False  # the kept events carry the log's own event_id
+    links: pd.DataFrame = field(default_factory=lambda: creation_pairs(pd.DataFrame()))
+    alerted: pd.DataFrame = field(default_factory=lambda: empty_alerted())
     notices: list[str] = field(default_factory=list)
+
+    @property
+    def kept_path(self) -> Path | None:
+        """The Parquet file of the kept day's events (None when none are kept)."""
+        if self.kept_day is None:
+            return None
+        return self.path / f"v{self.version:06d}" / KEPT
 
     def day_events(self) -> pd.Series:
         """Events per stored local day."""
@@ -92,9 +119,7 @@ def load_state(path: str | Path, timezone: str) -> State:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise StateError(f"{manifest_path}: not a logsentinel state manifest ({FORMAT})")
     if manifest["timezone"] != timezone:
-        raise StateError(
-            f"{path} was built with time zone {manifest['timezone']}, not {timezone}"
-        )
+        raise StateError(f"{path} was built with time zone {manifest['timezone']}, not {timezone}")
     current = path / manifest["current"]
     try:
         windows = pq.read_table(current / "windows.parquet").to_pandas()
@@ -104,6 +129,8 @@ def load_state(path: str | Path, timezone: str) -> State:
             if (current / f"first_seen.{column}.parquet").exists()
         }
         created = pq.read_table(current / "created.parquet")
+        links = _read_optional(current / LINKS, creation_pairs(pd.DataFrame()))
+        alerted = _read_optional(current / ALERTED, empty_alerted())
     except (OSError, pa.ArrowInvalid) as error:
         raise StateError(f"{current}: unreadable state ({error})") from None
     hours = windows[HOURS].to_numpy(dtype=np.int32)
@@ -120,7 +147,24 @@ def load_state(path: str | Path, timezone: str) -> State:
         model_path=model if model.exists() else None,
         model_days=int(manifest.get("model_days", 0)),
         model_age=int(manifest.get("model_age", 0)),
+        kept_day=manifest.get("kept_day") if (current / KEPT).exists() else None,
+        kept_ids=bool(manifest.get("kept_ids", False)),
+        links=links,
+        alerted=alerted,
     )
+
+
+def empty_alerted() -> pd.DataFrame:
+    """The stored alerts' table with no rows."""
+    frame = pd.DataFrame({c: pd.Series(dtype="datetime64[ns, UTC]") for c in ALERTED_COLUMNS})
+    frame["account_id"] = pd.Series(dtype=object)
+    frame["day"] = pd.Series(dtype=object)
+    return frame
+
+
+def _read_optional(path: Path, empty: pd.DataFrame) -> pd.DataFrame:
+    """A small table of the state, or ``empty`` for a state written before it existed."""
+    return pq.read_table(path).to_pandas() if path.exists() else empty
 
 
 def _only_days(part: Aggregates, keep) -> Aggregates:
@@ -135,33 +179,225 @@ def _only_days(part: Aggregates, keep) -> Aggregates:
     return Aggregates(windows, part.hours[rows], first_seen, created, int(windows["events"].sum()))
 
 
-def merge(state: State, parts: list[Aggregates]) -> tuple[list[Aggregates], set[int], list[str]]:
-    """(history then new aggregates, days to score, notices), by the overlap rule above."""
+def _date(day: int) -> str:
+    return str(pd.Timestamp(int(day), unit="D").date())
+
+
+def merge(
+    state: State, parts: list[Aggregates], completed: set[int] | frozenset = frozenset()
+) -> tuple[list[Aggregates], set[int], list[str]]:
+    """(history then new aggregates, days to score, notices), by the overlap rule above.
+
+    ``completed`` are stored days whose aggregates in ``parts`` were rebuilt
+    from the kept events and the new log's (:func:`continue_kept_day`): they
+    replace the stored ones whatever their counts.
+    """
     stored = state.day_events()
     new_days = pd.concat([p.windows[["day", "events"]] for p in parts if len(p.windows)])
     new_days = new_days.groupby("day")["events"].sum() if len(new_days) else pd.Series(dtype=int)
-    overlap = new_days.index.intersection(stored.index)
+    overlap = [d for d in new_days.index.intersection(stored.index) if d not in completed]
     replaced = [d for d in overlap if new_days[d] >= stored[d]]
     late = [d for d in overlap if new_days[d] < stored[d]]
     notices = []
     if replaced:
         notices.append(
             f"{len(replaced)} day(s) already in the state re-delivered, replaced and scored again: "
-            + ", ".join(str(pd.Timestamp(int(d), unit="D").date()) for d in replaced)
+            + ", ".join(_date(d) for d in replaced)
         )
     if late:
         notices.append(
             f"{int(new_days[late].sum()):,} events of {len(late)} day(s) already scored ignored"
             " (late events; re-deliver the whole day to replace it): "
-            + ", ".join(str(pd.Timestamp(int(d), unit="D").date()) for d in late)
+            + ", ".join(_date(d) for d in late)
         )
-    late_days, replaced_days = np.array(late, dtype=np.int64), np.array(replaced, dtype=np.int64)
+    late_days = np.array(late, dtype=np.int64)
+    dropped = np.array(replaced + sorted(completed), dtype=np.int64)
     merged = []
     if state.history is not None:
-        merged.append(_only_days(state.history, lambda d: ~np.isin(d, replaced_days)))
+        merged.append(_only_days(state.history, lambda d: ~np.isin(d, dropped)))
     merged += [_only_days(p, lambda d: ~np.isin(d, late_days)) for p in parts]
     scored = set(int(d) for d in new_days.index) - set(int(d) for d in late)
     return merged, scored, notices
+
+
+# -- the kept day: a log cut at midnight continues the last stored day ----------------------
+
+
+@dataclass
+class Continuation:
+    """The last stored day completed by a new log: its events once each, and their aggregates."""
+
+    day: int
+    events: pd.DataFrame  # validated events of the whole day, in time order
+    aggregates: Aggregates
+    notice: str
+
+
+def read_day(source: Any, day: int) -> pd.DataFrame:
+    """The validated events of one local day of a partition source (its rejects were counted)."""
+    for partition in source.partitions():
+        if partition.first_day <= day < partition.end_day:
+            return source.read(replace(partition, first_day=day, end_day=day + 1)).events
+    return pd.DataFrame()
+
+
+def once_each(events: pd.DataFrame, by_id: bool) -> pd.DataFrame:
+    """``events`` without repeated ``event_id`` values (when the log has its own ids)."""
+    if by_id and "event_id" in events and len(events):
+        repeated = events["event_id"].duplicated(keep="first").to_numpy()
+        if repeated.any():
+            return events.loc[~repeated].reset_index(drop=True)
+    return events
+
+
+def _row_keys(events: pd.DataFrame, columns: list[str], ranked: bool) -> pd.Series:
+    """A 64-bit key per row: the hash of its values (and of its rank among identical rows).
+
+    Ranked, identical rows in one log are kept as many times as the larger side has them.
+    """
+    hashed = pd.util.hash_pandas_object(events[columns], index=False).to_numpy()
+    if ranked:
+        rank = pd.Series(hashed).groupby(hashed).cumcount().to_numpy().astype(np.uint64)
+        hashed = hashed ^ (rank * np.uint64(0x9E3779B97F4A7C15))
+    return pd.Series(hashed)
+
+
+def not_kept(kept: pa.Table, new: pd.DataFrame, by_id: bool) -> np.ndarray:
+    """Which rows of ``new`` the kept events do not already hold.
+
+    A row is known when the kept events hold the same row (every column but
+    the id; identical rows count as many times as the larger side has them),
+    or, ``by_id`` (both sides carry the log's own ids), the same ``event_id``
+    at the same instant for the same account: a re-delivered event whose other
+    columns changed. Row positions standing in for missing ids (or given by
+    staging) differ between files and never match alone.
+    """
+    if not kept.num_rows or not len(new):
+        return np.ones(len(new), dtype=bool)
+    # Only kept events within the new ones' time span can match (a continuation: none).
+    span = pd.DatetimeIndex(new["timestamp"])
+    instant = pc.cast(kept["timestamp"], pa.timestamp("ns", tz="UTC"))
+    lo, hi = (pa.scalar(t, pa.timestamp("ns", tz="UTC")) for t in (span.min(), span.max()))
+    kept = kept.filter(pc.and_(pc.greater_equal(instant, lo), pc.less_equal(instant, hi)))
+    if not kept.num_rows:
+        return np.ones(len(new), dtype=bool)
+    columns = sorted((set(kept.column_names) & set(new.columns)) - {"event_id"})
+    old = kept.select(columns + (["event_id"] if by_id else [])).to_pandas()
+    known = _row_keys(new, columns, True).isin(_row_keys(old, columns, True)).to_numpy(copy=True)
+    if by_id:
+        ids = ["event_id", "timestamp", "account_id"]
+        known |= _row_keys(new, ids, False).isin(_row_keys(old, ids, False)).to_numpy()
+    return ~known
+
+
+def concat_events(parts: list[pd.DataFrame | pa.Table]) -> pd.DataFrame:
+    """Validated events (frames or tables) as one frame, validated again: categories
+    united, actions, time order.
+
+    Through Arrow, as a log is read: its hashing of text columns is much faster
+    than uniting pandas categories of high cardinality (record ids).
+    """
+    tables = []
+    for part in parts:
+        table = (
+            part if isinstance(part, pa.Table) else pa.Table.from_pandas(part, preserve_index=False)
+        )
+        for i, column in enumerate(table.schema):
+            if pa.types.is_dictionary(column.type):
+                plain = pc.cast(table[column.name], column.type.value_type)
+                table = table.set_column(i, column.name, plain)
+        if table.num_columns:
+            tables.append(table.replace_schema_metadata(None))
+    if not tables:
+        return pd.DataFrame()
+    table = pa.concat_tables(tables, promote_options="permissive")
+    return normalise_table(table, "kept events").events
+
+
+def read_kept(state: State) -> pa.Table:
+    """The kept day's events as stored (an empty table when none are kept)."""
+    path = state.kept_path
+    if path is None:
+        return pa.table({})
+    try:
+        return pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as error:
+        raise StateError(f"{path}: unreadable kept events ({error})") from None
+
+
+def continue_kept_day(
+    state: State,
+    source: Any,
+    days: set[int],
+    caseloads: pd.DataFrame | None,
+    timezone: str,
+    out_mode: str | None,
+    has_ids: bool,
+) -> Continuation | None:
+    """The kept day completed with the new log's events of it (None: the log has none).
+
+    ``days`` are the local days the new log holds; ``has_ids``: it has its own
+    ``event_id`` column.
+    """
+    day = state.kept_day
+    if day is None or day not in days:
+        return None
+    kept = read_kept(state)
+    new = once_each(read_day(source, day), has_ids)
+    try:
+        fresh = not_kept(kept, new, has_ids and state.kept_ids)
+        events = concat_events([kept, new.loc[fresh]])
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as error:
+        raise StateError(
+            f"the kept events of {_date(day)} and this log's events of that day"
+            f" cannot be merged ({error})"
+        ) from None
+    aggregates = partition_aggregates(events, timezone, caseloads, out_mode)
+    added, known = int(fresh.sum()), int(len(fresh) - fresh.sum())
+    notice = (
+        f"day {_date(day)} completed with {added:,} events of this log"
+        + (f" ({known:,} already counted)" if known else "")
+        + f" and scored again ({len(events):,} events)"
+    )
+    return Continuation(day, events, aggregates, notice)
+
+
+def without_day(parts: list[Aggregates], day: int) -> list[Aggregates]:
+    """``parts`` without one local day (links, which are per event, are kept)."""
+    kept = []
+    for part in parts:
+        trimmed = _only_days(part, lambda d: d != day)
+        trimmed.links = part.links
+        kept.append(trimmed)
+    return kept
+
+
+class ContinuedSource:
+    """A log's partition source whose completed day is read from the merged events.
+
+    The replay behind ``detected_at`` reads the completed day's windows from the
+    kept and new events together, as the aggregates were built; everything
+    else is the wrapped source's.
+    """
+
+    def __init__(self, source: Any, day: int, events: pd.DataFrame):
+        self.source, self.day, self.events = source, day, events
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.source, name)
+
+    def read_windows(self, accounts: np.ndarray, days: np.ndarray) -> pd.DataFrame:
+        accounts, days = np.asarray(accounts), np.asarray(days, dtype=np.int64)
+        here = days == self.day
+        frames = []
+        if (~here).any():
+            frames.append(self.source.read_windows(accounts[~here], days[~here]))
+        if here.any():
+            wanted = self.events["account_id"].isin(np.unique(accounts[here].astype(str)))
+            frames.append(self.events.loc[wanted.to_numpy()])
+        if not here.any():
+            return frames[0]
+        return concat_events(frames) if len(frames) > 1 else frames[0].reset_index(drop=True)
 
 
 def combine(parts: list[Aggregates]) -> Aggregates:
@@ -200,6 +436,15 @@ def _first_days(seen: pa.Table) -> pa.Table:
     )
 
 
+@dataclass
+class Kept:
+    """The events of the last stored day, kept for a log that continues it."""
+
+    day: int
+    events: pd.DataFrame
+    ids: bool  # the events carry the log's own event_id
+
+
 def save_state(
     state: State,
     history: Aggregates,
@@ -207,8 +452,15 @@ def save_state(
     model=None,
     model_days: int = 0,
     model_age: int = 0,
+    kept: Kept | None = None,
+    links: pd.DataFrame | None = None,
+    alerted: pd.DataFrame | None = None,
 ) -> Path:
-    """Write a new version of the state, then make it current by an atomic manifest swap."""
+    """Write a new version of the state, then make it current by an atomic manifest swap.
+
+    ``kept``: the last day's events to keep (None: the stored ones stay);
+    ``links`` and ``alerted``: the tables that replace the stored ones (None: unchanged).
+    """
     state.path.mkdir(parents=True, exist_ok=True)
     version = state.version + 1
     name = f"v{version:06d}"
@@ -226,6 +478,16 @@ def save_state(
         model.save(staging / "model.skops")
     elif state.model_path is not None:
         shutil.copy2(state.model_path, staging / "model.skops")
+    if kept is not None:
+        table = pa.Table.from_pandas(kept.events, preserve_index=False)
+        pq.write_table(table, staging / KEPT)
+    elif state.kept_path is not None:
+        shutil.copy2(state.kept_path, staging / KEPT)
+        kept = Kept(state.kept_day, pd.DataFrame(), state.kept_ids)
+    links = state.links if links is None else links
+    alerted = state.alerted if alerted is None else alerted
+    pq.write_table(pa.Table.from_pandas(links, preserve_index=False), staging / LINKS)
+    pq.write_table(pa.Table.from_pandas(alerted, preserve_index=False), staging / ALERTED)
     final = state.path / name
     shutil.rmtree(final, ignore_errors=True)
     os.replace(staging, final)  # the new version is complete before the manifest names it
@@ -238,6 +500,8 @@ def save_state(
         "days": int(history.windows["day"].nunique()),
         "model_days": model_days,
         "model_age": model_age,
+        "kept_day": None if kept is None else int(kept.day),
+        "kept_ids": bool(kept is not None and kept.ids),
     }
     temporary = state.path / f".{MANIFEST}.tmp"
     temporary.write_text(json.dumps(manifest, indent=2))
