@@ -128,8 +128,23 @@ def _baseline_features(volume: str) -> list[Feature]:
     ]
 
 
+# Accumulated over days (detector.features.accumulation), for these volumes.
+_ACCUMULATED = [
+    Feature(
+        f"cusum_{volume}",
+        f"daily excess of {volume} over the account's own baseline (robust z, less the same-day"
+        " shift of its structure and peers), summed over days: one-sided CUSUM, one day adds"
+        " at most 4",
+        "z",
+    )
+    for volume in ("records_touched", "out_of_caseload_reads")
+]
+
 FEATURES: dict[str, Feature] = {
-    f.name: f for f in _ACTIVITY + [b for v in BASELINED_VOLUMES for b in _baseline_features(v)]
+    f.name: f
+    for f in _ACTIVITY
+    + [b for v in BASELINED_VOLUMES for b in _baseline_features(v)]
+    + _ACCUMULATED
 }
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from detector.features import baselines
+from detector.features import accumulation, baselines
 from detector.features.catalogue import BASELINED_VOLUMES, FEATURES
 from detector.features.derive import BASELINE_CONSTANTS, SUMS, WINDOW_CONSTANTS, derive
 from detector.features.kernel import (
@@ -240,14 +240,37 @@ def assemble(
     # Baseline matrices have a column per day that holds events, not per calendar day:
     # a log with a far-off stray day must not span decades of empty columns.
     present, w_col = np.unique(w_day, return_inverse=True)
-    only = None
+    only = accumulated = None
     if baseline_days is not None:
         wanted = np.array(sorted(baseline_days), dtype=np.int64) - first_day
         only = np.flatnonzero(np.isin(present, wanted))
+        # The sums over days also need the baselines of the days they look back over.
+        earliest = present[only].min() - accumulation.HORIZON_DAYS if len(only) else 0
+        accumulated = np.flatnonzero(present >= earliest)
+    org_group = pd.factorize(organization)[0].astype(np.int64)  # -1: no structure
     for volume in BASELINED_VOLUMES:
-        _add_baselines(
-            constants, volume, volumes[volume], w_acc, w_col, present, n_acc, peer_group, only
+        cusum = volume in accumulation.CUSUM_VOLUMES
+        own = _add_baselines(
+            constants,
+            volume,
+            volumes[volume],
+            w_acc,
+            w_col,
+            present,
+            n_acc,
+            peer_group,
+            accumulated if cusum else only,
         )
+        if cusum:
+            _add_accumulation(
+                constants,
+                volume,
+                volumes[volume],
+                (w_acc, w_col, present),
+                own,
+                (peer_group, org_group),
+                only,
+            )
 
     features = derive(sums, constants)
     table = pd.DataFrame(
@@ -356,3 +379,53 @@ def _add_baselines(
         median, peers["q25"][group, w_day], peers["q75"][group, w_day], share
     )
     constants[f"_peer_scale_{volume}"] = np.where(enough, scale, np.nan)
+    return own
+
+
+def _add_accumulation(
+    constants: dict[str, np.ndarray],
+    volume: str,
+    values: np.ndarray,
+    windows: tuple[np.ndarray, np.ndarray, np.ndarray],
+    own: dict[str, np.ndarray],
+    groups: tuple[np.ndarray, np.ndarray],
+    only: np.ndarray | None,
+) -> None:
+    """The CUSUM's sum before each window and the window's same-day shift
+    (:mod:`detector.features.accumulation`), from the (account x day) baselines."""
+    w_acc, w_col, days = windows
+    peer_group, org_group = groups
+    n_acc, n_cols = own["median"].shape
+    matrix = np.full((n_acc, n_cols), np.nan)
+    matrix[w_acc, w_col] = values
+    enough = own["count"] >= baselines.MIN_OWN_WINDOWS
+    own_scale = np.where(
+        enough, baselines.robust_scale(own["median"], own["q25"], own["q75"]), np.nan
+    )
+    # Every judged account on every day, an inactive day being a day of zero volume.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z_all = (np.where(np.isnan(matrix), 0.0, matrix) - own["median"]) / own_scale
+    shift = np.fmax(
+        accumulation.same_day_shift(z_all, org_group),
+        accumulation.same_day_shift(z_all, peer_group),
+    )
+    centre, scale = accumulation.reference(
+        own["median"], accumulation.own_scale(own["median"], own_scale, own["count"])
+    )
+    columns = np.arange(n_cols) if only is None else only
+    before, kept_centre, kept_scale = accumulation.sums_before(
+        matrix, centre, scale, shift, days, columns
+    )
+    # The day's own reference, unless an excess under way keeps the one from before it.
+    day_centre, day_scale = accumulation.frozen(
+        before, centre[:, columns], scale[:, columns], (kept_centre, kept_scale)
+    )
+    for name, result in (
+        ("_cusum_prev", before),
+        ("_cusum_centre", day_centre),
+        ("_cusum_scale", day_scale),
+    ):
+        full = np.full((n_acc, n_cols), np.nan)
+        full[:, columns] = result
+        constants[f"{name}_{volume}"] = full[w_acc, w_col]
+    constants[f"_shift_{volume}"] = shift[w_acc, w_col]
