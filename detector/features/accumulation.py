@@ -37,7 +37,7 @@ import pandas as pd
 
 #: Volumes whose daily excess accumulates.
 CUSUM_VOLUMES: tuple[str, ...] = ("records_touched", "out_of_caseload_reads")
-ALLOWANCE = 2.0  # robust z an account may exceed its baseline by, every day, without accumulating
+ALLOWANCE = 1.5  # robust z an account may exceed its baseline by, every day, without accumulating
 DAILY_CAP = 5.0  # the most one day's z counts: one day alone gives at most DAILY_CAP - ALLOWANCE
 HORIZON_DAYS = 14  # earlier calendar days the sum looks back over
 MIN_SHIFT_MEMBERS = 5  # members with a baseline needed to call a same-day shift

@@ -134,7 +134,7 @@ _ACCUMULATED = [
         f"cusum_{volume}",
         f"daily excess of {volume} over the account's own baseline (robust z, less the same-day"
         " shift of its structure and peers), summed over days: one-sided CUSUM, one day adds"
-        " at most 4",
+        " at most 3.5",
         "z",
     )
     for volume in ("records_touched", "out_of_caseload_reads")
