@@ -28,6 +28,7 @@ BASELINED_VOLUMES: tuple[str, ...] = (
     "out_of_caseload_reads",
     "out_of_caseload_share",
     "night_records_touched",
+    "new_structures",
 )
 
 _ACTIVITY = [
@@ -84,6 +85,11 @@ _ACTIVITY = [
         "distinct applications never used by the account in earlier windows (0 before 5 days of history)",
         "count",
     ),
+    Feature(
+        "new_structures",
+        "distinct structures (record_org_id) of records the account never accessed in earlier windows (0 before 5 days of history)",
+        "count",
+    ),
     Feature("accounts_created", "create_account events by the account", "count"),
     Feature("access_grants", "grant_access events by the account", "count"),
     Feature("history_days", "earlier windows with activity for this account", "days"),
@@ -99,6 +105,15 @@ _ACTIVITY = [
     ),
     Feature(
         "created_in_log", "1 when a create_account event in the log created this account", "flag"
+    ),
+    Feature("off_day", "1 on a Saturday, a Sunday or a French public holiday", "flag"),
+    Feature(
+        "own_off_days_worked", "earlier windows of the account on a Saturday, Sunday or holiday", "days"
+    ),
+    Feature(
+        "off_days_since_first_seen",
+        "Saturdays, Sundays and holidays from the account's first appearance to this window: chances it had to work on one",
+        "days",
     ),
 ]
 

@@ -34,6 +34,7 @@ SUMS: tuple[str, ...] = (
     "new_addresses",
     "new_clients",
     "new_applications",
+    "new_structures",
     "accounts_created",
     "access_grants",
 )
@@ -45,6 +46,9 @@ PLAIN_CONSTANTS: tuple[str, ...] = (
     "log_days",
     "account_age_days",
     "created_in_log",
+    "off_day",
+    "own_off_days_worked",
+    "off_days_since_first_seen",
 )
 BASELINE_CONSTANTS: tuple[str, ...] = tuple(
     f"{stat}_{volume}"

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from detector.features import accumulation, baselines
+from detector.features import accumulation, baselines, calendar
 from detector.features.catalogue import BASELINED_VOLUMES, FEATURES
 from detector.features.derive import BASELINE_CONSTANTS, SUMS, WINDOW_CONSTANTS, derive
 from detector.features.kernel import (
@@ -232,6 +232,7 @@ def assemble(
         "log_days": w_day.astype(np.float64),
         "account_age_days": (w_day - first_seen[w_acc]).astype(np.float64),
         "created_in_log": (created[w_acc] <= w_day).astype(np.float64),
+        **_calendar(w_day + first_day, first_seen[w_acc] + first_day, first_of_account[w_acc]),
     }
     account_type = _account_attribute(windows, "type", first_of_account)
     organization = _account_attribute(windows, "org", first_of_account)
@@ -298,6 +299,21 @@ def assemble(
         first_day=first_day,
         caseloads=caseloads,
     )
+
+
+def _calendar(day: np.ndarray, arrived: np.ndarray, first_row: np.ndarray) -> dict[str, np.ndarray]:
+    """Days off (:mod:`detector.features.calendar`): this one, those the account worked
+    before (windows are ordered by account then day), those it could have worked."""
+    off = calendar.off_days(day)
+    worked = np.cumsum(off) - off  # off days worked in all earlier rows
+    worked = worked - (worked[first_row] if len(first_row) else 0)  # ... of the same account
+    origin = int(min(day.min(), arrived.min())) if len(day) else 0
+    could = calendar.off_days_before(day, origin) - calendar.off_days_before(arrived, origin)
+    return {
+        "off_day": off.astype(np.float64),
+        "own_off_days_worked": worked.astype(np.float64),
+        "off_days_since_first_seen": could.astype(np.float64),
+    }
 
 
 def _empty_table(timezone: str, notices: list[str], has_caseload_data: bool) -> FeatureTable:
