@@ -106,6 +106,16 @@ _ACTIVITY = [
     Feature(
         "created_in_log", "1 when a create_account event in the log created this account", "flag"
     ),
+    Feature(
+        "peer_new_addresses_share",
+        "share of the account type's accounts (with 5 days of history, active or not) that used a new address that day or the 2 days before (0 under 20 such accounts)",
+        "share",
+    ),
+    Feature(
+        "peer_new_clients_share",
+        "share of the account type's accounts (with 5 days of history, active or not) that used a new client that day or the 2 days before (0 under 20 such accounts)",
+        "share",
+    ),
     Feature("off_day", "1 on a Saturday, a Sunday or a French public holiday", "flag"),
     Feature(
         "own_off_days_worked", "earlier windows of the account on a Saturday, Sunday or holiday", "days"

@@ -49,6 +49,8 @@ PLAIN_CONSTANTS: tuple[str, ...] = (
     "off_day",
     "own_off_days_worked",
     "off_days_since_first_seen",
+    "peer_new_addresses_share",
+    "peer_new_clients_share",
 )
 BASELINE_CONSTANTS: tuple[str, ...] = tuple(
     f"{stat}_{volume}"

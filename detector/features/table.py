@@ -39,6 +39,10 @@ from detector.vocabulary import DEFAULT_TIMEZONE
 RARE_HOUR_SHARE = 0.01
 RARE_HOUR_MIN_HISTORY = 50  # earlier events needed before an hour can be called rare
 NOVELTY_MIN_HISTORY = 5  # earlier active days needed before a value can be called new
+MIN_NOVELTY_PEERS = 20  # accounts of a type able to see a new value, before a share is called
+NOVELTY_SPREAD_DAYS = 3  # a roll-out reaches accounts as they log in: today and the 2 days before
+# Novelty columns whose same-day share among peers is a feature (organisation-wide changes).
+PEER_NOVELTY = {"new_addresses": "peer_new_addresses_share", "new_clients": "peer_new_clients_share"}
 KEYS = ["account_id", "account_type", "organization_id", "day", "window_start", "window_end"]
 
 
@@ -237,6 +241,9 @@ def assemble(
     account_type = _account_attribute(windows, "type", first_of_account)
     organization = _account_attribute(windows, "org", first_of_account)
     peer_group = pd.factorize(account_type)[0].astype(np.int64) + 1  # 0 = unknown type
+    eligible = _eligible_day(w_day, first_of_account, n_acc)
+    for name, feature in PEER_NOVELTY.items():
+        constants[feature] = _peer_share(sums[name] >= 1, w_acc, w_day, peer_group, eligible)
     volumes = derive(sums, {**constants, **_nan_baselines(n_win)})
     # Baseline matrices have a column per day that holds events, not per calendar day:
     # a log with a far-off stray day must not span decades of empty columns.
@@ -299,6 +306,47 @@ def assemble(
         first_day=first_day,
         caseloads=caseloads,
     )
+
+
+def _eligible_day(w_day: np.ndarray, first_of_account: np.ndarray, n_acc: int) -> np.ndarray:
+    """Per account: the first day on which a value can be new to it (NOVELTY_MIN_HISTORY
+    earlier active days), a huge number when it never has that much history."""
+    row = first_of_account + NOVELTY_MIN_HISTORY
+    after = np.append(w_day, np.iinfo(np.int64).max // 4)  # an index past the end: never
+    row = np.where(row < len(w_day), row, len(w_day))
+    eligible = after[row]
+    # A row beyond the account's own windows belongs to the next account: never eligible.
+    next_first = np.append(first_of_account[1:], len(w_day)) if n_acc else first_of_account
+    return np.where(row < next_first, eligible, after[-1])
+
+
+def _peer_share(
+    new: np.ndarray, w_acc: np.ndarray, w_day: np.ndarray, peer_group: np.ndarray, eligible: np.ndarray
+) -> np.ndarray:
+    """Per window: the share of the account type's accounts that can see novelty that day
+    and saw some (a new address or client) that day or the NOVELTY_SPREAD_DAYS - 1
+    days before, inactive ones counted; 0 under MIN_NOVELTY_PEERS.
+
+    The denominator is fixed for the day and the numerator only grows during it,
+    so the whole day's share is never below what was known at any instant of it.
+    """
+    n_days = int(w_day.max()) + 1 if len(w_day) else 1
+    groups = int(peer_group.max()) + 1 if len(peer_group) else 1
+    cell = peer_group[w_acc] * n_days + w_day
+    daily = np.bincount(cell[new], minlength=groups * n_days).reshape(groups, n_days)
+    total = np.cumsum(daily, axis=1)
+    earlier = np.zeros_like(total)
+    earlier[:, NOVELTY_SPREAD_DAYS:] = total[:, :-NOVELTY_SPREAD_DAYS]
+    seen = (total - earlier).reshape(-1).astype(np.float64)  # an account may count twice: capped
+    able = np.zeros(groups * n_days)
+    for group in range(groups):  # a handful of account types
+        days = np.sort(eligible[peer_group == group])
+        able[group * n_days : (group + 1) * n_days] = np.searchsorted(
+            days, np.arange(n_days), side="right"
+        )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(able >= MIN_NOVELTY_PEERS, np.minimum(seen / able, 1.0), 0.0)
+    return share[cell]
 
 
 def _calendar(day: np.ndarray, arrived: np.ndarray, first_row: np.ndarray) -> dict[str, np.ndarray]:
