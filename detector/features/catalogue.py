@@ -86,6 +86,16 @@ _ACTIVITY = [
         "count",
     ),
     Feature(
+        "new_rare_addresses",
+        "new_addresses that fewer than 5 % (or 3) of the account type's accounts had used by that day",
+        "count",
+    ),
+    Feature(
+        "new_rare_clients",
+        "new_clients that fewer than 5 % (or 3) of the account type's accounts had used by that day: a browser rolled out to most accounts is nobody's new device",
+        "count",
+    ),
+    Feature(
         "new_structures",
         "distinct structures (record_org_id) of records the account never accessed in earlier windows (0 before 5 days of history)",
         "count",

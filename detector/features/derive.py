@@ -35,6 +35,8 @@ SUMS: tuple[str, ...] = (
     "new_clients",
     "new_applications",
     "new_structures",
+    "new_rare_addresses",
+    "new_rare_clients",
     "accounts_created",
     "access_grants",
 )

@@ -46,7 +46,11 @@ NOVELTY = (
     ("record_org_id", "new_structures"),  # the account's working set, without a caseload table
 )
 # Sums decided across days (from first-seen pairs and hour histograms), not by the kernel.
-CROSS_DAY_SUMS = tuple(name for _, name in NOVELTY) + ("rare_hour_events",)
+CROSS_DAY_SUMS = tuple(name for _, name in NOVELTY) + (
+    "rare_hour_events",
+    "new_rare_addresses",  # new values few peers had used (detector.features.table)
+    "new_rare_clients",
+)
 KERNEL_SUMS = tuple(name for name in SUMS if name not in CROSS_DAY_SUMS)
 # How out-of-caseload reads are known: the caseload table, a structure mismatch, or not at all.
 OUT_MODES = ("caseloads", "structure", None)

@@ -40,6 +40,10 @@ RARE_HOUR_SHARE = 0.01
 RARE_HOUR_MIN_HISTORY = 50  # earlier events needed before an hour can be called rare
 NOVELTY_MIN_HISTORY = 5  # earlier active days needed before a value can be called new
 MIN_NOVELTY_PEERS = 20  # accounts of a type able to see a new value, before a share is called
+COMMON_SHARE = 0.05  # a value used by this share of an account type's accounts is no longer rare
+COMMON_MIN = 3  # ... and by at least this many of them
+# New values that few peers had used: (column, sum name); "new" is the column's NOVELTY sum.
+RARE_NOVELTY = (("src_ip", "new_rare_addresses"), ("user_agent", "new_rare_clients"))
 NOVELTY_SPREAD_DAYS = 3  # a roll-out reaches accounts as they log in: today and the 2 days before
 # Novelty columns whose same-day share among peers is a feature (organisation-wide changes).
 PEER_NOVELTY = {"new_addresses": "peer_new_addresses_share", "new_clients": "peer_new_clients_share"}
@@ -52,6 +56,7 @@ class Novel:
 
     window: np.ndarray  # row of the feature table
     values: pa.Array  # the value (string), one per row of ``window``
+    pairs: Any = None  # (account, value code, first day, judged) of every first use
 
 
 @dataclass
@@ -145,7 +150,34 @@ def _novelty(
     new = has_history[window]
     counts = np.bincount(window[new], minlength=n_win).astype(np.float64)
     values = pc.take(encoded.dictionary, pa.array(keys[new] % n_values))
-    return counts, Novel(window[new], values)
+    novel = Novel(window[new], values)
+    novel.pairs = (keys // n_values, keys % n_values, first, new)  # for rarity among peers
+    return counts, novel
+
+
+def _rare(
+    novel: Novel, n_win: int, peer_group: np.ndarray, able: np.ndarray, n_days: int
+) -> tuple[np.ndarray, Novel]:
+    """(new values per window that few peers had used by that day, those values).
+
+    A value is common once COMMON_SHARE of the account type's accounts able to
+    see novelty (and COMMON_MIN of them) had used it, that day included: a
+    browser rolled out to most accounts is nobody's new device. The count only
+    grows during a day, so the day's verdict is never "rare" where an instant
+    of it would have said "common".
+    """
+    account, value, first, new = novel.pairs
+    n_values = int(value.max()) + 1 if len(value) else 1
+    group_value = peer_group[account] * n_values + value
+    key = group_value * (n_days + 1) + first
+    ordered = np.sort(key)
+    users = np.searchsorted(ordered, key, side="right") - np.searchsorted(
+        ordered, group_value * (n_days + 1), side="left"
+    )
+    threshold = np.maximum(COMMON_MIN, COMMON_SHARE * able[peer_group[account] * n_days + first])
+    rare = (users < threshold)[new]
+    counts = np.bincount(novel.window[rare], minlength=n_win).astype(np.float64)
+    return counts, Novel(novel.window[rare], pc.filter(novel.values, pa.array(rare)))
 
 
 def _account_attribute(
@@ -242,8 +274,15 @@ def assemble(
     organization = _account_attribute(windows, "org", first_of_account)
     peer_group = pd.factorize(account_type)[0].astype(np.int64) + 1  # 0 = unknown type
     eligible = _eligible_day(w_day, first_of_account, n_acc)
+    able = _able(peer_group, eligible, n_days)
     for name, feature in PEER_NOVELTY.items():
-        constants[feature] = _peer_share(sums[name] >= 1, w_acc, w_day, peer_group, eligible)
+        constants[feature] = _peer_share(sums[name] >= 1, w_acc, w_day, peer_group, able)
+    for column, name in RARE_NOVELTY:
+        found = novel.get(column)
+        if found is None or found.pairs is None:
+            sums[name] = np.zeros(n_win)
+            continue
+        sums[name], novel[f"{column}~rare"] = _rare(found, n_win, peer_group, able, n_days)
     volumes = derive(sums, {**constants, **_nan_baselines(n_win)})
     # Baseline matrices have a column per day that holds events, not per calendar day:
     # a log with a far-off stray day must not span decades of empty columns.
@@ -320,8 +359,20 @@ def _eligible_day(w_day: np.ndarray, first_of_account: np.ndarray, n_acc: int) -
     return np.where(row < next_first, eligible, after[-1])
 
 
+def _able(peer_group: np.ndarray, eligible: np.ndarray, n_days: int) -> np.ndarray:
+    """(groups * days): accounts of each type able to see novelty on each day."""
+    groups = int(peer_group.max()) + 1 if len(peer_group) else 1
+    able = np.zeros(groups * n_days)
+    for group in range(groups):  # a handful of account types
+        days = np.sort(eligible[peer_group == group])
+        able[group * n_days : (group + 1) * n_days] = np.searchsorted(
+            days, np.arange(n_days), side="right"
+        )
+    return able
+
+
 def _peer_share(
-    new: np.ndarray, w_acc: np.ndarray, w_day: np.ndarray, peer_group: np.ndarray, eligible: np.ndarray
+    new: np.ndarray, w_acc: np.ndarray, w_day: np.ndarray, peer_group: np.ndarray, able: np.ndarray
 ) -> np.ndarray:
     """Per window: the share of the account type's accounts that can see novelty that day
     and saw some (a new address or client) that day or the NOVELTY_SPREAD_DAYS - 1
@@ -338,12 +389,6 @@ def _peer_share(
     earlier = np.zeros_like(total)
     earlier[:, NOVELTY_SPREAD_DAYS:] = total[:, :-NOVELTY_SPREAD_DAYS]
     seen = (total - earlier).reshape(-1).astype(np.float64)  # an account may count twice: capped
-    able = np.zeros(groups * n_days)
-    for group in range(groups):  # a handful of account types
-        days = np.sort(eligible[peer_group == group])
-        able[group * n_days : (group + 1) * n_days] = np.searchsorted(
-            days, np.arange(n_days), side="right"
-        )
     with np.errstate(divide="ignore", invalid="ignore"):
         share = np.where(able >= MIN_NOVELTY_PEERS, np.minimum(seen / able, 1.0), 0.0)
     return share[cell]
