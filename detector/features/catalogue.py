@@ -40,6 +40,7 @@ BASELINED_VOLUMES: tuple[str, ...] = (
     "out_of_caseload_reads",
     "out_of_caseload_share",
     "night_records_touched",
+    "new_structures",
 )
 
 _ACTIVITY = [
@@ -96,6 +97,21 @@ _ACTIVITY = [
         "distinct applications never used by the account in earlier windows (0 before 5 days of history)",
         "count",
     ),
+    Feature(
+        "new_rare_addresses",
+        "new_addresses that fewer than 5 % (or 3) of the account type's accounts had used by that day",
+        "count",
+    ),
+    Feature(
+        "new_rare_clients",
+        "new_clients that fewer than 5 % (or 3) of the account type's accounts had used by that day: a browser rolled out to most accounts is nobody's new device",
+        "count",
+    ),
+    Feature(
+        "new_structures",
+        "distinct structures (record_org_id) of records the account never accessed in earlier windows (0 before 5 days of history)",
+        "count",
+    ),
     Feature("accounts_created", "create_account events by the account", "count"),
     Feature("access_grants", "grant_access events by the account", "count"),
     Feature("history_days", "earlier windows with activity for this account", "days"),
@@ -111,6 +127,25 @@ _ACTIVITY = [
     ),
     Feature(
         "created_in_log", "1 when a create_account event in the log created this account", "flag"
+    ),
+    Feature(
+        "peer_new_addresses_share",
+        "share of the account type's accounts (with 5 days of history, active or not) that used a new address that day or the 2 days before (0 under 20 such accounts)",
+        "share",
+    ),
+    Feature(
+        "peer_new_clients_share",
+        "share of the account type's accounts (with 5 days of history, active or not) that used a new client that day or the 2 days before (0 under 20 such accounts)",
+        "share",
+    ),
+    Feature("off_day", "1 on a Saturday, a Sunday or a French public holiday", "flag"),
+    Feature(
+        "own_off_days_worked", "earlier windows of the account on a Saturday, Sunday or holiday", "days"
+    ),
+    Feature(
+        "off_days_since_first_seen",
+        "Saturdays, Sundays and holidays from the account's first appearance to this window: chances it had to work on one",
+        "days",
     ),
 ]
 
@@ -150,8 +185,23 @@ def _baseline_features(volume: str) -> list[Feature]:
     ]
 
 
+# Accumulated over days (detector.features.accumulation), for these volumes.
+_ACCUMULATED = [
+    Feature(
+        f"cusum_{volume}",
+        f"daily excess of {volume} over the account's own baseline (robust z, less the same-day"
+        " shift of its structure and peers), summed over days: one-sided CUSUM, one day adds"
+        " at most 3.5",
+        "z",
+    )
+    for volume in ("records_touched", "out_of_caseload_reads")
+]
+
 FEATURES: dict[str, Feature] = {
-    f.name: f for f in _ACTIVITY + [b for v in BASELINED_VOLUMES for b in _baseline_features(v)]
+    f.name: f
+    for f in _ACTIVITY
+    + [b for v in BASELINED_VOLUMES for b in _baseline_features(v)]
+    + _ACCUMULATED
 }
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from detector.features import accumulation
 from detector.features.catalogue import BASELINED_VOLUMES
 from detector.vocabulary import (
     BASELINE_STATS,
@@ -43,6 +44,9 @@ SUMS: tuple[str, ...] = (
     "new_addresses",
     "new_clients",
     "new_applications",
+    "new_structures",
+    "new_rare_addresses",
+    "new_rare_clients",
     "accounts_created",
     "access_grants",
 )
@@ -54,11 +58,21 @@ PLAIN_CONSTANTS: tuple[str, ...] = (
     "log_days",
     "account_age_days",
     "created_in_log",
+    "off_day",
+    "own_off_days_worked",
+    "off_days_since_first_seen",
+    "peer_new_addresses_share",
+    "peer_new_clients_share",
 )
 BASELINE_CONSTANTS: tuple[str, ...] = tuple(
     baseline_name(stat, volume)
     for volume in BASELINED_VOLUMES
     for stat in (*BASELINE_STATS, OWN_SCALE, PEER_SCALE)
+) + tuple(
+    f"{stat}_{volume}"
+    for volume in accumulation.CUSUM_VOLUMES
+    # The sum over earlier days, the reference the day is judged against, the same-day shift.
+    for stat in ("_cusum_prev", "_cusum_centre", "_cusum_scale", "_shift")
 )
 WINDOW_CONSTANTS: tuple[str, ...] = PLAIN_CONSTANTS + BASELINE_CONSTANTS
 
@@ -102,4 +116,21 @@ def derive(
             # No baseline: the account is neither above nor below it (0), unless
             # the volume itself is unknown (no caseload data), which stays NaN.
             features[baseline_name(z_stat, volume)] = np.where(np.isnan(scale), value * 0, z)
+    for volume in accumulation.CUSUM_VOLUMES:
+        features[f"cusum_{volume}"] = _cusum(features, constants, volume)
     return features
+
+
+def _cusum(
+    features: Mapping[str, np.ndarray], constants: Mapping[str, np.ndarray], volume: str
+) -> np.ndarray:
+    """The accumulated excess after this window (or prefix): the earlier days' sum plus today's."""
+    value = features[volume]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (value - np.asarray(constants[f"_cusum_centre_{volume}"], dtype=np.float64)) / (
+            np.asarray(constants[f"_cusum_scale_{volume}"], dtype=np.float64)
+        )
+    term = accumulation.daily_term(z, np.asarray(constants[f"_shift_{volume}"], dtype=np.float64))
+    previous = np.asarray(constants[f"_cusum_prev_{volume}"], dtype=np.float64)
+    # Unknown volume (no caseload data) or no earlier sum (a day not scored): unknown.
+    return np.where(np.isnan(value), np.nan, accumulation.step(previous, term))

@@ -43,9 +43,14 @@ NOVELTY = (
     ("src_ip", "new_addresses"),
     ("user_agent", "new_clients"),
     ("application", "new_applications"),
+    ("record_org_id", "new_structures"),  # the account's working set, without a caseload table
 )
 # Sums decided across days (from first-seen pairs and hour histograms), not by the kernel.
-CROSS_DAY_SUMS = tuple(name for _, name in NOVELTY) + ("rare_hour_events",)
+CROSS_DAY_SUMS = tuple(name for _, name in NOVELTY) + (
+    "rare_hour_events",
+    "new_rare_addresses",  # new values few peers had used (detector.features.table)
+    "new_rare_clients",
+)
 KERNEL_SUMS = tuple(name for name in SUMS if name not in CROSS_DAY_SUMS)
 # How out-of-caseload reads are known: the caseload table, a structure mismatch, or not at all.
 OUT_MODES = ("caseloads", "structure", None)
@@ -201,6 +206,10 @@ def out_of_caseload_mode(
     if "organization_id" in columns and "record_org_id" in columns and has_record_orgs:
         notices.append(
             "no caseload table: reads outside the caseload approximated by structure mismatch"
+        )
+        notices.append(
+            "no caseload table: each account's working set derived from its own history"
+            " (new_structures: structures of records it never read before)"
         )
         return "structure", notices
     notices.append(

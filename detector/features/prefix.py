@@ -18,7 +18,7 @@ import pandas as pd
 
 from detector.features.derive import SUMS, WINDOW_CONSTANTS, derive
 from detector.features.kernel import NOVELTY, EventCounts, event_counts, first_uses
-from detector.features.table import FeatureTable
+from detector.features.table import RARE_NOVELTY, FeatureTable
 
 
 @dataclass
@@ -46,8 +46,9 @@ def replay_events(feature_table: FeatureTable, windows: np.ndarray) -> Replay:
     firsts = {column: first_uses(frame, counts, column) for column, _ in NOVELTY}
     counts.window = rows[counts.window]  # from here on, windows are rows of the table
     counts.counts["rare_hour_events"] = feature_table.rare_hours[counts.window, counts.hour]
-    for column, name in NOVELTY:
-        novel = feature_table.novel.get(column)
+    rare = tuple((column, name, f"{column}~rare") for column, name in RARE_NOVELTY)
+    for column, name, key in tuple((c, n, c) for c, n in NOVELTY) + rare:
+        novel = feature_table.novel.get(key)
         first = firsts[column]
         if novel is None or not first.any():
             continue

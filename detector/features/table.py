@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from detector.features import baselines
+from detector.features import accumulation, baselines, calendar
 from detector.features.catalogue import BASELINED_VOLUMES, FEATURES
 from detector.features.derive import BASELINE_CONSTANTS, SUMS, WINDOW_CONSTANTS, derive
 from detector.features.kernel import (
@@ -48,6 +48,14 @@ from detector.vocabulary import (
 RARE_HOUR_SHARE = 0.01
 RARE_HOUR_MIN_HISTORY = 50  # earlier events needed before an hour can be called rare
 NOVELTY_MIN_HISTORY = 5  # earlier active days needed before a value can be called new
+MIN_NOVELTY_PEERS = 20  # accounts of a type able to see a new value, before a share is called
+COMMON_SHARE = 0.05  # a value used by this share of an account type's accounts is no longer rare
+COMMON_MIN = 3  # ... and by at least this many of them
+# New values that few peers had used: (column, sum name); "new" is the column's NOVELTY sum.
+RARE_NOVELTY = (("src_ip", "new_rare_addresses"), ("user_agent", "new_rare_clients"))
+NOVELTY_SPREAD_DAYS = 3  # a roll-out reaches accounts as they log in: today and the 2 days before
+# Novelty columns whose same-day share among peers is a feature (organisation-wide changes).
+PEER_NOVELTY = {"new_addresses": "peer_new_addresses_share", "new_clients": "peer_new_clients_share"}
 KEYS = ["account_id", "account_type", "organization_id", "day", "window_start", "window_end"]
 
 
@@ -57,6 +65,7 @@ class Novel:
 
     window: np.ndarray  # row of the feature table
     values: pa.Array  # the value (string), one per row of ``window``
+    pairs: Any = None  # (account, value code, first day, judged) of every first use
 
 
 @dataclass
@@ -150,7 +159,34 @@ def _novelty(
     new = has_history[window]
     counts = np.bincount(window[new], minlength=n_win).astype(np.float64)
     values = pc.take(encoded.dictionary, pa.array(keys[new] % n_values))
-    return counts, Novel(window[new], values)
+    novel = Novel(window[new], values)
+    novel.pairs = (keys // n_values, keys % n_values, first, new)  # for rarity among peers
+    return counts, novel
+
+
+def _rare(
+    novel: Novel, n_win: int, peer_group: np.ndarray, able: np.ndarray, n_days: int
+) -> tuple[np.ndarray, Novel]:
+    """(new values per window that few peers had used by that day, those values).
+
+    A value is common once COMMON_SHARE of the account type's accounts able to
+    see novelty (and COMMON_MIN of them) had used it, that day included: a
+    browser rolled out to most accounts is nobody's new device. The count only
+    grows during a day, so the day's verdict is never "rare" where an instant
+    of it would have said "common".
+    """
+    account, value, first, new = novel.pairs
+    n_values = int(value.max()) + 1 if len(value) else 1
+    group_value = peer_group[account] * n_values + value
+    key = group_value * (n_days + 1) + first
+    ordered = np.sort(key)
+    users = np.searchsorted(ordered, key, side="right") - np.searchsorted(
+        ordered, group_value * (n_days + 1), side="left"
+    )
+    threshold = np.maximum(COMMON_MIN, COMMON_SHARE * able[peer_group[account] * n_days + first])
+    rare = (users < threshold)[new]
+    counts = np.bincount(novel.window[rare], minlength=n_win).astype(np.float64)
+    return counts, Novel(novel.window[rare], pc.filter(novel.values, pa.array(rare)))
 
 
 def _account_attribute(
@@ -241,22 +277,56 @@ def assemble(
         "log_days": w_day.astype(np.float64),
         "account_age_days": (w_day - first_seen[w_acc]).astype(np.float64),
         "created_in_log": (created[w_acc] <= w_day).astype(np.float64),
+        **_calendar(w_day + first_day, first_seen[w_acc] + first_day, first_of_account[w_acc]),
     }
     account_type = _account_attribute(windows, "type", first_of_account)
     organization = _account_attribute(windows, "org", first_of_account)
     peer_group = pd.factorize(account_type)[0].astype(np.int64) + 1  # 0 = unknown type
+    eligible = _eligible_day(w_day, first_of_account, n_acc)
+    able = _able(peer_group, eligible, n_days)
+    for name, feature in PEER_NOVELTY.items():
+        constants[feature] = _peer_share(sums[name] >= 1, w_acc, w_day, peer_group, able)
+    for column, name in RARE_NOVELTY:
+        found = novel.get(column)
+        if found is None or found.pairs is None:
+            sums[name] = np.zeros(n_win)
+            continue
+        sums[name], novel[f"{column}~rare"] = _rare(found, n_win, peer_group, able, n_days)
     volumes = derive(sums, {**constants, **_nan_baselines(n_win)})
     # Baseline matrices have a column per day that holds events, not per calendar day:
     # a log with a far-off stray day must not span decades of empty columns.
     present, w_col = np.unique(w_day, return_inverse=True)
-    only = None
+    only = accumulated = None
     if baseline_days is not None:
         wanted = np.array(sorted(baseline_days), dtype=np.int64) - first_day
         only = np.flatnonzero(np.isin(present, wanted))
+        # The sums over days also need the baselines of the days they look back over.
+        earliest = present[only].min() - accumulation.HORIZON_DAYS if len(only) else 0
+        accumulated = np.flatnonzero(present >= earliest)
+    org_group = pd.factorize(organization)[0].astype(np.int64)  # -1: no structure
     for volume in BASELINED_VOLUMES:
-        _add_baselines(
-            constants, volume, volumes[volume], w_acc, w_col, present, n_acc, peer_group, only
+        cusum = volume in accumulation.CUSUM_VOLUMES
+        own = _add_baselines(
+            constants,
+            volume,
+            volumes[volume],
+            w_acc,
+            w_col,
+            present,
+            n_acc,
+            peer_group,
+            accumulated if cusum else only,
         )
+        if cusum:
+            _add_accumulation(
+                constants,
+                volume,
+                volumes[volume],
+                (w_acc, w_col, present),
+                own,
+                (peer_group, org_group),
+                only,
+            )
 
     features = derive(sums, constants)
     table = pd.DataFrame(
@@ -284,6 +354,68 @@ def assemble(
         first_day=first_day,
         caseloads=caseloads,
     )
+
+
+def _eligible_day(w_day: np.ndarray, first_of_account: np.ndarray, n_acc: int) -> np.ndarray:
+    """Per account: the first day on which a value can be new to it (NOVELTY_MIN_HISTORY
+    earlier active days), a huge number when it never has that much history."""
+    row = first_of_account + NOVELTY_MIN_HISTORY
+    after = np.append(w_day, np.iinfo(np.int64).max // 4)  # an index past the end: never
+    row = np.where(row < len(w_day), row, len(w_day))
+    eligible = after[row]
+    # A row beyond the account's own windows belongs to the next account: never eligible.
+    next_first = np.append(first_of_account[1:], len(w_day)) if n_acc else first_of_account
+    return np.where(row < next_first, eligible, after[-1])
+
+
+def _able(peer_group: np.ndarray, eligible: np.ndarray, n_days: int) -> np.ndarray:
+    """(groups * days): accounts of each type able to see novelty on each day."""
+    groups = int(peer_group.max()) + 1 if len(peer_group) else 1
+    able = np.zeros(groups * n_days)
+    for group in range(groups):  # a handful of account types
+        days = np.sort(eligible[peer_group == group])
+        able[group * n_days : (group + 1) * n_days] = np.searchsorted(
+            days, np.arange(n_days), side="right"
+        )
+    return able
+
+
+def _peer_share(
+    new: np.ndarray, w_acc: np.ndarray, w_day: np.ndarray, peer_group: np.ndarray, able: np.ndarray
+) -> np.ndarray:
+    """Per window: the share of the account type's accounts that can see novelty that day
+    and saw some (a new address or client) that day or the NOVELTY_SPREAD_DAYS - 1
+    days before, inactive ones counted; 0 under MIN_NOVELTY_PEERS.
+
+    The denominator is fixed for the day and the numerator only grows during it,
+    so the whole day's share is never below what was known at any instant of it.
+    """
+    n_days = int(w_day.max()) + 1 if len(w_day) else 1
+    groups = int(peer_group.max()) + 1 if len(peer_group) else 1
+    cell = peer_group[w_acc] * n_days + w_day
+    daily = np.bincount(cell[new], minlength=groups * n_days).reshape(groups, n_days)
+    total = np.cumsum(daily, axis=1)
+    earlier = np.zeros_like(total)
+    earlier[:, NOVELTY_SPREAD_DAYS:] = total[:, :-NOVELTY_SPREAD_DAYS]
+    seen = (total - earlier).reshape(-1).astype(np.float64)  # an account may count twice: capped
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(able >= MIN_NOVELTY_PEERS, np.minimum(seen / able, 1.0), 0.0)
+    return share[cell]
+
+
+def _calendar(day: np.ndarray, arrived: np.ndarray, first_row: np.ndarray) -> dict[str, np.ndarray]:
+    """Days off (:mod:`detector.features.calendar`): this one, those the account worked
+    before (windows are ordered by account then day), those it could have worked."""
+    off = calendar.off_days(day)
+    worked = np.cumsum(off) - off  # off days worked in all earlier rows
+    worked = worked - (worked[first_row] if len(first_row) else 0)  # ... of the same account
+    origin = int(min(day.min(), arrived.min())) if len(day) else 0
+    could = calendar.off_days_before(day, origin) - calendar.off_days_before(arrived, origin)
+    return {
+        "off_day": off.astype(np.float64),
+        "own_off_days_worked": worked.astype(np.float64),
+        "off_days_since_first_seen": could.astype(np.float64),
+    }
 
 
 def _empty_table(timezone: str, notices: list[str], has_caseload_data: bool) -> FeatureTable:
@@ -365,3 +497,53 @@ def _add_baselines(
         median, peers["q25"][group, w_day], peers["q75"][group, w_day], share
     )
     constants[baseline_name(PEER_SCALE, volume)] = np.where(enough, scale, np.nan)
+    return own
+
+
+def _add_accumulation(
+    constants: dict[str, np.ndarray],
+    volume: str,
+    values: np.ndarray,
+    windows: tuple[np.ndarray, np.ndarray, np.ndarray],
+    own: dict[str, np.ndarray],
+    groups: tuple[np.ndarray, np.ndarray],
+    only: np.ndarray | None,
+) -> None:
+    """The CUSUM's sum before each window and the window's same-day shift
+    (:mod:`detector.features.accumulation`), from the (account x day) baselines."""
+    w_acc, w_col, days = windows
+    peer_group, org_group = groups
+    n_acc, n_cols = own["median"].shape
+    matrix = np.full((n_acc, n_cols), np.nan)
+    matrix[w_acc, w_col] = values
+    enough = own["count"] >= baselines.MIN_OWN_WINDOWS
+    own_scale = np.where(
+        enough, baselines.robust_scale(own["median"], own["q25"], own["q75"]), np.nan
+    )
+    # Every judged account on every day, an inactive day being a day of zero volume.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z_all = (np.where(np.isnan(matrix), 0.0, matrix) - own["median"]) / own_scale
+    shift = np.fmax(
+        accumulation.same_day_shift(z_all, org_group),
+        accumulation.same_day_shift(z_all, peer_group),
+    )
+    centre, scale = accumulation.reference(
+        own["median"], accumulation.own_scale(own["median"], own_scale, own["count"])
+    )
+    columns = np.arange(n_cols) if only is None else only
+    before, kept_centre, kept_scale = accumulation.sums_before(
+        matrix, centre, scale, shift, days, columns
+    )
+    # The day's own reference, unless an excess under way keeps the one from before it.
+    day_centre, day_scale = accumulation.frozen(
+        before, centre[:, columns], scale[:, columns], (kept_centre, kept_scale)
+    )
+    for name, result in (
+        ("_cusum_prev", before),
+        ("_cusum_centre", day_centre),
+        ("_cusum_scale", day_scale),
+    ):
+        full = np.full((n_acc, n_cols), np.nan)
+        full[:, columns] = result
+        constants[f"{name}_{volume}"] = full[w_acc, w_col]
+    constants[f"_shift_{volume}"] = shift[w_acc, w_col]
