@@ -155,6 +155,7 @@ def prepare(
         has_caseload_data=run.out_mode is not None,
         first_day=stored.first_day,
         baseline_days=None if refit else scored,
+        summary=stored.summary,
     )
     attach(
         table,
@@ -310,11 +311,13 @@ def score_log(
     workers: int | None = None,
     scheduler: str | None = None,
     state: str | Path | None = None,
+    keep_days: int | None = None,
 ) -> ScoreResult:
     """Score a log: the main job of ``detector score``.
 
     With ``state``, only the days not yet in the state directory are scored,
-    against the stored history, and the state is then updated atomically.
+    against the stored history, and the state is then updated atomically
+    (keeping the last ``keep_days`` days' windows, the older ones summarised).
     """
     prepared = prepare(
         log,
@@ -342,7 +345,8 @@ def score_log(
         earlier = _alerted_before(prepared)
     alerts, incidents = group_incidents(alerts, table, links, earlier)
     if state is not None:
-        _save_state(prepared, fitted, progress, links, _alerted(alerts, table, earlier))
+        alerted = _alerted(alerts, table, earlier)
+        _save_state(prepared, fitted, progress, links, alerted, keep_days)
     features = prepared.features.features
     if prepared.scored_days is not None:  # the stored days were given by earlier runs
         days = table["_day"].to_numpy() + prepared.features.first_day
@@ -438,6 +442,7 @@ def _save_state(
     progress: Progress | None,
     links: pd.DataFrame,
     alerted: pd.DataFrame,
+    keep_days: int | None = None,
 ) -> None:
     stored = prepared.state
     days = int(prepared.features.table["_day"].nunique())
@@ -458,6 +463,7 @@ def _save_state(
         kept=_kept(prepared, history),
         links=links,
         alerted=alerted,
+        keep_days=keep_days,
     )
     if progress:
         progress(f"state updated: {path}")

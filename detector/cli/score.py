@@ -118,6 +118,12 @@ def _top_table(alerts, timezone: str, top: int) -> str:
     type=click.Path(path_type=Path, file_okay=False),
     help="State directory: score only LOG's new days against the stored history, then update it.",
 )
+@click.option(
+    "--keep-days",
+    type=int,
+    help="With --state: keep the windows of the last N days (at least 29), the older ones"
+    " summarised per account (default: keep every day).",
+)
 @engine_option
 @pseudonymise_options
 @log_input_options
@@ -133,6 +139,7 @@ def score(
     top,
     features_out,
     state,
+    keep_days,
     engine,
     workers,
     scheduler,
@@ -163,6 +170,12 @@ def score(
 
     started = time.perf_counter()
     # Everything that can be refused is checked before the log is read.
+    if keep_days is not None:
+        from detector.engine.state import StateError, check_keep_days
+
+        if state is None:
+            raise StateError("--keep-days needs --state (it prunes a state directory)")
+        check_keep_days(keep_days)
     out = out or _default_out(log, fmt)
     rejects_path = _rejects_path(out)
     check_outputs(
@@ -197,6 +210,7 @@ def score(
             workers=workers,
             scheduler=scheduler,
             state=state,
+            keep_days=keep_days,
         )
     result.rejects = source.merge_rejects(result.rejects)
     result.notices[:0] = source.notices

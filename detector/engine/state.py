@@ -14,6 +14,8 @@ state/
                           log cut at midnight continues
     links.parquet         (creator, target, timestamp): accounts created or granted
     alerted.parquet       the alerts of the stored days (window, detection), for incidents
+    summary.parquet       with --keep-days: per account, what the dropped days leave
+                          (detector.features.history)
 ```
 
 A run writes a new version directory, then swaps the manifest with an atomic
@@ -35,6 +37,14 @@ Overlap between a new log and the state is decided per local day:
   already scored: they are ignored (a notice counts them), never added twice.
 
 Within a run, events repeating an ``event_id`` are counted once.
+
+Pruning (``keep_days``): the windows of days older than the last ``keep_days``
+stored days are folded into the per-account summary and dropped; first-seen
+pairs, creations, links and alerts are kept whole (they are per account and
+value, compact). A log's events of a dropped day are ignored, as late events.
+A pruned state's manifest says ``logsentinel-state/2`` (so that a detector
+without pruning refuses it rather than scoring without the summary) and
+``pruned_through``, the last dropped day; states without it still load.
 """
 
 from __future__ import annotations
@@ -53,11 +63,18 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from detector.errors import DetectorError
+from detector.features import history as summaries
+from detector.features.baselines import HISTORY_DAYS
 from detector.features.kernel import NOVELTY, Aggregates, partition_aggregates
 from detector.incidents import creation_pairs
 from detector.schema import normalise_table
 
 FORMAT = "logsentinel-state/1"
+PRUNED_FORMAT = "logsentinel-state/2"  # with summary.parquet and pruned_through
+SUMMARY = "summary.parquet"
+# The baselines of the next day read the HISTORY_DAYS days before it, and the last stored
+# day is scored again when the next log completes it: it needs the HISTORY_DAYS before it.
+MIN_KEEP_DAYS = HISTORY_DAYS + 1
 MANIFEST = "manifest.json"
 KEPT = "kept_events.parquet"
 LINKS = "links.parquet"
@@ -89,6 +106,8 @@ class State:
     links: pd.DataFrame = field(default_factory=lambda: creation_pairs(pd.DataFrame()))
     alerted: pd.DataFrame = field(default_factory=lambda: empty_alerted())
     notices: list[str] = field(default_factory=list)
+    summary: pd.DataFrame | None = None  # per account, what the dropped days leave
+    pruned_through: int | None = None  # the last local day dropped (None: nothing pruned)
 
     @property
     def kept_path(self) -> Path | None:
@@ -116,7 +135,7 @@ def load_state(path: str | Path, timezone: str) -> State:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, ValueError) as error:
         raise StateError(f"{manifest_path}: unreadable state manifest ({error})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") not in (FORMAT, PRUNED_FORMAT):
         raise StateError(f"{manifest_path}: not a logsentinel state manifest ({FORMAT})")
     if manifest["timezone"] != timezone:
         raise StateError(f"{path} was built with time zone {manifest['timezone']}, not {timezone}")
@@ -131,6 +150,8 @@ def load_state(path: str | Path, timezone: str) -> State:
         created = pq.read_table(current / "created.parquet")
         links = _read_optional(current / LINKS, creation_pairs(pd.DataFrame()))
         alerted = _read_optional(current / ALERTED, empty_alerted())
+        pruned_through = manifest.get("pruned_through")
+        summary = None if pruned_through is None else pq.read_table(current / SUMMARY).to_pandas()
     except (OSError, pa.ArrowInvalid) as error:
         raise StateError(f"{current}: unreadable state ({error})") from None
     hours = windows[HOURS].to_numpy(dtype=np.int32)
@@ -151,7 +172,18 @@ def load_state(path: str | Path, timezone: str) -> State:
         kept_ids=bool(manifest.get("kept_ids", False)),
         links=links,
         alerted=alerted,
+        summary=summary,
+        pruned_through=None if pruned_through is None else int(pruned_through),
     )
+
+
+def check_keep_days(keep_days: int | None) -> None:
+    """Refuse a ``--keep-days`` that would drop days the baselines still read."""
+    if keep_days is not None and keep_days < MIN_KEEP_DAYS:
+        raise StateError(
+            f"--keep-days {keep_days}: keep at least {MIN_KEEP_DAYS} days (the {HISTORY_DAYS}"
+            " days the baselines read, and the last stored day, which the next log may complete)"
+        )
 
 
 def empty_alerted() -> pd.DataFrame:
@@ -210,6 +242,14 @@ def merge(
             " (late events; re-deliver the whole day to replace it): "
             + ", ".join(_date(d) for d in late)
         )
+    through = state.pruned_through
+    pruned = [int(d) for d in new_days.index if through is not None and d <= through]
+    if pruned:
+        notices.append(
+            f"{int(new_days[pruned].sum()):,} events of {len(pruned)} day(s) older than the"
+            " state keeps ignored (pruned by --keep-days): " + ", ".join(_date(d) for d in pruned)
+        )
+    late = late + pruned
     late_days = np.array(late, dtype=np.int64)
     dropped = np.array(replaced + sorted(completed), dtype=np.int64)
     merged = []
@@ -455,12 +495,17 @@ def save_state(
     kept: Kept | None = None,
     links: pd.DataFrame | None = None,
     alerted: pd.DataFrame | None = None,
+    keep_days: int | None = None,
 ) -> Path:
     """Write a new version of the state, then make it current by an atomic manifest swap.
 
     ``kept``: the last day's events to keep (None: the stored ones stay);
-    ``links`` and ``alerted``: the tables that replace the stored ones (None: unchanged).
+    ``links`` and ``alerted``: the tables that replace the stored ones (None: unchanged);
+    ``keep_days``: windows of days older than the last ``keep_days`` are folded into
+    the summary and dropped (None: every day is kept).
     """
+    check_keep_days(keep_days)
+    history, summary, through = prune(history, first_day, keep_days, state)
     state.path.mkdir(parents=True, exist_ok=True)
     version = state.version + 1
     name = f"v{version:06d}"
@@ -488,11 +533,13 @@ def save_state(
     alerted = state.alerted if alerted is None else alerted
     pq.write_table(pa.Table.from_pandas(links, preserve_index=False), staging / LINKS)
     pq.write_table(pa.Table.from_pandas(alerted, preserve_index=False), staging / ALERTED)
+    if through is not None:
+        pq.write_table(pa.Table.from_pandas(summary, preserve_index=False), staging / SUMMARY)
     final = state.path / name
     shutil.rmtree(final, ignore_errors=True)
     os.replace(staging, final)  # the new version is complete before the manifest names it
     manifest = {
-        "format": FORMAT,
+        "format": FORMAT if through is None else PRUNED_FORMAT,
         "version": version,
         "current": name,
         "timezone": state.timezone,
@@ -503,6 +550,8 @@ def save_state(
         "kept_day": None if kept is None else int(kept.day),
         "kept_ids": bool(kept is not None and kept.ids),
     }
+    if through is not None:
+        manifest["pruned_through"] = through
     temporary = state.path / f".{MANIFEST}.tmp"
     temporary.write_text(json.dumps(manifest, indent=2))
     os.replace(temporary, state.path / MANIFEST)  # the swap: atomic on POSIX file systems
@@ -510,3 +559,29 @@ def save_state(
         if old.is_dir() and old.name not in (name, f"v{state.version:06d}"):
             shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def prune(
+    history: Aggregates, first_day: int, keep_days: int | None, state: State
+) -> tuple[Aggregates, pd.DataFrame | None, int | None]:
+    """(the windows to store, the summary, the last dropped day) after keeping the last
+    ``keep_days`` days: older windows fold into the state's summary."""
+    summary, through = state.summary, state.pruned_through
+    if keep_days is None or not len(history.windows):
+        return history, summary, through
+    cut = int(history.windows["day"].max()) - keep_days
+    if cut < first_day:  # nothing stored is that old
+        return history, summary, through
+    old = history.windows["day"].to_numpy() <= cut
+    if old.any():
+        summary = summaries.summarise(history.windows.loc[old], history.hours[old], summary)
+        windows = history.windows.loc[~old].reset_index(drop=True)
+        history = replace(
+            history, windows=windows, hours=history.hours[~old], events=int(windows["events"].sum())
+        )
+    # Days up to the cut are never stored again, even those without events now.
+    return (
+        history,
+        summaries.empty_summary() if summary is None else summary,
+        max(cut, through or cut),
+    )

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from detector.features import accumulation, baselines, calendar
+from detector.features import accumulation, baselines, calendar, history
 from detector.features.catalogue import BASELINED_VOLUMES, FEATURES
 from detector.features.derive import BASELINE_CONSTANTS, SUMS, WINDOW_CONSTANTS, derive
 from detector.features.kernel import (
@@ -122,11 +122,18 @@ def _first_per_key(keys: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.nd
     return keys[first], day[first]
 
 
-def _rare_hours(hours: np.ndarray, first_of_account: np.ndarray) -> np.ndarray:
+def _rare_hours(
+    hours: np.ndarray, first_of_account: np.ndarray, dropped: np.ndarray | None = None
+) -> np.ndarray:
     """(windows x 24): local hours which, with their two neighbours, hold < 1 % of the
-    account's earlier events (working half an hour late is not rare; 3 a.m. is)."""
+    account's earlier events (working half an hour late is not rare; 3 a.m. is).
+
+    ``dropped``: (windows x 24) the account's hours of days pruned from a state.
+    """
     before = np.cumsum(hours, axis=0, dtype=np.int64) - hours  # all earlier windows
     before = before - before[first_of_account]  # the same account's only
+    if dropped is not None:
+        before = before + dropped
     around = before + np.roll(before, 1, axis=1) + np.roll(before, -1, axis=1)
     history_events = before.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -155,8 +162,10 @@ def _novelty(
     n_values = len(encoded.dictionary)
     day = seen["day"].to_numpy().astype(np.int64) - first_day
     keys, first = _first_per_key(account * n_values + value, day)
-    window = np.searchsorted(window_keys, keys // n_values * n_days + first)
-    new = has_history[window]
+    wanted = keys // n_values * n_days + first
+    window = np.minimum(np.searchsorted(window_keys, wanted), n_win - 1)
+    # A pair first seen on a day pruned from a state has no window of its own: not new.
+    new = has_history[window] & (window_keys[window] == wanted)
     counts = np.bincount(window[new], minlength=n_win).astype(np.float64)
     values = pc.take(encoded.dictionary, pa.array(keys[new] % n_values))
     novel = Novel(window[new], values)
@@ -214,12 +223,15 @@ def assemble(
     has_caseload_data: bool = True,
     first_day: int | None = None,
     baseline_days: set[int] | None = None,
+    summary: pd.DataFrame | None = None,
 ) -> FeatureTable:
     """The feature table of a log from its partitions' aggregates.
 
     With ``baseline_days`` (local day numbers), baselines are computed for
     those days only (the days a run with saved state scores); the other
-    windows keep NaN baselines.
+    windows keep NaN baselines. ``summary``: what a pruned state keeps of its
+    dropped days (:mod:`detector.features.history`), read wherever the whole
+    past of an account counts.
     """
     parts = [p for p in parts if len(p.windows)]
     notices = list(notices or [])
@@ -242,10 +254,15 @@ def assemble(
     first_of_account = np.full(n_acc, n_win, dtype=np.int64)
     first_of_account[w_acc[::-1]] = np.arange(n_win)[::-1]
     history_days = np.arange(n_win) - first_of_account[w_acc]
+    prior = None if summary is None else history.align(summary, accounts, first_day)
+    if prior is not None:
+        history_days = history_days + prior.days[w_acc]
 
     sums = {name: windows[name].to_numpy(dtype=np.float64) for name in windows if name in SUMS}
     sums["peak_hourly_records"] = windows["peak_hourly_records"].to_numpy(dtype=np.float64)
-    rare = _rare_hours(hours, first_of_account[w_acc])
+    rare = _rare_hours(
+        hours, first_of_account[w_acc], None if prior is None else prior.hours[w_acc]
+    )
     sums["rare_hour_events"] = (hours * rare).sum(axis=1).astype(np.float64)
     novel = {}
     for column, name in NOVELTY:
@@ -267,6 +284,8 @@ def assemble(
     made_day = made["day"].to_numpy().astype(np.int64) - first_day
     np.minimum.at(created, made_acc[made_acc >= 0], made_day[made_acc >= 0])
     first_seen = np.minimum(w_day[np.minimum(first_of_account, n_win - 1)], created)
+    if prior is not None:
+        first_seen = np.minimum(first_seen, prior.first_day)
     caseload_size = np.zeros(n_acc)
     if caseloads is not None:
         owned = lookup(caseloads["account_id"], accounts)
@@ -281,6 +300,9 @@ def assemble(
     }
     account_type = _account_attribute(windows, "type", first_of_account)
     organization = _account_attribute(windows, "org", first_of_account)
+    if prior is not None:
+        account_type = history.attribute(prior, "type", account_type)
+        organization = history.attribute(prior, "org", organization)
     peer_group = pd.factorize(account_type)[0].astype(np.int64) + 1  # 0 = unknown type
     eligible = _eligible_day(w_day, first_of_account, n_acc)
     able = _able(peer_group, eligible, n_days)
