@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from detector.cli import main
 from detector.engine.state import MIN_KEEP_DAYS, load_state, prune
+from detector.features.accumulation import CUSUM_VOLUMES, HORIZON_DAYS
 from detector.features.baselines import HISTORY_DAYS
 from detector.features.catalogue import BASELINED_VOLUMES, FEATURES
 from detector.features.kernel import local_days
@@ -24,23 +25,24 @@ from synthetic_logs.scenario import load_scenario, with_overrides
 
 TZ = "Europe/Paris"
 KEEP = MIN_KEEP_DAYS
-UNPRUNED_DAYS = 33  # an old state (no summary) first, then pruned every night
+UNPRUNED_DAYS = KEEP + 4  # an old state (no summary) first, then pruned every night
+LOG_DAYS = KEEP + 16
 ALERT_COLUMNS = ["account_id", "window_start", "window_end", "detected_at", "rules", "reason"]
 
 
 @pytest.fixture(scope="module")
 def days(tmp_path_factory):
-    """A 45-day log with attacks after the first pruned night, one file per local day."""
+    """A log of LOG_DAYS days with attacks after the first pruned night, one file per local day."""
     out = tmp_path_factory.mktemp("prune") / "logs.parquet"
     attacks = [
         with_overrides(load_scenario(name), start_day=day)
         for name, day in (
-            ("kairos_infostealer", 38),
-            ("search_enumeration", 40),
-            ("ouiform_account_creation", 36),
+            ("kairos_infostealer", UNPRUNED_DAYS + 5),
+            ("search_enumeration", UNPRUNED_DAYS + 7),
+            ("ouiform_account_creation", UNPRUNED_DAYS + 3),
         )
     ]
-    generate_dataset(out, attacks, seed=5, accounts=80, days=45)
+    generate_dataset(out, attacks, seed=5, accounts=80, days=LOG_DAYS)
     table = pq.read_table(out)
     stamps = pd.DatetimeIndex(table["timestamp"].to_pandas()).as_unit("ns").asi8
     day = local_days(stamps, TZ)[0]
@@ -121,13 +123,16 @@ def test_every_kept_window_has_the_features_of_the_whole_history(days, tmp_path)
     kept = table[table["day"] > pd.Timestamp(through, unit="D").date()]
     assert len(kept) == len(pruned.table) and summary["days"].sum() == len(table) - len(kept)
     baselined = {baseline_name(s, v) for v in BASELINED_VOLUMES for s in BASELINE_FEATURE_STATS}
+    baselined |= {f"cusum_{volume}" for volume in CUSUM_VOLUMES}  # judged on earlier baselines
     plain = ["account_id", "day", *(name for name in FEATURES if name not in baselined)]
     pd.testing.assert_frame_equal(
         kept[plain].reset_index(drop=True), pruned.table[plain].reset_index(drop=True)
     )
     assert kept["new_addresses"].sum() > 0  # the attacks' addresses at least
-    late = kept["day"] > pd.Timestamp(through + HISTORY_DAYS, unit="D").date()
-    full = pruned.table["day"].to_numpy() > pd.Timestamp(through + HISTORY_DAYS, unit="D").date()
+    reach = through + HISTORY_DAYS + HORIZON_DAYS  # the furthest back a feature reads
+    late = kept["day"] > pd.Timestamp(reach, unit="D").date()
+    full = pruned.table["day"].to_numpy() > pd.Timestamp(reach, unit="D").date()
+    assert late.any()
     columns = ["account_id", "day", *FEATURES]
     pd.testing.assert_frame_equal(
         kept.loc[late, columns].reset_index(drop=True),
@@ -160,14 +165,15 @@ def test_cli_keep_days_too_small(days, tmp_path, value):
     assert result.exit_code == 1
     assert result.output.splitlines() == [
         f"Error: --keep-days {value}: keep at least {MIN_KEEP_DAYS} days (the 28 days the"
-        " baselines read, and the last stored day, which the next log may complete)"
+        " baselines read, the 14 days the accumulated excess reads before them, and the last"
+        " stored day, which the next log may complete)"
     ]
     assert not state.exists()
 
 
 def test_cli_keep_days_without_state(days, tmp_path):
     _, files = days
-    args = ["score", str(files[0]), "--keep-days", "40", "--out", str(tmp_path / "a.parquet")]
+    args = ["score", str(files[0]), "--keep-days", "50", "--out", str(tmp_path / "a.parquet")]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1
     assert result.output.splitlines() == [

@@ -121,7 +121,7 @@ def _top_table(alerts, timezone: str, top: int) -> str:
 @click.option(
     "--keep-days",
     type=int,
-    help="With --state: keep the windows of the last N days (at least 29), the older ones"
+    help="With --state: keep the windows of the last N days (at least 43), the older ones"
     " summarised per account (default: keep every day).",
 )
 @engine_option

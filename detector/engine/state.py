@@ -64,6 +64,7 @@ import pyarrow.parquet as pq
 
 from detector.errors import DetectorError
 from detector.features import history as summaries
+from detector.features.accumulation import HORIZON_DAYS
 from detector.features.baselines import HISTORY_DAYS
 from detector.features.kernel import NOVELTY, Aggregates, partition_aggregates
 from detector.incidents import creation_pairs
@@ -72,9 +73,10 @@ from detector.schema import normalise_table
 FORMAT = "logsentinel-state/1"
 PRUNED_FORMAT = "logsentinel-state/2"  # with summary.parquet and pruned_through
 SUMMARY = "summary.parquet"
-# The baselines of the next day read the HISTORY_DAYS days before it, and the last stored
-# day is scored again when the next log completes it: it needs the HISTORY_DAYS before it.
-MIN_KEEP_DAYS = HISTORY_DAYS + 1
+# The baselines of the next day read the HISTORY_DAYS days before it; its accumulated
+# excess (features.accumulation) reads the HORIZON_DAYS before it, each judged against its
+# own baselines; and the last stored day is scored again when the next log completes it.
+MIN_KEEP_DAYS = HISTORY_DAYS + HORIZON_DAYS + 1
 MANIFEST = "manifest.json"
 KEPT = "kept_events.parquet"
 LINKS = "links.parquet"
@@ -182,7 +184,8 @@ def check_keep_days(keep_days: int | None) -> None:
     if keep_days is not None and keep_days < MIN_KEEP_DAYS:
         raise StateError(
             f"--keep-days {keep_days}: keep at least {MIN_KEEP_DAYS} days (the {HISTORY_DAYS}"
-            " days the baselines read, and the last stored day, which the next log may complete)"
+            f" days the baselines read, the {HORIZON_DAYS} days the accumulated excess reads"
+            " before them, and the last stored day, which the next log may complete)"
         )
 
 

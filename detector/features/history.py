@@ -7,6 +7,7 @@ past of an account, and the summary carries exactly what those read:
 
 - ``days``: earlier active days (``history_days``, novelty's minimum history);
 - ``first_day``: the first active day (account age);
+- ``off_days``: days off (weekends, public holidays) it was active on (own_off_days_worked);
 - ``h00`` ... ``h23``: the summed 24-hour histogram (rare hours);
 - ``type_first``/``type_any``, ``org_first``/``org_any``: the first event's
   account type and organisation, and the first non-missing one (the account's
@@ -24,9 +25,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from detector.features.calendar import off_days
+
 HOURS = [f"h{h:02d}" for h in range(24)]
 ATTRIBUTES = ("type", "org")
-COLUMNS = ["account_id", "days", "first_day", *HOURS] + [
+COLUMNS = ["account_id", "days", "first_day", "off_days", *HOURS] + [
     f"{name}_{kind}" for name in ATTRIBUTES for kind in ("first", "any")
 ]
 
@@ -53,6 +56,7 @@ def summarise(
             "account_id": windows["account_id"].astype(str).to_numpy(),
             "days": np.ones(len(windows), dtype=np.int64),
             "first_day": windows["day"].to_numpy().astype(np.int64),
+            "off_days": off_days(windows["day"].to_numpy().astype(np.int64)).astype(np.int64),
             **{h: hours[order, i].astype(np.int64) for i, h in enumerate(HOURS)},
         }
     )
@@ -62,7 +66,7 @@ def summarise(
     if earlier is not None and len(earlier):
         frame = pd.concat([earlier[COLUMNS], frame], ignore_index=True)  # earlier days first
     grouped = frame.groupby("account_id", sort=True)
-    summary = grouped[["days", *HOURS]].sum()
+    summary = grouped[["days", "off_days", *HOURS]].sum()
     summary["first_day"] = grouped["first_day"].min()
     firsts = frame.drop_duplicates("account_id", keep="first").set_index("account_id")
     for name in ATTRIBUTES:
@@ -77,6 +81,7 @@ class Prior:
 
     present: np.ndarray  # (accounts,) the account has dropped days
     days: np.ndarray  # (accounts,) dropped active days
+    off_days: np.ndarray  # (accounts,) dropped active days that were days off
     first_day: np.ndarray  # (accounts,) first dropped day, as a day index; int64 max when none
     hours: np.ndarray  # (accounts, 24)
     attributes: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> (first, any), object arrays
@@ -90,6 +95,8 @@ def align(summary: pd.DataFrame, accounts: pd.Index, first_day: int) -> Prior:
     take = row[present]
     days = np.zeros(n_acc, dtype=np.int64)
     days[present] = summary["days"].to_numpy(dtype=np.int64)[take]
+    off = np.zeros(n_acc, dtype=np.int64)
+    off[present] = summary["off_days"].to_numpy(dtype=np.int64)[take]
     first = np.full(n_acc, np.iinfo(np.int64).max)
     first[present] = summary["first_day"].to_numpy(dtype=np.int64)[take] - first_day
     hours = np.zeros((n_acc, 24), dtype=np.int64)
@@ -102,7 +109,7 @@ def align(summary: pd.DataFrame, accounts: pd.Index, first_day: int) -> Prior:
             values[present] = summary[f"{name}_{kind}"].to_numpy(dtype=object)[take]
             pair.append(values)
         attributes[name] = (pair[0], pair[1])
-    return Prior(present, days, first, hours, attributes)
+    return Prior(present, days, off, first, hours, attributes)
 
 
 def attribute(prior: Prior, name: str, kept: np.ndarray) -> np.ndarray:

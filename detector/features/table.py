@@ -296,7 +296,12 @@ def assemble(
         "log_days": w_day.astype(np.float64),
         "account_age_days": (w_day - first_seen[w_acc]).astype(np.float64),
         "created_in_log": (created[w_acc] <= w_day).astype(np.float64),
-        **_calendar(w_day + first_day, first_seen[w_acc] + first_day, first_of_account[w_acc]),
+        **_calendar(
+            w_day + first_day,
+            first_seen[w_acc] + first_day,
+            first_of_account[w_acc],
+            None if prior is None else prior.off_days[w_acc],
+        ),
     }
     account_type = _account_attribute(windows, "type", first_of_account)
     organization = _account_attribute(windows, "org", first_of_account)
@@ -304,7 +309,9 @@ def assemble(
         account_type = history.attribute(prior, "type", account_type)
         organization = history.attribute(prior, "org", organization)
     peer_group = pd.factorize(account_type)[0].astype(np.int64) + 1  # 0 = unknown type
-    eligible = _eligible_day(w_day, first_of_account, n_acc)
+    eligible = _eligible_day(
+        w_day, w_acc, history_days >= NOVELTY_MIN_HISTORY, n_acc, prior
+    )
     able = _able(peer_group, eligible, n_days)
     for name, feature in PEER_NOVELTY.items():
         constants[feature] = _peer_share(sums[name] >= 1, w_acc, w_day, peer_group, able)
@@ -378,16 +385,25 @@ def assemble(
     )
 
 
-def _eligible_day(w_day: np.ndarray, first_of_account: np.ndarray, n_acc: int) -> np.ndarray:
+def _eligible_day(
+    w_day: np.ndarray,
+    w_acc: np.ndarray,
+    has_history: np.ndarray,
+    n_acc: int,
+    prior: history.Prior | None,
+) -> np.ndarray:
     """Per account: the first day on which a value can be new to it (NOVELTY_MIN_HISTORY
-    earlier active days), a huge number when it never has that much history."""
-    row = first_of_account + NOVELTY_MIN_HISTORY
-    after = np.append(w_day, np.iinfo(np.int64).max // 4)  # an index past the end: never
-    row = np.where(row < len(w_day), row, len(w_day))
-    eligible = after[row]
-    # A row beyond the account's own windows belongs to the next account: never eligible.
-    next_first = np.append(first_of_account[1:], len(w_day)) if n_acc else first_of_account
-    return np.where(row < next_first, eligible, after[-1])
+    earlier active days), a huge number when it never has that much history.
+
+    An account that had that much history on days pruned from a state was
+    eligible before every stored day.
+    """
+    eligible = np.full(n_acc, np.iinfo(np.int64).max // 4, dtype=np.int64)
+    rows = np.flatnonzero(has_history)[::-1]
+    eligible[w_acc[rows]] = w_day[rows]  # written last = the account's earliest such window
+    if prior is not None:
+        eligible[prior.days >= NOVELTY_MIN_HISTORY] = np.iinfo(np.int64).min // 4
+    return eligible
 
 
 def _able(peer_group: np.ndarray, eligible: np.ndarray, n_days: int) -> np.ndarray:
@@ -425,12 +441,17 @@ def _peer_share(
     return share[cell]
 
 
-def _calendar(day: np.ndarray, arrived: np.ndarray, first_row: np.ndarray) -> dict[str, np.ndarray]:
+def _calendar(
+    day: np.ndarray, arrived: np.ndarray, first_row: np.ndarray, dropped: np.ndarray | None
+) -> dict[str, np.ndarray]:
     """Days off (:mod:`detector.features.calendar`): this one, those the account worked
-    before (windows are ordered by account then day), those it could have worked."""
+    before (windows are ordered by account then day; ``dropped``: those worked on days
+    pruned from a state), those it could have worked."""
     off = calendar.off_days(day)
     worked = np.cumsum(off) - off  # off days worked in all earlier rows
     worked = worked - (worked[first_row] if len(first_row) else 0)  # ... of the same account
+    if dropped is not None:
+        worked = worked + dropped
     origin = int(min(day.min(), arrived.min())) if len(day) else 0
     could = calendar.off_days_before(day, origin) - calendar.off_days_before(arrived, origin)
     return {
