@@ -24,7 +24,12 @@ import pandas as pd
 import pyarrow as pa
 
 from detector.engine.sources import Partition, normalise_rows
-from detector.features.kernel import Aggregates, out_of_caseload_mode, partition_aggregates
+from detector.features.kernel import (
+    Aggregates,
+    caseload_index,
+    out_of_caseload_mode,
+    partition_aggregates,
+)
 from detector.features.table import FeatureTable, assemble
 from detector.incidents import creation_pairs
 from detector.schema import REPAIRED_TEXT, EventLog, rejects_notice, repaired_notice
@@ -209,6 +214,8 @@ def run_kernel(
         source.columns, caseloads, source.has_values("record_org_id")
     )
     empty_records = "record_id" in source.columns and not source.has_values("record_id")
+    if out_mode == "caseloads":
+        caseload_index(caseloads)  # built once here: forked workers inherit it
     partitions = source.partitions()
     mapper = mapper or _map_local
     parts, started = [], time.perf_counter()

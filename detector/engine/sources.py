@@ -169,6 +169,24 @@ def normalise_rows(table: pa.Table, rows: np.ndarray, name: str) -> EventLog:
     return log
 
 
+def _rest(
+    table: pa.Table, rows: np.ndarray, day: np.ndarray, rest: np.ndarray
+) -> tuple[pa.Table, np.ndarray, np.ndarray, bool]:
+    """The rows of a streamed table left for later partitions, and whether they are a slice.
+
+    In a time-ordered row group they are its tail: a slice, not a copy.
+    """
+    first = int(np.argmax(rest))
+    if rest[first:].all():
+        return table.slice(first), rows[first:], day[first:], True
+    return table.filter(pa.array(rest)), rows[rest], day[rest], False
+
+
+def _compact(table: pa.Table) -> pa.Table:
+    """A copy of a sliced table holding only its rows (pickling a slice sends its whole buffers)."""
+    return table.take(pa.array(np.arange(table.num_rows)))
+
+
 def _no_rejects() -> pd.DataFrame:
     return pd.DataFrame({"row": pd.Series(dtype=np.int64), "reason": pd.Series(dtype=object)})
 
@@ -417,7 +435,7 @@ class ParquetSource:
             (g for g in self._groups if g.rows and g.first_day is not None),
             key=lambda g: (g.first_day, g.offset),
         )
-        pending: list[tuple[pa.Table, np.ndarray, np.ndarray]] = []  # (events, rows, day)
+        pending: list[tuple[pa.Table, np.ndarray, np.ndarray, bool]] = []  # (events, rows, day, sliced)
         plan = [(i, a, b) for i, (a, b) in enumerate(self._plan())]
         n = len(plan)
         for position, g in enumerate(groups + [None]):
@@ -425,17 +443,24 @@ class ParquetSource:
                 table, rows = self._read_groups([(g.file, g.index, g.offset)], self.read_columns)
                 stamps, valid = _timestamps_ns(table["timestamp"])
                 day = _day_span(stamps, self.timezone)
-                pending.append((table.filter(pa.array(valid)), rows[valid], day[valid]))
+                if not valid.all():
+                    table, rows, day = table.filter(pa.array(valid)), rows[valid], day[valid]
+                pending.append((table, rows, day, False))
             next_first = groups[position + 1].first_day if position + 1 < len(groups) else None
             while plan and (next_first is None or plan[0][2] <= next_first):
                 index, a, b = plan.pop(0)
                 tables, rows_out, kept = [], [], []
-                for table, rows, day in pending:
+                for table, rows, day, sliced in pending:
                     inside = (day >= a) & (day < b)
-                    if inside.any():
+                    if inside.all():
+                        # A tail slice is copied: a slice would pickle its parent's whole buffers.
+                        tables.append(_compact(table) if sliced else table)
+                        rows_out.append(rows)
+                        continue
+                    if inside.any():  # a copy of the partition's rows only: workers receive it
                         tables.append(table.filter(pa.array(inside)))
                         rows_out.append(rows[inside])
-                    kept.append((table.filter(pa.array(~inside)), rows[~inside], day[~inside]))
+                    kept.append(_rest(table, rows, day, ~inside))
                 pending = [k for k in kept if len(k[1])]
                 events = (
                     pa.concat_tables(tables, promote_options="permissive")

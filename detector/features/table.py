@@ -14,7 +14,9 @@ on those small tables only:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +41,7 @@ from detector.vocabulary import DEFAULT_TIMEZONE
 RARE_HOUR_SHARE = 0.01
 RARE_HOUR_MIN_HISTORY = 50  # earlier events needed before an hour can be called rare
 NOVELTY_MIN_HISTORY = 5  # earlier active days needed before a value can be called new
+_DENSE_WINDOW_KEYS = 50_000_000  # accounts x days up to which windows are found by a gather
 KEYS = ["account_id", "account_type", "organization_id", "day", "window_start", "window_end"]
 
 
@@ -104,6 +107,24 @@ def _first_per_key(keys: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.nd
     return keys[first], day[first]
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _rows_of_keys(window_keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Row of each (account, day) key among the ascending ``window_keys`` (all present).
+
+    A gather from a dense key -> row array when the key space is small
+    (accounts x days); ten million binary searches cost seconds.
+    """
+    n_keys = int(window_keys[-1]) + 1 if len(window_keys) else 0
+    if n_keys > _DENSE_WINDOW_KEYS:
+        return np.searchsorted(window_keys, wanted)
+    row = np.zeros(n_keys, dtype=np.int32 if len(window_keys) < 2**31 else np.int64)
+    row[window_keys] = np.arange(len(window_keys), dtype=row.dtype)
+    return row[wanted].astype(np.int64)
+
+
 def _rare_hours(hours: np.ndarray, first_of_account: np.ndarray) -> np.ndarray:
     """(windows x 24): local hours which, with their two neighbours, hold < 1 % of the
     account's earlier events (working half an hour late is not rare; 3 a.m. is)."""
@@ -137,7 +158,7 @@ def _novelty(
     n_values = len(encoded.dictionary)
     day = seen["day"].to_numpy().astype(np.int64) - first_day
     keys, first = _first_per_key(account * n_values + value, day)
-    window = np.searchsorted(window_keys, keys // n_values * n_days + first)
+    window = _rows_of_keys(window_keys, keys // n_values * n_days + first)
     new = has_history[window]
     counts = np.bincount(window[new], minlength=n_win).astype(np.float64)
     values = pc.take(encoded.dictionary, pa.array(keys[new] % n_values))
@@ -244,10 +265,25 @@ def assemble(
     if baseline_days is not None:
         wanted = np.array(sorted(baseline_days), dtype=np.int64) - first_day
         only = np.flatnonzero(np.isin(present, wanted))
-    for volume in BASELINED_VOLUMES:
-        _add_baselines(
-            constants, volume, volumes[volume], w_acc, w_col, present, n_acc, peer_group, only
-        )
+    # One volume per thread: the time is in numpy's sorts, which release the GIL.
+    with ThreadPoolExecutor(max_workers=min(len(BASELINED_VOLUMES), _cores()) or 1) as pool:
+        done = [
+            pool.submit(
+                _add_baselines,
+                constants,
+                volume,
+                volumes[volume],
+                w_acc,
+                w_col,
+                present,
+                n_acc,
+                peer_group,
+                only,
+            )
+            for volume in BASELINED_VOLUMES
+        ]
+        for future in done:
+            future.result()
 
     features = derive(sums, constants)
     table = pd.DataFrame(
