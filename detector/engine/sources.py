@@ -435,7 +435,8 @@ class ParquetSource:
             (g for g in self._groups if g.rows and g.first_day is not None),
             key=lambda g: (g.first_day, g.offset),
         )
-        pending: list[tuple[pa.Table, np.ndarray, np.ndarray, bool]] = []  # (events, rows, day, sliced)
+        # (events, rows, day, is a slice of a larger table)
+        pending: list[tuple[pa.Table, np.ndarray, np.ndarray, bool]] = []
         plan = [(i, a, b) for i, (a, b) in enumerate(self._plan())]
         n = len(plan)
         for position, g in enumerate(groups + [None]):
