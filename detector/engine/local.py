@@ -96,8 +96,20 @@ def _task(partition: Partition):
     return run_partition(_WORKER["source"], partition, *_WORKER["options"])
 
 
-def _stream_task(table: pa.Table, rows: np.ndarray, name: str):
-    return run_events(table, rows, name, *_WORKER["options"])
+def _stream_task(events: pa.Buffer, rows: np.ndarray, name: str):
+    return run_events(pa.ipc.open_stream(events).read_all(), rows, name, *_WORKER["options"])
+
+
+def _ipc(table: pa.Table) -> pa.Buffer:
+    """A table as Arrow IPC bytes, to send to a worker.
+
+    Streamed partitions are slices of row groups: pickling a slice would send its
+    whole row group's buffers, the IPC stream writes only the slice's rows.
+    """
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
 
 
 def _warm_up() -> None:
@@ -131,7 +143,7 @@ def _map_stream(source, partitions, options, workers) -> Iterator:
     with _pool(min(workers, len(partitions)), None, options) as pool:
         pending: deque = deque()
         for number, (_, table, rows) in enumerate(stream):
-            pending.append(pool.submit(_stream_task, table, rows, source.name))
+            pending.append(pool.submit(_stream_task, _ipc(table), rows, source.name))
             if number == 0:
                 _warm_up()
             while len(pending) > workers:

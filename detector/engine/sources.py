@@ -16,8 +16,10 @@ the events of chosen windows (account, day) for the replay behind
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -169,22 +171,18 @@ def normalise_rows(table: pa.Table, rows: np.ndarray, name: str) -> EventLog:
     return log
 
 
-def _rest(
-    table: pa.Table, rows: np.ndarray, day: np.ndarray, rest: np.ndarray
-) -> tuple[pa.Table, np.ndarray, np.ndarray, bool]:
-    """The rows of a streamed table left for later partitions, and whether they are a slice.
-
-    In a time-ordered row group they are its tail: a slice, not a copy.
-    """
-    first = int(np.argmax(rest))
-    if rest[first:].all():
-        return table.slice(first), rows[first:], day[first:], True
-    return table.filter(pa.array(rest)), rows[rest], day[rest], False
+def _select(table: pa.Table, keep: np.ndarray) -> pa.Table:
+    """The rows of ``table`` where ``keep``: a slice (no copy) when they are consecutive,
+    as in a time-ordered row group; else a copy."""
+    first = int(np.argmax(keep))
+    count = int(keep.sum())
+    if keep[first : first + count].all():
+        return table.slice(first, count)
+    return table.filter(pa.array(keep))
 
 
-def _compact(table: pa.Table) -> pa.Table:
-    """A copy of a sliced table holding only its rows (pickling a slice sends its whole buffers)."""
-    return table.take(pa.array(np.arange(table.num_rows)))
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _no_rejects() -> pd.DataFrame:
@@ -435,8 +433,7 @@ class ParquetSource:
             (g for g in self._groups if g.rows and g.first_day is not None),
             key=lambda g: (g.first_day, g.offset),
         )
-        # (events, rows, day, is a slice of a larger table)
-        pending: list[tuple[pa.Table, np.ndarray, np.ndarray, bool]] = []
+        pending: list[tuple[pa.Table, np.ndarray, np.ndarray]] = []  # (events, rows, day)
         plan = [(i, a, b) for i, (a, b) in enumerate(self._plan())]
         n = len(plan)
         for position, g in enumerate(groups + [None]):
@@ -446,22 +443,18 @@ class ParquetSource:
                 day = _day_span(stamps, self.timezone)
                 if not valid.all():
                     table, rows, day = table.filter(pa.array(valid)), rows[valid], day[valid]
-                pending.append((table, rows, day, False))
+                pending.append((table, rows, day))
             next_first = groups[position + 1].first_day if position + 1 < len(groups) else None
             while plan and (next_first is None or plan[0][2] <= next_first):
                 index, a, b = plan.pop(0)
                 tables, rows_out, kept = [], [], []
-                for table, rows, day, sliced in pending:
+                for table, rows, day in pending:
                     inside = (day >= a) & (day < b)
-                    if inside.all():
-                        # A tail slice is copied: a slice would pickle its parent's whole buffers.
-                        tables.append(_compact(table) if sliced else table)
-                        rows_out.append(rows)
-                        continue
-                    if inside.any():  # a copy of the partition's rows only: workers receive it
-                        tables.append(table.filter(pa.array(inside)))
+                    if inside.any():
+                        tables.append(_select(table, inside))
                         rows_out.append(rows[inside])
-                    kept.append(_rest(table, rows, day, ~inside))
+                    if not inside.all():
+                        kept.append((_select(table, ~inside), rows[~inside], day[~inside]))
                 pending = [k for k in kept if len(k[1])]
                 events = (
                     pa.concat_tables(tables, promote_options="permissive")
@@ -531,16 +524,25 @@ class ParquetSource:
             and g.first_day is not None
             and ((wanted_days >= g.first_day) & (wanted_days <= g.last_day)).any()
         ]
-        tables, rows = [], []
-        for g in groups:
-            table, row = self._read_groups([(g.file, g.index, g.offset)], self.read_columns)
+
+        def window_rows(g: _RowGroup) -> tuple[pa.Table, np.ndarray, dict[str, int]]:
+            repaired: dict[str, int] = {}
+            table, row = self._read_groups([(g.file, g.index, g.offset)], self.read_columns, repaired)
             stamps, valid = _timestamps_ns(table["timestamp"])
             keep = valid & _in_windows(
                 table["account_id"], _day_span(stamps, self.timezone), accounts, days
             )
-            if keep.any():
-                tables.append(table.filter(pa.array(keep)))
-                rows.append(row[keep])
+            return table.filter(pa.array(keep)), row[keep], repaired
+
+        # Row groups read in threads: decoding Parquet and filtering release the GIL.
+        tables, rows = [], []
+        with ThreadPoolExecutor(max_workers=_cores()) as pool:
+            for table, row, repaired in pool.map(window_rows, groups):
+                for column, count in repaired.items():
+                    self.repaired[column] = self.repaired.get(column, 0) + count
+                if len(row):
+                    tables.append(table)
+                    rows.append(row)
         if not tables:
             return normalise_table(self._read_groups((), self.read_columns)[0], self.name).events
         table = pa.concat_tables(tables, promote_options="permissive")
