@@ -43,7 +43,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from detector.errors import DetectorError
-from detector.features.kernel import NOVELTY, Aggregates
+from detector.features.kernel import NOVELTY, Aggregates, plain_first_seen
 
 FORMAT = "logsentinel-state/1"
 MANIFEST = "manifest.json"
@@ -173,6 +173,7 @@ def combine(parts: list[Aggregates]) -> Aggregates:
     for column, _ in NOVELTY:
         tables = [p.first_seen[column] for p in parts if column in p.first_seen]
         if tables:
+            tables = [plain_first_seen(t) for t in tables]  # the kernel's come as dictionaries
             first_seen[column] = _first_days(pa.concat_tables(tables, promote_options="permissive"))
     created = pa.concat_tables([p.created for p in parts]) if parts else pa.table({})
     return Aggregates(windows, hours, first_seen, created, int(windows["events"].sum()))

@@ -405,7 +405,8 @@ class Aggregates:
 
     windows: pd.DataFrame  # one row per window: keys, KERNEL_SUMS, peak, hours, first/last instants
     hours: np.ndarray  # (windows x 24) events per local hour
-    first_seen: dict[str, pa.Table]  # column -> (account_id, value, day): first use in the partition
+    # column -> (account_id, value, day): first use in the partition (strings or dictionaries)
+    first_seen: dict[str, pa.Table]
     created: pa.Table  # (account_id, day): accounts created by create_account
     events: int = 0
     links: pd.DataFrame = field(default_factory=pd.DataFrame)  # creator, target, timestamp
@@ -426,6 +427,25 @@ def _strings(categories: pd.Index, index: np.ndarray) -> pa.Array:
     """``categories[index]`` (index -1 = missing) as an Arrow string array, built by Arrow."""
     indices = pa.array(index, mask=index < 0, type=pa.int64())
     return pc.take(_arrow_categories(categories), indices)
+
+
+def _dictionary(categories: pd.Index, index: np.ndarray) -> pa.DictionaryArray:
+    """``categories[index]`` as an Arrow dictionary array: codes, and the categories once.
+
+    First-seen pairs run to millions per partition: as codes they are cheap to
+    build, to send to the parent and to match there (no string hashed per row).
+    """
+    return pa.DictionaryArray.from_arrays(
+        pa.array(index, type=pa.int32()), _arrow_categories(categories)
+    )
+
+
+def plain_first_seen(table: pa.Table) -> pa.Table:
+    """First-seen pairs with plain string columns (as stored), whatever the kernel gave."""
+    for i, column in enumerate(table.schema):
+        if pa.types.is_dictionary(column.type):
+            table = table.set_column(i, column.name, pc.cast(table[column.name], pa.string()))
+    return table
 
 
 def _attribute(frame: pd.DataFrame, column: str, first: np.ndarray, window: np.ndarray):
@@ -498,8 +518,8 @@ def partition_aggregates(
         rows = np.flatnonzero(first_occurrence(key, (len(accounts) + 1) * n_values) & (value >= 0))
         first_seen[column] = pa.table(
             {
-                "account_id": _strings(accounts, events.account[rows]),
-                "value": _strings(frame[column].cat.categories, value[rows]),
+                "account_id": _dictionary(accounts, events.account[rows]),
+                "value": _dictionary(frame[column].cat.categories, value[rows]),
                 "day": pa.array(events.day[rows], type=pa.int32()),
             }
         )

@@ -151,18 +151,41 @@ def _novelty(
     n_win = len(window_keys)
     if not tables:
         return np.zeros(n_win), Novel(np.zeros(0, np.int64), pa.array([], pa.string()))
-    seen = pa.concat_tables(tables, promote_options="permissive")
-    account = lookup(seen["account_id"], pa.array(accounts.astype(str), pa.string()))
-    encoded = pc.dictionary_encode(seen["value"].combine_chunks())
-    value = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    n_values = len(encoded.dictionary)
-    day = seen["day"].to_numpy().astype(np.int64) - first_day
+    account_code, account_names = _codes([t["account_id"] for t in tables])
+    account = np.r_[lookup(account_names, pa.array(accounts.astype(str), pa.string())), -1]
+    account = account[account_code]
+    value, dictionary = _codes([t["value"] for t in tables])
+    n_values = len(dictionary)
+    day = np.concatenate([t["day"].to_numpy() for t in tables]).astype(np.int64) - first_day
     keys, first = _first_per_key(account * n_values + value, day)
     window = _rows_of_keys(window_keys, keys // n_values * n_days + first)
     new = has_history[window]
     counts = np.bincount(window[new], minlength=n_win).astype(np.float64)
-    values = pc.take(encoded.dictionary, pa.array(keys[new] % n_values))
+    values = pc.take(dictionary, pa.array(keys[new] % n_values))
     return counts, Novel(window[new], values)
+
+
+_TEXT_DICTIONARY = pa.dictionary(pa.int32(), pa.string())
+
+
+def _codes(columns: list[pa.ChunkedArray]) -> tuple[np.ndarray, pa.Array]:
+    """(a code per row of the stacked text columns, the distinct values they index).
+
+    The kernel gives dictionary arrays: only their dictionaries are hashed, to
+    unify them; plain strings (stored state) are encoded first.
+    """
+    chunks = [
+        (chunk if pa.types.is_dictionary(chunk.type) else pc.dictionary_encode(chunk)).cast(
+            _TEXT_DICTIONARY
+        )
+        for column in columns
+        for chunk in column.chunks
+    ]
+    if not chunks:
+        return np.zeros(0, np.int64), pa.array([], pa.string())
+    unified = pa.chunked_array(chunks, type=_TEXT_DICTIONARY).unify_dictionaries()
+    codes = [c.indices.fill_null(-1).to_numpy(zero_copy_only=False) for c in unified.chunks]
+    return np.concatenate(codes).astype(np.int64), unified.chunk(0).dictionary
 
 
 def _account_attribute(
