@@ -110,6 +110,18 @@ def first_occurrence(keys: np.ndarray, n_keys: int | None = None) -> np.ndarray:
     return ~pd.Series(keys).duplicated(keep="first").to_numpy()
 
 
+def _first_pairs(window: np.ndarray, record: np.ndarray, n_records: int) -> np.ndarray:
+    """True at the first occurrence of each (window, record) pair.
+
+    Most records are read once in a partition: those are first reads without
+    hashing; only the pairs of records read more than once are hashed.
+    """
+    first = np.bincount(record, minlength=n_records)[record] == 1
+    again = np.flatnonzero(~first)
+    first[again] = first_occurrence(window[again] * max(n_records, 1) + record[again])
+    return first
+
+
 def _is_one_of(frame: pd.DataFrame, column: str, values: tuple[str, ...]) -> np.ndarray:
     """Per event: is the column's value (trimmed, any case) one of ``values``?
 
@@ -342,7 +354,7 @@ def _record_reads(
     reading[[_A["view_record"], _A["update_record"], _A["export"]]] = True
     idx = np.flatnonzero(reading[action] & (rec >= 0))
     first_read = np.zeros(n, dtype=bool)
-    first_read[idx] = first_occurrence(window[idx] * max(len(records), 1) + rec[idx])
+    first_read[idx] = _first_pairs(window[idx], rec[idx], len(records))
 
     if out_mode == "caseloads" and caseloads is not None:
         reads = np.flatnonzero(first_read)  # only first reads are counted: look only them up
