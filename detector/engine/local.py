@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from detector.engine.sources import Partition, normalise_rows
+from detector.engine.sources import Partition, normalise_rows, release_memory
 from detector.features.kernel import (
     Aggregates,
     caseload_index,
@@ -263,6 +263,7 @@ def run_kernel(
     if len(all_rejects):
         all_rejects = all_rejects.sort_values("row", kind="stable").reset_index(drop=True)
         notices.insert(0, rejects_notice(all_rejects))
+    release_memory()
     return KernelRun(parts, all_rejects, notices, out_mode)
 
 
@@ -290,4 +291,7 @@ def build_features(
     table = assemble(
         run.parts, caseloads, timezone, run.notices, has_caseload_data=run.out_mode is not None
     )
-    return attach(table, source, run)
+    table = attach(table, source, run)
+    del run  # the partitions' aggregates: the table holds what is needed from them
+    release_memory()
+    return table
