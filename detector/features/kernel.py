@@ -424,7 +424,7 @@ class Aggregates:
     links: pd.DataFrame = field(default_factory=pd.DataFrame)  # creator, target, timestamp
 
 
-def _arrow_categories(categories: pd.Index) -> pa.Array:
+def arrow_categories(categories: pd.Index) -> pa.Array:
     """A categorical's categories as an Arrow string array.
 
     Arrow-backed string categories (what reading gives) are taken as they are:
@@ -438,7 +438,7 @@ def _arrow_categories(categories: pd.Index) -> pa.Array:
 def _strings(categories: pd.Index, index: np.ndarray) -> pa.Array:
     """``categories[index]`` (index -1 = missing) as an Arrow string array, built by Arrow."""
     indices = pa.array(index, mask=index < 0, type=pa.int64())
-    return pc.take(_arrow_categories(categories), indices)
+    return pc.take(arrow_categories(categories), indices)
 
 
 def _dictionary(categories: pd.Index, index: np.ndarray) -> pa.DictionaryArray:
@@ -448,7 +448,7 @@ def _dictionary(categories: pd.Index, index: np.ndarray) -> pa.DictionaryArray:
     build, to send to the parent and to match there (no string hashed per row).
     """
     return pa.DictionaryArray.from_arrays(
-        pa.array(index, type=pa.int32()), _arrow_categories(categories)
+        pa.array(index, type=pa.int32()), arrow_categories(categories)
     )
 
 
