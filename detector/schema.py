@@ -401,14 +401,20 @@ def _as_category(values: pd.Series) -> pd.Series:
     return values
 
 
-def _categorical(array: pa.DictionaryArray) -> pd.Categorical:
+_TEXT_CATEGORIES = pd.StringDtype("pyarrow", na_value=np.nan)  # what Arrow's to_pandas gives
+_ID_CATEGORIES = pd.StringDtype("pyarrow")  # record ids, encoded by Arrow (see _to_frame)
+
+
+def _categorical(
+    array: pa.DictionaryArray, dtype: pd.StringDtype = _ID_CATEGORIES
+) -> pd.Categorical:
     """An Arrow dictionary array as a pandas Categorical, without hashing its values again.
 
     Arrow's dictionaries hold distinct values, so pandas' uniqueness check (a
     hash of every value, a second or more for millions of record ids) is skipped
     through its fast path when this pandas has it.
     """
-    categories = pd.Index(pd.array(array.dictionary, dtype=pd.StringDtype("pyarrow")))
+    categories = pd.Index(pd.array(array.dictionary, dtype=dtype))
     fast = getattr(pd.CategoricalDtype, "_from_fastpath", None)
     dtype = fast(categories, False) if fast else pd.CategoricalDtype(categories)
     codes = pc.fill_null(array.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32)
@@ -434,7 +440,19 @@ def _to_frame(table: pa.Table) -> pd.DataFrame:
             )
             for name in encode
         }
-        frame = table.drop_columns(encode).to_pandas(ignore_metadata=True)
+        # Dictionary columns become categoricals here, without pandas checking that
+        # the (already distinct) dictionary values are distinct.
+        dictionaries = [
+            field.name
+            for field in table.schema
+            if pa.types.is_dictionary(field.type)
+            and pa.types.is_string(field.type.value_type)
+            and field.name not in encode
+        ]
+        frame = table.drop_columns(encode + dictionaries).to_pandas(ignore_metadata=True)
+        for name in dictionaries:
+            column = table.column(name).unify_dictionaries().combine_chunks()
+            frame[name] = _categorical(column, _TEXT_CATEGORIES)
         for name, future in encoded.items():
             frame[name] = _categorical(future.result())
     return frame[table.column_names]

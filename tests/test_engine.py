@@ -164,3 +164,38 @@ def test_cli_unreachable_dask_scheduler(small_log, tmp_path):
     assert result.output.splitlines()[-1].startswith(
         "Error: cannot reach the Dask scheduler tcp://127.0.0.1:9"
     )
+
+
+def test_caseload_membership_from_the_prepared_index_matches_a_plain_lookup():
+    """Single owners, a record handed over (two owners), unknown accounts and records, none."""
+    from detector.features.kernel import _caseload_membership, caseload_index
+
+    caseloads = pd.DataFrame(
+        {
+            "account_id": ["a1", "a1", "a2", "a3", "a2", "a9"],
+            "record_id": ["r1", "r2", "r3", "r3", "r4", "r8"],
+        }
+    ).astype("string")
+    accounts = pd.Index(["a1", "a2", "a3", "a4"])
+    records = pd.Index(["r1", "r2", "r3", "r4", "r5"])
+    rng = np.random.default_rng(0)
+    acc = rng.integers(0, len(accounts), 400)
+    rec = rng.integers(-1, len(records), 400)  # -1: no record
+    pairs = set(zip(caseloads["account_id"], caseloads["record_id"], strict=True))
+    expected = np.array(
+        [r >= 0 and (accounts[a], records[r]) in pairs for a, r in zip(acc, rec, strict=True)]
+    )
+    assert expected.any() and not expected.all()
+    inside = _caseload_membership(acc, rec, accounts, records, caseloads)
+    np.testing.assert_array_equal(inside, expected)
+    assert caseload_index(caseloads) is caseload_index(caseloads)  # prepared once per table
+
+
+def test_first_reads_of_records_read_once_or_again():
+    from detector.features.kernel import _first_pairs, first_occurrence
+
+    rng = np.random.default_rng(1)
+    window = rng.integers(0, 5, 2000)
+    record = rng.integers(0, 3000, 2000)  # most read once, some again
+    expected = first_occurrence(window * 3000 + record)
+    np.testing.assert_array_equal(_first_pairs(window, record, 3000), expected)

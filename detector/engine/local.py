@@ -23,8 +23,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from detector.engine.sources import Partition, normalise_rows
-from detector.features.kernel import Aggregates, out_of_caseload_mode, partition_aggregates
+from detector.engine.sources import Partition, normalise_rows, release_memory
+from detector.features.kernel import (
+    Aggregates,
+    caseload_index,
+    out_of_caseload_mode,
+    partition_aggregates,
+)
 from detector.features.table import FeatureTable, assemble
 from detector.incidents import creation_pairs
 from detector.schema import REPAIRED_TEXT, EventLog, rejects_notice, repaired_notice
@@ -91,8 +96,20 @@ def _task(partition: Partition):
     return run_partition(_WORKER["source"], partition, *_WORKER["options"])
 
 
-def _stream_task(table: pa.Table, rows: np.ndarray, name: str):
-    return run_events(table, rows, name, *_WORKER["options"])
+def _stream_task(events: pa.Buffer, rows: np.ndarray, name: str):
+    return run_events(pa.ipc.open_stream(events).read_all(), rows, name, *_WORKER["options"])
+
+
+def _ipc(table: pa.Table) -> pa.Buffer:
+    """A table as Arrow IPC bytes, to send to a worker.
+
+    Streamed partitions are slices of row groups: pickling a slice would send its
+    whole row group's buffers, the IPC stream writes only the slice's rows.
+    """
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
 
 
 def _warm_up() -> None:
@@ -126,7 +143,7 @@ def _map_stream(source, partitions, options, workers) -> Iterator:
     with _pool(min(workers, len(partitions)), None, options) as pool:
         pending: deque = deque()
         for number, (_, table, rows) in enumerate(stream):
-            pending.append(pool.submit(_stream_task, table, rows, source.name))
+            pending.append(pool.submit(_stream_task, _ipc(table), rows, source.name))
             if number == 0:
                 _warm_up()
             while len(pending) > workers:
@@ -209,6 +226,8 @@ def run_kernel(
         source.columns, caseloads, source.has_values("record_org_id")
     )
     empty_records = "record_id" in source.columns and not source.has_values("record_id")
+    if out_mode == "caseloads":
+        caseload_index(caseloads)  # built once here: forked workers inherit it
     partitions = source.partitions()
     mapper = mapper or _map_local
     parts, started = [], time.perf_counter()
@@ -244,6 +263,7 @@ def run_kernel(
     if len(all_rejects):
         all_rejects = all_rejects.sort_values("row", kind="stable").reset_index(drop=True)
         notices.insert(0, rejects_notice(all_rejects))
+    release_memory()
     return KernelRun(parts, all_rejects, notices, out_mode)
 
 
@@ -271,4 +291,7 @@ def build_features(
     table = assemble(
         run.parts, caseloads, timezone, run.notices, has_caseload_data=run.out_mode is not None
     )
-    return attach(table, source, run)
+    table = attach(table, source, run)
+    del run  # the partitions' aggregates: the table holds what is needed from them
+    release_memory()
+    return table

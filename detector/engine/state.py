@@ -66,7 +66,12 @@ from detector.errors import DetectorError
 from detector.features import history as summaries
 from detector.features.accumulation import HORIZON_DAYS
 from detector.features.baselines import HISTORY_DAYS
-from detector.features.kernel import NOVELTY, Aggregates, partition_aggregates
+from detector.features.kernel import (
+    NOVELTY,
+    Aggregates,
+    partition_aggregates,
+    plain_first_seen,
+)
 from detector.incidents import creation_pairs
 from detector.schema import normalise_table
 
@@ -452,6 +457,7 @@ def combine(parts: list[Aggregates]) -> Aggregates:
     for column, _ in NOVELTY:
         tables = [p.first_seen[column] for p in parts if column in p.first_seen]
         if tables:
+            tables = [plain_first_seen(t) for t in tables]  # the kernel's come as dictionaries
             first_seen[column] = _first_days(pa.concat_tables(tables, promote_options="permissive"))
     created = pa.concat_tables([p.created for p in parts]) if parts else pa.table({})
     return Aggregates(windows, hours, first_seen, created, int(windows["events"].sum()))

@@ -20,6 +20,7 @@ per-event counts (:func:`event_counts`) serve the replay behind
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -114,6 +115,18 @@ def first_occurrence(keys: np.ndarray, n_keys: int | None = None) -> np.ndarray:
     return ~pd.Series(keys).duplicated(keep="first").to_numpy()
 
 
+def _first_pairs(window: np.ndarray, record: np.ndarray, n_records: int) -> np.ndarray:
+    """True at the first occurrence of each (window, record) pair.
+
+    Most records are read once in a partition: those are first reads without
+    hashing; only the pairs of records read more than once are hashed.
+    """
+    first = np.bincount(record, minlength=n_records)[record] == 1
+    again = np.flatnonzero(~first)
+    first[again] = first_occurrence(window[again] * max(n_records, 1) + record[again])
+    return first
+
+
 def _is_one_of(frame: pd.DataFrame, column: str, values: tuple[str, ...]) -> np.ndarray:
     """Per event: is the column's value (trimmed, any case) one of ``values``?
 
@@ -129,6 +142,10 @@ def _is_one_of(frame: pd.DataFrame, column: str, values: tuple[str, ...]) -> np.
 def _arrow_strings(values) -> pa.Array | pa.ChunkedArray:
     if isinstance(values, pa.ChunkedArray | pa.Array):
         return values
+    if isinstance(values, pd.Series | pd.Index) and isinstance(
+        values.array, pd.arrays.ArrowStringArray
+    ):  # already Arrow strings: no Python string is made (missing values stay missing)
+        return pc.cast(pa.array(values.array), pa.string())
     return pa.array(pd.Index(values).astype(str), type=pa.string())
 
 
@@ -142,34 +159,83 @@ def lookup(values, index) -> np.ndarray:
     return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
+def _one_chunk(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
+def _distinct_sorted(keys: np.ndarray) -> np.ndarray:
+    """Distinct keys, ascending: a sort (numpy's hash-based unique is slow on such keys)."""
+    keys = np.sort(keys)
+    return keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
+
+
+@dataclass(frozen=True)
+class CaseloadIndex:
+    """The caseload table prepared once per run for membership tests.
+
+    Built in the parent before the worker processes fork, so they share it
+    instead of hashing the whole table again for every partition.
+    """
+
+    records: pa.Array  # distinct record ids
+    accounts: pa.Array  # distinct account ids
+    owner: np.ndarray  # per record: its one owner (position in accounts), -2 when several
+    shared: np.ndarray  # sorted record * len(accounts) + account keys of records with several owners
+
+
+_CASELOAD_INDEXES: dict[int, tuple[weakref.ref, CaseloadIndex]] = {}
+
+
+def caseload_index(caseloads: pd.DataFrame) -> CaseloadIndex:
+    """The :class:`CaseloadIndex` of a caseload table, built on first use and kept with it."""
+    kept = _CASELOAD_INDEXES.get(id(caseloads))
+    if kept is not None and kept[0]() is caseloads:
+        return kept[1]
+    account, record = (
+        pc.dictionary_encode(_one_chunk(_arrow_strings(caseloads[c])))
+        for c in ("account_id", "record_id")
+    )
+    acc = np.asarray(account.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
+    rec = np.asarray(record.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
+    n_acc, n_rec = max(len(account.dictionary), 1), len(record.dictionary)
+    known = (acc >= 0) & (rec >= 0)
+    pairs = _distinct_sorted(rec[known] * n_acc + acc[known])
+    pair_rec = pairs // n_acc
+    owners = np.bincount(pair_rec, minlength=n_rec)
+    owner = np.full(n_rec, -1, dtype=np.int64)
+    owner[pair_rec] = pairs % n_acc
+    owner[owners > 1] = -2
+    index = CaseloadIndex(record.dictionary, account.dictionary, owner, pairs[owners[pair_rec] > 1])
+    _CASELOAD_INDEXES.clear()  # one caseload table per run: keep only the latest
+    _CASELOAD_INDEXES[id(caseloads)] = (weakref.ref(caseloads), index)
+    return index
+
+
 def _caseload_membership(
     acc: np.ndarray, rec: np.ndarray, accounts: pd.Index, records: pd.Index, caseloads: pd.DataFrame
 ) -> np.ndarray:
-    """In the account's caseload, per event.
+    """In the account's caseload, per event (``acc``, ``rec``: codes among ``accounts``, ``records``).
 
     Most records are followed by one account: a record -> owner array answers
     those with one gather. Records with several owners (hand-overs) are looked
-    up among the sorted (account, record) pairs.
+    up among the sorted (record, account) pairs.
     """
-    cl_acc = lookup(caseloads["account_id"], accounts)
-    cl_rec = lookup(caseloads["record_id"], records)
-    known = (cl_acc >= 0) & (cl_rec >= 0)
-    n_rec = max(len(records), 1)
-    pairs = np.unique(cl_acc[known] * n_rec + cl_rec[known])
-    pair_acc, pair_rec = pairs // n_rec, pairs % n_rec
-    owners = np.bincount(pair_rec, minlength=n_rec)
-    owner = np.full(n_rec, -1, dtype=np.int64)
-    owner[pair_rec] = pair_acc
-
-    inside = np.zeros(len(acc), dtype=bool)
-    has_record = rec >= 0
-    owner_count = np.where(has_record, owners[np.maximum(rec, 0)], 0)
-    single = owner_count == 1
-    inside[single] = owner[rec[single]] == acc[single]
-    shared = np.flatnonzero(owner_count > 1)
-    keys = acc[shared] * n_rec + rec[shared]
-    position = np.minimum(np.searchsorted(pairs, keys), max(len(pairs) - 1, 0))
-    inside[shared] = pairs[position] == keys
+    index = caseload_index(caseloads)
+    # The partition's records are hashed and the caseload's probe them (the smaller table).
+    position = lookup(index.records, records)
+    found = np.flatnonzero(position >= 0)
+    record_at = np.full(len(records) + 1, -1, dtype=np.int64)  # the last slot: no record
+    record_at[position[found]] = found
+    account_at = np.r_[lookup(accounts, index.accounts), -1]
+    c_rec = record_at[np.where(rec >= 0, rec, len(records))]
+    c_acc = account_at[np.where(acc >= 0, acc, len(accounts))]
+    owner = np.where(c_rec >= 0, index.owner[np.maximum(c_rec, 0)], -1)
+    inside = (owner >= 0) & (owner == c_acc)
+    shared = np.flatnonzero((owner == -2) & (c_acc >= 0))
+    if len(shared):
+        keys = c_rec[shared] * max(len(index.accounts), 1) + c_acc[shared]
+        at = np.minimum(np.searchsorted(index.shared, keys), len(index.shared) - 1)
+        inside[shared] = index.shared[at] == keys
     return inside
 
 
@@ -297,7 +363,7 @@ def _record_reads(
     reading[[_A["view_record"], _A["update_record"], _A["export"]]] = True
     idx = np.flatnonzero(reading[action] & (rec >= 0))
     first_read = np.zeros(n, dtype=bool)
-    first_read[idx] = first_occurrence(window[idx] * max(len(records), 1) + rec[idx])
+    first_read[idx] = _first_pairs(window[idx], rec[idx], len(records))
 
     if out_mode == "caseloads" and caseloads is not None:
         reads = np.flatnonzero(first_read)  # only first reads are counted: look only them up
@@ -360,17 +426,47 @@ class Aggregates:
 
     windows: pd.DataFrame  # one row per window: keys, KERNEL_SUMS, peak, hours, first/last instants
     hours: np.ndarray  # (windows x 24) events per local hour
-    first_seen: dict[str, pa.Table]  # column -> (account_id, value, day): first use in the partition
+    # column -> (account_id, value, day): first use in the partition (strings or dictionaries)
+    first_seen: dict[str, pa.Table]
     created: pa.Table  # (account_id, day): accounts created by create_account
     events: int = 0
     links: pd.DataFrame = field(default_factory=pd.DataFrame)  # creator, target, timestamp
 
 
+def arrow_categories(categories: pd.Index) -> pa.Array:
+    """A categorical's categories as an Arrow string array.
+
+    Arrow-backed string categories (what reading gives) are taken as they are:
+    no Python string is made of them, which cost seconds per partition.
+    """
+    if isinstance(categories.array, pd.arrays.ArrowStringArray):
+        return _arrow_strings(categories)
+    return pa.array(np.asarray(categories).astype(str), type=pa.string())
+
+
 def _strings(categories: pd.Index, index: np.ndarray) -> pa.Array:
     """``categories[index]`` (index -1 = missing) as an Arrow string array, built by Arrow."""
-    dictionary = pa.array(np.asarray(categories).astype(str), type=pa.string())
     indices = pa.array(index, mask=index < 0, type=pa.int64())
-    return pc.take(dictionary, indices)
+    return pc.take(arrow_categories(categories), indices)
+
+
+def _dictionary(categories: pd.Index, index: np.ndarray) -> pa.DictionaryArray:
+    """``categories[index]`` as an Arrow dictionary array: codes, and the categories once.
+
+    First-seen pairs run to millions per partition: as codes they are cheap to
+    build, to send to the parent and to match there (no string hashed per row).
+    """
+    return pa.DictionaryArray.from_arrays(
+        pa.array(index, type=pa.int32()), arrow_categories(categories)
+    )
+
+
+def plain_first_seen(table: pa.Table) -> pa.Table:
+    """First-seen pairs with plain string columns (as stored), whatever the kernel gave."""
+    for i, column in enumerate(table.schema):
+        if pa.types.is_dictionary(column.type):
+            table = table.set_column(i, column.name, pc.cast(table[column.name], pa.string()))
+    return table
 
 
 def _attribute(frame: pd.DataFrame, column: str, first: np.ndarray, window: np.ndarray):
@@ -443,8 +539,8 @@ def partition_aggregates(
         rows = np.flatnonzero(first_occurrence(key, (len(accounts) + 1) * n_values) & (value >= 0))
         first_seen[column] = pa.table(
             {
-                "account_id": _strings(accounts, events.account[rows]),
-                "value": _strings(frame[column].cat.categories, value[rows]),
+                "account_id": _dictionary(accounts, events.account[rows]),
+                "value": _dictionary(frame[column].cat.categories, value[rows]),
                 "day": pa.array(events.day[rows], type=pa.int32()),
             }
         )

@@ -15,9 +15,18 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from detector.features.derive import SUMS, WINDOW_CONSTANTS, derive
-from detector.features.kernel import NOVELTY, EventCounts, event_counts, first_uses
+from detector.features.kernel import (
+    NOVELTY,
+    EventCounts,
+    arrow_categories,
+    event_counts,
+    first_uses,
+    lookup,
+)
 from detector.features.table import RARE_NOVELTY, FeatureTable
 
 
@@ -52,18 +61,16 @@ def replay_events(feature_table: FeatureTable, windows: np.ndarray) -> Replay:
         first = firsts[column]
         if novel is None or not first.any():
             continue
-        keep = np.isin(novel.window, windows)
-        known = pd.DataFrame(
-            {"window": novel.window[keep], "value": novel.values.to_numpy(zero_copy_only=False)[keep]}
-        ).assign(new=True)
+        keep = np.flatnonzero(np.isin(novel.window, windows))
+        # (window, value) pairs matched as integers: values as positions among the
+        # re-read column's categories (-1: none of them), compared per distinct value.
+        categories = frame[column].cat.categories
+        n_values = len(categories) + 1
+        value = lookup(pc.take(novel.values, pa.array(keep)), arrow_categories(categories))
+        known = novel.window[keep] * n_values + value + 1
         candidates = np.flatnonzero(first)
-        asked = pd.DataFrame(
-            {
-                "window": counts.window[candidates],
-                "value": frame[column].astype(str).to_numpy()[candidates],
-            }
-        )
-        found = asked.merge(known, on=["window", "value"], how="left")["new"].notna().to_numpy()
+        code = frame[column].cat.codes.to_numpy()[candidates].astype(np.int64)
+        found = np.isin(counts.window[candidates] * n_values + code + 1, known[value >= 0])
         flags = np.zeros(len(frame), dtype=bool)
         flags[candidates[found]] = True
         counts.counts[name] = flags

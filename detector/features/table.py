@@ -14,7 +14,9 @@ on those small tables only:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +58,7 @@ RARE_NOVELTY = (("src_ip", "new_rare_addresses"), ("user_agent", "new_rare_clien
 NOVELTY_SPREAD_DAYS = 3  # a roll-out reaches accounts as they log in: today and the 2 days before
 # Novelty columns whose same-day share among peers is a feature (organisation-wide changes).
 PEER_NOVELTY = {"new_addresses": "peer_new_addresses_share", "new_clients": "peer_new_clients_share"}
+_DENSE_WINDOW_KEYS = 50_000_000  # accounts x days up to which windows are found by a gather
 KEYS = ["account_id", "account_type", "organization_id", "day", "window_start", "window_end"]
 
 
@@ -122,6 +125,27 @@ def _first_per_key(keys: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.nd
     return keys[first], day[first]
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _rows_of_keys(window_keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Row of each (account, day) key among the ascending ``window_keys``.
+
+    A key that is absent (a day pruned from a state) gets some row whose key
+    differs: callers compare. A gather from a dense key -> row array when the key
+    space is small (accounts x days); ten million binary searches cost seconds.
+    """
+    if len(window_keys) == 0:
+        return np.zeros(len(wanted), dtype=np.int64)
+    n_keys = int(window_keys[-1]) + 1
+    if n_keys > _DENSE_WINDOW_KEYS:
+        return np.minimum(np.searchsorted(window_keys, wanted), len(window_keys) - 1)
+    row = np.zeros(n_keys, dtype=np.int32 if len(window_keys) < 2**31 else np.int64)
+    row[window_keys] = np.arange(len(window_keys), dtype=row.dtype)
+    return row[np.clip(wanted, 0, n_keys - 1)].astype(np.int64)
+
+
 def _rare_hours(
     hours: np.ndarray, first_of_account: np.ndarray, dropped: np.ndarray | None = None
 ) -> np.ndarray:
@@ -155,21 +179,24 @@ def _novelty(
     n_win = len(window_keys)
     if not tables:
         return np.zeros(n_win), Novel(np.zeros(0, np.int64), pa.array([], pa.string()))
-    seen = pa.concat_tables(tables, promote_options="permissive")
-    account = lookup(seen["account_id"], pa.array(accounts.astype(str), pa.string()))
-    encoded = pc.dictionary_encode(seen["value"].combine_chunks())
-    value = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    n_values = len(encoded.dictionary)
-    day = seen["day"].to_numpy().astype(np.int64) - first_day
+    account_code, account_names = _codes([t["account_id"] for t in tables])
+    account = np.r_[lookup(account_names, pa.array(accounts.astype(str), pa.string())), -1]
+    account = account[account_code]
+    value, dictionary = _codes([t["value"] for t in tables])
+    n_values = len(dictionary)
+    day = np.concatenate([t["day"].to_numpy() for t in tables]).astype(np.int64) - first_day
     keys, first = _first_per_key(account * n_values + value, day)
     wanted = keys // n_values * n_days + first
-    window = np.minimum(np.searchsorted(window_keys, wanted), n_win - 1)
+    window = _rows_of_keys(window_keys, wanted)
     # A pair first seen on a day pruned from a state has no window of its own: not new.
     new = has_history[window] & (window_keys[window] == wanted)
     counts = np.bincount(window[new], minlength=n_win).astype(np.float64)
-    values = pc.take(encoded.dictionary, pa.array(keys[new] % n_values))
+    values = pc.take(dictionary, pa.array(keys[new] % n_values))
     novel = Novel(window[new], values)
-    novel.pairs = (keys // n_values, keys % n_values, first, new)  # for rarity among peers
+    # For rarity among peers; an account with no stored window (all its days pruned)
+    # has no known peer group, and is left out.
+    known = keys >= 0
+    novel.pairs = (keys[known] // n_values, keys[known] % n_values, first[known], new[known])
     return counts, novel
 
 
@@ -196,6 +223,29 @@ def _rare(
     rare = (users < threshold)[new]
     counts = np.bincount(novel.window[rare], minlength=n_win).astype(np.float64)
     return counts, Novel(novel.window[rare], pc.filter(novel.values, pa.array(rare)))
+
+
+_TEXT_DICTIONARY = pa.dictionary(pa.int32(), pa.string())
+
+
+def _codes(columns: list[pa.ChunkedArray]) -> tuple[np.ndarray, pa.Array]:
+    """(a code per row of the stacked text columns, the distinct values they index).
+
+    The kernel gives dictionary arrays: only their dictionaries are hashed, to
+    unify them; plain strings (stored state) are encoded first.
+    """
+    chunks = [
+        (chunk if pa.types.is_dictionary(chunk.type) else pc.dictionary_encode(chunk)).cast(
+            _TEXT_DICTIONARY
+        )
+        for column in columns
+        for chunk in column.chunks
+    ]
+    if not chunks:
+        return np.zeros(0, np.int64), pa.array([], pa.string())
+    unified = pa.chunked_array(chunks, type=_TEXT_DICTIONARY).unify_dictionaries()
+    codes = [c.indices.fill_null(-1).to_numpy(zero_copy_only=False) for c in unified.chunks]
+    return np.concatenate(codes).astype(np.int64), unified.chunk(0).dictionary
 
 
 def _account_attribute(
@@ -333,29 +383,34 @@ def assemble(
         earliest = present[only].min() - accumulation.HORIZON_DAYS if len(only) else 0
         accumulated = np.flatnonzero(present >= earliest)
     org_group = pd.factorize(organization)[0].astype(np.int64)  # -1: no structure
-    for volume in BASELINED_VOLUMES:
-        cusum = volume in accumulation.CUSUM_VOLUMES
-        own = _add_baselines(
-            constants,
-            volume,
-            volumes[volume],
-            w_acc,
-            w_col,
-            present,
-            n_acc,
-            peer_group,
-            accumulated if cusum else only,
-        )
-        if cusum:
-            _add_accumulation(
+    # One volume per thread: the time is in numpy's sorts, which release the GIL.
+    with ThreadPoolExecutor(max_workers=min(len(BASELINED_VOLUMES), _cores()) or 1) as pool:
+        done = {
+            volume: pool.submit(
+                _add_baselines,
                 constants,
                 volume,
                 volumes[volume],
-                (w_acc, w_col, present),
-                own,
-                (peer_group, org_group),
-                only,
+                w_acc,
+                w_col,
+                present,
+                n_acc,
+                peer_group,
+                accumulated if volume in accumulation.CUSUM_VOLUMES else only,
             )
+            for volume in BASELINED_VOLUMES
+        }
+        own = {volume: future.result() for volume, future in done.items()}
+    for volume in accumulation.CUSUM_VOLUMES:
+        _add_accumulation(
+            constants,
+            volume,
+            volumes[volume],
+            (w_acc, w_col, present),
+            own[volume],
+            (peer_group, org_group),
+            only,
+        )
 
     features = derive(sums, constants)
     table = pd.DataFrame(
