@@ -7,6 +7,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from daily_files import cut_into_days
 
 from detector.cli import main
 from detector.engine.state import load_state
@@ -24,15 +25,9 @@ def nights(tmp_path_factory):
     """A 21-day log with the four attacks, cut at local midnight into one file per calendar day."""
     out = tmp_path_factory.mktemp("nights") / "logs.parquet"
     generate_dataset(out, seed=5, accounts=200, days=21)
-    table = pq.read_table(out)
-    stamps = pd.DatetimeIndex(table["timestamp"].to_pandas()).as_unit("ns").asi8
+    files = cut_into_days(out, "nights", at_midnight=True)
+    stamps = pd.DatetimeIndex(pq.read_table(out)["timestamp"].to_pandas()).as_unit("ns").asi8
     calendar = local_wall_ns(stamps, TZ) // DAY_NS
-    files = []
-    for value in np.unique(calendar):
-        path = out.parent / "nights" / f"{value}.parquet"
-        path.parent.mkdir(exist_ok=True)
-        pq.write_table(table.filter(calendar == value), path)
-        files.append(path)
     # The cut is at midnight, the detector's day at 04:00: each file continues the day before.
     assert (local_days(stamps, TZ)[0] != calendar).sum() > 100
     return out, files

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from daily_files import cut_into_days
 
 from detector.cli import main
 from detector.engine.state import MIN_KEEP_DAYS, load_state, prune
 from detector.features.accumulation import CUSUM_VOLUMES, HORIZON_DAYS
 from detector.features.baselines import HISTORY_DAYS
 from detector.features.catalogue import BASELINED_VOLUMES, FEATURES
-from detector.features.kernel import local_days
 from detector.features.table import assemble
 from detector.pipeline import score_log
 from detector.schema import sibling
@@ -43,16 +41,7 @@ def days(tmp_path_factory):
         )
     ]
     generate_dataset(out, attacks, seed=5, accounts=80, days=LOG_DAYS)
-    table = pq.read_table(out)
-    stamps = pd.DatetimeIndex(table["timestamp"].to_pandas()).as_unit("ns").asi8
-    day = local_days(stamps, TZ)[0]
-    files = []
-    for value in np.unique(day):
-        path = out.parent / "days" / f"{value}.parquet"
-        path.parent.mkdir(exist_ok=True)
-        pq.write_table(table.filter(day == value), path)
-        files.append(path)
-    return sibling(out, ".caseloads.parquet"), files
+    return sibling(out, ".caseloads.parquet"), cut_into_days(out, "days")
 
 
 def _nightly(files, caseloads, state, keep_days=None, from_night=0):

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from daily_files import cut_into_days
 
 from detector.cli import main
 from detector.engine.state import load_state
-from detector.features.kernel import local_days
 from detector.pipeline import score_log
 from detector.schema import sibling
 from synthetic_logs.generate import generate_dataset
@@ -27,16 +26,7 @@ def month(tmp_path_factory):
     """A 28-day log with the four attacks, cut into one file per local day."""
     out = tmp_path_factory.mktemp("month") / "logs.parquet"
     generate_dataset(out, seed=11, accounts=250, days=28)
-    table = pq.read_table(out)
-    stamps = pd.DatetimeIndex(table["timestamp"].to_pandas()).as_unit("ns").asi8
-    day = local_days(stamps, TZ)[0]
-    files = []
-    for value in np.unique(day):
-        path = out.parent / "days" / f"{value}.parquet"
-        path.parent.mkdir(exist_ok=True)
-        pq.write_table(table.filter(day == value), path)
-        files.append(path)
-    return out, files
+    return out, cut_into_days(out, "days")
 
 
 def _key(alerts: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,31 @@
+"""Cut a generated log into one Parquet file per day, as a nightly export would deliver it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from detector.features.kernel import DAY_NS, local_days, local_wall_ns
+
+TZ = "Europe/Paris"
+
+
+def cut_into_days(log: Path, folder: str, at_midnight: bool = False) -> list[Path]:
+    """One file per day under ``log``'s folder / ``folder``, in time order.
+
+    Days are the detector's local days (04:00 to 04:00), or calendar days cut at
+    local midnight with ``at_midnight`` (each file then continues the day before).
+    """
+    table = pq.read_table(log)
+    stamps = pd.DatetimeIndex(table["timestamp"].to_pandas()).as_unit("ns").asi8
+    day = local_wall_ns(stamps, TZ) // DAY_NS if at_midnight else local_days(stamps, TZ)[0]
+    files = []
+    for value in np.unique(day):
+        path = log.parent / folder / f"{value}.parquet"
+        path.parent.mkdir(exist_ok=True)
+        pq.write_table(table.filter(day == value), path)
+        files.append(path)
+    return files
