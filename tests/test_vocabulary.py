@@ -71,3 +71,14 @@ def test_baseline_names_are_built_and_split_by_the_vocabulary():
         for volume in BASELINED_VOLUMES
         for stat in v.BASELINE_FEATURE_STATS
     }
+
+
+def test_a_baseline_of_a_volume_is_in_the_volumes_unit():
+    from detector.features.catalogue import BASELINED_VOLUMES, FEATURES
+    from detector.vocabulary import OWN_MAX, OWN_MEDIAN, PEER_MEDIAN, PEER_P95, Z_OWN, baseline_name
+
+    for volume in BASELINED_VOLUMES:
+        for stat in (OWN_MEDIAN, OWN_MAX, PEER_MEDIAN, PEER_P95):
+            assert FEATURES[baseline_name(stat, volume)].unit == FEATURES[volume].unit
+        assert FEATURES[baseline_name(Z_OWN, volume)].unit == "z"
+    assert FEATURES[baseline_name(OWN_MEDIAN, "out_of_caseload_share")].unit == "share"

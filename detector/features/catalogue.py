@@ -151,26 +151,28 @@ _ACTIVITY = [
 
 
 def _baseline_features(volume: str) -> list[Feature]:
+    # A median, maximum or percentile of a volume is in the volume's own unit.
+    unit = next(f.unit for f in _ACTIVITY if f.name == volume)
     return [
         Feature(
             baseline_name(OWN_MEDIAN, volume),
             f"median {volume} over the account's earlier active windows",
-            "count",
+            unit,
         ),
         Feature(
             baseline_name(OWN_MAX, volume),
             f"largest {volume} in the account's earlier windows",
-            "count",
+            unit,
         ),
         Feature(
             baseline_name(PEER_MEDIAN, volume),
             f"median {volume} over peers' earlier active windows",
-            "count",
+            unit,
         ),
         Feature(
             baseline_name(PEER_P95, volume),
             f"95th percentile of {volume} over peers' earlier active windows",
-            "count",
+            unit,
         ),
         Feature(
             baseline_name(Z_OWN, volume),
