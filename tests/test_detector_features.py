@@ -170,6 +170,9 @@ def test_every_catalogued_feature_is_documented():
     doc = (Path(__file__).parents[1] / "docs" / "detector.md").read_text()
     missing = [name for name in FEATURES if f"`{name}`" not in doc]
     assert not missing, f"docs/detector.md lacks: {missing}"
+    # The table's unit column says what the catalogue says.
+    wrong = [n for n, f in FEATURES.items() if f"| `{n}` | {f.unit} |" not in doc]
+    assert not wrong, f"docs/detector.md gives another unit for: {wrong}"
 
 
 def test_accounts_listed_in_the_dictionary_without_events_are_ignored(tmp_path):
