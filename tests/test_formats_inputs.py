@@ -12,11 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 from detector.cli import main
-from detector.formats.mapping import apply_mapping, load_mapping, parse_mapping
+from detector.formats.mapping import MappingError, apply_mapping, load_mapping, parse_mapping
 
 BAD_MAPPINGS = Path(__file__).parent / "fixtures" / "mappings_bad"
 EXPECTED = {
-    "not_toml.toml": "not_toml.toml:3: not valid TOML: Illegal character",
+    "not_toml.toml": "not_toml.toml:3: invalid TOML: Illegal character",
     "missing_required_column.toml": "missing_required_column.toml: the mapping does not cover required column(s): action",
     "unknown_contract_column.toml": "unknown_contract_column.toml:6: 'acount_type' is not a contract column",
     "case_without_value.toml": 'case_without_value.toml:7: a case needs exactly one of value = ... or from = "path"',
@@ -296,3 +296,34 @@ def test_an_input_without_any_field_for_a_required_column_is_an_error(tmp_path):
     assert result.output.strip().splitlines()[-1] == (
         f"Error: {log}: no record holds a field mapped to required column(s): account_id <- account_id"
     )
+
+
+def test_a_mapping_with_several_problems_reports_each_on_its_line(tmp_path):
+    path = tmp_path / "many.toml"
+    path.write_text(
+        'time_unit = "minutes"\n'  # 1
+        "colums = 1\n"  # 2
+        "[columns]\n"  # 3
+        'timestamp = "@timestamp"\n'  # 4
+        'acount_id = "user.name"\n'  # 5
+        'action = "event.action"\n'  # 6
+        "[[cases.action]]\n"  # 7
+        'when = { "event.kind" = "x" }\n'  # 8
+    )
+    with pytest.raises(MappingError) as raised:
+        load_mapping(path)
+    assert str(raised.value) == "; ".join(
+        [
+            f"{path}:1: time_unit 'minutes' is not one of s, ms, us, ns",
+            f"{path}:2: unknown key 'colums' (expected: cases, columns, description, name, time_unit)",
+            f"{path}:5: 'acount_id' is not a contract column",
+            f'{path}:7: a case needs exactly one of value = ... or from = "path"',
+        ]
+    )
+
+
+def test_a_huge_mapping_file_is_refused_without_reading_it(tmp_path):
+    path = tmp_path / "huge.toml"
+    path.write_text("# " + "x" * (2 << 20) + "\n")
+    with pytest.raises(MappingError, match="larger than 1,048,576 bytes"):
+        load_mapping(path)

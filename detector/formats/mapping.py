@@ -17,7 +17,6 @@ or flat dotted names) into the contract's columns, vectorised.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -28,14 +27,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from detector.errors import InputError
-from detector.rules.lines import scan_blocks
 from detector.schema import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+from tomlcheck import Problem, by_line, format_problems, parse_toml, read_capped, scan_blocks
 
 CONTRACT_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 BUILTIN = ("ecs", "ocsf")
 TIME_UNITS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 _TOP_KEYS = {"name", "description", "time_unit", "columns", "cases"}
 _CASE_KEYS = {"when", "value", "from"}
+MAX_MAPPING_BYTES = 1 << 20  # a mapping is a page of TOML; a larger file is a mistake
 _INTEGER = r"^\s*-?\d+\s*$"
 _NUMBER = r"^\s*-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 
@@ -94,12 +94,13 @@ def _text(value: Scalar) -> str:
     return str(value).strip().lower()
 
 
-class _Locator:
-    """Line numbers of a mapping file's tables and keys (tomllib gives none)."""
+class _Problems:
+    """Every problem of a mapping file, each on its line (tomllib gives no lines)."""
 
     def __init__(self, path: str, text: str):
         self.path = path
         self.blocks = scan_blocks(text)
+        self.found: list[Problem] = []
 
     def line(self, table: str, key: str | None = None, index: int = 0) -> int:
         matches = [b for b in self.blocks if b.name == table]
@@ -108,8 +109,8 @@ class _Locator:
         block = matches[min(index, len(matches) - 1)]
         return block.line_of(key)
 
-    def error(self, message: str, table: str = "", key: str | None = None, index: int = 0):
-        return MappingError(f"{self.path}:{self.line(table, key, index)}: {message}")
+    def add(self, message: str, table: str = "", key: str | None = None, index: int = 0) -> None:
+        self.found.append(Problem(self.path, self.line(table, key, index), message))
 
 
 def _flatten(table: dict, prefix: str = "") -> dict:
@@ -123,103 +124,124 @@ def _flatten(table: dict, prefix: str = "") -> dict:
     return flat
 
 
-def _paths(value: object, where: str, fail) -> tuple[str, ...]:
+def _paths(value: object) -> tuple[str, ...] | None:
+    """A dotted path or a list of them, as a tuple; None when it is neither."""
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items or not all(isinstance(p, str) and p for p in items):
-        raise fail(f"{where} must be a dotted path or a list of them")
+        return None
     return tuple(items)
 
 
-def parse_mapping(text: str, origin: str = "<mapping>") -> Mapping:
-    """Parse a mapping's TOML text; raise :class:`MappingError` with file and line."""
-    where = _Locator(origin, text)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        detail = str(error)
-        line = 1
-        if "(at line " in detail:
-            line = int(detail.split("(at line ")[1].split(",")[0].rstrip(")"))
-            detail = detail.split(" (at line ")[0]
-        raise MappingError(f"{origin}:{line}: not valid TOML: {detail}") from None
-    unknown = sorted(set(data) - _TOP_KEYS)
-    if unknown:
-        raise where.error(
-            f"unknown key {unknown[0]!r} (expected: {', '.join(sorted(_TOP_KEYS))})", "", unknown[0]
-        )
-    time_unit = data.get("time_unit", "ms")
-    if time_unit not in TIME_UNITS:
-        raise where.error(
-            f"time_unit {time_unit!r} is not one of {', '.join(TIME_UNITS)}", "", "time_unit"
-        )
-    raw_columns = data.get("columns", {})
-    if not isinstance(raw_columns, dict):
-        raise where.error("columns must be a table", "", "columns")
-    columns: dict[str, tuple[str, ...]] = {}
-    for column, value in raw_columns.items():
+def _case(entry: object, column: str, add) -> Case | None:
+    """One ``[[cases.COLUMN]]`` entry, or None after reporting what is wrong with it."""
+    if not isinstance(entry, dict):
+        add(f"a case of {column} must be a table")
+        return None
+    ok = True
+    extra = sorted(set(entry) - _CASE_KEYS)
+    for key in extra:
+        add(f"unknown key {key!r} in a case (expected: from, value, when)", key)
+        ok = False
+    when = entry.get("when")
+    conditions = []
+    if not isinstance(when, dict) or not when:
+        add("a case needs when = { path = value or [values], ... }", "when")
+        ok = False
+    else:
+        for path, accepted in _flatten(when).items():
+            values = accepted if isinstance(accepted, list) else [accepted]
+            if not values or not all(isinstance(v, str | int | float | bool) for v in values):
+                add(f"when.{path} must be a value or a list of values", "when")
+                ok = False
+            else:
+                conditions.append((path, tuple(_text(v) for v in values)))
+    if ("value" in entry) == ("from" in entry):
+        add('a case needs exactly one of value = ... or from = "path"')
+        return None
+    if "value" in entry:
+        if not isinstance(entry["value"], str | int):
+            add("value must be text or an integer", "value")
+            return None
+        return Case(tuple(conditions), value=str(entry["value"])) if ok else None
+    source = _paths(entry["from"])
+    if source is None:
+        add("from must be a dotted path or a list of them", "from")
+        return None
+    return Case(tuple(conditions), source=source) if ok else None
+
+
+def _columns(raw: object, problems: _Problems) -> dict[str, tuple[str, ...]]:
+    if not isinstance(raw, dict):
+        problems.add("columns must be a table", "", "columns")
+        return {}
+    columns = {}
+    for column, value in raw.items():
+        paths = _paths(value)
         if column not in CONTRACT_COLUMNS:
-            raise where.error(f"{column!r} is not a contract column", "columns", column)
-        columns[column] = _paths(
-            value, f"columns.{column}", lambda m, c=column: where.error(m, "columns", c)
-        )
-    raw_cases = data.get("cases", {})
-    if not isinstance(raw_cases, dict):
-        raise where.error("cases must hold [[cases.COLUMN]] tables", "", "cases")
-    cases: dict[str, tuple[Case, ...]] = {}
-    for column, entries in raw_cases.items():
+            problems.add(f"{column!r} is not a contract column", "columns", column)
+        elif paths is None:
+            problems.add(
+                f"columns.{column} must be a dotted path or a list of them", "columns", column
+            )
+        else:
+            columns[column] = paths
+    return columns
+
+
+def _cases(raw: object, problems: _Problems) -> dict[str, tuple[Case, ...]]:
+    if not isinstance(raw, dict):
+        problems.add("cases must hold [[cases.COLUMN]] tables", "", "cases")
+        return {}
+    cases = {}
+    for column, entries in raw.items():
         table = f"cases.{column}"
         if column not in CONTRACT_COLUMNS:
-            raise where.error(f"{column!r} is not a contract column", table)
+            problems.add(f"{column!r} is not a contract column", table)
+            continue
         if not isinstance(entries, list):
-            raise where.error(f"write the cases of {column} as [[{table}]] tables", table)
+            problems.add(f"write the cases of {column} as [[{table}]] tables", table)
+            continue
         parsed = []
         for i, entry in enumerate(entries):
 
-            def fail(message, key=None, i=i, table=table):
-                return where.error(message, table, key, i)
+            def add(message, key=None, i=i, table=table):
+                problems.add(message, table, key, i)
 
-            if not isinstance(entry, dict):
-                raise fail(f"a case of {column} must be a table")
-            extra = sorted(set(entry) - _CASE_KEYS)
-            if extra:
-                raise fail(
-                    f"unknown key {extra[0]!r} in a case (expected: from, value, when)", extra[0]
-                )
-            when = entry.get("when")
-            if not isinstance(when, dict) or not when:
-                raise fail("a case needs when = { path = value or [values], ... }", "when")
-            conditions = []
-            for path, accepted in _flatten(when).items():
-                values = accepted if isinstance(accepted, list) else [accepted]
-                if not values or not all(isinstance(v, str | int | float | bool) for v in values):
-                    raise fail(f"when.{path} must be a value or a list of values", "when")
-                conditions.append((path, tuple(_text(v) for v in values)))
-            if ("value" in entry) == ("from" in entry):
-                raise fail('a case needs exactly one of value = ... or from = "path"')
-            if "value" in entry:
-                if not isinstance(entry["value"], str | int):
-                    raise fail("value must be text or an integer", "value")
-                parsed.append(Case(tuple(conditions), value=str(entry["value"])))
-            else:
-                parsed.append(
-                    Case(
-                        tuple(conditions),
-                        source=_paths(entry["from"], "from", lambda m: fail(m, "from")),
-                    )
-                )
-        cases[column] = tuple(parsed)
+            parsed.append(_case(entry, column, add))
+        cases[column] = tuple(c for c in parsed if c is not None)
+    return cases
+
+
+def parse_mapping(text: str, origin: str = "<mapping>") -> Mapping:
+    """Parse a mapping's TOML text; raise :class:`MappingError` listing every problem by line."""
+    data, problem = parse_toml(origin, text)
+    if problem is not None:
+        raise MappingError(str(problem))
+    problems = _Problems(origin, text)
+    for key in sorted(set(data) - _TOP_KEYS):
+        problems.add(f"unknown key {key!r} (expected: {', '.join(sorted(_TOP_KEYS))})", "", key)
+    time_unit = data.get("time_unit", "ms")
+    if time_unit not in TIME_UNITS:
+        problems.add(
+            f"time_unit {time_unit!r} is not one of {', '.join(TIME_UNITS)}", "", "time_unit"
+        )
     mapping = Mapping(
         name=str(data.get("name", Path(origin).stem)),
-        columns=columns,
-        cases=cases,
+        columns=_columns(data.get("columns", {}), problems),
+        cases=_cases(data.get("cases", {}), problems),
         time_unit=time_unit,
         origin=origin,
     )
+    found = by_line(problems.found)
     missing = [c for c in REQUIRED_COLUMNS if c not in mapping.covered]
-    if missing:
-        raise MappingError(
-            f"{origin}: the mapping does not cover required column(s): {', '.join(missing)}"
-        )
+    if missing and not found:  # a misspelt column is reported as such, not as missing too
+        found = [
+            Problem(
+                origin, None, f"the mapping does not cover required column(s): {', '.join(missing)}"
+            )
+        ]
+    if found:
+        raise MappingError(format_problems(found))
     return mapping
 
 
@@ -231,10 +253,9 @@ def load_mapping(name_or_path: str | Path) -> Mapping:
     path = Path(name_or_path)
     if not path.is_file():
         raise MappingError(f"no such mapping file: {path} (shipped mappings: {', '.join(BUILTIN)})")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise MappingError(f"{path}: cannot read the mapping ({error})") from None
+    text, problem = read_capped(str(path), MAX_MAPPING_BYTES, "a mapping file")
+    if problem is not None:
+        raise MappingError(str(problem))
     return parse_mapping(text, str(path))
 
 
