@@ -146,7 +146,7 @@ def _combine(column: str, first: str, second: str) -> str | None:
 
 
 def dataset_files(path: str | Path) -> list[tuple[str | Path, pa.Schema]]:
-    """Each Parquet file of a log with its schema: the file itself, or a directory's files.
+    """Each Parquet file of a log (a path or a URL) with its schema: the file, or a directory's files.
 
     Reads footers only. Files are those pyarrow reads as one dataset (names
     starting with ``.`` or ``_`` are skipped), in its order. Raises
