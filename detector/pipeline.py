@@ -41,7 +41,7 @@ from detector.features.table import FeatureTable
 from detector.incidents import empty_incidents, group_incidents
 from detector.model import WindowModel
 from detector.rules import RuleSet, load_ruleset
-from detector.schema import default_caseloads_path, normalise, read_caseloads
+from detector.schema import found_caseloads, normalise, read_caseloads
 from detector.timeutil import check_timezone
 from detector.vocabulary import DEFAULT_TIMEZONE
 
@@ -116,8 +116,8 @@ def prepare(
     if isinstance(log, pd.DataFrame):
         has_ids = "event_id" in log.columns
         log = normalise(log)
-    elif caseloads is None and default_caseloads_path(log).exists():
-        caseloads = default_caseloads_path(log)
+    elif caseloads is None:
+        caseloads = found_caseloads(log)
     if caseloads is not None and not isinstance(caseloads, pd.DataFrame):
         caseloads = read_caseloads(caseloads)
     source = source_of(log, timezone, streaming=engine == "local")

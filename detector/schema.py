@@ -18,8 +18,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
+from detector.engine import storage
 from detector.errors import InputError
 
 REQUIRED_COLUMNS = ("timestamp", "account_id", "action")
@@ -145,29 +145,19 @@ def _combine(column: str, first: str, second: str) -> str | None:
     return None
 
 
-def dataset_files(path: str | Path) -> list[tuple[Path, pa.Schema]]:
-    """Each Parquet file of a log with its schema: the file itself, or a directory's files.
+def dataset_files(path: str | Path) -> list[tuple[str | Path, pa.Schema]]:
+    """Each Parquet file of a log (a path or a URL) with its schema: the file, or a directory's files.
 
     Reads footers only. Files are those pyarrow reads as one dataset (names
     starting with ``.`` or ``_`` are skipped), in its order. Raises
     :class:`InputError` for a missing path, a directory without Parquet files,
     or a file that is not Parquet (naming it).
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"no such file or directory: {path}")
-    # A given (empty) schema: pyarrow lists the files without opening any of them.
-    names = (
-        [str(path)]
-        if path.is_file()
-        else ds.dataset(path, format="parquet", schema=pa.schema([])).files
-    )
-    if not names:
-        raise InputError(f"{path}: no Parquet files in this directory")
+    names = storage.parquet_files(path)  # a local path, or a URL (detector.engine.storage)
     files = []
     for name in names:
         try:
-            files.append((Path(name), pq.read_schema(name)))
+            files.append((storage.as_location(name), storage.read_schema(name)))
         except (pa.ArrowInvalid, OSError) as error:
             detail = str(error).split(": ")[-1]
             what = (
@@ -364,11 +354,11 @@ def read_table(
         push_down = wanted is not None and _is_text(file_schema.field("account_id").type)
         try:
             if push_down:
-                table = ds.dataset(file, format="parquet").to_table(
+                table = storage.dataset(file, format="parquet").to_table(
                     columns=present, filter=ds.field("account_id").isin(wanted)
                 )
             else:
-                table = pq.read_table(file, columns=present, read_dictionary=read_dictionary)
+                table = storage.read_table(file, columns=present, read_dictionary=read_dictionary)
         except (pa.ArrowInvalid, OSError) as error:
             raise InputError(f"{file}: cannot read Parquet data ({error})") from None
         table, bad = conform(table, schema, str(file), dictionary=DICTIONARY_COLUMNS)
@@ -690,7 +680,7 @@ def read_caseloads(path: str | Path) -> pd.DataFrame:
     tables = []
     for file, _ in files:
         try:
-            table = pq.read_table(file, columns=list(columns))
+            table = storage.read_table(file, columns=list(columns))
         except (pa.ArrowInvalid, OSError) as error:
             raise InputError(f"{file}: cannot read Parquet data ({error})") from None
         tables.append(conform(table, schema, str(file))[0])
@@ -698,20 +688,29 @@ def read_caseloads(path: str | Path) -> pd.DataFrame:
     return table.to_pandas().dropna().astype({"account_id": "string", "record_id": "string"})
 
 
-def sibling(log_path: str | Path, suffix: str) -> Path:
+def sibling(log_path: str | Path, suffix: str) -> str | Path:
     """A file named after a log, beside it: ``x/logs.parquet`` -> ``x/logs<suffix>``.
 
     The contract's side files (caseloads, truth, attacks) and the alerts are named so.
     """
-    log_path = Path(log_path)
-    name = log_path.name
+    name = storage.name(log_path)
     stem = name[: -len(".parquet")] if name.endswith(".parquet") else name
-    return log_path.with_name(stem + suffix)
+    return storage.with_name(log_path, stem + suffix)  # a URL beside a URL
 
 
-def default_caseloads_path(log_path: str | Path) -> Path:
+def default_caseloads_path(log_path: str | Path) -> str | Path:
     """Where the caseload table of a log is looked for: ``<stem>.caseloads.parquet`` beside it."""
     return sibling(log_path, ".caseloads.parquet")
+
+
+def found_caseloads(log_path: str | Path) -> str | Path | None:
+    """The caseload table beside a log (:func:`default_caseloads_path`), None when there is none.
+
+    The log's own location is resolved first, so that a bad URL is named as the log.
+    """
+    storage.resolve(log_path)
+    path = default_caseloads_path(log_path)
+    return path if storage.exists(path) else None
 
 
 # Partitioned reading (detector.engine): a log read a few row groups at a time.
@@ -732,7 +731,7 @@ def read_row_groups(
     """Some row groups of one Parquet file, conformed to the log's schema (:func:`conform`),
     and the values whose invalid UTF-8 bytes were replaced, per column."""
     try:
-        parquet = pq.ParquetFile(file)
+        parquet = storage.open_parquet(file)
         file_schema = parquet.schema_arrow
         present = [c for c in schema.names if c in file_schema.names]
         dictionary = [
@@ -740,7 +739,7 @@ def read_row_groups(
             for c in present
             if c in DICTIONARY_COLUMNS and _kind(file_schema.field(c).type) == "text"
         ]
-        parquet = pq.ParquetFile(file, read_dictionary=dictionary)
+        parquet = storage.open_parquet(file, read_dictionary=dictionary)
         table = parquet.read_row_groups(row_groups, columns=present)
     except (pa.ArrowInvalid, OSError) as error:
         raise InputError(f"{file}: cannot read Parquet data ({error})") from None

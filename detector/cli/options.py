@@ -15,10 +15,42 @@ timezone_option = click.option(
     help="Time zone of the people behind the accounts: hours of day, nights, days.",
 )
 
+
+class PathOrURL(click.ParamType):
+    """An input: a local path (a Path) or a URL kept as text (detector.engine.storage reads it)."""
+
+    name = "path"
+
+    def convert(self, value, param, ctx):
+        from detector.engine.storage import as_location  # with the command, not `--help`
+
+        return as_location(value) if isinstance(value, str) else value
+
+
+class LocalPath(click.Path):
+    """A local path option that refuses a URL with one ``Error:`` line saying ``why``."""
+
+    def __init__(self, why: str, **options):
+        super().__init__(path_type=Path, **options)
+        self.why = why
+
+    def convert(self, value, param, ctx):
+        from detector.engine.storage import local_path
+
+        if isinstance(value, str) and local_path(value) is None:
+            from detector.errors import InputError
+
+            raise InputError(f"{param.opts[0]} {value}: a local path is needed ({self.why})")
+        return super().convert(local_path(value) if isinstance(value, str) else value, param, ctx)
+
+
+PATH_OR_URL = PathOrURL()
+OUTPUT_PATH = LocalPath("outputs are written to local files")
+
 caseloads_option = click.option(
     "--caseloads",
-    type=click.Path(path_type=Path),
-    help="Caseload table (default: <stem>.caseloads.parquet beside LOG).",
+    type=PATH_OR_URL,
+    help="Caseload table, a path or an fsspec URL (default: <stem>.caseloads.parquet beside LOG).",
 )
 
 engine_options = [

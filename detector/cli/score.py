@@ -9,6 +9,9 @@ import click
 
 from detector.cli.input_options import log_input_options
 from detector.cli.options import (
+    OUTPUT_PATH,
+    PATH_OR_URL,
+    LocalPath,
     caseloads_option,
     engine_option,
     pseudonymise_options,
@@ -28,10 +31,16 @@ def _say(message: str) -> None:
     click.echo(f"[{time.perf_counter() - _STARTED:5.1f} s] {message}", err=True)
 
 
-def _default_out(log: Path, fmt: str) -> Path:
+def _default_out(log: Path | str, fmt: str) -> Path:
+    from detector.engine.storage import local_path
+    from detector.errors import InputError
     from detector.formats.staging import log_sibling  # imported with the command, not `--help`
 
-    return log_sibling(log, ".findings.ocsf.jsonl" if fmt == "ocsf" else f".alerts.{fmt}")
+    if local_path(log) is None:  # outputs are local files: none can go beside a remote log
+        raise InputError(f"{log} is a URL: give --out (outputs are written to local files)")
+    return log_sibling(
+        local_path(log), ".findings.ocsf.jsonl" if fmt == "ocsf" else f".alerts.{fmt}"
+    )
 
 
 def _rejects_path(out: Path) -> Path:
@@ -41,17 +50,20 @@ def _rejects_path(out: Path) -> Path:
 
 
 def _inputs(log: Path, caseloads: Path | None, **files: str | Path | None) -> dict[str, Path]:
-    """The files a run reads, by label: outputs must never land on (or inside) one."""
-    from detector.schema import default_caseloads_path
+    """The local files a run reads, by label: outputs must never land on (or inside) one."""
+    from detector.engine.storage import local_path
+    from detector.schema import found_caseloads
 
-    if caseloads is None and default_caseloads_path(log).exists():
-        caseloads = default_caseloads_path(log)
+    if caseloads is None:
+        caseloads = found_caseloads(log)
     found = {"the log": log, "the caseloads file": caseloads}
     for label, value in files.items():
         # A rule set is a built-in name or a file: only an existing file is an input here.
         if value is not None and Path(value).is_file():
             found[f"the {label.replace('_', ' ')}"] = Path(value)
-    return {label: path for label, path in found.items() if path is not None}
+    # (A remote input is no local file: a local output cannot land on it.)
+    local = {label: local_path(path) for label, path in found.items() if path is not None}
+    return {label: path for label, path in local.items() if path is not None}
 
 
 def _local(stamp, timezone: str) -> str:
@@ -83,7 +95,7 @@ def _top_table(alerts, timezone: str, top: int) -> str:
 
 
 @click.command()
-@click.argument("log", type=click.Path(path_type=Path))
+@click.argument("log", type=PATH_OR_URL)
 @caseloads_option
 @click.option(
     "--rules", default="default", show_default=True, help="Built-in rule set name or a TOML file."
@@ -103,20 +115,23 @@ def _top_table(alerts, timezone: str, top: int) -> str:
 @timezone_option
 @click.option(
     "--out",
-    type=click.Path(path_type=Path),
-    help="Alerts file (default: <stem>.alerts.<format> beside LOG).",
+    type=OUTPUT_PATH,
+    help="Alerts file, a local path (default: <stem>.alerts.<format> beside a local LOG).",
 )
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="parquet", show_default=True)
 @click.option("--top", default=10, show_default=True, help="Alerts shown in the terminal.")
 @click.option(
     "--features-out",
-    type=click.Path(path_type=Path),
+    type=OUTPUT_PATH,
     help="Also write the feature table (Parquet).",
 )
 @click.option(
     "--state",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="State directory: score only LOG's new days against the stored history, then update it.",
+    type=LocalPath(
+        "the state is replaced by an atomic rename, which object stores lack", file_okay=False
+    ),
+    help="State directory, a local path: score only LOG's new days against the stored history,"
+    " then update it.",
 )
 @click.option(
     "--keep-days",
@@ -149,6 +164,10 @@ def score(
 ):
     """Score LOG (Parquet, NDJSON or CSV; the contract's fields or --schema/--mapping) and write alerts.
 
+    LOG and --caseloads may be local paths or URLs (file://, s3://, gs://, abfs://,
+    hdfs://, or any fsspec protocol; contract Parquet only): the Dask engine's
+    workers read the URL themselves. Outputs and --state are local paths.
+
     Rows that cannot be used are written to <alerts stem>.rejects.parquet beside
     the alerts, and counted. Exit status 0 whenever scoring ran.
 
@@ -159,6 +178,7 @@ def score(
       detector score big.parquet --workers 2
       detector score today/ --state state/           # nightly: today against the stored past
       detector score /shared/logs/2024-03/ --engine dask --scheduler tcp://scheduler:8786
+      detector score s3://bucket/logs/2024-03/ --engine dask --scheduler tcp://scheduler:8786 --out alerts.parquet
     """
     from detector.alerts import write_alerts
     from detector.formats.staging import contract_log
@@ -260,7 +280,7 @@ def score(
 
 
 @click.command()
-@click.argument("log", type=click.Path(path_type=Path))
+@click.argument("log", type=PATH_OR_URL)
 @click.option(
     "--out",
     type=click.Path(path_type=Path),

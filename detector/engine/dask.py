@@ -7,7 +7,8 @@ the account-day table itself. Without a scheduler address, a ``LocalCluster``
 of ``workers`` single-threaded processes is started for the run.
 
 Workers read the partitions themselves: the log's paths must be readable by
-every worker under the same name (a shared file system).
+every worker under the same name (a shared file system, or a URL such as
+``s3://``: see :mod:`detector.engine.storage`).
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from detector.engine.storage import open_parquet
 from detector.features.kernel import local_days, lookup
 from detector.schema import (
     FAR_OFF_DAYS,
@@ -275,7 +276,7 @@ class ParquetSource:
     def _row_groups(self) -> list[_RowGroup]:
         groups, offset = [], 0
         for file in self.files:
-            metadata = pq.ParquetFile(file).metadata
+            metadata = open_parquet(file).metadata
             schema = metadata.schema.to_arrow_schema()
             column = schema.get_field_index("timestamp")
             is_time = column >= 0 and pa.types.is_timestamp(schema.field(column).type)
@@ -387,7 +388,7 @@ class ParquetSource:
     def has_values(self, name: str) -> bool:
         """Does any row hold a value in column ``name``? (From null counts when the files have them.)"""
         for file in self.files:
-            metadata = pq.ParquetFile(file).metadata
+            metadata = open_parquet(file).metadata
             schema = metadata.schema.to_arrow_schema()
             column = schema.get_field_index(name)
             if column < 0:

@@ -23,10 +23,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from detector.engine.storage import as_location, is_url
 from detector.errors import InputError
 from detector.formats.mapping import Mapping, identity_mapping, load_mapping
 from detector.formats.readers import detect_format, read_batches
-from detector.schema import REQUIRED_COLUMNS
+from detector.schema import REQUIRED_COLUMNS, found_caseloads
 
 PART = "part-{:05d}.parquet"
 _LOG_SUFFIXES = (".parquet", ".pq", ".ndjson", ".jsonl", ".json", ".csv")
@@ -244,8 +245,21 @@ def resolve_mapping(schema: str | None, mapping: str | Path | None) -> Mapping |
     return load_mapping(chosen) if chosen else None
 
 
-def _path(value: str | Path | None) -> Path | None:
-    return Path(value) if value is not None else None
+def _path(value: str | Path | None) -> str | Path | None:
+    return as_location(value) if value is not None else None  # a URL stays text
+
+
+def _url_log(
+    log: str, input_format: str | None, chosen: Mapping | None, caseloads: str | Path | None
+) -> ContractLog:
+    """A log named by URL: contract Parquet only (staging reads local files)."""
+    if chosen is not None or input_format not in (None, "parquet"):
+        raise InputError(
+            f"{log}: a log named by URL must be contract Parquet; stage other formats from a local copy"
+        )
+    if caseloads is None:
+        caseloads = found_caseloads(log)
+    return ContractLog(log, log, caseloads, pd.DataFrame(), [], staged=False)
 
 
 @contextmanager
@@ -263,8 +277,11 @@ def contract_log(
     (see :func:`stage`) into ``staged_out`` or a temporary directory removed on
     exit. ``caseloads`` defaults to ``<stem>.caseloads.parquet`` beside ``log``.
     """
-    log = Path(log)
     chosen = resolve_mapping(schema, mapping)
+    if is_url(log):  # read in place by the pipeline (detector.engine.storage)
+        yield _url_log(log, input_format, chosen, caseloads)
+        return
+    log = Path(log)
     if not log.exists():
         if chosen is None and input_format in (None, "parquet"):
             # The command's own reader names the missing file, in its own words.
