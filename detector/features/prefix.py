@@ -56,12 +56,16 @@ def replay_events(feature_table: FeatureTable, windows: np.ndarray) -> Replay:
     counts.window = rows[counts.window]  # from here on, windows are rows of the table
     counts.counts["rare_hour_events"] = feature_table.rare_hours[counts.window, counts.hour]
     rare = tuple((column, name, f"{column}~rare") for column, name in RARE_NOVELTY)
+    # The replayed windows as a mask over table rows: a gather per first use (millions
+    # of them) instead of sorting them all to match against the windows.
+    replayed = np.zeros(len(table), dtype=bool)
+    replayed[windows] = True
     for column, name, key in tuple((c, n, c) for c, n in NOVELTY) + rare:
         novel = feature_table.novel.get(key)
         first = firsts[column]
         if novel is None or not first.any():
             continue
-        keep = np.flatnonzero(np.isin(novel.window, windows))
+        keep = np.flatnonzero(replayed[novel.window])
         # (window, value) pairs matched as integers: values as positions among the
         # re-read column's categories (-1: none of them), compared per distinct value.
         categories = frame[column].cat.categories
@@ -70,11 +74,23 @@ def replay_events(feature_table: FeatureTable, windows: np.ndarray) -> Replay:
         known = novel.window[keep] * n_values + value + 1
         candidates = np.flatnonzero(first)
         code = frame[column].cat.codes.to_numpy()[candidates].astype(np.int64)
-        found = np.isin(counts.window[candidates] * n_values + code + 1, known[value >= 0])
+        found = _member(counts.window[candidates] * n_values + code + 1, known[value >= 0])
         flags = np.zeros(len(frame), dtype=bool)
         flags[candidates[found]] = True
         counts.counts[name] = flags
     return Replay(frame, counts)
+
+
+def _member(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """``np.isin(values, known)`` for int64 keys, by a sort and a binary search.
+
+    numpy's ``isin`` hashes both arrays (seconds for a million wide keys).
+    """
+    if len(known) == 0:
+        return np.zeros(len(values), dtype=bool)
+    known = np.sort(known)
+    position = np.minimum(np.searchsorted(known, values), len(known) - 1)
+    return known[position] == values
 
 
 def _group_cumsum(values: np.ndarray, starts: np.ndarray, group_of_row: np.ndarray) -> np.ndarray:
