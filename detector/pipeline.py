@@ -261,14 +261,24 @@ def detect(
     conditions = {rule.id: rule.evaluate for rule in ruleset.rules} if ruleset is not None else {}
     if fitted is not None:
         conditions["model"] = lambda frame: fitted.score(frame) >= fitted.threshold_
+    fired = fired.iloc[windows].reset_index(drop=True)
+    # An instant is wanted only where it is used: a rule's where it fired, the model's where it flagged.
+    wanted = {rule: fired[rule].to_numpy() for rule in fired.columns}
+    if flags is not None:
+        wanted["model"] = flags[windows]
     times = first_hold_times(
-        prepared.features, windows, conditions, sparse=frozenset({"model"}), replay=replay
+        prepared.features,
+        windows,
+        conditions,
+        sparse=frozenset({"model"}),
+        replay=replay,
+        wanted=wanted,
     )
     drivers = fitted.drivers(table.iloc[windows]) if fitted is not None else None
     return build_alerts(
         prepared.features,
         windows,
-        fired.iloc[windows].reset_index(drop=True),
+        fired,
         times,
         ruleset,
         scores[windows] if scores is not None else None,
