@@ -42,7 +42,7 @@ from detector.vocabulary import (
 
 NEVER = np.iinfo(np.int64).min  # first-hold instant of a condition that never held
 MODEL_POINTS_PER_WINDOW = 256  # prefix points the model is scored at, per alerted window
-REPLAY_CHUNK_EVENTS = 250_000  # replayed events whose prefix features are held at once (per core)
+REPLAY_CHUNK_EVENTS = 100_000  # replayed events whose prefix features are held at once (per core)
 # The columns the data contract promises (section 4); the others are extensions.
 CONTRACT_COLUMNS = (
     "account_id",
