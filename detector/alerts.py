@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +42,7 @@ from detector.vocabulary import (
 
 NEVER = np.iinfo(np.int64).min  # first-hold instant of a condition that never held
 MODEL_POINTS_PER_WINDOW = 256  # prefix points the model is scored at, per alerted window
-REPLAY_CHUNK_EVENTS = 500_000  # replayed events whose prefix features are held at once
+REPLAY_CHUNK_EVENTS = 100_000  # replayed events whose prefix features are held at once (per core)
 # The columns the data contract promises (section 4); the others are extensions.
 CONTRACT_COLUMNS = (
     "account_id",
@@ -71,6 +73,10 @@ ALERT_COLUMNS = [
 ]
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def empty_alerts() -> pd.DataFrame:
     """An alerts table with no rows and the right columns and types."""
     frame = pd.DataFrame({c: pd.Series(dtype=object) for c in ALERT_COLUMNS})
@@ -84,15 +90,18 @@ def empty_alerts() -> pd.DataFrame:
 def first_hold_times(
     feature_table: FeatureTable,
     windows: np.ndarray,
-    conditions: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]],
+    conditions: dict[str, Callable[[Mapping[str, np.ndarray]], np.ndarray]],
     sparse: frozenset[str] = frozenset(),
     replay: Replay | None = None,
+    wanted: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """For each condition, the first instant (ns UTC, or ``NEVER``) it held in each given window.
 
     Conditions named in ``sparse`` are costly (the model): they are checked at
     most ``MODEL_POINTS_PER_WINDOW`` evenly spaced events per window (always
     including the last), so their instant may be slightly late, never early.
+    ``wanted`` maps a condition to a bool per window: where its instant is
+    needed (a rule where it fired); it is not checked elsewhere (``NEVER``).
     The windows' events are re-read (only theirs) unless ``replay`` already holds them.
     """
     if len(windows) == 0:
@@ -100,25 +109,52 @@ def first_hold_times(
     windows = np.asarray(windows, dtype=np.int64)
     if replay is None:
         replay = replay_events(feature_table, windows)
+    everywhere = np.ones(len(windows), dtype=bool)
+    wanted = {name: np.asarray((wanted or {}).get(name, everywhere), bool) for name in conditions}
     # A bulk theft can hold millions of events, each with ~80 prefix features:
-    # windows are replayed in chunks of about REPLAY_CHUNK_EVENTS events.
+    # windows are replayed in chunks of about REPLAY_CHUNK_EVENTS events, two at a
+    # time on two cores (numpy releases the GIL on such arrays).
     sizes = feature_table.table["events"].to_numpy()[windows]
     chunk = np.cumsum(sizes) // REPLAY_CHUNK_EVENTS
+    parts = [np.flatnonzero(chunk == value) for value in np.unique(chunk)]
     times = {name: np.full(len(windows), NEVER, dtype=np.int64) for name in conditions}
-    for value in np.unique(chunk):
-        part = np.flatnonzero(chunk == value)
-        found = _first_hold_chunk(feature_table, windows[part], conditions, sparse, replay)
+
+    def replay_part(part: np.ndarray) -> None:
+        needed = {name: mask[part] for name, mask in wanted.items()}
+        found = _first_hold_chunk(feature_table, windows[part], conditions, sparse, replay, needed)
         for name in conditions:
             times[name][part] = found[name]
+
+    with ThreadPoolExecutor(max_workers=min(_cores(), len(parts))) as pool:
+        list(pool.map(replay_part, parts))
     return times
+
+
+class _Rows(Mapping):
+    """Some rows of columns, each column gathered on first use (a rule reads a few)."""
+
+    def __init__(self, columns: Mapping[str, np.ndarray], rows: np.ndarray):
+        self._columns, self._rows, self._taken = columns, rows, {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._taken:
+            self._taken[name] = self._columns[name][self._rows]
+        return self._taken[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._columns)
+
+    def __len__(self) -> int:
+        return len(self._columns)
 
 
 def _first_hold_chunk(
     feature_table: FeatureTable,
     windows: np.ndarray,
-    conditions: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]],
+    conditions: dict[str, Callable[[Mapping[str, np.ndarray]], np.ndarray]],
     sparse: frozenset[str],
     replay: Replay,
+    wanted: Mapping[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
     prefix = prefix_features(feature_table, windows, replay)  # every window has an event
     slot = pd.Index(windows).get_indexer(prefix["window"])
@@ -134,14 +170,17 @@ def _first_hold_chunk(
 
     times: dict[str, np.ndarray] = {}
     for name, condition in conditions.items():
-        held = np.zeros(n_rows, dtype=bool)
-        if name in sparse:
-            held[sampled] = condition({key: values[sampled] for key, values in prefix.items()})
-        else:
-            held[:] = condition(prefix)
         first = np.full(len(windows), np.iinfo(np.int64).max)
-        hit = np.flatnonzero(held)
-        np.minimum.at(first, slot[hit], stamps[hit])
+        need = wanted[name]
+        if need.any():
+            rows = sampled if name in sparse else None
+            if not need.all():  # only the events of the windows that need the instant
+                rows = np.flatnonzero(need[slot]) if rows is None else rows[need[slot[rows]]]
+            if rows is None:
+                held = np.flatnonzero(condition(prefix))
+            else:
+                held = rows[condition(_Rows(prefix, rows))]
+            np.minimum.at(first, slot[held], stamps[held])
         times[name] = np.where(first == np.iinfo(np.int64).max, NEVER, first)
     return times
 

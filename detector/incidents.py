@@ -109,7 +109,9 @@ def group_incidents(
     if not len(alerts):
         alerts["incident_id"] = pd.Series(dtype=object)
         return alerts, empty_incidents()
-    keys = features[["account_id", "window_start", "day", "records_touched"]]
+    # Only the alerted accounts' windows are joined: the table holds every account-day.
+    alerted = features["account_id"].isin(alerts["account_id"].unique()).to_numpy()
+    keys = features.loc[alerted, ["account_id", "window_start", "day", "records_touched"]]
     joined = alerts[["account_id", "window_start"]].merge(
         keys, on=["account_id", "window_start"], how="left", validate="one_to_one"
     )

@@ -12,7 +12,9 @@ turns them into alerts.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -67,21 +69,47 @@ MODEL_FILE_TYPES: frozenset[tuple[str, str, str]] = frozenset(
 #: The types skops itself asks a caller to trust in such a file.
 SKOPS_TRUSTED: frozenset[str] = frozenset({"sklearn.tree._tree.Tree"})
 _MAX_SCHEMA_BYTES = 256 * 2**20  # a 100-tree model's schema is about 1.7 MB
+SCORE_CHUNK_MIN_ROWS = 20_000  # fewer rows per thread are scored on one core: threads cost more
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def model_matrix(
-    table: pd.DataFrame | Mapping[str, np.ndarray], features: tuple[str, ...] = MODEL_FEATURES
-) -> np.ndarray:
-    """The model's view of feature rows: log counts, shares, signed-log z; missing as 0."""
-    columns = []
-    for name in features:
-        values = np.asarray(table[name], dtype=np.float64)
+    table: pd.DataFrame | Mapping[str, np.ndarray],
+    features: tuple[str, ...] = MODEL_FEATURES,
+    centre: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """The model's view of feature rows: log counts, shares, signed-log z; missing as 0.
+
+    The matrix is float32, as scikit-learn's forest reads it (it would cast a
+    float64 one, a second copy of the table's columns): each column is computed
+    in float64 and rounded once, as that cast would. ``centre=True`` also gives
+    each column's median, taken in float64 before the rounding (the training
+    median the drivers reset features to).
+    """
+    if isinstance(table, pd.DataFrame):
+        n_rows = len(table)
+    else:
+        n_rows = len(table[features[0]]) if features else 0
+    matrix = np.empty((n_rows, len(features)), dtype=np.float32)
+    medians = np.zeros(len(features))
+    for j, name in enumerate(features):
+        values = np.array(table[name], dtype=np.float64)  # a copy, transformed in place
         if name in ZS:
-            values = np.sign(values) * np.log1p(np.abs(values))
+            sign = np.sign(values)
+            np.abs(values, out=values)
+            np.log1p(values, out=values)
+            values *= sign
         elif name in COUNTS:
-            values = np.log1p(np.maximum(values, 0.0))
-        columns.append(np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0))
-    return np.column_stack(columns) if columns else np.empty((len(table), 0))
+            np.maximum(values, 0.0, out=values)
+            np.log1p(values, out=values)
+        np.nan_to_num(values, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        matrix[:, j] = values
+        if centre and n_rows:
+            medians[j] = np.median(values)
+    return (matrix, medians) if centre else matrix
 
 
 def fitting_order(table: pd.DataFrame) -> np.ndarray:
@@ -89,13 +117,27 @@ def fitting_order(table: pd.DataFrame) -> np.ndarray:
 
     Without ``account_id`` and ``day`` (a bare matrix of features), by the model's columns.
     """
-    keys = [table[name].to_numpy() for name in MODEL_FEATURES if name in table]
-    for name in ("day", "account_id"):  # np.lexsort sorts by the last key first
-        if name in table:
-            keys.append(pd.factorize(table[name], sort=True)[0])
+    keys = [
+        pd.factorize(table[name], sort=True)[0] for name in ("day", "account_id") if name in table
+    ]
+    if len(keys) == 2:
+        # One row per (account, day) in a feature table: those two keys alone decide
+        # the order, and the model's columns (ties only) need not be sorted on.
+        order = np.lexsort(keys)
+        ranked = [key[order] for key in keys]
+        if (
+            len(order) < 2
+            or ((ranked[0][1:] != ranked[0][:-1]) | (ranked[1][1:] != ranked[1][:-1])).all()
+        ):
+            return order
+    keys = [table[name].to_numpy() for name in MODEL_FEATURES if name in table] + keys
     if not keys:
         return np.arange(len(table))
     return np.lexsort(keys)
+
+
+def _is_identity(order: np.ndarray) -> bool:
+    return bool((order == np.arange(len(order))).all())
 
 
 class WindowModel:
@@ -134,7 +176,7 @@ class WindowModel:
         # starts that import in the background while the log is being read.
         from sklearn.ensemble import IsolationForest
 
-        matrix = model_matrix(table)
+        matrix, centre = model_matrix(table, centre=True)
         self.features_ = MODEL_FEATURES
         # The forest draws its samples by row position: fitted on the rows in a fixed
         # order, the same windows give the same model whatever order they came in.
@@ -143,13 +185,13 @@ class WindowModel:
             n_estimators=self.n_estimators,
             max_samples=min(self.max_samples, len(matrix)),
             random_state=self.random_state,
-            n_jobs=-1,  # scoring runs the trees on both cores (tree walks release the GIL)
-        ).fit(matrix[order])
+            n_jobs=-1,  # the trees are built on both cores
+        ).fit(matrix if _is_identity(order) else matrix[order])
         self.training_scores_ = self._score_matrix(matrix)
         quantile = np.quantile(self.training_scores_, 1.0 - self.alert_rate)
         self.threshold_ = float(max(quantile, self.min_score))
         # The usual value of each model column, to say which features drove a score.
-        self.centre_ = np.median(matrix, axis=0)
+        self.centre_ = centre
         return self
 
     def _check_fitted(self) -> None:
@@ -157,8 +199,28 @@ class WindowModel:
             raise ModelError("the model is not fitted: call fit() or load a saved model")
 
     def _score_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        """Scores of the matrix's rows, in row chunks on the cores.
+
+        scikit-learn walks the trees one after another on one core. Each row's
+        score depends on that row alone (its depths summed over the trees in
+        their order), so scoring chunks of rows side by side gives the very same
+        numbers; the tree walks release the GIL, so threads suffice.
+        """
+        n_chunks = min(_cores(), len(matrix) // SCORE_CHUNK_MIN_ROWS)
+        if n_chunks < 2:
+            normality = self.forest_.score_samples(matrix)
+        else:
+            bounds = np.linspace(0, len(matrix), n_chunks + 1).astype(np.int64)
+            normality = np.empty(len(matrix))
+
+            def score_chunk(i: int) -> None:
+                rows = slice(bounds[i], bounds[i + 1])
+                normality[rows] = self.forest_.score_samples(matrix[rows])
+
+            with ThreadPoolExecutor(max_workers=n_chunks) as pool:
+                list(pool.map(score_chunk, range(n_chunks)))
         # The one place where scikit-learn's direction (higher = more normal) is flipped.
-        return -self.forest_.score_samples(matrix)
+        return -normality
 
     def score(self, table: pd.DataFrame | Mapping[str, np.ndarray]) -> np.ndarray:
         """Anomaly score in (0, 1] per row (a frame, or columns of equal length); higher = more suspicious."""

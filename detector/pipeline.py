@@ -8,6 +8,7 @@ can compare rule sets on one data set without rebuilding features.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -206,15 +207,6 @@ def detect(
     use_rules = mode in ("rules", "both") and rules is not None
     use_model = mode in ("model", "both")
 
-    ruleset = None
-    fired = pd.DataFrame(index=table.index)
-    if use_rules:
-        ruleset = rules if isinstance(rules, RuleSet) else load_ruleset(rules)
-        fired = ruleset.evaluate(table)
-        fired.loc[ruleset.allowlist.allows_account(table["account_id"].to_numpy()), :] = False
-
-    scores = flags = None
-    fitted = None
     scoring = np.arange(len(table))
     if prepared.scored_days is not None:  # stored days were scored by earlier runs
         days = table["_day"].to_numpy() + prepared.features.first_day
@@ -225,14 +217,21 @@ def detect(
             " (fit one on a longer log with `detector fit` and pass --model)"
         )
         use_model = False
-    if use_model:
-        fitted = _resolve_model(model, table)
-        if model is None:  # fitted on this very table: its training scores are its scores
-            scores = fitted.training_scores_
-        else:  # only the windows that may alert are scored
-            scores = np.zeros(len(table))
-            scores[scoring] = fitted.score(table.iloc[scoring])
-        flags = scores >= fitted.threshold_
+    ruleset = None
+    if use_rules:
+        ruleset = rules if isinstance(rules, RuleSet) else load_ruleset(rules)
+    fired = pd.DataFrame(index=table.index)
+    scores = flags = None
+    fitted = None
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The model is fitted while the rules are checked: both have stretches on one core.
+        modelling = pool.submit(_model_scores, model, table, scoring) if use_model else None
+        if ruleset is not None:
+            fired = ruleset.evaluate(table)
+            fired.loc[ruleset.allowlist.allows_account(table["account_id"].to_numpy()), :] = False
+        if modelling is not None:
+            fitted, scores = modelling.result()
+            flags = scores >= fitted.threshold_
 
     candidate = (
         fired.any(axis=1).to_numpy(copy=True) if len(fired.columns) else np.zeros(len(table), bool)
@@ -261,20 +260,42 @@ def detect(
     conditions = {rule.id: rule.evaluate for rule in ruleset.rules} if ruleset is not None else {}
     if fitted is not None:
         conditions["model"] = lambda frame: fitted.score(frame) >= fitted.threshold_
+    fired = fired.iloc[windows].reset_index(drop=True)
+    # An instant is wanted only where it is used: a rule's where it fired, the model's where it flagged.
+    wanted = {rule: fired[rule].to_numpy() for rule in fired.columns}
+    if flags is not None:
+        wanted["model"] = flags[windows]
     times = first_hold_times(
-        prepared.features, windows, conditions, sparse=frozenset({"model"}), replay=replay
+        prepared.features,
+        windows,
+        conditions,
+        sparse=frozenset({"model"}),
+        replay=replay,
+        wanted=wanted,
     )
     drivers = fitted.drivers(table.iloc[windows]) if fitted is not None else None
     return build_alerts(
         prepared.features,
         windows,
-        fired.iloc[windows].reset_index(drop=True),
+        fired,
         times,
         ruleset,
         scores[windows] if scores is not None else None,
         flags[windows] if flags is not None else None,
         drivers,
     )
+
+
+def _model_scores(
+    model: str | Path | WindowModel | None, table: pd.DataFrame, scoring: np.ndarray
+) -> tuple[WindowModel, np.ndarray]:
+    """The model and every window's score (0 outside ``scoring``, the rows that may alert)."""
+    fitted = _resolve_model(model, table)
+    if model is None:  # fitted on this very table: its training scores are its scores
+        return fitted, fitted.training_scores_
+    scores = np.zeros(len(table))  # only the windows that may alert are scored
+    scores[scoring] = fitted.score(table.iloc[scoring])
+    return fitted, scores
 
 
 def _resolve_model(model: str | Path | WindowModel | None, table: pd.DataFrame) -> WindowModel:

@@ -558,6 +558,12 @@ def _normalise_actions(action: pd.Series) -> tuple[pd.Categorical, str | None]:
     return pd.Categorical.from_codes(new_codes.astype(np.int8), categories=list(ACTIONS)), note
 
 
+def _distinct_count(numbers: np.ndarray) -> int:
+    """Distinct values of an int array, by a sort (numpy 2.4's hashing ``unique`` is ~15x slower)."""
+    ordered = np.sort(numbers)
+    return int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1 if len(ordered) else 0
+
+
 def _duplicated_ids(ids: pd.Series) -> str | None:
     """A notice counting events whose event_id an earlier event already has, or None."""
     values = ids.dropna()
@@ -568,7 +574,7 @@ def _duplicated_ids(ids: pd.Series) -> str | None:
         distinct = (
             int(np.count_nonzero(np.bincount(numbers - low, minlength=span)))
             if span <= 4 * len(numbers)
-            else len(np.unique(numbers))
+            else _distinct_count(numbers)
         )
     else:
         distinct = values.nunique()

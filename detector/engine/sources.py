@@ -19,7 +19,7 @@ from __future__ import annotations
 import ctypes
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -156,8 +156,10 @@ class FrameSource:
         """Rows set aside when the log was validated, and the notices of that validation."""
         return EventLog(self.log.events.iloc[:0], self.log.rejects, list(self.log.notices))
 
-    def read_windows(self, accounts: np.ndarray, days: np.ndarray) -> pd.DataFrame:
-        events = self.log.events
+    def read_windows(
+        self, accounts: np.ndarray, days: np.ndarray, skip: Collection[str] = ()
+    ) -> pd.DataFrame:
+        events = self.log.events  # in memory already: ``skip`` saves nothing
         keep = _in_windows(events["account_id"], self._day, accounts, days)
         return events.iloc[np.flatnonzero(keep)].reset_index(drop=True)
 
@@ -524,13 +526,17 @@ class ParquetSource:
         _, valid = _timestamps_ns(table["timestamp"])
         return self._normalise(table.filter(pa.array(~valid)), rows[~valid])
 
-    def read_windows(self, accounts: np.ndarray, days: np.ndarray) -> pd.DataFrame:
+    def read_windows(
+        self, accounts: np.ndarray, days: np.ndarray, skip: Collection[str] = ()
+    ) -> pd.DataFrame:
         """The events of the given windows (account, local day), in time order.
 
-        Only row groups whose time span holds one of the days are read.
+        Only row groups whose time span holds one of the days are read, and
+        of them not the columns in ``skip`` (the caller does not need them).
         """
+        columns = [c for c in self.read_columns if c not in skip]
         if len(days) == 0:
-            return normalise_table(self._read_groups((), self.read_columns)[0], self.name).events
+            return normalise_table(self._read_groups((), columns)[0], self.name).events
         release_memory()  # what fitting the model freed, before reading events again
         wanted_days = np.unique(days)
         groups = [
@@ -543,7 +549,7 @@ class ParquetSource:
 
         def window_rows(g: _RowGroup) -> tuple[pa.Table, np.ndarray, dict[str, int]]:
             repaired: dict[str, int] = {}
-            table, row = self._read_groups([(g.file, g.index, g.offset)], self.read_columns, repaired)
+            table, row = self._read_groups([(g.file, g.index, g.offset)], columns, repaired)
             stamps, valid = _timestamps_ns(table["timestamp"])
             keep = valid & _in_windows(
                 table["account_id"], _day_span(stamps, self.timezone), accounts, days
@@ -560,7 +566,7 @@ class ParquetSource:
                     tables.append(table)
                     rows.append(row)
         if not tables:
-            return normalise_table(self._read_groups((), self.read_columns)[0], self.name).events
+            return normalise_table(self._read_groups((), columns)[0], self.name).events
         table = pa.concat_tables(tables, promote_options="permissive")
         return self._normalise(table, np.concatenate(rows)).events
 

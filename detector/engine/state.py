@@ -52,6 +52,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -434,12 +435,14 @@ class ContinuedSource:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.source, name)
 
-    def read_windows(self, accounts: np.ndarray, days: np.ndarray) -> pd.DataFrame:
+    def read_windows(
+        self, accounts: np.ndarray, days: np.ndarray, skip: Collection[str] = ()
+    ) -> pd.DataFrame:
         accounts, days = np.asarray(accounts), np.asarray(days, dtype=np.int64)
         here = days == self.day
         frames = []
         if (~here).any():
-            frames.append(self.source.read_windows(accounts[~here], days[~here]))
+            frames.append(self.source.read_windows(accounts[~here], days[~here], skip))
         if here.any():
             wanted = self.events["account_id"].isin(np.unique(accounts[here].astype(str)))
             frames.append(self.events.loc[wanted.to_numpy()])
