@@ -464,6 +464,7 @@ def _save_state(
         links=links,
         alerted=alerted,
         keep_days=keep_days,
+        scored=prepared.scored_days,
     )
     if progress:
         progress(f"state updated: {path}")
