@@ -725,12 +725,31 @@ class _SegmentWriter:
         table = _first_seen_name(column)
         start = min(self.scored or (), default=np.iinfo(np.int64).max)
         valid = self._valid(table, lambda s: max(s.days) < start)
-        linked = np.array(sorted({d for s in valid for d in s.days}), dtype=np.int64)
-        stored = np.isin(seen["day"].to_numpy().astype(np.int64), linked)
+        linked = [d for s in valid for d in s.days]
+        stored = _in_days(seen["day"].to_numpy(), linked)
         # Each pair is in one stored segment: only those not linked are deduplicated again.
         new = _first_days(seen.filter(pa.array(~stored)))
-        new = _not_in(new, seen.filter(pa.array(stored)))
-        return self._write(table, valid, new)
+        return self._write(table, valid, _not_in(new, self._linked_rows(column, valid, linked)))
+
+    def _linked_rows(self, column: str, valid: list[Segment], linked: list[int]) -> pa.Table:
+        """The stored pairs of the ``valid`` segments (whose days are ``linked``)."""
+        rows = self.state.history.first_seen.get(column) if self.state.history else None
+        if rows is None or not valid:
+            return pa.table({"account_id": pa.array([], pa.string())})  # no rows: nothing known
+        if len(valid) == sum(1 for s in self.state.segments[_first_seen_name(column)] if s.days):
+            return rows  # every stored pair: no copy
+        return rows.filter(pa.array(_in_days(rows["day"].to_numpy(), linked)))
+
+
+def _in_days(day: np.ndarray, days: list[int]) -> np.ndarray:
+    """Whether each of ``day`` is one of ``days`` (a gather: the days span little)."""
+    day = np.asarray(day, dtype=np.int64)
+    if not len(days) or not len(day):
+        return np.zeros(len(day), dtype=bool)
+    low = min(int(day.min()), min(days))
+    table = np.zeros(max(int(day.max()), max(days)) - low + 1, dtype=bool)
+    table[np.asarray(days, dtype=np.int64) - low] = True
+    return table[day - low]
 
 
 def prune(
