@@ -329,8 +329,10 @@ def merge(
     late_days = np.array(late, dtype=np.int64)
     dropped = np.array(replaced + sorted(completed), dtype=np.int64)
     merged = []
-    if state.history is not None:
+    if state.history is not None and len(dropped):
         merged.append(_only_days(state.history, lambda d: ~np.isin(d, dropped)))
+    elif state.history is not None:  # nothing stored is replaced: no copy of it
+        merged.append(state.history)
     merged += [_only_days(p, lambda d: ~np.isin(d, late_days)) for p in parts]
     scored = set(int(d) for d in new_days.index) - set(int(d) for d in late)
     return merged, scored, notices
@@ -700,14 +702,26 @@ class _SegmentWriter:
         return valid if len(valid) < COMPACT_AFTER else []  # compacted into one new file
 
     def _write(self, table: str, valid: list[Segment], new: pa.Table) -> list[Segment]:
-        """The table's segments: the valid ones linked, ``new`` written as one more."""
+        """The table's segments: the valid ones linked, ``new`` written as one or two more.
+
+        The last day of ``new`` gets a file of its own: it is the kept day that the
+        next log may complete, and only that small file is then written again.
+        """
         for segment in valid:
             _link(self.previous / segment.file, self.staging / segment.file)
         if not new.num_rows and valid:
             return valid
-        segment = Segment(f"{table}.{self.version:06d}.parquet", _days_of(new["day"]))
-        pq.write_table(new, self.staging / segment.file)
-        return [*valid, segment]
+        day = new["day"].to_numpy().astype(np.int64)
+        last = day == day.max() if len(day) else np.ones(0, dtype=bool)
+        pieces = [(new.filter(pa.array(~last)), ""), (new.filter(pa.array(last)), ".last")]
+        if last.all():
+            pieces = [(new, "")]
+        segments = []
+        for rows, suffix in pieces:
+            segment = Segment(f"{table}.{self.version:06d}{suffix}.parquet", _days_of(rows["day"]))
+            pq.write_table(rows, self.staging / segment.file)
+            segments.append(segment)
+        return [*valid, *segments]
 
     def windows(self, windows: pd.DataFrame, hours: np.ndarray) -> list[Segment]:
         days = set(_days_of(windows["day"]))
