@@ -30,9 +30,10 @@ segment files; the manifest names each segment and the local days its rows
 hold (a day's rows are in one segment). A run hard-links into the new version
 every segment it leaves unchanged (no stored day of it is scored again or
 pruned) and writes only the new days' windows and the pairs first seen on them
-as new segments (the stored pairs are not deduplicated again: the new ones are
-anti-joined against them). Past ``COMPACT_AFTER`` segments a table is written
-again as one. The model, kept events and summary are linked when unchanged.
+as new segments, the last day in a file of its own (the kept day, which the
+next log may complete: only that file is then written again). The stored pairs
+are not deduplicated again: the new ones are anti-joined against them. Past
+``COMPACT_AFTER`` segments a table is written again as one (and its last day's). The model, kept events and summary are linked when unchanged.
 Files are never modified once written, so a link shared with the previous
 version cannot change it. States of ``logsentinel-state/1`` and ``/2`` (one
 ``windows.parquet`` and one file per first-seen column) are read as one
