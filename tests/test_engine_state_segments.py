@@ -12,8 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from daily_files import cut_into_days
 
-from detector.engine import state as state_module
-from detector.engine.state import load_state
+from detector.engine.state import WEEK_DAYS, load_state
 from detector.pipeline import score_log
 from detector.schema import sibling
 from synthetic_logs.generate import generate_dataset
@@ -24,7 +23,7 @@ TZ = "Europe/Paris"
 @pytest.fixture(scope="module")
 def log(tmp_path_factory):
     out = tmp_path_factory.mktemp("segments") / "logs.parquet"
-    generate_dataset(out, seed=5, accounts=60, days=9)
+    generate_dataset(out, seed=5, accounts=60, days=16)
     return out
 
 
@@ -44,10 +43,9 @@ def _manifest(state) -> dict:
 
 
 @pytest.mark.parametrize("at_midnight", [False, True], ids=["local-days", "cut-at-midnight"])
-def test_day_by_day_state_stores_what_one_run_stores(log, tmp_path, monkeypatch, at_midnight):
-    """Segments linked, compacted now and then, and the same windows and first-seen pairs as
-    one run over the whole log; cut at midnight, each night completes the kept day."""
-    monkeypatch.setattr(state_module, "COMPACT_AFTER", 4)
+def test_day_by_day_state_stores_what_one_run_stores(log, tmp_path, at_midnight):
+    """Segments linked, a past week's files merged, and the same windows and first-seen
+    pairs as one run over the whole log; cut at midnight, each night completes the kept day."""
     files = cut_into_days(log, "midnight" if at_midnight else "days", at_midnight)
     whole, daily = tmp_path / "whole", tmp_path / "daily"
     caseloads = sibling(log, ".caseloads.parquet")
@@ -60,7 +58,11 @@ def test_day_by_day_state_stores_what_one_run_stores(log, tmp_path, monkeypatch,
         for table, segments in after["tables"].items():
             days = [d for s in segments for d in s["days"]]
             assert len(days) == len(set(days)), table  # a day's rows are in one segment
-            assert len(segments) <= 4 + 2, table  # compacted
+            weeks = [{d // WEEK_DAYS for d in s["days"]} for s in segments]
+            assert all(len(w) == 1 for w in weeks), table  # a file holds one week's days
+            this_week = max(days) // WEEK_DAYS
+            past = [w.pop() for w in weeks if min(w) < this_week - 1]
+            assert len(past) == len(set(past)), table  # one file per week once it is over
             if before is None:
                 continue
             old = {s["file"] for s in before["tables"].get(table, [])}

@@ -32,8 +32,11 @@ every segment it leaves unchanged (no stored day of it is scored again or
 pruned) and writes only the new days' windows and the pairs first seen on them
 as new segments, the last day in a file of its own (the kept day, which the
 next log may complete: only that file is then written again). The stored pairs
-are not deduplicated again: the new ones are anti-joined against them. Past
-``COMPACT_AFTER`` segments a table is written again as one (and its last day's). The model, kept events and summary are linked when unchanged.
+are not deduplicated again: the new ones are anti-joined against them. Once a
+week (``WEEK_DAYS``, counted from day 0) is over, its files, one per run, are
+merged into one; rows written in one go are split by week, so that pruning
+rewrites at most one week's file. The model, kept events and summary are
+linked when unchanged.
 Files are never modified once written, so a link shared with the previous
 version cannot change it. States of ``logsentinel-state/1`` and ``/2`` (one
 ``windows.parquet`` and one file per first-seen column) are read as one
@@ -69,6 +72,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -97,7 +101,7 @@ PRUNED_FORMAT = "logsentinel-state/2"  # the same, with summary.parquet and prun
 SEGMENTED_FORMAT = "logsentinel-state/3"  # tables as segments named by the manifest
 FORMATS = (FORMAT, PRUNED_FORMAT, SEGMENTED_FORMAT)
 WINDOWS = "windows"
-COMPACT_AFTER = 12  # segments of one table before it is written again as one file
+WEEK_DAYS = 7  # days of one file once their week is over: pruning rewrites at most a week
 SUMMARY = "summary.parquet"
 # The baselines of the next day read the HISTORY_DAYS days before it; its accumulated
 # excess (features.accumulation) reads the HORIZON_DAYS before it, each judged against its
@@ -696,14 +700,21 @@ class _SegmentWriter:
         self.scored = None if scored is None else {int(d) for d in scored}
 
     def _valid(self, table: str, keep) -> list[Segment]:
-        """The stored segments of ``table`` to link (none: the table is written again)."""
+        """The stored segments of ``table`` to link: those ``keep`` accepts, but the
+        files of a past week, one per run, which are merged into one."""
         if self.scored is None or self.state.history is None:
             return []
         valid = [s for s in self.state.segments.get(table, []) if s.days and keep(s)]
-        return valid if len(valid) < COMPACT_AFTER else []  # compacted into one new file
+        if not self.scored:
+            return valid
+        this_week = min(self.scored) // WEEK_DAYS
+        weeks = [_week(s) for s in valid]
+        files = Counter(w for w in weeks if w is not None)
+        merged = {w for w, n in files.items() if w < this_week and n > 1}
+        return [s for s, w in zip(valid, weeks, strict=True) if w not in merged]
 
     def _write(self, table: str, valid: list[Segment], new: pa.Table) -> list[Segment]:
-        """The table's segments: the valid ones linked, ``new`` written as one or two more.
+        """The table's segments: the valid ones linked, ``new`` written a file per week.
 
         The last day of ``new`` gets a file of its own: it is the kept day that the
         next log may complete, and only that small file is then written again.
@@ -713,16 +724,15 @@ class _SegmentWriter:
         if not new.num_rows and valid:
             return valid
         day = new["day"].to_numpy().astype(np.int64)
-        last = day == day.max() if len(day) else np.ones(0, dtype=bool)
-        pieces = [(new.filter(pa.array(~last)), ""), (new.filter(pa.array(last)), ".last")]
-        if last.all():
-            pieces = [(new, "")]
+        week = np.where(day == day.max(), -1, day // WEEK_DAYS) if len(day) else day
         segments = []
-        for rows, suffix in pieces:
+        for key in sorted(set(week.tolist()), key=lambda w: (w < 0, w)) or [None]:
+            rows = new if key is None else new.filter(pa.array(week == key))
+            suffix = "" if key is None else ".last" if key < 0 else f".w{key}"
             segment = Segment(f"{table}.{self.version:06d}{suffix}.parquet", _days_of(rows["day"]))
             pq.write_table(rows, self.staging / segment.file)
             segments.append(segment)
-        return [*valid, *segments]
+        return sorted([*valid, *segments], key=lambda s: min(s.days, default=0))
 
     def windows(self, windows: pd.DataFrame, hours: np.ndarray) -> list[Segment]:
         days = set(_days_of(windows["day"]))
@@ -754,6 +764,12 @@ class _SegmentWriter:
         if len(valid) == sum(1 for s in self.state.segments[_first_seen_name(column)] if s.days):
             return rows  # every stored pair: no copy
         return rows.filter(pa.array(_in_days(rows["day"].to_numpy(), linked)))
+
+
+def _week(segment: Segment) -> int | None:
+    """The week a segment's days lie in (None: they span more than one)."""
+    weeks = {d // WEEK_DAYS for d in segment.days}
+    return weeks.pop() if len(weeks) == 1 else None
 
 
 def _in_days(day: np.ndarray, days: list[int]) -> np.ndarray:
