@@ -133,7 +133,10 @@ def prepare(
         return Prepared(table, list(table.notices))
     stored = load_state(state, timezone)
     stored.timezone = timezone
-    run = run_kernel(source, caseloads, timezone, workers, say, mapper, dedupe=True)
+    # Meanwhile a thread imports what the model stage will: skops to load the stored model
+    # (it imports scikit-learn), scikit-learn alone to fit one, nothing for rules only.
+    warm_up = None if not uses_model else "skops.io" if stored.model_path else "sklearn.ensemble"
+    run = run_kernel(source, caseloads, timezone, workers, say, mapper, True, warm_up)
     log_days = {int(d) for p in run.parts for d in np.unique(p.windows["day"].to_numpy())}
     if stored.kept_day in log_days:
         say(f"completing {pd.Timestamp(stored.kept_day, unit='D').date()} with its kept events")
@@ -485,6 +488,7 @@ def _save_state(
         links=links,
         alerted=alerted,
         keep_days=keep_days,
+        scored=prepared.scored_days,
     )
     if progress:
         progress(f"state updated: {path}")

@@ -112,11 +112,16 @@ def _ipc(table: pa.Table) -> pa.Buffer:
     return sink.getvalue()
 
 
+_WARM_UP = {"module": "sklearn.ensemble"}  # set by run_kernel for the run at hand
+
+
 def _warm_up() -> None:
-    """Import scikit-learn (about a second) in a thread while the partitions are processed."""
-    threading.Thread(
-        target=importlib.import_module, args=("sklearn.ensemble",), daemon=True
-    ).start()
+    """Import the model stage's library (about a second) in a thread while the partitions
+    are processed."""
+    if _WARM_UP["module"]:
+        threading.Thread(
+            target=importlib.import_module, args=(_WARM_UP["module"],), daemon=True
+        ).start()
 
 
 def _pool(workers: int, source: Any, options: tuple) -> ProcessPoolExecutor:
@@ -215,11 +220,14 @@ def run_kernel(
     progress: Progress | None = None,
     mapper: Callable[..., Iterator] | None = None,
     dedupe: bool = False,
+    warm_up: str | None = "sklearn.ensemble",
 ) -> KernelRun:
     """The kernel on every partition of a log (``mapper``: the local process pool by default).
 
-    With ``dedupe``, events repeating an ``event_id`` are counted once.
+    With ``dedupe``, events repeating an ``event_id`` are counted once. ``warm_up``:
+    the module the parent imports in a thread meanwhile (None: a run without a model).
     """
+    _WARM_UP["module"] = warm_up
     say = progress or (lambda message: None)
     workers = default_workers() if workers is None else workers
     out_mode, notices = out_of_caseload_mode(

@@ -4,10 +4,13 @@ A state directory keeps what history the detector needs, never events:
 
 ```
 state/
-  manifest.json           {"format": "logsentinel-state/1", "version": 7, "current": "v000007", ...}
+  manifest.json           {"format": "logsentinel-state/3", "version": 7, "current": "v000007",
+                           "tables": {"windows": [{"file": ..., "days": [...]}, ...], ...}, ...}
   v000007/
-    windows.parquet       the kernel's per-window aggregates (sums, hour histogram, instants)
-    first_seen.<column>.parquet   (account_id, value, day): first use of each address, client, application
+    windows.<v>.parquet   the kernel's per-window aggregates (sums, hour histogram, instants),
+                          one file per run that added days (a segment)
+    first_seen.<column>.<v>.parquet   (account_id, value, day): first use of each address,
+                          client, application; a segment per run, each pair in one of them
     created.parquet       (account_id, day): accounts created by create_account
     model.skops           the fitted window model (when one was fitted)
     kept_events.parquet   the raw (validated) events of the last stored day, which a
@@ -21,6 +24,23 @@ state/
 A run writes a new version directory, then swaps the manifest with an atomic
 rename: a crash at any point leaves the previous version current and usable.
 Only the current and the previous versions are kept.
+
+The state grows by appending. The windows and first-seen tables are sets of
+segment files; the manifest names each segment and the local days its rows
+hold (a day's rows are in one segment). A run hard-links into the new version
+every segment it leaves unchanged (no stored day of it is scored again or
+pruned) and writes only the new days' windows and the pairs first seen on them
+as new segments, the last day in a file of its own (the kept day, which the
+next log may complete: only that file is then written again). The stored pairs
+are not deduplicated again: the new ones are anti-joined against them. Once a
+week (``WEEK_DAYS``, counted from day 0) is over, its files, one per run, are
+merged into one; rows written in one go are split by week, so that pruning
+rewrites at most one week's file. The model, kept events and summary are
+linked when unchanged.
+Files are never modified once written, so a link shared with the previous
+version cannot change it. States of ``logsentinel-state/1`` and ``/2`` (one
+``windows.parquet`` and one file per first-seen column) are read as one
+segment each; the first run rewrites them as ``/3``.
 
 Overlap between a new log and the state is decided per local day:
 
@@ -42,9 +62,9 @@ Pruning (``keep_days``): the windows of days older than the last ``keep_days``
 stored days are folded into the per-account summary and dropped; first-seen
 pairs, creations, links and alerts are kept whole (they are per account and
 value, compact). A log's events of a dropped day are ignored, as late events.
-A pruned state's manifest says ``logsentinel-state/2`` (so that a detector
-without pruning refuses it rather than scoring without the summary) and
-``pruned_through``, the last dropped day; states without it still load.
+A pruned state's manifest says ``pruned_through``, the last dropped day
+(pruned states of the older layout said ``logsentinel-state/2``, so that a
+detector without pruning refused them rather than scoring without the summary).
 """
 
 from __future__ import annotations
@@ -52,6 +72,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -76,8 +97,12 @@ from detector.features.kernel import (
 from detector.incidents import creation_pairs
 from detector.schema import normalise_table
 
-FORMAT = "logsentinel-state/1"
-PRUNED_FORMAT = "logsentinel-state/2"  # with summary.parquet and pruned_through
+FORMAT = "logsentinel-state/1"  # one windows file, one file per first-seen column
+PRUNED_FORMAT = "logsentinel-state/2"  # the same, with summary.parquet and pruned_through
+SEGMENTED_FORMAT = "logsentinel-state/3"  # tables as segments named by the manifest
+FORMATS = (FORMAT, PRUNED_FORMAT, SEGMENTED_FORMAT)
+WINDOWS = "windows"
+WEEK_DAYS = 7  # days of one file once their week is over: pruning rewrites at most a week
 SUMMARY = "summary.parquet"
 # The baselines of the next day read the HISTORY_DAYS days before it; its accumulated
 # excess (features.accumulation) reads the HORIZON_DAYS before it, each judged against its
@@ -95,6 +120,18 @@ FULL_HISTORY_DAYS = 28  # a model fitted on fewer days than this is fitted again
 
 class StateError(DetectorError):
     """A state directory that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One file of a stored table (in the version directory) and the local days its rows hold."""
+
+    file: str
+    days: tuple[int, ...]
+
+
+def _first_seen_name(column: str) -> str:
+    return f"first_seen.{column}"
 
 
 @dataclass
@@ -116,6 +153,7 @@ class State:
     notices: list[str] = field(default_factory=list)
     summary: pd.DataFrame | None = None  # per account, what the dropped days leave
     pruned_through: int | None = None  # the last local day dropped (None: nothing pruned)
+    segments: dict[str, list[Segment]] = field(default_factory=dict)  # table -> its files
 
     @property
     def kept_path(self) -> Path | None:
@@ -143,25 +181,31 @@ def load_state(path: str | Path, timezone: str) -> State:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, ValueError) as error:
         raise StateError(f"{manifest_path}: unreadable state manifest ({error})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") not in (FORMAT, PRUNED_FORMAT):
+    if not isinstance(manifest, dict) or manifest.get("format") not in FORMATS:
         raise StateError(f"{manifest_path}: not a logsentinel state manifest ({FORMAT})")
     if manifest["timezone"] != timezone:
         raise StateError(f"{path} was built with time zone {manifest['timezone']}, not {timezone}")
     current = path / manifest["current"]
     try:
-        windows = pq.read_table(current / "windows.parquet").to_pandas()
+        segments = _segments_of(manifest, current)
+        windows = _read_segments(current, segments[WINDOWS]).to_pandas()
         first_seen = {
-            column: pq.read_table(current / f"first_seen.{column}.parquet")
+            column: _read_segments(current, segments[_first_seen_name(column)])
             for column, _ in NOVELTY
-            if (current / f"first_seen.{column}.parquet").exists()
+            if segments.get(_first_seen_name(column))
         }
         created = pq.read_table(current / "created.parquet")
         links = _read_optional(current / LINKS, creation_pairs(pd.DataFrame()))
         alerted = _read_optional(current / ALERTED, empty_alerted())
         pruned_through = manifest.get("pruned_through")
         summary = None if pruned_through is None else pq.read_table(current / SUMMARY).to_pandas()
-    except (OSError, pa.ArrowInvalid) as error:
+    except (OSError, pa.ArrowInvalid, KeyError, TypeError, ValueError) as error:
         raise StateError(f"{current}: unreadable state ({error})") from None
+    if manifest["format"] != SEGMENTED_FORMAT:  # one file per table, holding every day
+        segments[WINDOWS] = [Segment("windows.parquet", _days_of(windows["day"]))]
+        for column, table in first_seen.items():
+            name = _first_seen_name(column)
+            segments[name] = [Segment(f"{name}.parquet", _days_of(table["day"]))]
     hours = windows[HOURS].to_numpy(dtype=np.int32)
     history = Aggregates(
         windows.drop(columns=HOURS), hours, first_seen, created, events=int(windows["events"].sum())
@@ -182,7 +226,36 @@ def load_state(path: str | Path, timezone: str) -> State:
         alerted=alerted,
         summary=summary,
         pruned_through=None if pruned_through is None else int(pruned_through),
+        segments=segments,
     )
+
+
+def _segments_of(manifest: dict, current: Path) -> dict[str, list[Segment]]:
+    """The segments of each stored table, from the manifest (the older layouts: one file
+    each, whose days are read from the file)."""
+    if manifest["format"] == SEGMENTED_FORMAT:
+        return {
+            table: [Segment(str(s["file"]), tuple(int(d) for d in s["days"])) for s in listed]
+            for table, listed in manifest["tables"].items()
+        }
+    segments = {WINDOWS: [Segment("windows.parquet", ())]}
+    for column, _ in NOVELTY:
+        name = _first_seen_name(column)
+        if (current / f"{name}.parquet").exists():
+            segments[name] = [Segment(f"{name}.parquet", ())]
+    return segments
+
+
+def _read_segments(current: Path, segments: list[Segment]) -> pa.Table:
+    """A stored table: its segments' rows, one after the other."""
+    tables = [pq.read_table(current / segment.file) for segment in segments]
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+
+def _days_of(day: Any) -> tuple[int, ...]:
+    """The distinct local days of a day column (Series, array or Arrow column)."""
+    values = day.to_numpy() if hasattr(day, "to_numpy") else np.asarray(day)
+    return tuple(int(d) for d in np.unique(np.asarray(values, dtype=np.int64)))
 
 
 def check_keep_days(keep_days: int | None) -> None:
@@ -262,8 +335,10 @@ def merge(
     late_days = np.array(late, dtype=np.int64)
     dropped = np.array(replaced + sorted(completed), dtype=np.int64)
     merged = []
-    if state.history is not None:
+    if state.history is not None and len(dropped):
         merged.append(_only_days(state.history, lambda d: ~np.isin(d, dropped)))
+    elif state.history is not None:  # nothing stored is replaced: no copy of it
+        merged.append(state.history)
     merged += [_only_days(p, lambda d: ~np.isin(d, late_days)) for p in parts]
     scored = set(int(d) for d in new_days.index) - set(int(d) for d in late)
     return merged, scored, notices
@@ -452,7 +527,11 @@ class ContinuedSource:
 
 
 def combine(parts: list[Aggregates]) -> Aggregates:
-    """One aggregate of many: windows stacked, first-seen pairs reduced to their first day."""
+    """One aggregate of many: windows and first-seen pairs stacked.
+
+    A pair may be stacked more than once (stored, and used again by a new day):
+    :func:`save_state` keeps each pair's first day.
+    """
     parts = [p for p in parts if len(p.windows)]
     windows = pd.concat([p.windows for p in parts], ignore_index=True)
     hours = np.concatenate([p.hours for p in parts]) if parts else np.zeros((0, 24), np.int32)
@@ -461,7 +540,7 @@ def combine(parts: list[Aggregates]) -> Aggregates:
         tables = [p.first_seen[column] for p in parts if column in p.first_seen]
         if tables:
             tables = [plain_first_seen(t) for t in tables]  # the kernel's come as dictionaries
-            first_seen[column] = _first_days(pa.concat_tables(tables, promote_options="permissive"))
+            first_seen[column] = pa.concat_tables(tables, promote_options="permissive")
     created = pa.concat_tables([p.created for p in parts]) if parts else pa.table({})
     return Aggregates(windows, hours, first_seen, created, int(windows["events"].sum()))
 
@@ -488,6 +567,20 @@ def _first_days(seen: pa.Table) -> pa.Table:
     )
 
 
+def _not_in(pairs: pa.Table, known: pa.Table) -> pa.Table:
+    """The rows of ``pairs`` whose (account_id, value) ``known`` does not hold, in their order.
+
+    An anti-join in Arrow, hashing the few new pairs and probing the many stored
+    ones, instead of deduplicating all of them again.
+    """
+    if not pairs.num_rows or not known.num_rows:
+        return pairs
+    keys = ["account_id", "value"]
+    numbered = pairs.select(keys).append_column("_row", pa.array(np.arange(pairs.num_rows)))
+    absent = known.select(keys).join(numbered, keys=keys, join_type="right anti")
+    return pairs.take(pa.array(np.sort(absent["_row"].to_numpy())))
+
+
 @dataclass
 class Kept:
     """The events of the last stored day, kept for a log that continues it."""
@@ -508,9 +601,13 @@ def save_state(
     links: pd.DataFrame | None = None,
     alerted: pd.DataFrame | None = None,
     keep_days: int | None = None,
+    scored: set[int] | None = None,
 ) -> Path:
     """Write a new version of the state, then make it current by an atomic manifest swap.
 
+    ``history``: the stored and new aggregates stacked (:func:`combine`);
+    ``scored``: the local days whose aggregates this run built (new, re-delivered or
+    completed; None: every day), the others being the stored ones, unchanged;
     ``kept``: the last day's events to keep (None: the stored ones stay);
     ``links`` and ``alerted``: the tables that replace the stored ones (None: unchanged);
     ``keep_days``: windows of days older than the last ``keep_days`` are folded into
@@ -521,37 +618,39 @@ def save_state(
     state.path.mkdir(parents=True, exist_ok=True)
     version = state.version + 1
     name = f"v{version:06d}"
+    previous = state.path / f"v{state.version:06d}"
     staging = state.path / f".{name}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    windows = history.windows.copy()
-    for h, column in enumerate(HOURS):
-        windows[column] = history.hours[:, h]
-    pq.write_table(pa.Table.from_pandas(windows, preserve_index=False), staging / "windows.parquet")
-    for column, table in history.first_seen.items():
-        pq.write_table(table, staging / f"first_seen.{column}.parquet")
+    writer = _SegmentWriter(state, previous, staging, version, scored)
+    tables = {WINDOWS: writer.windows(history.windows, history.hours)}
+    for column, seen in history.first_seen.items():
+        tables[_first_seen_name(column)] = writer.first_seen(column, seen)
     pq.write_table(history.created, staging / "created.parquet")
     if model is not None:
         model.save(staging / "model.skops")
     elif state.model_path is not None:
-        shutil.copy2(state.model_path, staging / "model.skops")
+        _link(state.model_path, staging / "model.skops")
     if kept is not None:
         table = pa.Table.from_pandas(kept.events, preserve_index=False)
         pq.write_table(table, staging / KEPT)
     elif state.kept_path is not None:
-        shutil.copy2(state.kept_path, staging / KEPT)
+        _link(state.kept_path, staging / KEPT)
         kept = Kept(state.kept_day, pd.DataFrame(), state.kept_ids)
     links = state.links if links is None else links
     alerted = state.alerted if alerted is None else alerted
     pq.write_table(pa.Table.from_pandas(links, preserve_index=False), staging / LINKS)
     pq.write_table(pa.Table.from_pandas(alerted, preserve_index=False), staging / ALERTED)
     if through is not None:
-        pq.write_table(pa.Table.from_pandas(summary, preserve_index=False), staging / SUMMARY)
+        if summary is state.summary and (previous / SUMMARY).exists():  # nothing folded now
+            _link(previous / SUMMARY, staging / SUMMARY)
+        else:
+            pq.write_table(pa.Table.from_pandas(summary, preserve_index=False), staging / SUMMARY)
     final = state.path / name
     shutil.rmtree(final, ignore_errors=True)
     os.replace(staging, final)  # the new version is complete before the manifest names it
     manifest = {
-        "format": FORMAT if through is None else PRUNED_FORMAT,
+        "format": SEGMENTED_FORMAT,
         "version": version,
         "current": name,
         "timezone": state.timezone,
@@ -561,6 +660,10 @@ def save_state(
         "model_age": model_age,
         "kept_day": None if kept is None else int(kept.day),
         "kept_ids": bool(kept is not None and kept.ids),
+        "tables": {
+            table: [{"file": s.file, "days": list(s.days)} for s in segments]
+            for table, segments in tables.items()
+        },
     }
     if through is not None:
         manifest["pruned_through"] = through
@@ -568,9 +671,119 @@ def save_state(
     temporary.write_text(json.dumps(manifest, indent=2))
     os.replace(temporary, state.path / MANIFEST)  # the swap: atomic on POSIX file systems
     for old in state.path.glob("v*"):  # keep the current and the previous version
-        if old.is_dir() and old.name not in (name, f"v{state.version:06d}"):
+        if old.is_dir() and old.name not in (name, previous.name):
             shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _link(source: Path, target: Path) -> None:
+    """``target`` as a hard link to ``source`` (a copy where the file system has none).
+
+    Stored files are never modified once written: a version sharing one with the
+    previous version cannot change it.
+    """
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+class _SegmentWriter:
+    """Writes a new version's tables: stored segments still valid linked, the rest written.
+
+    A windows segment stays valid while none of its days was scored again or
+    pruned; a first-seen segment while its days all come before the first
+    scored day (a pair first seen then cannot have an earlier first day now).
+    """
+
+    def __init__(
+        self, state: State, previous: Path, staging: Path, version: int, scored: set[int] | None
+    ):
+        self.state, self.previous, self.staging, self.version = state, previous, staging, version
+        self.scored = None if scored is None else {int(d) for d in scored}
+
+    def _valid(self, table: str, keep) -> list[Segment]:
+        """The stored segments of ``table`` to link: those ``keep`` accepts, but the
+        files of a past week, one per run, which are merged into one."""
+        if self.scored is None or self.state.history is None:
+            return []
+        valid = [s for s in self.state.segments.get(table, []) if s.days and keep(s)]
+        if not self.scored:
+            return valid
+        this_week = min(self.scored) // WEEK_DAYS
+        weeks = [_week(s) for s in valid]
+        files = Counter(w for w in weeks if w is not None)
+        merged = {w for w, n in files.items() if w < this_week and n > 1}
+        return [s for s, w in zip(valid, weeks, strict=True) if w not in merged]
+
+    def _write(self, table: str, valid: list[Segment], new: pa.Table) -> list[Segment]:
+        """The table's segments: the valid ones linked, ``new`` written a file per week.
+
+        The last day of ``new`` gets a file of its own: it is the kept day that the
+        next log may complete, and only that small file is then written again.
+        """
+        for segment in valid:
+            _link(self.previous / segment.file, self.staging / segment.file)
+        if not new.num_rows and valid:
+            return valid
+        day = new["day"].to_numpy().astype(np.int64)
+        week = np.where(day == day.max(), -1, day // WEEK_DAYS) if len(day) else day
+        segments = []
+        for key in sorted(set(week.tolist()), key=lambda w: (w < 0, w)) or [None]:
+            rows = new if key is None else new.filter(pa.array(week == key))
+            suffix = "" if key is None else ".last" if key < 0 else f".w{key}"
+            segment = Segment(f"{table}.{self.version:06d}{suffix}.parquet", _days_of(rows["day"]))
+            pq.write_table(rows, self.staging / segment.file)
+            segments.append(segment)
+        return sorted([*valid, *segments], key=lambda s: min(s.days, default=0))
+
+    def windows(self, windows: pd.DataFrame, hours: np.ndarray) -> list[Segment]:
+        days = set(_days_of(windows["day"]))
+        scored = self.scored or set()
+        valid = self._valid(WINDOWS, lambda s: set(s.days) <= days and not set(s.days) & scored)
+        linked = np.array(sorted({d for s in valid for d in s.days}), dtype=np.int64)
+        rows = ~np.isin(windows["day"].to_numpy().astype(np.int64), linked)
+        new = windows.loc[rows].copy()
+        for h, column in enumerate(HOURS):
+            new[column] = hours[rows, h]
+        return self._write(WINDOWS, valid, pa.Table.from_pandas(new, preserve_index=False))
+
+    def first_seen(self, column: str, seen: pa.Table) -> list[Segment]:
+        """``seen``: the stored pairs and the new ones stacked, a pair maybe more than once."""
+        table = _first_seen_name(column)
+        start = min(self.scored or (), default=np.iinfo(np.int64).max)
+        valid = self._valid(table, lambda s: max(s.days) < start)
+        linked = [d for s in valid for d in s.days]
+        stored = _in_days(seen["day"].to_numpy(), linked)
+        # Each pair is in one stored segment: only those not linked are deduplicated again.
+        new = _first_days(seen.filter(pa.array(~stored)))
+        return self._write(table, valid, _not_in(new, self._linked_rows(column, valid, linked)))
+
+    def _linked_rows(self, column: str, valid: list[Segment], linked: list[int]) -> pa.Table:
+        """The stored pairs of the ``valid`` segments (whose days are ``linked``)."""
+        rows = self.state.history.first_seen.get(column) if self.state.history else None
+        if rows is None or not valid:
+            return pa.table({"account_id": pa.array([], pa.string())})  # no rows: nothing known
+        if len(valid) == sum(1 for s in self.state.segments[_first_seen_name(column)] if s.days):
+            return rows  # every stored pair: no copy
+        return rows.filter(pa.array(_in_days(rows["day"].to_numpy(), linked)))
+
+
+def _week(segment: Segment) -> int | None:
+    """The week a segment's days lie in (None: they span more than one)."""
+    weeks = {d // WEEK_DAYS for d in segment.days}
+    return weeks.pop() if len(weeks) == 1 else None
+
+
+def _in_days(day: np.ndarray, days: list[int]) -> np.ndarray:
+    """Whether each of ``day`` is one of ``days`` (a gather: the days span little)."""
+    day = np.asarray(day, dtype=np.int64)
+    if not len(days) or not len(day):
+        return np.zeros(len(day), dtype=bool)
+    low = min(int(day.min()), min(days))
+    table = np.zeros(max(int(day.max()), max(days)) - low + 1, dtype=bool)
+    table[np.asarray(days, dtype=np.int64) - low] = True
+    return table[day - low]
 
 
 def prune(
