@@ -81,26 +81,7 @@ def derive(
     sums: Mapping[str, np.ndarray], constants: Mapping[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
     """Catalogue features from window (or prefix) sums and the window's constants."""
-    features: dict[str, np.ndarray] = {}
-    for name in SUMS:
-        if name not in ("night_events", "off_hours_events"):
-            features[name] = np.asarray(sums[name], dtype=np.float64)
-    features["peak_hourly_records"] = np.asarray(sums["peak_hourly_records"], dtype=np.float64)
-    events = features["events"]
-    read = features["records_read"]
-    features["records_touched"] = read + features["records_returned"]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        features["out_of_caseload_share"] = np.where(
-            read > 0,
-            features["out_of_caseload_reads"] / read,
-            features["out_of_caseload_reads"] * 0,
-        )
-        features["night_share"] = np.where(events > 0, sums["night_events"] / events, 0.0)
-        features["off_hours_share"] = np.where(events > 0, sums["off_hours_events"] / events, 0.0)
-        caseload = np.asarray(constants["caseload_size"], dtype=np.float64)
-        features["caseload_ratio"] = np.where(caseload > 0, read / caseload, read)
-    for name in PLAIN_CONSTANTS:
-        features[name] = np.asarray(constants[name], dtype=np.float64)
+    features = window_features(sums, constants)
     for volume in BASELINED_VOLUMES:
         value = features[volume]
         for stat in BASELINE_STATS:
@@ -134,3 +115,31 @@ def _cusum(
     previous = np.asarray(constants[f"_cusum_prev_{volume}"], dtype=np.float64)
     # Unknown volume (no caseload data) or no earlier sum (a day not scored): unknown.
     return np.where(np.isnan(value), np.nan, accumulation.step(previous, term))
+
+
+def window_features(
+    sums: Mapping[str, np.ndarray], constants: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """The features that need no baseline (the volumes baselines are taken of):
+    sums, shares, ratios and the window's plain constants."""
+    features: dict[str, np.ndarray] = {}
+    for name in SUMS:
+        if name not in ("night_events", "off_hours_events"):
+            features[name] = np.asarray(sums[name], dtype=np.float64)
+    features["peak_hourly_records"] = np.asarray(sums["peak_hourly_records"], dtype=np.float64)
+    events = features["events"]
+    read = features["records_read"]
+    features["records_touched"] = read + features["records_returned"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        features["out_of_caseload_share"] = np.where(
+            read > 0,
+            features["out_of_caseload_reads"] / read,
+            features["out_of_caseload_reads"] * 0,
+        )
+        features["night_share"] = np.where(events > 0, sums["night_events"] / events, 0.0)
+        features["off_hours_share"] = np.where(events > 0, sums["off_hours_events"] / events, 0.0)
+        caseload = np.asarray(constants["caseload_size"], dtype=np.float64)
+        features["caseload_ratio"] = np.where(caseload > 0, read / caseload, read)
+    for name in PLAIN_CONSTANTS:
+        features[name] = np.asarray(constants[name], dtype=np.float64)
+    return features
