@@ -133,7 +133,10 @@ def _packed(high: np.ndarray, low: np.ndarray, low_span: int) -> tuple[np.ndarra
     largest = max(abs(int(high.min())), abs(int(high.max())) + 1) if len(high) else 0
     if largest >= 2 ** (62 - bits):
         return None
-    return (high << bits) | low, bits
+    packed = high if high.dtype == np.int64 else high.astype(np.int64)
+    packed <<= bits  # in place: callers pass their own temporaries
+    packed |= low
+    return packed, bits
 
 
 def _first_per_key(keys: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -141,16 +144,22 @@ def _first_per_key(keys: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.nd
     if len(keys) == 0:
         return keys, day
     earliest = int(day.min())
-    packed = _packed(keys, day - earliest, int(day.max()) - earliest + 1)
+    day -= earliest  # the caller's temporary
+    packed = _packed(keys, day, int(day.max()) + 1)
     if packed is None:
         order = np.lexsort((day, keys))
         keys, day = keys[order], day[order]
     else:
+        del keys, day
         pairs, bits = packed
         pairs.sort()
-        keys, day = pairs >> bits, (pairs & ((1 << bits) - 1)) + earliest
-    first = np.r_[True, keys[1:] != keys[:-1]]
-    return keys[first], day[first]
+        keys = pairs >> bits
+        day = pairs
+        day &= (1 << bits) - 1
+    first = np.empty(len(keys), dtype=bool)
+    first[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=first[1:])
+    return keys[first], day[first] + earliest
 
 
 def _cores() -> int:
@@ -232,22 +241,44 @@ def _novelty(
     account_code, account_names = _codes([t["account_id"] for t in tables])
     account = np.r_[lookup(account_names, pa.array(accounts.astype(str), pa.string())), -1]
     account = account[account_code]
+    del account_code
     value, dictionary = _codes([t["value"] for t in tables])
     n_values = len(dictionary)
-    day = np.concatenate([t["day"].to_numpy() for t in tables]).astype(np.int64) - first_day
-    keys, first = _first_per_key(account * n_values + value, day)
+    account *= n_values
+    account += value  # (account, value) keys
+    del value
+    keys, first = _first_per_key(
+        account, np.concatenate([t["day"].to_numpy() for t in tables]).astype(np.int64) - first_day
+    )
+    del account
     wanted = keys // n_values * n_days + first
     window = _rows_of_keys(window_keys, wanted)
     # A pair first seen on a day pruned from a state has no window of its own: not new.
     new = has_history[window] & (window_keys[window] == wanted)
+    del wanted
     counts = np.bincount(window[new], minlength=n_win).astype(np.float64)
     values = pc.take(dictionary, pa.array(keys[new] % n_values))
     novel = Novel(window[new], values)
+    del window
     # For rarity among peers; an account with no stored window (all its days pruned)
-    # has no known peer group, and is left out.
+    # has no known peer group, and is left out. Kept small: codes and days fit int32.
     known = keys >= 0
-    novel.pairs = (keys[known] // n_values, keys[known] % n_values, first[known], new[known])
+    keys, first, new = keys[known], first[known], new[known]
+    novel.pairs = (
+        _narrow(keys // n_values),
+        _narrow(keys % n_values),
+        _narrow(first),
+        new,
+    )
     return counts, novel
+
+
+def _narrow(values: np.ndarray) -> np.ndarray:
+    """int32 when every value fits (the same numbers, half the memory)."""
+    small = len(values) == 0 or (
+        values.min() >= np.iinfo(np.int32).min and values.max() <= np.iinfo(np.int32).max
+    )
+    return values.astype(np.int32) if small else values
 
 
 def _rare(
@@ -263,10 +294,11 @@ def _rare(
     """
     account, value, first, new = novel.pairs
     n_values = int(value.max()) + 1 if len(value) else 1
-    group_value = peer_group[account] * n_values + value
-    users = _users_by_then(group_value, first, n_days)
-    threshold = np.maximum(COMMON_MIN, COMMON_SHARE * able[peer_group[account] * n_days + first])
-    rare = (users < threshold)[new]
+    group = peer_group[account]
+    users = _users_by_then(group * n_values + value, first, n_days)[new]
+    # Only the new pairs are judged.
+    threshold = COMMON_SHARE * able[group[new] * n_days + first[new]]
+    rare = users < np.maximum(COMMON_MIN, threshold)
     counts = np.bincount(novel.window[rare], minlength=n_win).astype(np.float64)
     return counts, Novel(novel.window[rare], pc.filter(novel.values, pa.array(rare)))
 
@@ -278,26 +310,30 @@ def _users_by_then(group_value: np.ndarray, first: np.ndarray, n_days: int) -> n
     One sort, then run boundaries: binary searches of ten million random keys
     cost seconds (cache misses), a sort a fraction of that.
     """
-    key = group_value * (n_days + 1) + first
+    if len(group_value) == 0:
+        return np.zeros(0, dtype=np.int64)
+    key = group_value * (n_days + 1)
+    key += first
     packed = _packed(key, np.arange(len(key)), len(key))
     if packed is None:
         order = np.argsort(key)  # the order among equal keys does not matter
         ordered = key[order]
     else:
-        pairs, bits = packed
-        pairs.sort()
-        order, ordered = pairs & ((1 << bits) - 1), pairs >> bits
-        del pairs
-    position = np.arange(len(key))
-    same_as_next = np.append(ordered[1:] == ordered[:-1], False)
-    # Exclusive end of each run of equal keys, read back from the run's last element.
-    end = np.where(same_as_next, len(key), position + 1)
-    end = np.minimum.accumulate(end[::-1])[::-1]
-    group = ordered // (n_days + 1)
-    new_group = np.append(True, group[1:] != group[:-1])
-    start = np.maximum.accumulate(np.where(new_group, position, 0))
-    users = np.empty(len(key), dtype=np.int64)
-    users[order] = end - start
+        del key
+        ordered, bits = packed
+        ordered.sort()
+        order = ordered & ((1 << bits) - 1)
+        ordered >>= bits
+    n = len(ordered)
+    # Runs of equal keys (same group, value and day), and where each group's run begins.
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if n else ordered[:0]
+    group = ordered[starts] // (n_days + 1)
+    del ordered
+    group_start = np.where(np.r_[True, group[1:] != group[:-1]], starts, 0)
+    np.maximum.accumulate(group_start, out=group_start)
+    ends = np.r_[starts[1:], n]
+    users = np.empty(n, dtype=np.int64)
+    users[order] = np.repeat(ends - group_start, ends - starts)
     return users
 
 
@@ -498,13 +534,7 @@ def assemble(
     for name, feature in PEER_NOVELTY.items():
         columns.put(feature, _peer_share(sums[name] >= 1, w_acc, w_day, peer_group, able))
         constants[feature] = columns[feature]
-    for column, name in RARE_NOVELTY:
-        found = novel.get(column)
-        if found is None or found.pairs is None:
-            columns.put(name, np.zeros(n_win))
-        else:
-            counts, novel[f"{column}~rare"] = _rare(found, n_win, peer_group, able, n_days)
-            columns.put(name, counts)
+    for _, name in RARE_NOVELTY:  # written below, while the baselines are computed
         sums[name] = columns[name]
     volumes = window_features(sums, constants)
     # Baseline matrices have a column per day that holds events, not per calendar day:
@@ -523,36 +553,33 @@ def assemble(
         constants[name] = columns[name]
     # One volume per thread: the time is in numpy's sorts, which release the GIL.
     with ThreadPoolExecutor(max_workers=min(len(BASELINED_VOLUMES), _cores()) or 1) as pool:
-        done = {
-            volume: pool.submit(
-                _add_baselines,
+        done = [
+            pool.submit(
+                _volume_baselines,
                 columns,
                 volume,
                 volumes[volume],
                 (w_acc, w_col, cells),
                 present,
-                n_acc,
-                peer_group,
+                (peer_group, org_group),
                 accumulated if volume in accumulation.CUSUM_VOLUMES else only,
-                volume in accumulation.CUSUM_VOLUMES,
+                only,
             )
-            for volume in BASELINED_VOLUMES
-        }
-        own = {volume: done[volume].result() for volume in accumulation.CUSUM_VOLUMES}
-        for future in done.values():
-            future.result()  # errors of the others
-    del done
-    for volume in accumulation.CUSUM_VOLUMES:
-        _add_accumulation(
-            columns,
-            volume,
-            volumes[volume],
-            (w_acc, w_col, present),
-            own.pop(volume),
-            (peer_group, org_group),
-            only,
-        )
-    del volumes
+            # The volumes that also accumulate take longest: first.
+            for volume in sorted(
+                BASELINED_VOLUMES, key=lambda v: v not in accumulation.CUSUM_VOLUMES
+            )
+        ]
+        for column, name in RARE_NOVELTY:
+            found = novel.get(column)
+            if found is None or found.pairs is None:
+                columns[name][:] = 0.0
+                continue
+            counts, novel[f"{column}~rare"] = _rare(found, n_win, peer_group, able, n_days)
+            columns.put(name, counts)
+        for future in done:
+            future.result()
+    del done, volumes
 
     for name, values in derive(sums, constants).items():
         if name in columns.rows:
@@ -710,6 +737,32 @@ def _gather(row: np.ndarray, matrix: np.ndarray, cells: np.ndarray, known: np.nd
     """``row`` = each window's cell of ``matrix``, NaN where not ``known``."""
     np.take(matrix.reshape(-1), cells, out=row)
     row[~known] = np.nan
+
+
+def _volume_baselines(
+    columns: _Columns,
+    volume: str,
+    values: np.ndarray,
+    windows: tuple[np.ndarray, np.ndarray, np.ndarray],
+    days: np.ndarray,
+    groups: tuple[np.ndarray, np.ndarray],
+    columns_computed: np.ndarray | None,
+    scored: np.ndarray | None,
+) -> None:
+    """One volume's baselines and, for the volumes that accumulate, the CUSUM's terms
+    (one task of the pool). ``columns_computed``: the day columns whose baselines are
+    computed (None: all); ``scored``: those whose sums are."""
+    w_acc, w_col, _ = windows
+    peer_group, org_group = groups
+    cusum = volume in accumulation.CUSUM_VOLUMES
+    n_acc = len(peer_group)  # every account, by code
+    own = _add_baselines(
+        columns, volume, values, windows, days, n_acc, peer_group, columns_computed, cusum
+    )
+    if own is not None:
+        _add_accumulation(
+            columns, volume, values, (w_acc, w_col, days), own, (peer_group, org_group), scored
+        )
 
 
 def _add_baselines(
