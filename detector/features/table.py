@@ -15,6 +15,7 @@ on those small tables only:
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -536,7 +537,7 @@ def assemble(
         constants[feature] = columns[feature]
     for _, name in RARE_NOVELTY:  # written below, while the baselines are computed
         sums[name] = columns[name]
-    volumes = window_features(sums, constants)
+    volumes = window_features(sums, constants, columns.rows)
     # Baseline matrices have a column per day that holds events, not per calendar day:
     # a log with a far-off stray day must not span decades of empty columns.
     present, w_col = np.unique(w_day, return_inverse=True)
@@ -551,7 +552,9 @@ def assemble(
     cells = w_acc * len(present) + w_col  # each window's cell of the (account x day) matrices
     for name in BASELINE_CONSTANTS:
         constants[name] = columns[name]
-    # One volume per thread: the time is in numpy's sorts, which release the GIL.
+    # One volume per thread: the time is in numpy's sorts, which release the GIL. The
+    # accumulations, whose (account x day) temporaries are the largest, take turns.
+    one_at_a_time = threading.Lock()
     with ThreadPoolExecutor(max_workers=min(len(BASELINED_VOLUMES), _cores()) or 1) as pool:
         done = [
             pool.submit(
@@ -564,6 +567,7 @@ def assemble(
                 (peer_group, org_group),
                 accumulated if volume in accumulation.CUSUM_VOLUMES else only,
                 only,
+                one_at_a_time,
             )
             # The volumes that also accumulate take longest: first.
             for volume in sorted(
@@ -581,9 +585,9 @@ def assemble(
             future.result()
     del done, volumes
 
-    for name, values in derive(sums, constants).items():
+    for name, values in derive(sums, constants, columns.rows).items():
         if name in columns.rows:
-            columns.put(name, values)
+            columns.put(name, values)  # nothing to do: every feature was made in its column
     del sums, constants
     table = _frame(
         {
@@ -748,6 +752,7 @@ def _volume_baselines(
     groups: tuple[np.ndarray, np.ndarray],
     columns_computed: np.ndarray | None,
     scored: np.ndarray | None,
+    lock: threading.Lock,
 ) -> None:
     """One volume's baselines and, for the volumes that accumulate, the CUSUM's terms
     (one task of the pool). ``columns_computed``: the day columns whose baselines are
@@ -760,9 +765,10 @@ def _volume_baselines(
         columns, volume, values, windows, days, n_acc, peer_group, columns_computed, cusum
     )
     if own is not None:
-        _add_accumulation(
-            columns, volume, values, (w_acc, w_col, days), own, (peer_group, org_group), scored
-        )
+        with lock:
+            _add_accumulation(
+                columns, volume, values, (w_acc, w_col, days), own, (peer_group, org_group), scored
+            )
 
 
 def _add_baselines(
