@@ -32,28 +32,45 @@ OWN_QUANTILES = (("q25", 0.25), ("median", 0.5), ("q75", 0.75), ("max", 1.0))
 PEER_QUANTILES = (("q25", 0.25), ("median", 0.5), ("q75", 0.75), ("p95", 0.95))
 
 
+def positions(count: np.ndarray, q: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where quantile ``q`` of sets of ``count`` sorted values lies: the ranks of its
+    lower and upper neighbours and the fraction between them (numpy's linear rule)."""
+    largest = int(count.max()) if count.size else 0
+    # Few distinct counts (own histories hold at most HISTORY_DAYS days): the
+    # positions are worked out once per count and looked up, the same numbers.
+    by_count = count.size > 4 * (largest + 1)
+    counts = np.arange(largest + 1) if by_count else count
+    position = q * np.maximum(counts - 1, 0)
+    low = np.floor(position).astype(np.int64)
+    high = np.ceil(position).astype(np.int64)
+    fraction = position - low
+    if by_count:
+        return low[count], high[count], fraction[count]
+    return low, high, fraction
+
+
+def interpolate(
+    low_value: np.ndarray, high_value: np.ndarray, fraction: np.ndarray, count: np.ndarray
+) -> np.ndarray:
+    """The quantile from its neighbours (:func:`positions`); NaN where ``count`` is 0.
+
+    The arithmetic is numpy's: the difference in the values' own dtype, the
+    fraction in float64.
+    """
+    with np.errstate(invalid="ignore"):
+        value = low_value + (high_value - low_value) * fraction
+    value[count == 0] = np.nan
+    return value
+
+
 def interpolated(
     pick: Callable[[np.ndarray], np.ndarray], count: np.ndarray, q: float
 ) -> np.ndarray:
     """Quantile ``q`` of sets of ``count`` values (linear interpolation, as numpy's);
-    NaN where ``count`` is 0.
-
-    ``pick(k)`` gives each set's ``k``-th smallest value (``k`` an array shaped
-    like ``count``, always below ``count`` where ``count`` > 0). The arithmetic
-    is numpy's: the difference in the values' own dtype, the fraction in float64.
-    """
-    position = q * np.maximum(count - 1, 0)
-    low = np.floor(position).astype(np.int64)
-    high = np.ceil(position).astype(np.int64)
-    low_value, high_value = pick(low), pick(high)
-    with np.errstate(invalid="ignore"):
-        value = low_value + (high_value - low_value) * (position - low)
-    return np.where(count > 0, value, np.nan)
-
-
-def _at(values: np.ndarray, start: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """The ``k``-th of each run of sorted values beginning at ``start``."""
-    return values[start + k]
+    NaN where ``count`` is 0. ``pick(k)`` gives each set's ``k``-th smallest value
+    (``k`` an array shaped like ``count``, below ``count`` where ``count`` > 0)."""
+    low, high, fraction = positions(count, q)
+    return interpolate(pick(low), pick(high), fraction, count)
 
 
 def _ranked(ordered: np.ndarray, where: np.ndarray, ranks: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -118,11 +135,16 @@ def own_stats(
         if outside is not None:
             history[:, outside] = np.nan
         history.sort(axis=-1)  # NaN last: a cell's count smallest values are its history
-        flat = history.reshape(-1)
-        count = stats["count"][rows, chosen]
-        start = np.arange(count.size, dtype=np.int64).reshape(count.shape) * HISTORY_DAYS
-        for key, q in OWN_QUANTILES:
-            stats[key][rows, chosen] = interpolated(partial(_at, flat, start), count, q)
+        cells = history.reshape(-1, HISTORY_DAYS)
+        count = stats["count"][rows, chosen].reshape(-1)
+        wanted = [positions(count, q) for _, q in OWN_QUANTILES]
+        # Every quantile's neighbours in one gather: they lie in the same cache lines.
+        ranks = np.stack([k for low, high, _ in wanted for k in (low, high)], axis=1)
+        picked = np.take_along_axis(cells, ranks, axis=1)
+        del ranks
+        for i, ((key, _), (_, _, fraction)) in enumerate(zip(OWN_QUANTILES, wanted, strict=True)):
+            value = interpolate(picked[:, 2 * i], picked[:, 2 * i + 1], fraction, count)
+            stats[key][rows, chosen] = value.reshape(history.shape[:2])
     return stats
 
 
