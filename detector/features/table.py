@@ -197,21 +197,20 @@ def _rare_hours(
     Rows are ordered by account (``w_acc``), ``first_of_account`` the first row of
     each; ``dropped``: (accounts x 24) the account's hours of days pruned from a state.
     """
-    # A running sum that restarts at each account (each account's first row takes away
-    # the previous account's total): it never exceeds one account's events, so int32
-    # holds it whenever the whole log's events fit.
-    small = dropped is None and int(hours.sum(dtype=np.int64)) < np.iinfo(np.int32).max
-    earlier = hours.astype(np.int32 if small else np.int64)
-    if len(first_of_account) > 1:
-        totals = np.add.reduceat(earlier, first_of_account, axis=0)
-        earlier[first_of_account[1:]] -= totals[:-1]
-    np.cumsum(earlier, axis=0, out=earlier)
-    earlier -= hours  # the account's earlier windows only
+    # Running sums over all rows, less the sum before the account's first row: the
+    # account's earlier windows. int32 holds them whenever the whole log's events fit.
+    small = int(hours.sum(dtype=np.int64)) < np.iinfo(np.int32).max
+    running = np.cumsum(hours, axis=0, dtype=np.int32 if small else np.int64)
+    base = np.zeros((len(first_of_account), hours.shape[1]), dtype=running.dtype)
+    base[1:] = running[first_of_account[1:] - 1]
     rare = np.zeros(hours.shape, dtype=bool)
     rare_events = np.zeros(len(hours))
     for first in range(0, len(hours), _ROWS_PER_CHUNK):  # bounded temporaries
         rows = slice(first, first + _ROWS_PER_CHUNK)
-        before = earlier[rows] if dropped is None else earlier[rows] + dropped[w_acc[rows]]
+        before = running[rows] - hours[rows]
+        before -= base[w_acc[rows]]
+        if dropped is not None:
+            before = before + dropped[w_acc[rows]]
         around = before.copy()
         around[:, 1:] += before[:, :-1]
         around[:, 0] += before[:, -1]
@@ -362,16 +361,22 @@ def _codes(columns: list[pa.ChunkedArray]) -> tuple[np.ndarray, pa.Array]:
 
 
 def _account_attribute(
-    first: np.ndarray, any_value: np.ndarray, w_acc: np.ndarray, first_of_account: np.ndarray
+    parts: Sequence[Aggregates],
+    name: str,
+    order: np.ndarray,
+    w_acc: np.ndarray,
+    first_of_account: np.ndarray,
 ) -> np.ndarray:
     """Each account's type or structure: its first event's, else its first non-missing one.
 
-    ``first``/``any_value``: the windows' first event's and first non-missing value,
-    in table order (by account, then day).
+    Only the accounts' first windows are read (``order``: table row -> stacked
+    window), not a Python string per window.
     """
-    value = first[first_of_account].copy()
+    first = pd.concat([p.windows[f"_{name}_first"] for p in parts], ignore_index=True)
+    value = first.take(order[first_of_account]).to_numpy(dtype=object)
     missing = np.flatnonzero(pd.isna(value))
     if len(missing):  # rare: look further, for those accounts only
+        any_value = _ordered(parts, f"_{name}_any", order, object)
         present = np.flatnonzero(pd.notna(any_value))
         later = present[np.isin(w_acc[present], missing)]
         found = pd.Series(later).groupby(w_acc[later]).first()
@@ -514,18 +519,8 @@ def assemble(
         columns.put(name, values)
         constants[name] = columns[name]
     del plain
-    account_type = _account_attribute(
-        _ordered(parts, "_type_first", order, object),
-        _ordered(parts, "_type_any", order, object),
-        w_acc,
-        first_of_account,
-    )
-    organization = _account_attribute(
-        _ordered(parts, "_org_first", order, object),
-        _ordered(parts, "_org_any", order, object),
-        w_acc,
-        first_of_account,
-    )
+    account_type = _account_attribute(parts, "type", order, w_acc, first_of_account)
+    organization = _account_attribute(parts, "org", order, w_acc, first_of_account)
     if prior is not None:
         account_type = history.attribute(prior, "type", account_type)
         organization = history.attribute(prior, "org", organization)
@@ -595,10 +590,8 @@ def assemble(
             "account_type": account_type[w_acc],
             "organization_id": organization[w_acc],
             "day": np.array(pd.to_datetime((present + first_day) * DAY_NS).date)[w_col],
-            "window_start": pd.to_datetime(
-                _ordered(parts, "window_start", order, np.int64), utc=True
-            ),
-            "window_end": pd.to_datetime(_ordered(parts, "window_end", order, np.int64), utc=True),
+            "window_start": _utc(_ordered(parts, "window_start", order, np.int64)),
+            "window_end": _utc(_ordered(parts, "window_end", order, np.int64)),
         },
         columns,
         {"_peer_group": peer_group[w_acc], "_account": w_acc, "_day": w_day},
@@ -613,6 +606,11 @@ def assemble(
         first_day=first_day,
         caseloads=caseloads,
     )
+
+
+def _utc(nanoseconds: np.ndarray) -> pd.DatetimeIndex:
+    """Instants (int64 ns since the epoch) as UTC times, without a per-value parse."""
+    return pd.DatetimeIndex(nanoseconds.view("datetime64[ns]")).tz_localize("UTC")
 
 
 def _frame(
