@@ -471,17 +471,17 @@ def assemble(
     )
     del hours
     sums["rare_hour_events"] = rare_events
-    novel = {}
+    novel: dict[str, Novel] = {}
+    has_history = history_days >= NOVELTY_MIN_HISTORY
+    # Novelty that is baselined (new structures) first; the rest is found, in its
+    # column, while the baselines are computed.
     for column, name in NOVELTY:
-        sums[name], novel[column] = _novelty(
-            parts,
-            column,
-            accounts,
-            window_keys,
-            first_day,
-            n_days,
-            history_days >= NOVELTY_MIN_HISTORY,
-        )
+        if name in BASELINED_VOLUMES:
+            sums[name], novel[column] = _novelty(
+                parts, column, accounts, window_keys, first_day, n_days, has_history
+            )
+        else:
+            sums[name] = columns[name]
     if not has_caseload_data:
         sums["out_of_caseload_reads"] = np.full(n_win, np.nan)
     for name, values in sums.items():  # the sums that are catalogue features, in their column
@@ -527,10 +527,9 @@ def assemble(
     peer_group = pd.factorize(account_type)[0].astype(np.int64) + 1  # 0 = unknown type
     eligible = _eligible_day(w_day, w_acc, history_days >= NOVELTY_MIN_HISTORY, n_acc, prior)
     able = _able(peer_group, eligible, n_days)
-    for name, feature in PEER_NOVELTY.items():
-        columns.put(feature, _peer_share(sums[name] >= 1, w_acc, w_day, peer_group, able))
+    for feature in PEER_NOVELTY.values():  # written below, while the baselines are computed
         constants[feature] = columns[feature]
-    for _, name in RARE_NOVELTY:  # written below, while the baselines are computed
+    for _, name in RARE_NOVELTY:  # likewise
         sums[name] = columns[name]
     volumes = window_features(sums, constants, columns.rows)
     # Baseline matrices have a column per day that holds events, not per calendar day:
@@ -569,6 +568,15 @@ def assemble(
                 BASELINED_VOLUMES, key=lambda v: v not in accumulation.CUSUM_VOLUMES
             )
         ]
+        for column, name in NOVELTY:
+            if name not in BASELINED_VOLUMES:
+                counts, novel[column] = _novelty(
+                    parts, column, accounts, window_keys, first_day, n_days, has_history
+                )
+                columns.put(name, counts)
+                del counts
+        for name, feature in PEER_NOVELTY.items():
+            columns.put(feature, _peer_share(sums[name] >= 1, w_acc, w_day, peer_group, able))
         for column, name in RARE_NOVELTY:
             found = novel.get(column)
             if found is None or found.pairs is None:
