@@ -4,11 +4,22 @@ A baseline for day *d* looks at the ``HISTORY_DAYS`` calendar days before *d*
 (never *d* itself): the account's own active days for *own* statistics, the
 active days of every account of the same type for *peer* statistics.
 Volumes are laid out as a dense (account x day) matrix with NaN for days
-without activity; quantiles come from sorting fixed-width slices, which is
-vectorised and bounded in memory by working in chunks.
+without activity. The days within ``HISTORY_DAYS`` before a day are always a
+contiguous run of the matrix's columns (its columns are ascending days), so:
+
+- own statistics sort each account's 28 earlier cells (short rows sort fast;
+  row chunks bound memory);
+- peer statistics sort a peer group's cells once, with their columns, and
+  read each day's order statistics from a running count of the cells whose
+  column lies in that day's run (no per-day sort of the pooled cells).
+
+Quantiles are numpy's linear interpolation, computed the same way in both.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -16,29 +27,67 @@ from numpy.lib.stride_tricks import sliding_window_view
 HISTORY_DAYS = 28
 MIN_OWN_WINDOWS = 3  # fewer earlier active days than this: no own baseline
 MIN_PEER_WINDOWS = 20  # fewer peer account-days than this: no peer baseline
-_CHUNK_CELLS = 4_000_000  # values sorted at once: bounds memory to ~32 MB per chunk
+_CHUNK_CELLS = 4_000_000  # cells sorted at once: bounds memory to ~16 MB (float32) per chunk
+OWN_QUANTILES = (("q25", 0.25), ("median", 0.5), ("q75", 0.75), ("max", 1.0))
+PEER_QUANTILES = (("q25", 0.25), ("median", 0.5), ("q75", 0.75), ("p95", 0.95))
 
 
-def sorted_quantiles(values: np.ndarray, qs: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Quantiles along the last axis, ignoring NaN (linear interpolation, as numpy).
+def positions(count: np.ndarray, q: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where quantile ``q`` of sets of ``count`` sorted values lies: the ranks of its
+    lower and upper neighbours and the fraction between them (numpy's linear rule)."""
+    largest = int(count.max()) if count.size else 0
+    # Few distinct counts (own histories hold at most HISTORY_DAYS days): the
+    # positions are worked out once per count and looked up, the same numbers.
+    by_count = count.size > 4 * (largest + 1)
+    counts = np.arange(largest + 1) if by_count else count
+    position = q * np.maximum(counts - 1, 0)
+    low = np.floor(position).astype(np.int64)
+    high = np.ceil(position).astype(np.int64)
+    fraction = position - low
+    if by_count:
+        return low[count], high[count], fraction[count]
+    return low, high, fraction
 
-    Returns (quantiles with shape ``values.shape[:-1] + (len(qs),)``, count of
-    non-NaN values). Rows without values give NaN.
+
+def interpolate(
+    low_value: np.ndarray, high_value: np.ndarray, fraction: np.ndarray, count: np.ndarray
+) -> np.ndarray:
+    """The quantile from its neighbours (:func:`positions`); NaN where ``count`` is 0.
+
+    The arithmetic is numpy's: the difference in the values' own dtype, the
+    fraction in float64.
     """
-    ordered = np.sort(np.where(np.isnan(values), np.inf, values), axis=-1)
-    count = np.isfinite(ordered).sum(axis=-1)
-    out = np.full(values.shape[:-1] + (len(qs),), np.nan)
-    last = np.maximum(count - 1, 0)
-    for i, q in enumerate(qs):
-        position = q * last
-        low = np.floor(position).astype(np.int64)
-        high = np.ceil(position).astype(np.int64)
-        low_value = np.take_along_axis(ordered, low[..., None], axis=-1)[..., 0]
-        high_value = np.take_along_axis(ordered, high[..., None], axis=-1)[..., 0]
-        with np.errstate(invalid="ignore"):
-            value = low_value + (high_value - low_value) * (position - low)
-        out[..., i] = np.where(count > 0, value, np.nan)
-    return out, count
+    with np.errstate(invalid="ignore"):
+        value = low_value + (high_value - low_value) * fraction
+    value[count == 0] = np.nan
+    return value
+
+
+def interpolated(
+    pick: Callable[[np.ndarray], np.ndarray], count: np.ndarray, q: float
+) -> np.ndarray:
+    """Quantile ``q`` of sets of ``count`` values (linear interpolation, as numpy's);
+    NaN where ``count`` is 0. ``pick(k)`` gives each set's ``k``-th smallest value
+    (``k`` an array shaped like ``count``, below ``count`` where ``count`` > 0)."""
+    low, high, fraction = positions(count, q)
+    return interpolate(pick(low), pick(high), fraction, count)
+
+
+def _ranked(ordered: np.ndarray, where: np.ndarray, ranks: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Per day (row of ``ranks``): the value of rank ``k``, found among the day's wanted
+    ``ranks`` and their positions ``where`` in ``ordered``."""
+    return ordered[where[np.arange(len(k)), np.argmax(ranks == k[:, None], axis=1)]]
+
+
+def window_starts(n_columns: int, days: np.ndarray | None = None) -> np.ndarray:
+    """Per column: the first column within HISTORY_DAYS calendar days before it.
+
+    Columns are consecutive days, or the ascending calendar days ``days``.
+    """
+    if days is None:
+        return np.maximum(np.arange(n_columns, dtype=np.int64) - HISTORY_DAYS, 0)
+    days = np.asarray(days, dtype=np.int64)
+    return np.searchsorted(days, days - HISTORY_DAYS, side="left").astype(np.int64)
 
 
 def _history_view(matrix: np.ndarray) -> np.ndarray:
@@ -48,20 +97,11 @@ def _history_view(matrix: np.ndarray) -> np.ndarray:
     return sliding_window_view(padded, HISTORY_DAYS, axis=1)[:, : matrix.shape[1], :]
 
 
-def _within_history(days: np.ndarray | None) -> np.ndarray | None:
-    """(days, HISTORY_DAYS) mask of the history view's cells that are truly earlier
-    calendar days within HISTORY_DAYS, when the matrix's columns are only the days
-    that hold events (``days``, ascending); None when no day is missing.
-
-    The HISTORY_DAYS columns before a day hold every active day of the
-    HISTORY_DAYS calendar days before it, and after a gap also older ones: those
-    are masked out.
-    """
-    if days is None or len(days) == 0 or days[-1] - days[0] == len(days) - 1:
-        return None
-    padded = np.concatenate([np.full(HISTORY_DAYS, np.iinfo(np.int64).min // 2), days])
-    earlier = sliding_window_view(padded, HISTORY_DAYS)[: len(days)]
-    return earlier >= (days - HISTORY_DAYS)[:, None]
+def _columns(only: np.ndarray | None, n_columns: int) -> np.ndarray | slice:
+    """``only`` as an index of columns (a slice when it is all of them: no fancy copy)."""
+    if only is None:
+        return slice(None)
+    return np.asarray(only, dtype=np.int64)
 
 
 def own_stats(
@@ -74,21 +114,37 @@ def own_stats(
     With ``only`` (column indices), only those columns are computed (the others
     stay NaN, count 0).
     """
-    within = _within_history(days)
     n_rows, n_days = matrix.shape
-    only = np.arange(n_days) if only is None else np.asarray(only, dtype=np.int64)
-    stats = {k: np.full((n_rows, n_days), np.nan) for k in ("median", "q25", "q75", "max")}
+    chosen = _columns(only, n_days)
+    targets = np.arange(n_days)[chosen]
+    starts = window_starts(n_days, days)[targets]
+    # Cells of the history view before a day's run are older than HISTORY_DAYS (gaps).
+    outside = np.arange(HISTORY_DAYS) < (starts - targets + HISTORY_DAYS)[:, None]
+    outside = outside if outside.any() else None
+    active = np.zeros((n_rows, n_days + 1), dtype=np.int32)
+    np.cumsum(~np.isnan(matrix), axis=1, out=active[:, 1:])
+    stats = {key: np.full((n_rows, n_days), np.nan) for key, _ in OWN_QUANTILES}
     stats["count"] = np.zeros((n_rows, n_days), dtype=np.int64)
-    rows_per_chunk = max(1, _CHUNK_CELLS // max(1, len(only) * HISTORY_DAYS))
-    for start in range(0, n_rows, rows_per_chunk):
-        rows = slice(start, start + rows_per_chunk)
-        history = _history_view(matrix[rows])[:, only, :]
-        if within is not None:
-            history = np.where(within[only], history, np.nan)
-        quantiles, count = sorted_quantiles(history, (0.25, 0.5, 0.75, 1.0))
-        for i, key in enumerate(("q25", "median", "q75", "max")):
-            stats[key][rows, only] = quantiles[..., i]
-        stats["count"][rows, only] = count
+    stats["count"][:, chosen] = active[:, targets] - active[:, starts]
+    rows_per_chunk = max(1, _CHUNK_CELLS // max(1, len(targets) * HISTORY_DAYS))
+    for first in range(0, n_rows, rows_per_chunk):
+        rows = slice(first, first + rows_per_chunk)
+        history = _history_view(matrix[rows])[:, chosen, :]
+        if not history.flags.owndata:  # a view of the padded copy: sort a copy of it
+            history = history.copy()
+        if outside is not None:
+            history[:, outside] = np.nan
+        history.sort(axis=-1)  # NaN last: a cell's count smallest values are its history
+        cells = history.reshape(-1, HISTORY_DAYS)
+        count = stats["count"][rows, chosen].reshape(-1)
+        wanted = [positions(count, q) for _, q in OWN_QUANTILES]
+        # Every quantile's neighbours in one gather: they lie in the same cache lines.
+        ranks = np.stack([k for low, high, _ in wanted for k in (low, high)], axis=1)
+        picked = np.take_along_axis(cells, ranks, axis=1)
+        del ranks
+        for i, ((key, _), (_, _, fraction)) in enumerate(zip(OWN_QUANTILES, wanted, strict=True)):
+            value = interpolate(picked[:, 2 * i], picked[:, 2 * i + 1], fraction, count)
+            stats[key][rows, chosen] = value.reshape(history.shape[:2])
     return stats
 
 
@@ -103,29 +159,44 @@ def peer_stats(
     ``groups`` gives each matrix row's peer group as an integer 0..G-1; the
     result arrays are (G x days). ``days`` and ``only`` as in :func:`own_stats`.
     """
-    within = _within_history(days)
     n_groups = int(groups.max()) + 1 if len(groups) else 0
     n_days = matrix.shape[1]
-    only = np.arange(n_days) if only is None else np.asarray(only, dtype=np.int64)
-    stats = {k: np.full((n_groups, n_days), np.nan) for k in ("median", "q25", "q75", "p95")}
+    targets = np.arange(n_days)[_columns(only, n_days)]
+    starts = window_starts(n_days, days)[targets]
+    stats = {key: np.full((n_groups, n_days), np.nan) for key, _ in PEER_QUANTILES}
     stats["count"] = np.zeros((n_groups, n_days), dtype=np.int64)
+    label_type = np.int16 if n_days < np.iinfo(np.int16).max else np.int32
     for group in range(n_groups):  # a handful of account types
-        members = matrix[groups == group]
-        if members.size == 0:
+        # Column-major: the group's cells day by day, then sorted once with their day.
+        cells = matrix[groups == group].T.reshape(-1)
+        column = np.repeat(np.arange(n_days, dtype=label_type), len(cells) // max(n_days, 1))
+        present = ~np.isnan(cells)
+        cells, column = cells[present], column[present]
+        if len(cells) == 0:
             continue
-        history = _history_view(members)  # (members, days, HISTORY_DAYS), a view
-        days_per_chunk = max(1, _CHUNK_CELLS // max(1, members.shape[0] * HISTORY_DAYS))
-        for start in range(0, len(only), days_per_chunk):
-            chosen = only[start : start + days_per_chunk]
-            cells = history[:, chosen, :]
-            if within is not None:
-                cells = np.where(within[chosen], cells, np.nan)
-            # (days, members * HISTORY_DAYS): every earlier peer account-day of each day.
-            pooled = cells.transpose(1, 0, 2).reshape(-1, members.shape[0] * HISTORY_DAYS)
-            quantiles, count = sorted_quantiles(pooled, (0.25, 0.5, 0.75, 0.95))
-            for i, key in enumerate(("q25", "median", "q75", "p95")):
-                stats[key][group, chosen] = quantiles[:, i]
-            stats["count"][group, chosen] = count
+        order = np.argsort(cells)
+        ordered, column = cells[order], column[order]
+        del cells, order, present
+        # Per day, the ranks the quantiles read (lower and upper neighbours) and where
+        # they lie in `ordered`: a running count of the cells of the day's run.
+        quantiles = np.array([q for _, q in PEER_QUANTILES])
+        ranks = np.zeros((len(targets), 2 * len(quantiles)), dtype=np.int64)
+        where = np.zeros_like(ranks)
+        count = np.zeros(len(targets), dtype=np.int64)
+        for i, (target, start) in enumerate(zip(targets, starts, strict=True)):
+            inside = column < target
+            if start > 0:
+                inside &= column >= start
+            running = np.cumsum(inside, dtype=np.int64)
+            count[i] = running[-1]
+            position = quantiles * max(count[i] - 1, 0)
+            ranks[i] = np.concatenate([np.floor(position), np.ceil(position)])
+            where[i] = np.searchsorted(running, ranks[i] + 1)
+        where = np.minimum(where, len(ordered) - 1)  # days without cells: masked by count
+        pick = partial(_ranked, ordered, where, ranks)
+        for key, q in PEER_QUANTILES:
+            stats[key][group, targets] = interpolated(pick, count, q)
+        stats["count"][group, targets] = count
     return stats
 
 

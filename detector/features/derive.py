@@ -78,29 +78,16 @@ WINDOW_CONSTANTS: tuple[str, ...] = PLAIN_CONSTANTS + BASELINE_CONSTANTS
 
 
 def derive(
-    sums: Mapping[str, np.ndarray], constants: Mapping[str, np.ndarray]
+    sums: Mapping[str, np.ndarray],
+    constants: Mapping[str, np.ndarray],
+    out: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Catalogue features from window (or prefix) sums and the window's constants."""
-    features: dict[str, np.ndarray] = {}
-    for name in SUMS:
-        if name not in ("night_events", "off_hours_events"):
-            features[name] = np.asarray(sums[name], dtype=np.float64)
-    features["peak_hourly_records"] = np.asarray(sums["peak_hourly_records"], dtype=np.float64)
-    events = features["events"]
-    read = features["records_read"]
-    features["records_touched"] = read + features["records_returned"]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        features["out_of_caseload_share"] = np.where(
-            read > 0,
-            features["out_of_caseload_reads"] / read,
-            features["out_of_caseload_reads"] * 0,
-        )
-        features["night_share"] = np.where(events > 0, sums["night_events"] / events, 0.0)
-        features["off_hours_share"] = np.where(events > 0, sums["off_hours_events"] / events, 0.0)
-        caseload = np.asarray(constants["caseload_size"], dtype=np.float64)
-        features["caseload_ratio"] = np.where(caseload > 0, read / caseload, read)
-    for name in PLAIN_CONSTANTS:
-        features[name] = np.asarray(constants[name], dtype=np.float64)
+    """Catalogue features from window (or prefix) sums and the window's constants.
+
+    ``out``: arrays to write computed features into as they are made (the feature
+    table's columns), so that a table of millions of windows is not held twice.
+    """
+    features = window_features(sums, constants, out)
     for volume in BASELINED_VOLUMES:
         value = features[volume]
         for stat in BASELINE_STATS:
@@ -115,10 +102,21 @@ def derive(
                 z = (value - features[baseline_name(centre, volume)]) / scale
             # No baseline: the account is neither above nor below it (0), unless
             # the volume itself is unknown (no caseload data), which stays NaN.
-            features[baseline_name(z_stat, volume)] = np.where(np.isnan(scale), value * 0, z)
+            name = baseline_name(z_stat, volume)
+            features[name] = _kept(out, name, np.where(np.isnan(scale), value * 0, z))
+            del z
     for volume in accumulation.CUSUM_VOLUMES:
-        features[f"cusum_{volume}"] = _cusum(features, constants, volume)
+        name = f"cusum_{volume}"
+        features[name] = _kept(out, name, _cusum(features, constants, volume))
     return features
+
+
+def _kept(out: Mapping[str, np.ndarray] | None, name: str, values: np.ndarray) -> np.ndarray:
+    """``values``, or the array of ``out`` they were copied into."""
+    if out is None or name not in out:
+        return values
+    out[name][:] = values
+    return out[name]
 
 
 def _cusum(
@@ -134,3 +132,43 @@ def _cusum(
     previous = np.asarray(constants[f"_cusum_prev_{volume}"], dtype=np.float64)
     # Unknown volume (no caseload data) or no earlier sum (a day not scored): unknown.
     return np.where(np.isnan(value), np.nan, accumulation.step(previous, term))
+
+
+def window_features(
+    sums: Mapping[str, np.ndarray],
+    constants: Mapping[str, np.ndarray],
+    out: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """The features that need no baseline (the volumes baselines are taken of):
+    sums, shares, ratios and the window's plain constants (``out`` as in :func:`derive`)."""
+    features: dict[str, np.ndarray] = {}
+    for name in SUMS:
+        if name not in ("night_events", "off_hours_events"):
+            features[name] = np.asarray(sums[name], dtype=np.float64)
+    features["peak_hourly_records"] = np.asarray(sums["peak_hourly_records"], dtype=np.float64)
+    events = features["events"]
+    read = features["records_read"]
+    features["records_touched"] = _kept(out, "records_touched", read + features["records_returned"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        features["out_of_caseload_share"] = _kept(
+            out,
+            "out_of_caseload_share",
+            np.where(
+                read > 0,
+                features["out_of_caseload_reads"] / read,
+                features["out_of_caseload_reads"] * 0,
+            ),
+        )
+        features["night_share"] = _kept(
+            out, "night_share", np.where(events > 0, sums["night_events"] / events, 0.0)
+        )
+        features["off_hours_share"] = _kept(
+            out, "off_hours_share", np.where(events > 0, sums["off_hours_events"] / events, 0.0)
+        )
+        caseload = np.asarray(constants["caseload_size"], dtype=np.float64)
+        features["caseload_ratio"] = _kept(
+            out, "caseload_ratio", np.where(caseload > 0, read / caseload, read)
+        )
+    for name in PLAIN_CONSTANTS:
+        features[name] = np.asarray(constants[name], dtype=np.float64)
+    return features

@@ -15,6 +15,7 @@ on those small tables only:
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,7 +28,13 @@ import pyarrow.compute as pc
 
 from detector.features import accumulation, baselines, calendar, history
 from detector.features.catalogue import BASELINED_VOLUMES, FEATURES
-from detector.features.derive import BASELINE_CONSTANTS, SUMS, WINDOW_CONSTANTS, derive
+from detector.features.derive import (
+    BASELINE_CONSTANTS,
+    SUMS,
+    WINDOW_CONSTANTS,
+    derive,
+    window_features,
+)
 from detector.features.kernel import (
     DAY_NS,
     NOVELTY,
@@ -57,7 +64,11 @@ COMMON_MIN = 3  # ... and by at least this many of them
 RARE_NOVELTY = (("src_ip", "new_rare_addresses"), ("user_agent", "new_rare_clients"))
 NOVELTY_SPREAD_DAYS = 3  # a roll-out reaches accounts as they log in: today and the 2 days before
 # Novelty columns whose same-day share among peers is a feature (organisation-wide changes).
-PEER_NOVELTY = {"new_addresses": "peer_new_addresses_share", "new_clients": "peer_new_clients_share"}
+PEER_NOVELTY = {
+    "new_addresses": "peer_new_addresses_share",
+    "new_clients": "peer_new_clients_share",
+}
+_ROWS_PER_CHUNK = 65_536  # windows per chunk where (windows x 24) temporaries are made
 _DENSE_WINDOW_KEYS = 50_000_000  # accounts x days up to which windows are found by a gather
 KEYS = ["account_id", "account_type", "organization_id", "day", "window_start", "window_end"]
 
@@ -112,17 +123,44 @@ class FeatureTable:
         return self.table["_account"].to_numpy() * n_days + self.table["_day"].to_numpy()
 
 
-def _first_per_key(keys: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct keys and each one's smallest day.
+def _packed(high: np.ndarray, low: np.ndarray, low_span: int) -> tuple[np.ndarray, int] | None:
+    """``high`` and ``low`` (0 <= low < low_span) in one int64 that sorts as the pair
+    (with the number of bits given to ``low``); None when they do not fit.
 
-    Partitions come in time order, so days usually never decrease: then the
-    first occurrence of a key (one hashing pass) is its first day.
+    numpy sorts plain int64 keys several times faster than it argsorts them or
+    hashes them, so pairs are sorted packed and unpacked with shifts.
     """
-    if len(day) > 1 and not (day[1:] >= day[:-1]).all():
-        order = np.argsort(day, kind="stable")
+    bits = max(int(low_span - 1).bit_length(), 1)
+    largest = max(abs(int(high.min())), abs(int(high.max())) + 1) if len(high) else 0
+    if largest >= 2 ** (62 - bits):
+        return None
+    packed = high if high.dtype == np.int64 else high.astype(np.int64)
+    packed <<= bits  # in place: callers pass their own temporaries
+    packed |= low
+    return packed, bits
+
+
+def _first_per_key(keys: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct keys (ascending) and each one's smallest day."""
+    if len(keys) == 0:
+        return keys, day
+    earliest = int(day.min())
+    day -= earliest  # the caller's temporary
+    packed = _packed(keys, day, int(day.max()) + 1)
+    if packed is None:
+        order = np.lexsort((day, keys))
         keys, day = keys[order], day[order]
-    first = ~pd.Series(keys).duplicated(keep="first").to_numpy()
-    return keys[first], day[first]
+    else:
+        del keys, day
+        pairs, bits = packed
+        pairs.sort()
+        keys = pairs >> bits
+        day = pairs
+        day &= (1 << bits) - 1
+    first = np.empty(len(keys), dtype=bool)
+    first[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=first[1:])
+    return keys[first], day[first] + earliest
 
 
 def _cores() -> int:
@@ -147,22 +185,43 @@ def _rows_of_keys(window_keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
 
 
 def _rare_hours(
-    hours: np.ndarray, first_of_account: np.ndarray, dropped: np.ndarray | None = None
-) -> np.ndarray:
+    hours: np.ndarray,
+    first_of_account: np.ndarray,
+    w_acc: np.ndarray,
+    dropped: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """(windows x 24): local hours which, with their two neighbours, hold < 1 % of the
-    account's earlier events (working half an hour late is not rare; 3 a.m. is).
+    account's earlier events (working half an hour late is not rare; 3 a.m. is); and
+    per window, its events in such hours.
 
-    ``dropped``: (windows x 24) the account's hours of days pruned from a state.
+    Rows are ordered by account (``w_acc``), ``first_of_account`` the first row of
+    each; ``dropped``: (accounts x 24) the account's hours of days pruned from a state.
     """
-    before = np.cumsum(hours, axis=0, dtype=np.int64) - hours  # all earlier windows
-    before = before - before[first_of_account]  # the same account's only
-    if dropped is not None:
-        before = before + dropped
-    around = before + np.roll(before, 1, axis=1) + np.roll(before, -1, axis=1)
-    history_events = before.sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        share = around / history_events[:, None]
-    return (history_events >= RARE_HOUR_MIN_HISTORY)[:, None] & (share < RARE_HOUR_SHARE)
+    # Running sums over all rows, less the sum before the account's first row: the
+    # account's earlier windows. int32 holds them whenever the whole log's events fit.
+    small = int(hours.sum(dtype=np.int64)) < np.iinfo(np.int32).max
+    running = np.cumsum(hours, axis=0, dtype=np.int32 if small else np.int64)
+    base = np.zeros((len(first_of_account), hours.shape[1]), dtype=running.dtype)
+    base[1:] = running[first_of_account[1:] - 1]
+    rare = np.zeros(hours.shape, dtype=bool)
+    rare_events = np.zeros(len(hours))
+    for first in range(0, len(hours), _ROWS_PER_CHUNK):  # bounded temporaries
+        rows = slice(first, first + _ROWS_PER_CHUNK)
+        before = running[rows] - hours[rows]
+        before -= base[w_acc[rows]]
+        if dropped is not None:
+            before = before + dropped[w_acc[rows]]
+        around = before.copy()
+        around[:, 1:] += before[:, :-1]
+        around[:, 0] += before[:, -1]
+        around[:, :-1] += before[:, 1:]
+        around[:, -1] += before[:, 0]
+        history_events = before.sum(axis=1, dtype=np.int64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = around / history_events[:, None]
+        rare[rows] = (history_events >= RARE_HOUR_MIN_HISTORY)[:, None] & (share < RARE_HOUR_SHARE)
+        rare_events[rows] = (hours[rows] * rare[rows]).sum(axis=1)
+    return rare, rare_events
 
 
 def _novelty(
@@ -182,22 +241,44 @@ def _novelty(
     account_code, account_names = _codes([t["account_id"] for t in tables])
     account = np.r_[lookup(account_names, pa.array(accounts.astype(str), pa.string())), -1]
     account = account[account_code]
+    del account_code
     value, dictionary = _codes([t["value"] for t in tables])
     n_values = len(dictionary)
-    day = np.concatenate([t["day"].to_numpy() for t in tables]).astype(np.int64) - first_day
-    keys, first = _first_per_key(account * n_values + value, day)
+    account *= n_values
+    account += value  # (account, value) keys
+    del value
+    keys, first = _first_per_key(
+        account, np.concatenate([t["day"].to_numpy() for t in tables]).astype(np.int64) - first_day
+    )
+    del account
     wanted = keys // n_values * n_days + first
     window = _rows_of_keys(window_keys, wanted)
     # A pair first seen on a day pruned from a state has no window of its own: not new.
     new = has_history[window] & (window_keys[window] == wanted)
+    del wanted
     counts = np.bincount(window[new], minlength=n_win).astype(np.float64)
     values = pc.take(dictionary, pa.array(keys[new] % n_values))
     novel = Novel(window[new], values)
+    del window
     # For rarity among peers; an account with no stored window (all its days pruned)
-    # has no known peer group, and is left out.
+    # has no known peer group, and is left out. Kept small: codes and days fit int32.
     known = keys >= 0
-    novel.pairs = (keys[known] // n_values, keys[known] % n_values, first[known], new[known])
+    keys, first, new = keys[known], first[known], new[known]
+    novel.pairs = (
+        _narrow(keys // n_values),
+        _narrow(keys % n_values),
+        _narrow(first),
+        new,
+    )
     return counts, novel
+
+
+def _narrow(values: np.ndarray) -> np.ndarray:
+    """int32 when every value fits (the same numbers, half the memory)."""
+    small = len(values) == 0 or (
+        values.min() >= np.iinfo(np.int32).min and values.max() <= np.iinfo(np.int32).max
+    )
+    return values.astype(np.int32) if small else values
 
 
 def _rare(
@@ -213,10 +294,11 @@ def _rare(
     """
     account, value, first, new = novel.pairs
     n_values = int(value.max()) + 1 if len(value) else 1
-    group_value = peer_group[account] * n_values + value
-    users = _users_by_then(group_value, first, n_days)
-    threshold = np.maximum(COMMON_MIN, COMMON_SHARE * able[peer_group[account] * n_days + first])
-    rare = (users < threshold)[new]
+    group = peer_group[account]
+    users = _users_by_then(group * n_values + value, first, n_days)[new]
+    # Only the new pairs are judged.
+    threshold = COMMON_SHARE * able[group[new] * n_days + first[new]]
+    rare = users < np.maximum(COMMON_MIN, threshold)
     counts = np.bincount(novel.window[rare], minlength=n_win).astype(np.float64)
     return counts, Novel(novel.window[rare], pc.filter(novel.values, pa.array(rare)))
 
@@ -228,19 +310,30 @@ def _users_by_then(group_value: np.ndarray, first: np.ndarray, n_days: int) -> n
     One sort, then run boundaries: binary searches of ten million random keys
     cost seconds (cache misses), a sort a fraction of that.
     """
-    key = group_value * (n_days + 1) + first
-    order = np.argsort(key)  # the order among equal keys does not matter
-    ordered = key[order]
-    position = np.arange(len(key))
-    same_as_next = np.append(ordered[1:] == ordered[:-1], False)
-    # Exclusive end of each run of equal keys, read back from the run's last element.
-    end = np.where(same_as_next, len(key), position + 1)
-    end = np.minimum.accumulate(end[::-1])[::-1]
-    group = ordered // (n_days + 1)
-    new_group = np.append(True, group[1:] != group[:-1])
-    start = np.maximum.accumulate(np.where(new_group, position, 0))
-    users = np.empty(len(key), dtype=np.int64)
-    users[order] = end - start
+    if len(group_value) == 0:
+        return np.zeros(0, dtype=np.int64)
+    key = group_value * (n_days + 1)
+    key += first
+    packed = _packed(key, np.arange(len(key)), len(key))
+    if packed is None:
+        order = np.argsort(key)  # the order among equal keys does not matter
+        ordered = key[order]
+    else:
+        del key
+        ordered, bits = packed
+        ordered.sort()
+        order = ordered & ((1 << bits) - 1)
+        ordered >>= bits
+    n = len(ordered)
+    # Runs of equal keys (same group, value and day), and where each group's run begins.
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if n else ordered[:0]
+    group = ordered[starts] // (n_days + 1)
+    del ordered
+    group_start = np.where(np.r_[True, group[1:] != group[:-1]], starts, 0)
+    np.maximum.accumulate(group_start, out=group_start)
+    ends = np.r_[starts[1:], n]
+    users = np.empty(n, dtype=np.int64)
+    users[order] = np.repeat(ends - group_start, ends - starts)
     return users
 
 
@@ -268,20 +361,58 @@ def _codes(columns: list[pa.ChunkedArray]) -> tuple[np.ndarray, pa.Array]:
 
 
 def _account_attribute(
-    windows: pd.DataFrame, name: str, first_of_account: np.ndarray
+    parts: Sequence[Aggregates],
+    name: str,
+    order: np.ndarray,
+    w_acc: np.ndarray,
+    first_of_account: np.ndarray,
 ) -> np.ndarray:
-    """Each account's type or structure: its first event's, else its first non-missing one."""
-    first = windows[f"_{name}_first"].to_numpy(dtype=object)
-    any_value = windows[f"_{name}_any"].to_numpy(dtype=object)
-    value = first[first_of_account].copy()
+    """Each account's type or structure: its first event's, else its first non-missing one.
+
+    Only the accounts' first windows are read (``order``: table row -> stacked
+    window), not a Python string per window.
+    """
+    first = pd.concat([p.windows[f"_{name}_first"] for p in parts], ignore_index=True)
+    value = first.take(order[first_of_account]).to_numpy(dtype=object)
     missing = np.flatnonzero(pd.isna(value))
     if len(missing):  # rare: look further, for those accounts only
-        account = windows["_account"].to_numpy()
+        any_value = _ordered(parts, f"_{name}_any", order, object)
         present = np.flatnonzero(pd.notna(any_value))
-        later = present[np.isin(account[present], missing)]
-        found = pd.Series(later).groupby(account[later]).first()
+        later = present[np.isin(w_acc[present], missing)]
+        found = pd.Series(later).groupby(w_acc[later]).first()
         value[found.index.to_numpy()] = any_value[found.to_numpy()]
     return value
+
+
+class _Columns:
+    """The table's float columns as the rows of one (columns x windows) block.
+
+    Sums, constants and baselines are written straight into their rows, so the
+    table's numbers exist once: the DataFrame is made over the block without a copy.
+    """
+
+    def __init__(self, names: Sequence[str], n_rows: int):
+        self.block = np.empty((len(names), n_rows))
+        self.names = list(names)
+        self.rows = {name: self.block[i] for i, name in enumerate(names)}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.rows[name]
+
+    def put(self, name: str, values: np.ndarray) -> None:
+        """Write ``values`` into the column (nothing to do when it is the column itself)."""
+        row = self.rows[name]
+        if values is not row:
+            row[:] = values
+
+
+# Float columns of the table, in order: the catalogue's features, then internal ones.
+FLOAT_COLUMNS = list(FEATURES) + [name for name in WINDOW_CONSTANTS if name.startswith("_")]
+
+
+def _ordered(parts: Sequence[Aggregates], name: str, order: np.ndarray, dtype: Any = None):
+    """A column of every partition's windows, in table order."""
+    return np.concatenate([p.windows[name].to_numpy(dtype=dtype) for p in parts])[order]
 
 
 def assemble(
@@ -306,19 +437,19 @@ def assemble(
     notices = list(notices or [])
     if not parts:
         return _empty_table(timezone, notices, has_caseload_data)
-    windows = pd.concat([p.windows for p in parts], ignore_index=True)
-    hours = np.concatenate([p.hours for p in parts])
-    account_codes, accounts = pd.factorize(windows["account_id"], sort=True)
-    order = np.lexsort((windows["day"].to_numpy(), account_codes))
-    windows = windows.iloc[order].reset_index(drop=True)
-    hours = hours[order]
+    account_codes, accounts = pd.factorize(
+        pd.concat([p.windows["account_id"] for p in parts], ignore_index=True), sort=True
+    )
+    days = np.concatenate([p.windows["day"].to_numpy() for p in parts]).astype(np.int64)
+    order = np.lexsort((days, account_codes))
     w_acc = account_codes[order].astype(np.int64)
-    windows["_account"] = w_acc
-    first_day = int(windows["day"].min()) if first_day is None else first_day
-    w_day = windows["day"].to_numpy().astype(np.int64) - first_day
-    windows["_day"] = w_day
-    n_win, n_acc, n_days = len(windows), len(accounts), int(w_day.max()) + 1
+    del account_codes
+    first_day = int(days.min()) if first_day is None else first_day
+    w_day = days[order] - first_day
+    del days
+    n_win, n_acc, n_days = len(w_acc), len(accounts), int(w_day.max()) + 1
     window_keys = w_acc * n_days + w_day
+    columns = _Columns(FLOAT_COLUMNS, n_win)
 
     first_of_account = np.full(n_acc, n_win, dtype=np.int64)
     first_of_account[w_acc[::-1]] = np.arange(n_win)[::-1]
@@ -327,25 +458,36 @@ def assemble(
     if prior is not None:
         history_days = history_days + prior.days[w_acc]
 
-    sums = {name: windows[name].to_numpy(dtype=np.float64) for name in windows if name in SUMS}
-    sums["peak_hourly_records"] = windows["peak_hourly_records"].to_numpy(dtype=np.float64)
-    rare = _rare_hours(
-        hours, first_of_account[w_acc], None if prior is None else prior.hours[w_acc]
+    sums: dict[str, np.ndarray] = {}
+    for name in [*SUMS, "peak_hourly_records"]:
+        if name not in parts[0].windows:
+            continue
+        values = np.concatenate([p.windows[name].to_numpy(dtype=np.float64) for p in parts])
+        sums[name] = columns[name] if name in columns.rows else np.empty(n_win)
+        np.take(values, order, out=sums[name])
+    hours = np.concatenate([p.hours for p in parts])[order]
+    rare, rare_events = _rare_hours(
+        hours, first_of_account, w_acc, None if prior is None else prior.hours
     )
-    sums["rare_hour_events"] = (hours * rare).sum(axis=1).astype(np.float64)
-    novel = {}
+    del hours
+    sums["rare_hour_events"] = rare_events
+    novel: dict[str, Novel] = {}
+    has_history = history_days >= NOVELTY_MIN_HISTORY
+    # Novelty that is baselined (new structures) first; the rest is found, in its
+    # column, while the baselines are computed.
     for column, name in NOVELTY:
-        sums[name], novel[column] = _novelty(
-            parts,
-            column,
-            accounts,
-            window_keys,
-            first_day,
-            n_days,
-            history_days >= NOVELTY_MIN_HISTORY,
-        )
+        if name in BASELINED_VOLUMES:
+            sums[name], novel[column] = _novelty(
+                parts, column, accounts, window_keys, first_day, n_days, has_history
+            )
+        else:
+            sums[name] = columns[name]
     if not has_caseload_data:
         sums["out_of_caseload_reads"] = np.full(n_win, np.nan)
+    for name, values in sums.items():  # the sums that are catalogue features, in their column
+        if name in columns.rows:
+            columns.put(name, values)
+            sums[name] = columns[name]
 
     created = np.full(n_acc, np.iinfo(np.int64).max)
     made = pa.concat_tables([p.created for p in parts], promote_options="permissive")
@@ -359,7 +501,7 @@ def assemble(
     if caseloads is not None:
         owned = lookup(caseloads["account_id"], accounts)
         caseload_size = np.bincount(owned[owned >= 0], minlength=n_acc).astype(np.float64)
-    constants: dict[str, np.ndarray] = {
+    plain: dict[str, np.ndarray] = {
         "caseload_size": caseload_size[w_acc],
         "history_days": history_days.astype(np.float64),
         "log_days": w_day.astype(np.float64),
@@ -372,25 +514,24 @@ def assemble(
             None if prior is None else prior.off_days[w_acc],
         ),
     }
-    account_type = _account_attribute(windows, "type", first_of_account)
-    organization = _account_attribute(windows, "org", first_of_account)
+    constants: dict[str, np.ndarray] = {}
+    for name, values in plain.items():
+        columns.put(name, values)
+        constants[name] = columns[name]
+    del plain
+    account_type = _account_attribute(parts, "type", order, w_acc, first_of_account)
+    organization = _account_attribute(parts, "org", order, w_acc, first_of_account)
     if prior is not None:
         account_type = history.attribute(prior, "type", account_type)
         organization = history.attribute(prior, "org", organization)
     peer_group = pd.factorize(account_type)[0].astype(np.int64) + 1  # 0 = unknown type
-    eligible = _eligible_day(
-        w_day, w_acc, history_days >= NOVELTY_MIN_HISTORY, n_acc, prior
-    )
+    eligible = _eligible_day(w_day, w_acc, history_days >= NOVELTY_MIN_HISTORY, n_acc, prior)
     able = _able(peer_group, eligible, n_days)
-    for name, feature in PEER_NOVELTY.items():
-        constants[feature] = _peer_share(sums[name] >= 1, w_acc, w_day, peer_group, able)
-    for column, name in RARE_NOVELTY:
-        found = novel.get(column)
-        if found is None or found.pairs is None:
-            sums[name] = np.zeros(n_win)
-            continue
-        sums[name], novel[f"{column}~rare"] = _rare(found, n_win, peer_group, able, n_days)
-    volumes = derive(sums, {**constants, **_nan_baselines(n_win)})
+    for feature in PEER_NOVELTY.values():  # written below, while the baselines are computed
+        constants[feature] = columns[feature]
+    for _, name in RARE_NOVELTY:  # likewise
+        sums[name] = columns[name]
+    volumes = window_features(sums, constants, columns.rows)
     # Baseline matrices have a column per day that holds events, not per calendar day:
     # a log with a far-off stray day must not span decades of empty columns.
     present, w_col = np.unique(w_day, return_inverse=True)
@@ -402,50 +543,66 @@ def assemble(
         earliest = present[only].min() - accumulation.HORIZON_DAYS if len(only) else 0
         accumulated = np.flatnonzero(present >= earliest)
     org_group = pd.factorize(organization)[0].astype(np.int64)  # -1: no structure
-    # One volume per thread: the time is in numpy's sorts, which release the GIL.
+    cells = w_acc * len(present) + w_col  # each window's cell of the (account x day) matrices
+    for name in BASELINE_CONSTANTS:
+        constants[name] = columns[name]
+    # One volume per thread: the time is in numpy's sorts, which release the GIL. The
+    # accumulations, whose (account x day) temporaries are the largest, take turns.
+    one_at_a_time = threading.Lock()
     with ThreadPoolExecutor(max_workers=min(len(BASELINED_VOLUMES), _cores()) or 1) as pool:
-        done = {
-            volume: pool.submit(
-                _add_baselines,
-                constants,
+        done = [
+            pool.submit(
+                _volume_baselines,
+                columns,
                 volume,
                 volumes[volume],
-                w_acc,
-                w_col,
+                (w_acc, w_col, cells),
                 present,
-                n_acc,
-                peer_group,
+                (peer_group, org_group),
                 accumulated if volume in accumulation.CUSUM_VOLUMES else only,
+                only,
+                one_at_a_time,
             )
-            for volume in BASELINED_VOLUMES
-        }
-        own = {volume: future.result() for volume, future in done.items()}
-    for volume in accumulation.CUSUM_VOLUMES:
-        _add_accumulation(
-            constants,
-            volume,
-            volumes[volume],
-            (w_acc, w_col, present),
-            own[volume],
-            (peer_group, org_group),
-            only,
-        )
+            # The volumes that also accumulate take longest: first.
+            for volume in sorted(
+                BASELINED_VOLUMES, key=lambda v: v not in accumulation.CUSUM_VOLUMES
+            )
+        ]
+        for column, name in NOVELTY:
+            if name not in BASELINED_VOLUMES:
+                counts, novel[column] = _novelty(
+                    parts, column, accounts, window_keys, first_day, n_days, has_history
+                )
+                columns.put(name, counts)
+                del counts
+        for name, feature in PEER_NOVELTY.items():
+            columns.put(feature, _peer_share(sums[name] >= 1, w_acc, w_day, peer_group, able))
+        for column, name in RARE_NOVELTY:
+            found = novel.get(column)
+            if found is None or found.pairs is None:
+                columns[name][:] = 0.0
+                continue
+            counts, novel[f"{column}~rare"] = _rare(found, n_win, peer_group, able, n_days)
+            columns.put(name, counts)
+        for future in done:
+            future.result()
+    del done, volumes
 
-    features = derive(sums, constants)
-    table = pd.DataFrame(
+    for name, values in derive(sums, constants, columns.rows).items():
+        if name in columns.rows:
+            columns.put(name, values)  # nothing to do: every feature was made in its column
+    del sums, constants
+    table = _frame(
         {
-            "account_id": windows["account_id"].astype(str).to_numpy(),
+            "account_id": np.asarray(accounts.astype(str))[w_acc],
             "account_type": account_type[w_acc],
             "organization_id": organization[w_acc],
-            "day": pd.to_datetime((w_day + first_day) * DAY_NS).date,
-            "window_start": pd.to_datetime(windows["window_start"].to_numpy(), utc=True),
-            "window_end": pd.to_datetime(windows["window_end"].to_numpy(), utc=True),
-            **{name: features[name] for name in FEATURES},
-            **{name: constants[name] for name in WINDOW_CONSTANTS if name.startswith("_")},
-            "_peer_group": peer_group[w_acc],
-            "_account": w_acc,
-            "_day": w_day,
-        }
+            "day": np.array(pd.to_datetime((present + first_day) * DAY_NS).date)[w_col],
+            "window_start": _utc(_ordered(parts, "window_start", order, np.int64)),
+            "window_end": _utc(_ordered(parts, "window_end", order, np.int64)),
+        },
+        columns,
+        {"_peer_group": peer_group[w_acc], "_account": w_acc, "_day": w_day},
     )
     return FeatureTable(
         table,
@@ -457,6 +614,23 @@ def assemble(
         first_day=first_day,
         caseloads=caseloads,
     )
+
+
+def _utc(nanoseconds: np.ndarray) -> pd.DatetimeIndex:
+    """Instants (int64 ns since the epoch) as UTC times, without a per-value parse."""
+    return pd.DatetimeIndex(nanoseconds.view("datetime64[ns]")).tz_localize("UTC")
+
+
+def _frame(
+    keys: dict[str, Any], columns: _Columns, integers: dict[str, np.ndarray]
+) -> pd.DataFrame:
+    """The table: window keys, the float block (not copied), then integer columns."""
+    table = pd.DataFrame(columns.block.T, columns=columns.names, copy=False)
+    for position, (name, values) in enumerate(keys.items()):
+        table.insert(position, name, values)
+    for name, values in integers.items():
+        table[name] = values
+    return table
 
 
 def _eligible_day(
@@ -569,56 +743,87 @@ def build_feature_table(
     return build_features(FrameSource(log, timezone), caseloads, timezone, workers=1)
 
 
-def _nan_baselines(n_win: int) -> dict[str, np.ndarray]:
-    return {name: np.full(n_win, np.nan) for name in BASELINE_CONSTANTS}
+def _gather(row: np.ndarray, matrix: np.ndarray, cells: np.ndarray, known: np.ndarray) -> None:
+    """``row`` = each window's cell of ``matrix``, NaN where not ``known``."""
+    np.take(matrix.reshape(-1), cells, out=row)
+    row[~known] = np.nan
+
+
+def _volume_baselines(
+    columns: _Columns,
+    volume: str,
+    values: np.ndarray,
+    windows: tuple[np.ndarray, np.ndarray, np.ndarray],
+    days: np.ndarray,
+    groups: tuple[np.ndarray, np.ndarray],
+    columns_computed: np.ndarray | None,
+    scored: np.ndarray | None,
+    lock: threading.Lock,
+) -> None:
+    """One volume's baselines and, for the volumes that accumulate, the CUSUM's terms
+    (one task of the pool). ``columns_computed``: the day columns whose baselines are
+    computed (None: all); ``scored``: those whose sums are."""
+    w_acc, w_col, _ = windows
+    peer_group, org_group = groups
+    cusum = volume in accumulation.CUSUM_VOLUMES
+    n_acc = len(peer_group)  # every account, by code
+    own = _add_baselines(
+        columns, volume, values, windows, days, n_acc, peer_group, columns_computed, cusum
+    )
+    if own is not None:
+        with lock:
+            _add_accumulation(
+                columns, volume, values, (w_acc, w_col, days), own, (peer_group, org_group), scored
+            )
 
 
 def _add_baselines(
-    constants: dict[str, np.ndarray],
+    columns: _Columns,
     volume: str,
     values: np.ndarray,
-    w_acc: np.ndarray,
-    w_col: np.ndarray,
+    windows: tuple[np.ndarray, np.ndarray, np.ndarray],
     days: np.ndarray,
     n_acc: int,
     peer_group: np.ndarray,
     only: np.ndarray | None = None,
-) -> None:
-    """Own and peer statistics of one volume, from earlier days only.
+    keep: bool = False,
+) -> dict[str, np.ndarray] | None:
+    """Own and peer statistics of one volume, from earlier days only, written into
+    their columns; the own statistics returned when ``keep`` (for the accumulation).
 
-    ``w_col`` indexes ``days``, the days (since the first) that hold events;
-    with ``only``, just those columns are computed.
+    ``windows``: each window's account, column of ``days`` (the days since the first
+    that hold events) and cell of the (account x day) matrix; with ``only``, just
+    those columns are computed.
     """
-    w_day = w_col
+    w_acc, w_col, cells = windows
     # float32: exact for counts below 16 million, and sorts twice as fast as float64.
     matrix = np.full((n_acc, max(len(days), 1)), np.nan, dtype=np.float32)
-    matrix[w_acc, w_day] = values
-    own = baselines.own_stats(matrix, days, only)
-    enough = own["count"][w_acc, w_day] >= baselines.MIN_OWN_WINDOWS
-    median = own["median"][w_acc, w_day]
-    constants[baseline_name(OWN_MEDIAN, volume)] = np.where(enough, median, np.nan)
-    constants[baseline_name(OWN_MAX, volume)] = np.where(enough, own["max"][w_acc, w_day], np.nan)
+    matrix.reshape(-1)[cells] = values
     share = FEATURES[volume].unit == "share"
-    scale = baselines.robust_scale(
-        median, own["q25"][w_acc, w_day], own["q75"][w_acc, w_day], share
-    )
-    constants[baseline_name(OWN_SCALE, volume)] = np.where(enough, scale, np.nan)
+    own = baselines.own_stats(matrix, days, only)
+    enough = np.take(own["count"].reshape(-1), cells) >= baselines.MIN_OWN_WINDOWS
+    _gather(columns[baseline_name(OWN_MEDIAN, volume)], own["median"], cells, enough)
+    _gather(columns[baseline_name(OWN_MAX, volume)], own["max"], cells, enough)
+    # Scales cell by cell, then gathered: the same numbers as window by window.
+    scale = baselines.robust_scale(own["median"], own["q25"], own["q75"], share)
+    _gather(columns[baseline_name(OWN_SCALE, volume)], scale, cells, enough)
+    del scale
+    if not keep:
+        own = None
 
     peers = baselines.peer_stats(matrix, peer_group, days, only)
-    group = peer_group[w_acc]
-    enough = peers["count"][group, w_day] >= baselines.MIN_PEER_WINDOWS
-    median = peers["median"][group, w_day]
-    constants[baseline_name(PEER_MEDIAN, volume)] = np.where(enough, median, np.nan)
-    constants[baseline_name(PEER_P95, volume)] = np.where(enough, peers["p95"][group, w_day], np.nan)
-    scale = baselines.robust_scale(
-        median, peers["q25"][group, w_day], peers["q75"][group, w_day], share
-    )
-    constants[baseline_name(PEER_SCALE, volume)] = np.where(enough, scale, np.nan)
+    del matrix
+    group_cells = peer_group[w_acc] * peers["count"].shape[1] + w_col
+    enough = np.take(peers["count"].reshape(-1), group_cells) >= baselines.MIN_PEER_WINDOWS
+    _gather(columns[baseline_name(PEER_MEDIAN, volume)], peers["median"], group_cells, enough)
+    _gather(columns[baseline_name(PEER_P95, volume)], peers["p95"], group_cells, enough)
+    scale = baselines.robust_scale(peers["median"], peers["q25"], peers["q75"], share)
+    _gather(columns[baseline_name(PEER_SCALE, volume)], scale, group_cells, enough)
     return own
 
 
 def _add_accumulation(
-    constants: dict[str, np.ndarray],
+    columns: _Columns,
     volume: str,
     values: np.ndarray,
     windows: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -631,8 +836,9 @@ def _add_accumulation(
     w_acc, w_col, days = windows
     peer_group, org_group = groups
     n_acc, n_cols = own["median"].shape
+    cells = w_acc * n_cols + w_col
     matrix = np.full((n_acc, n_cols), np.nan)
-    matrix[w_acc, w_col] = values
+    matrix.reshape(-1)[cells] = values
     enough = own["count"] >= baselines.MIN_OWN_WINDOWS
     own_scale = np.where(
         enough, baselines.robust_scale(own["median"], own["q25"], own["q75"]), np.nan
@@ -644,23 +850,25 @@ def _add_accumulation(
         accumulation.same_day_shift(z_all, org_group),
         accumulation.same_day_shift(z_all, peer_group),
     )
+    del z_all
     centre, scale = accumulation.reference(
         own["median"], accumulation.own_scale(own["median"], own_scale, own["count"])
     )
-    columns = np.arange(n_cols) if only is None else only
+    chosen = np.arange(n_cols) if only is None else only
     before, kept_centre, kept_scale = accumulation.sums_before(
-        matrix, centre, scale, shift, days, columns
+        matrix, centre, scale, shift, days, chosen
     )
     # The day's own reference, unless an excess under way keeps the one from before it.
     day_centre, day_scale = accumulation.frozen(
-        before, centre[:, columns], scale[:, columns], (kept_centre, kept_scale)
+        before, centre[:, chosen], scale[:, chosen], (kept_centre, kept_scale)
     )
+    everywhere = np.ones(len(cells), dtype=bool)
     for name, result in (
         ("_cusum_prev", before),
         ("_cusum_centre", day_centre),
         ("_cusum_scale", day_scale),
     ):
         full = np.full((n_acc, n_cols), np.nan)
-        full[:, columns] = result
-        constants[f"{name}_{volume}"] = full[w_acc, w_col]
-    constants[f"_shift_{volume}"] = shift[w_acc, w_col]
+        full[:, chosen] = result
+        _gather(columns[f"{name}_{volume}"], full, cells, everywhere)
+    _gather(columns[f"_shift_{volume}"], shift, cells, everywhere)
