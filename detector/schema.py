@@ -572,8 +572,10 @@ def _duplicated_ids(ids: pd.Series) -> str | None:
     """A notice counting events whose event_id an earlier event already has, or None."""
     values = ids.dropna()
     if pd.api.types.is_integer_dtype(values.dtype) and len(values):
-        # Integer ids are most often a compact range: a scatter beats hashing.
         numbers = values.to_numpy(np.int64)
+        if (numbers[1:] > numbers[:-1]).all():  # ascending (row numbers, most logs): distinct
+            return None
+        # Integer ids are most often a compact range: a scatter beats hashing.
         low, span = numbers.min(), int(numbers.max()) - int(numbers.min()) + 1
         distinct = (
             int(np.count_nonzero(np.bincount(numbers - low, minlength=span)))

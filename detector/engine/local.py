@@ -85,13 +85,21 @@ def _kernel(
     """
     events = log.events
     notices = [n for n in log.notices if "rows rejected" not in n]
-    if dedupe and "event_id" in events and len(events):
+    if dedupe and "event_id" in events and len(events) and not _ascending(events["event_id"]):
         repeated = events["event_id"].duplicated(keep="first").to_numpy()
         if repeated.any():
             events = events.loc[~repeated].reset_index(drop=True)
             notices.append(f"{int(repeated.sum()):,} events repeating an event_id counted once")
     aggregates = partition_aggregates(events, timezone, caseloads, out_mode)
     return aggregates, log.rejects, notices
+
+
+def _ascending(ids: pd.Series) -> bool:
+    """Integer ids strictly ascending (row numbers, most logs): none repeats, nothing to hash."""
+    if not pd.api.types.is_integer_dtype(ids.dtype) or ids.hasnans:
+        return False
+    numbers = ids.to_numpy(np.int64)
+    return bool((numbers[1:] > numbers[:-1]).all())
 
 
 def _init_worker(source: Any, options: tuple) -> None:
@@ -220,9 +228,9 @@ def _pool(workers: int, source: Any, options: tuple) -> ProcessPoolExecutor:
 def _map_stream(source, partitions, options, workers) -> Iterator:
     """The parent reads each row group once and hands partitions to the workers in memory.
 
-    At most ``workers + 1`` partitions are waiting or running, so that a
-    worker finishing finds the next one ready (none idles while the parent
-    reads); results come back in partition order.
+    Up to ``2 * workers`` partitions are waiting or running, so that a worker
+    finishing finds the next one ready (none idles while the parent reads a
+    row group); results come back in partition order.
     """
     stream = source.stream()
     if workers <= 1 or len(partitions) <= 1:
@@ -239,12 +247,12 @@ def _map_stream(source, partitions, options, workers) -> Iterator:
             path = _hand_over(folder, number, table, rows)
             del table, rows  # the parent keeps no events it has handed over
             pending.append(pool.submit(_stream_task, path, source.name))
-            if number == 0:
-                _warm_up()
-            while len(running := [f for f in pending if not f.done()]) > workers:
+            while len(running := [f for f in pending if not f.done()]) > 2 * workers:
                 wait(running, return_when=FIRST_COMPLETED)
             while pending and pending[0].done():
                 yield _receive(pending.popleft().result())
+        # Only now: importing holds the interpreter, which the reading above needs.
+        _warm_up()
         while pending:
             yield _receive(pending.popleft().result())
 
