@@ -139,7 +139,9 @@ def _handover_folder() -> tempfile.TemporaryDirectory:
     """Where partitions are handed to workers: memory (/dev/shm) where there is one."""
     shared = "/dev/shm"
     folder = shared if os.path.isdir(shared) and os.access(shared, os.W_OK) else None
-    return tempfile.TemporaryDirectory(prefix="logsentinel-parts-", dir=folder)
+    return tempfile.TemporaryDirectory(
+        prefix="logsentinel-parts-", dir=folder, ignore_cleanup_errors=True
+    )
 
 
 def _hand_over(folder: str, number: int, table: pa.Table, rows: np.ndarray) -> str:
@@ -164,9 +166,16 @@ def _take_over(path: str) -> tuple[pa.Table, np.ndarray]:
     partition's arrays are.
     """
     table = pa.ipc.open_stream(pa.memory_map(path)).read_all()
-    os.unlink(path)
+    _remove(path)
     rows = table[_ROW].to_numpy()
     return table.drop_columns([_ROW]), rows
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:  # a system that cannot remove a mapped file: the folder goes at the end
+        pass
 
 
 def _send_back(result: Any, path: str) -> str:
@@ -198,7 +207,7 @@ def _receive(path: str) -> Any:
     """
     with open(path, "rb") as source:
         mapped = mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_COPY)
-    os.unlink(path)
+    _remove(path)
     view = memoryview(mapped)
     at, size = struct.unpack_from("<QQ", mapped, len(mapped) - 16)
     payload, spans = pickle.loads(view[at : at + size])
