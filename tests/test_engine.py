@@ -228,3 +228,38 @@ def test_a_partition_handed_over_in_memory_comes_back_whole_and_its_files_go(tmp
     back.hours[0, 0] = -1  # writable (a private copy of the mapped pages)
     assert back.first_seen["src_ip"].equals(first_seen["src_ip"]) and back.events == 5
     assert list(tmp_path.iterdir()) == []
+
+
+def test_handover_folder_leaves_a_small_dev_shm_for_the_temporary_directory(monkeypatch):
+    from detector.engine import local
+
+    monkeypatch.setattr(local, "_SHARED_MEMORY_NEEDED", 1 << 62)  # more than any /dev/shm holds
+    with local._handover_folder() as folder:
+        assert not folder.startswith("/dev/shm")
+
+
+def test_cli_no_room_to_hand_partitions_over(small_log, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from detector.cli import main
+    from detector.engine import local, sources
+
+    monkeypatch.setattr(sources, "STREAM_ROWS", 30_000)  # several partitions: the pool runs
+    open_file = pa.OSFile
+
+    def full(path, mode="r"):
+        if str(path).endswith(".arrows"):  # only the handover's files
+            raise OSError(28, "No space left on device")
+        return open_file(path, mode)
+
+    monkeypatch.setattr(local.pa, "OSFile", full)
+    result = CliRunner().invoke(
+        main, ["score", str(small_log), "--workers", "2", "--out", str(tmp_path / "a.parquet")]
+    )
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1].startswith(
+        "Error: cannot hand a partition to the workers through "
+    )
+    assert result.output.splitlines()[-1].endswith(
+        "([Errno 28] No space left on device); free some space there or use --workers 1"
+    )

@@ -29,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 
 from detector.engine.sources import Partition, normalise_rows, release_memory
+from detector.errors import DetectorError
 from detector.features.kernel import (
     Aggregates,
     caseload_index,
@@ -135,10 +136,22 @@ def _stream_task(path: str, name: str) -> str:
 _ROW = "_row"  # the events' input row positions, handed over as one more column
 
 
+_SHARED_MEMORY = "/dev/shm"
+_SHARED_MEMORY_NEEDED = 1 << 30  # a container's /dev/shm may hold 64 MB: less than a few partitions
+
+
 def _handover_folder() -> tempfile.TemporaryDirectory:
-    """Where partitions are handed to workers: memory (/dev/shm) where there is one."""
-    shared = "/dev/shm"
-    folder = shared if os.path.isdir(shared) and os.access(shared, os.W_OK) else None
+    """Where partitions are handed to workers: memory (/dev/shm) where there is room enough,
+    else the temporary directory (its pages stay in the page cache while they live)."""
+    folder = None
+    try:
+        free = os.statvfs(_SHARED_MEMORY)
+        if free.f_bavail * free.f_frsize >= _SHARED_MEMORY_NEEDED and os.access(
+            _SHARED_MEMORY, os.W_OK
+        ):
+            folder = _SHARED_MEMORY
+    except (OSError, AttributeError):  # none, or no statvfs (Windows)
+        pass
     return tempfile.TemporaryDirectory(
         prefix="logsentinel-parts-", dir=folder, ignore_cleanup_errors=True
     )
@@ -154,8 +167,14 @@ def _hand_over(folder: str, number: int, table: pa.Table, rows: np.ndarray) -> s
     """
     path = os.path.join(folder, f"part-{number:06d}.arrows")
     table = table.append_column(_ROW, pa.array(rows, pa.int64()))
-    with pa.OSFile(path, "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
+    try:
+        with pa.OSFile(path, "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+    except OSError as error:
+        raise DetectorError(
+            f"cannot hand a partition to the workers through {folder} ({error});"
+            " free some space there or use --workers 1"
+        ) from None
     return path
 
 
