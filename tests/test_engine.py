@@ -199,3 +199,67 @@ def test_first_reads_of_records_read_once_or_again():
     record = rng.integers(0, 3000, 2000)  # most read once, some again
     expected = first_occurrence(window * 3000 + record)
     np.testing.assert_array_equal(_first_pairs(window, record, 3000), expected)
+
+
+def test_a_partition_handed_over_in_memory_comes_back_whole_and_its_files_go(tmp_path):
+    """Slices of two row groups with different dictionaries, and the result's arrays, round trip."""
+    from detector.engine.local import _hand_over, _receive, _send_back, _take_over
+    from detector.features.kernel import Aggregates
+
+    def group(names, first):
+        accounts = pa.DictionaryArray.from_arrays(pa.array([0, 1, 1, 0], pa.int32()), names)
+        return pa.table({"account_id": accounts, "n": pa.array(range(first, first + 4))})
+
+    table = pa.concat_tables([group(["a", "b"], 0).slice(2), group(["c", "a"], 4).slice(0, 3)])
+    rows = np.array([2, 3, 4, 5, 6])
+    path = _hand_over(str(tmp_path), 0, table, rows)
+    taken, taken_rows = _take_over(path)
+    assert taken.to_pylist() == table.to_pylist()
+    np.testing.assert_array_equal(taken_rows, rows)
+    assert list(tmp_path.iterdir()) == []
+
+    windows = pd.DataFrame({"account_id": ["a", "c"], "events": [3.0, 2.0]})
+    hours = np.arange(48, dtype=np.int32).reshape(2, 24)
+    first_seen = {"src_ip": pa.table({"value": pa.array(["10.0.0.1", None])})}
+    sent = Aggregates(windows, hours, first_seen, pa.table({"day": pa.array([1], pa.int32())}), 5)
+    back = _receive(_send_back(sent, str(tmp_path / "out")))
+    pd.testing.assert_frame_equal(back.windows, windows)
+    np.testing.assert_array_equal(back.hours, hours)
+    back.hours[0, 0] = -1  # writable (a private copy of the mapped pages)
+    assert back.first_seen["src_ip"].equals(first_seen["src_ip"]) and back.events == 5
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_handover_folder_leaves_a_small_dev_shm_for_the_temporary_directory(monkeypatch):
+    from detector.engine import local
+
+    monkeypatch.setattr(local, "_SHARED_MEMORY_NEEDED", 1 << 62)  # more than any /dev/shm holds
+    with local._handover_folder() as folder:
+        assert not folder.startswith("/dev/shm")
+
+
+def test_cli_no_room_to_hand_partitions_over(small_log, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from detector.cli import main
+    from detector.engine import local, sources
+
+    monkeypatch.setattr(sources, "STREAM_ROWS", 30_000)  # several partitions: the pool runs
+    open_file = pa.OSFile
+
+    def full(path, mode="r"):
+        if str(path).endswith(".arrows"):  # only the handover's files
+            raise OSError(28, "No space left on device")
+        return open_file(path, mode)
+
+    monkeypatch.setattr(local.pa, "OSFile", full)
+    result = CliRunner().invoke(
+        main, ["score", str(small_log), "--workers", "2", "--out", str(tmp_path / "a.parquet")]
+    )
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1].startswith(
+        "Error: cannot hand a partition to the workers through "
+    )
+    assert result.output.splitlines()[-1].endswith(
+        "([Errno 28] No space left on device); free some space there or use --workers 1"
+    )

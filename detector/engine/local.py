@@ -7,15 +7,20 @@ never holds events; at most ``workers`` partitions are in memory at once.
 
 from __future__ import annotations
 
+import ctypes
 import importlib
+import mmap
 import multiprocessing
 import os
+import pickle
 import re
+import struct
+import tempfile
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 
 from detector.engine.sources import Partition, normalise_rows, release_memory
+from detector.errors import DetectorError
 from detector.features.kernel import (
     Aggregates,
     caseload_index,
@@ -36,6 +42,7 @@ from detector.schema import REPAIRED_TEXT, EventLog, rejects_notice, repaired_no
 
 Progress = Callable[[str], None]
 _WORKER: dict[str, Any] = {}  # what every task of a worker process shares (set once)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 
 
 def default_workers() -> int:
@@ -79,7 +86,7 @@ def _kernel(
     """
     events = log.events
     notices = [n for n in log.notices if "rows rejected" not in n]
-    if dedupe and "event_id" in events and len(events):
+    if dedupe and "event_id" in events and len(events) and not _ascending(events["event_id"]):
         repeated = events["event_id"].duplicated(keep="first").to_numpy()
         if repeated.any():
             events = events.loc[~repeated].reset_index(drop=True)
@@ -88,28 +95,142 @@ def _kernel(
     return aggregates, log.rejects, notices
 
 
+def _ascending(ids: pd.Series) -> bool:
+    """Integer ids strictly ascending (row numbers, most logs): none repeats, nothing to hash."""
+    if not pd.api.types.is_integer_dtype(ids.dtype) or ids.hasnans:
+        return False
+    numbers = ids.to_numpy(np.int64)
+    return bool((numbers[1:] > numbers[:-1]).all())
+
+
 def _init_worker(source: Any, options: tuple) -> None:
     _WORKER.update(source=source, options=options)
+    _reuse_freed_memory()
+
+
+def _reuse_freed_memory() -> None:
+    """Keep freed heap for the next partition instead of giving it back to the system.
+
+    The kernel's per-event arrays (megabytes each) are otherwise mapped afresh
+    and returned by glibc every time: faulting their pages in again was most
+    of the workers' system time. A worker's heap stays at its peak, reached
+    anyway on every partition, until the pool ends with the last partition.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # glibc's largest (64-bit)
+        libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+    except (AttributeError, OSError):
+        pass  # not glibc: its own policy
 
 
 def _task(partition: Partition):
     return run_partition(_WORKER["source"], partition, *_WORKER["options"])
 
 
-def _stream_task(events: pa.Buffer, rows: np.ndarray, name: str):
-    return run_events(pa.ipc.open_stream(events).read_all(), rows, name, *_WORKER["options"])
+def _stream_task(path: str, name: str) -> str:
+    result = run_events(*_take_over(path), name, *_WORKER["options"])
+    return _send_back(result, path + ".out")
 
 
-def _ipc(table: pa.Table) -> pa.Buffer:
-    """A table as Arrow IPC bytes, to send to a worker.
+_ROW = "_row"  # the events' input row positions, handed over as one more column
 
-    Streamed partitions are slices of row groups: pickling a slice would send its
-    whole row group's buffers, the IPC stream writes only the slice's rows.
+
+_SHARED_MEMORY = "/dev/shm"
+_SHARED_MEMORY_NEEDED = 1 << 30  # a container's /dev/shm may hold 64 MB: less than a few partitions
+
+
+def _handover_folder() -> tempfile.TemporaryDirectory:
+    """Where partitions are handed to workers: memory (/dev/shm) where there is room enough,
+    else the temporary directory (its pages stay in the page cache while they live)."""
+    folder = None
+    try:
+        free = os.statvfs(_SHARED_MEMORY)
+        if free.f_bavail * free.f_frsize >= _SHARED_MEMORY_NEEDED and os.access(
+            _SHARED_MEMORY, os.W_OK
+        ):
+            folder = _SHARED_MEMORY
+    except (OSError, AttributeError):  # none, or no statvfs (Windows)
+        pass
+    return tempfile.TemporaryDirectory(
+        prefix="logsentinel-parts-", dir=folder, ignore_cleanup_errors=True
+    )
+
+
+def _hand_over(folder: str, number: int, table: pa.Table, rows: np.ndarray) -> str:
+    """A partition's events written as Arrow IPC to a file a worker maps (:func:`_take_over`).
+
+    Through the pool's pipe the events were pickled, copied through the kernel
+    twice and unpickled; a file in memory is written once and mapped without a
+    copy. Streamed partitions are slices of row groups: the IPC stream writes
+    only the slices' rows (pickling a slice would send its whole row group).
     """
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue()
+    path = os.path.join(folder, f"part-{number:06d}.arrows")
+    table = table.append_column(_ROW, pa.array(rows, pa.int64()))
+    try:
+        with pa.OSFile(path, "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+    except OSError as error:
+        raise DetectorError(
+            f"cannot hand a partition to the workers through {folder} ({error});"
+            " free some space there or use --workers 1"
+        ) from None
+    return path
+
+
+def _take_over(path: str) -> tuple[pa.Table, np.ndarray]:
+    """The events :func:`_hand_over` wrote, memory-mapped (no copy); the file is removed.
+
+    The mapping outlives the file's name: the pages are freed once the
+    partition's arrays are.
+    """
+    table = pa.ipc.open_stream(pa.memory_map(path)).read_all()
+    _remove(path)
+    rows = table[_ROW].to_numpy()
+    return table.drop_columns([_ROW]), rows
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:  # a system that cannot remove a mapped file: the folder goes at the end
+        pass
+
+
+def _send_back(result: Any, path: str) -> str:
+    """A task's result written to a file beside its events, for :func:`_receive`.
+
+    Pickled with its arrays out of band, each at an aligned offset, so that the
+    parent maps them instead of copying megabytes through the pool's pipe.
+    """
+    buffers: list[pickle.PickleBuffer] = []
+    payload = pickle.dumps(result, protocol=5, buffer_callback=buffers.append)
+    spans, offset = [], 0
+    with open(path, "wb") as sink:
+        for buffer in buffers:
+            raw = buffer.raw()
+            offset += sink.write(bytes(-offset % 64))
+            spans.append((offset, raw.nbytes))
+            offset += sink.write(raw)
+        index = pickle.dumps((payload, spans), protocol=5)
+        sink.write(index)
+        sink.write(struct.pack("<QQ", offset, len(index)))
+    return path
+
+
+def _receive(path: str) -> Any:
+    """What :func:`_send_back` wrote, its arrays mapped from the file (which is removed).
+
+    A private mapping: the arrays are writable (copied on write), and their
+    pages are freed with the last of them.
+    """
+    with open(path, "rb") as source:
+        mapped = mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_COPY)
+    _remove(path)
+    view = memoryview(mapped)
+    at, size = struct.unpack_from("<QQ", mapped, len(mapped) - 16)
+    payload, spans = pickle.loads(view[at : at + size])
+    return pickle.loads(payload, buffers=[view[a : a + n] for a, n in spans])
 
 
 _WARM_UP = {"module": "sklearn.ensemble"}  # set by run_kernel for the run at hand
@@ -138,23 +259,35 @@ def _pool(workers: int, source: Any, options: tuple) -> ProcessPoolExecutor:
 
 
 def _map_stream(source, partitions, options, workers) -> Iterator:
-    """The parent reads each row group once; at most ``workers + 1`` partitions are in flight."""
+    """The parent reads each row group once and hands partitions to the workers in memory.
+
+    Up to ``2 * workers`` partitions are waiting or running, so that a worker
+    finishing finds the next one ready (none idles while the parent reads a
+    row group); results come back in partition order.
+    """
     stream = source.stream()
     if workers <= 1 or len(partitions) <= 1:
         _warm_up()
         for _, table, rows in stream:
             yield run_events(table, rows, source.name, *options)
         return
-    with _pool(min(workers, len(partitions)), None, options) as pool:
+    with (
+        _handover_folder() as folder,
+        _pool(min(workers, len(partitions)), None, options) as pool,
+    ):
         pending: deque = deque()
         for number, (_, table, rows) in enumerate(stream):
-            pending.append(pool.submit(_stream_task, _ipc(table), rows, source.name))
-            if number == 0:
-                _warm_up()
-            while len(pending) > workers:
-                yield pending.popleft().result()
+            path = _hand_over(folder, number, table, rows)
+            del table, rows  # the parent keeps no events it has handed over
+            pending.append(pool.submit(_stream_task, path, source.name))
+            while len(running := [f for f in pending if not f.done()]) > 2 * workers:
+                wait(running, return_when=FIRST_COMPLETED)
+            while pending and pending[0].done():
+                yield _receive(pending.popleft().result())
+        # Only now: importing holds the interpreter, which the reading above needs.
+        _warm_up()
         while pending:
-            yield pending.popleft().result()
+            yield _receive(pending.popleft().result())
 
 
 def _map_local(source, partitions, options, workers) -> Iterator:

@@ -92,9 +92,13 @@ def local_days(timestamp_ns: np.ndarray, timezone: str) -> tuple[np.ndarray, np.
 
 def codes(frame: pd.DataFrame, column: str) -> np.ndarray | None:
     """A categorical column's integer codes (-1 = missing), None when absent or all missing."""
-    if column not in frame or frame[column].isna().all():
+    if column not in frame:
         return None
-    return frame[column].cat.codes.to_numpy().astype(np.int64)
+    series = frame[column]
+    if not isinstance(series.dtype, pd.CategoricalDtype) and series.isna().all():
+        return None
+    values = series.cat.codes.to_numpy()  # all missing: every code -1 (no second pass for isna)
+    return values.astype(np.int64) if (values >= 0).any() else None
 
 
 def first_event_of_each(keys: np.ndarray, n_keys: int) -> np.ndarray:
@@ -108,9 +112,12 @@ def first_event_of_each(keys: np.ndarray, n_keys: int) -> np.ndarray:
 def first_occurrence(keys: np.ndarray, n_keys: int | None = None) -> np.ndarray:
     """True at the first (earliest) occurrence of each key.
 
-    With a small key space (``n_keys`` known) a scatter does it; otherwise hashing.
+    With a small key space (``n_keys`` known, a few times the keys at most) a
+    scatter does it; otherwise hashing: a scatter array many times larger than
+    the keys (10M slots for a partition's 667k account x structure pairs) costs
+    more in fresh pages than the hash.
     """
-    if n_keys is not None and n_keys <= _DENSE_KEY_LIMIT:
+    if n_keys is not None and n_keys <= min(_DENSE_KEY_LIMIT, 8 * len(keys)):
         return first_event_of_each(keys, n_keys)[keys] == np.arange(len(keys))
     return ~pd.Series(keys).duplicated(keep="first").to_numpy()
 
@@ -513,20 +520,17 @@ def partition_aggregates(
     window_start[window[::-1]] = timestamp[::-1]
     first = first_event_of_each(window, n_win)
     accounts = frame["account_id"].cat.categories
-    table = pd.DataFrame(
-        {
-            "account_id": _strings(accounts, events.window_account).to_pandas(),
-            "day": events.window_day,
-            "window_start": window_start,
-            "window_end": window_end,
-        }
-    )
+    columns = {
+        "account_id": _strings(accounts, events.window_account).to_pandas(),
+        "day": events.window_day,
+        "window_start": window_start,
+        "window_end": window_end,
+    }
     for column, name in (("account_type", "type"), ("organization_id", "org")):
         of_first, any_value = _attribute(frame, column, first, window)
-        table[f"_{name}_first"] = of_first.to_pandas()
-        table[f"_{name}_any"] = any_value.to_pandas()
-    for name, values in sums.items():
-        table[name] = values
+        columns[f"_{name}_first"] = of_first.to_pandas()
+        columns[f"_{name}_any"] = any_value.to_pandas()
+    table = pd.DataFrame(columns | sums)  # built at once: a column inserted at a time costs more
 
     first_seen = {}
     for column, _ in NOVELTY:
