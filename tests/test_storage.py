@@ -244,3 +244,11 @@ def test_listing_a_directory_by_url(memory):
         f"{root}/d/sub/c.parquet",
     ]
     assert storage.parquet_files(f"{root}/d/a.parquet") == [f"{root}/d/a.parquet"]
+
+
+def test_cli_report_reads_a_local_log_only(small_log, tmp_path):
+    alerts = str(tmp_path / "alerts.parquet")
+    assert _error("report", alerts, "--log", "s3://bucket/logs.parquet") == (
+        "Error: --log s3://bucket/logs.parquet: a local path is needed"
+        " (the report reads the log from local files; copy it first)"
+    )

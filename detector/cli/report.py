@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from detector.cli.input_options import log_input_options
-from detector.cli.options import pseudonymise_options, pseudonymiser, timezone_option
+from detector.cli.options import LocalPath, pseudonymise_options, pseudonymiser, timezone_option
 from detector.report import DEFAULT_MAX_ALERTS  # the package loads its modules on first use
 
 
@@ -15,7 +15,8 @@ from detector.report import DEFAULT_MAX_ALERTS  # the package loads its modules 
     "--log",
     "log",
     required=True,
-    type=click.Path(path_type=str),
+    # The report re-reads the alerted accounts' events from local files only.
+    type=LocalPath("the report reads the log from local files; copy it first"),
     help="The event log the alerts were computed from (Parquet file or directory).",
 )
 @click.option(
@@ -37,7 +38,7 @@ from detector.report import DEFAULT_MAX_ALERTS  # the package loads its modules 
 @log_input_options
 def report(
     alerts: str,
-    log: str,
+    log,
     out: str,
     max_alerts: int,
     timezone: str,
@@ -61,7 +62,7 @@ def report(
         {"--out": out},
         {
             "the alerts file": alerts,
-            "the log": log,
+            "the log": str(log),
             "the mapping file": inputs.get("mapping"),
             "the pseudonym key file": pseudonym_key_file,
         },
@@ -69,7 +70,7 @@ def report(
     from detector.formats.staging import contract_log
     from detector.report import write_report  # matplotlib: imported once the paths are sound
 
-    with contract_log(log, **inputs) as source:
+    with contract_log(str(log), **inputs) as source:
         result = write_report(
             alerts,
             source.path,
