@@ -49,6 +49,9 @@ from detector.vocabulary import DEFAULT_TIMEZONE
 MODES = vocabulary.MODES  # kept as a name: notebooks and the bench read pipeline.MODES
 ENGINES = ("local", "dask")
 MIN_WINDOWS_TO_FIT = 20  # fewer account-days than this tell a forest nothing
+# Candidate events re-read at once for detected_at: about one partition's worth (100M
+# events can have millions of candidate events; one group keeps small logs to one read).
+REPLAY_READ_EVENTS = 4_000_000
 Progress = Callable[[str], None]
 
 
@@ -191,6 +194,23 @@ def _address_allowlisted_windows(
     return outside[windows] == 0
 
 
+def replay_groups(table: pd.DataFrame, windows: np.ndarray) -> list[np.ndarray]:
+    """``windows`` (table rows) cut between days into groups of about ``REPLAY_READ_EVENTS`` events.
+
+    A group's events are re-read together; whole days keep each row group of a
+    time-ordered log read by as few groups as possible.
+    """
+    days = table["_day"].to_numpy()[windows]
+    order = np.argsort(days, kind="stable")
+    days, sizes = days[order], table["events"].to_numpy()[windows][order]
+    starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
+    per_day = np.add.reduceat(sizes.astype(np.int64), starts)
+    group_of_day = (np.cumsum(per_day) - per_day) // max(REPLAY_READ_EVENTS, 1)
+    group = np.repeat(group_of_day, np.diff(np.r_[starts, len(days)]))
+    cuts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    return [np.sort(part) for part in np.split(windows[order], cuts[1:])]
+
+
 def detect(
     prepared: Prepared,
     rules: str | Path | RuleSet | None = "default",
@@ -248,34 +268,47 @@ def detect(
     windows = np.flatnonzero(candidate)
     if len(windows) == 0:
         return empty_alerts()
-    # Only the candidate windows' events are read again: for allowlisted networks and detected_at.
-    replay = replay_events(prepared.features, windows)
-    if ruleset is not None and ruleset.allowlist.networks:
-        allowed = _address_allowlisted_windows(prepared, ruleset, windows, replay)
-        fired.iloc[windows[allowed], :] = False
-        keep = fired.iloc[windows].any(axis=1).to_numpy()
-        if flags is not None:
-            keep |= flags[windows]
-        windows = windows[keep]
-        if len(windows) == 0:
-            return empty_alerts()
-
     conditions = {rule.id: rule.evaluate for rule in ruleset.rules} if ruleset is not None else {}
     if fitted is not None:
         conditions["model"] = lambda frame: fitted.score(frame) >= fitted.threshold_
+    # Only the candidate windows' events are read again (allowlisted networks, detected_at),
+    # a group of days at a time: memory holds one group's events, not every candidate's.
+    kept, found = [], []
+    for group in replay_groups(table, windows):
+        replay = replay_events(prepared.features, group)
+        if ruleset is not None and ruleset.allowlist.networks:
+            allowed = _address_allowlisted_windows(prepared, ruleset, group, replay)
+            fired.iloc[group[allowed], :] = False
+            keep = fired.iloc[group].any(axis=1).to_numpy(copy=True)  # pandas 3: read-only
+            if flags is not None:
+                keep |= flags[group]
+            group = group[keep]
+            if len(group) == 0:
+                continue
+        # An instant is wanted only where it is used: a rule's where it fired, the model's
+        # where it flagged.
+        wanted = {rule: fired[rule].to_numpy()[group] for rule in fired.columns}
+        if flags is not None:
+            wanted["model"] = flags[group]
+        found.append(
+            first_hold_times(
+                prepared.features,
+                group,
+                conditions,
+                sparse=frozenset({"model"}),
+                replay=replay,
+                wanted=wanted,
+            )
+        )
+        kept.append(group)
+        del replay
+    if not kept:
+        return empty_alerts()
+    windows = np.concatenate(kept)
+    order = np.argsort(windows, kind="stable")  # table order, as one group would give
+    windows = windows[order]
+    times = {name: np.concatenate([f[name] for f in found])[order] for name in conditions}
     fired = fired.iloc[windows].reset_index(drop=True)
-    # An instant is wanted only where it is used: a rule's where it fired, the model's where it flagged.
-    wanted = {rule: fired[rule].to_numpy() for rule in fired.columns}
-    if flags is not None:
-        wanted["model"] = flags[windows]
-    times = first_hold_times(
-        prepared.features,
-        windows,
-        conditions,
-        sparse=frozenset({"model"}),
-        replay=replay,
-        wanted=wanted,
-    )
     drivers = fitted.drivers(table.iloc[windows]) if fitted is not None else None
     return build_alerts(
         prepared.features,

@@ -60,3 +60,42 @@ def test_first_uses_are_matched_as_numpy_would():
     np.testing.assert_array_equal(_member(values, known), np.isin(values, known))
     assert not _member(values, known[:0]).any()
     assert _member(values[:0], known).shape == (0,)
+
+
+def test_candidates_re_read_a_few_days_at_a_time_give_the_alerts_of_one_read(
+    prepared, monkeypatch, tmp_path
+):
+    import ipaddress
+    from dataclasses import replace
+
+    import pandas as pd
+
+    import detector.pipeline as pipeline_module
+    from detector.pipeline import detect, replay_groups
+
+    # Allowlist every address one candidate window used, so that the per-group
+    # allowlist pass drops it.
+    ruleset = load_ruleset("default")
+    table = prepared.features.table
+    fired = ruleset.evaluate(table)
+    windows = np.flatnonzero(fired.any(axis=1).to_numpy())
+    replay = replay_events(prepared.features, windows)
+    first_window = replay.frame["src_ip"][replay.counts.window == windows[0]]
+    network = tuple(ipaddress.ip_network(str(ip)) for ip in first_window.dropna().unique())
+    allowing = replace(ruleset, allowlist=replace(ruleset.allowlist, networks=network))
+
+    def alerts(rules):
+        found = detect(prepared, rules=rules, mode="both")
+        return found.sort_values(["account_id", "window_start"]).reset_index(drop=True)
+
+    whole = {id(r): alerts(r) for r in (ruleset, allowing)}
+    assert len(whole[id(allowing)]) < len(whole[id(ruleset)])  # the network allows some
+    monkeypatch.setattr(pipeline_module, "REPLAY_READ_EVENTS", 1)  # one day per group
+    groups = replay_groups(table, windows)
+    days = table["_day"].to_numpy()
+    assert len(groups) == len(np.unique(days[windows])) > 3
+    assert all(len(np.unique(days[g])) == 1 for g in groups)
+    for rules in (ruleset, allowing):
+        grouped = alerts(rules)
+        assert len(grouped) > 0
+        pd.testing.assert_frame_equal(grouped, whole[id(rules)])
