@@ -73,7 +73,7 @@ class KeyLines:
         if rest and isinstance(rest[0], int):
             index, rest = rest[0], rest[1:]
             entries = entries[index : index + 1]
-        if not entries:  # written inline, or not at all
-            return top.line_of(table)
+        if not entries:  # written inline, or not at all: the line of its top-level key
+            return top.line_of(table.split(".")[0])
         key = rest[0] if rest and isinstance(rest[0], str) else None
         return entries[0].line_of(key)

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 
 from detector.errors import InputError
 from detector.schema import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
-from tomlcheck import Problem, by_line, format_problems, parse_toml, read_capped, scan_blocks
+from tomlcheck import KeyLines, Problem, by_line, format_problems, parse_toml, read_capped
 
 CONTRACT_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 BUILTIN = ("ecs", "ocsf")
@@ -99,18 +99,12 @@ class _Problems:
 
     def __init__(self, path: str, text: str):
         self.path = path
-        self.blocks = scan_blocks(text)
+        self.lines = KeyLines(text)
         self.found: list[Problem] = []
 
-    def line(self, table: str, key: str | None = None, index: int = 0) -> int:
-        matches = [b for b in self.blocks if b.name == table]
-        if not matches:
-            return self.line("", table.split(".")[0]) if table else 1
-        block = matches[min(index, len(matches) - 1)]
-        return block.line_of(key)
-
     def add(self, message: str, table: str = "", key: str | None = None, index: int = 0) -> None:
-        self.found.append(Problem(self.path, self.line(table, key, index), message))
+        line = self.lines.line(table, index, *([key] if key else []))
+        self.found.append(Problem(self.path, line, message))
 
 
 def _flatten(table: dict, prefix: str = "") -> dict:
