@@ -271,10 +271,40 @@ def detect(
     conditions = {rule.id: rule.evaluate for rule in ruleset.rules} if ruleset is not None else {}
     if fitted is not None:
         conditions["model"] = lambda frame: fitted.score(frame) >= fitted.threshold_
-    # Only the candidate windows' events are read again (allowlisted networks, detected_at),
-    # a group of days at a time: memory holds one group's events, not every candidate's.
+    windows, times = _replay_candidates(prepared, ruleset, fired, flags, windows, conditions)
+    if len(windows) == 0:
+        return empty_alerts()
+    fired = fired.iloc[windows].reset_index(drop=True)
+    drivers = fitted.drivers(table.iloc[windows]) if fitted is not None else None
+    return build_alerts(
+        prepared.features,
+        windows,
+        fired,
+        times,
+        ruleset,
+        scores[windows] if scores is not None else None,
+        flags[windows] if flags is not None else None,
+        drivers,
+    )
+
+
+def _replay_candidates(
+    prepared: Prepared,
+    ruleset: RuleSet | None,
+    fired: pd.DataFrame,
+    flags: np.ndarray | None,
+    windows: np.ndarray,
+    conditions: dict[str, Callable],
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(the candidate windows left once allowlisted networks are dropped, the instants
+    each condition first held in them).
+
+    Only the candidate windows' events are read again, a group of days at a time:
+    memory holds one group's events, not every candidate's. Rules that an allowlisted
+    network silences are cleared in ``fired``.
+    """
     kept, found = [], []
-    for group in replay_groups(table, windows):
+    for group in replay_groups(prepared.features.table, windows):
         replay = replay_events(prepared.features, group)
         if ruleset is not None and ruleset.allowlist.networks:
             allowed = _address_allowlisted_windows(prepared, ruleset, group, replay)
@@ -303,23 +333,11 @@ def detect(
         kept.append(group)
         del replay
     if not kept:
-        return empty_alerts()
+        return np.zeros(0, dtype=np.int64), {}
     windows = np.concatenate(kept)
     order = np.argsort(windows, kind="stable")  # table order, as one group would give
-    windows = windows[order]
     times = {name: np.concatenate([f[name] for f in found])[order] for name in conditions}
-    fired = fired.iloc[windows].reset_index(drop=True)
-    drivers = fitted.drivers(table.iloc[windows]) if fitted is not None else None
-    return build_alerts(
-        prepared.features,
-        windows,
-        fired,
-        times,
-        ruleset,
-        scores[windows] if scores is not None else None,
-        flags[windows] if flags is not None else None,
-        drivers,
-    )
+    return windows[order], times
 
 
 def _model_scores(
