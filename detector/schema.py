@@ -80,20 +80,6 @@ def _is_text(arrow_type: pa.DataType) -> bool:
     return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
 
 
-def _dataset(path: Path) -> ds.Dataset:
-    if not path.exists():
-        raise InputError(f"no such file or directory: {path}")
-    try:
-        if path.is_dir():
-            return ds.dataset(path, format="parquet", exclude_invalid_files=False)
-        return ds.dataset(path, format="parquet")
-    except (pa.ArrowInvalid, OSError) as error:
-        detail = str(error).split(": ")[-1]
-        raise InputError(
-            f"{path}: not a Parquet file or a directory of Parquet files ({detail})"
-        ) from None
-
-
 # --- Schemas: each file's checked, one for all of them ---------------------------------
 
 
