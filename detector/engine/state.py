@@ -741,8 +741,8 @@ class _SegmentWriter:
         days = set(_days_of(windows["day"]))
         scored = self.scored or set()
         valid = self._valid(WINDOWS, lambda s: set(s.days) <= days and not set(s.days) & scored)
-        linked = np.array(sorted({d for s in valid for d in s.days}), dtype=np.int64)
-        rows = ~np.isin(windows["day"].to_numpy().astype(np.int64), linked)
+        linked = [d for s in valid for d in s.days]
+        rows = ~_in_days(windows["day"].to_numpy(), linked)
         new = windows.loc[rows].copy()
         for h, column in enumerate(HOURS):
             new[column] = hours[rows, h]
