@@ -176,18 +176,53 @@ def _distinct_sorted(keys: np.ndarray) -> np.ndarray:
     return keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
 
 
+ACCOUNT_BUCKETS = 256  # accounts hashed into this many buckets; a slice of a day is a range of them
+
+
+def account_buckets(values) -> np.ndarray:
+    """Each value's account bucket (0..ACCOUNT_BUCKETS-1; a missing value: bucket 0).
+
+    A stable hash of the account id's text (the same in every process and on
+    every machine), computed once per distinct value: Arrow dictionaries and
+    pandas categoricals hash their dictionary only.
+    """
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+        of_value = _bucket_of(values.cat.categories)
+        return np.r_[of_value, 0][values.cat.codes.to_numpy()]  # code -1 -> the last slot
+    column = _arrow_strings(values)
+    if isinstance(column, pa.ChunkedArray):  # row groups read apart: one dictionary each
+        chunks = [account_buckets(chunk) for chunk in column.chunks]
+        return np.concatenate(chunks) if chunks else np.zeros(0, np.int64)
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    of_value = np.r_[_bucket_of(column.dictionary), 0]
+    return of_value[pc.fill_null(column.indices, -1).to_numpy(zero_copy_only=False)]
+
+
+def _bucket_of(distinct: pa.Array | pd.Index) -> np.ndarray:
+    """The bucket of each distinct account id (hashed as text: Arrow or pandas, the same)."""
+    if isinstance(distinct, pa.Array | pa.ChunkedArray):
+        text = np.asarray(distinct.to_numpy(zero_copy_only=False), dtype=object)
+    else:
+        text = np.asarray(pd.Index(distinct).astype(str), dtype=object)
+    hashed = pd.util.hash_array(text, categorize=False)
+    return (hashed % np.uint64(ACCOUNT_BUCKETS)).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class CaseloadIndex:
     """The caseload table prepared once per run for membership tests.
 
+    Its (account, record) pairs ordered by the account's bucket, so that a
+    slice of a day (a range of buckets) probes only its own accounts' pairs.
     Built in the parent before the worker processes fork, so they share it
-    instead of hashing the whole table again for every partition.
+    instead of preparing the whole table again for every partition.
     """
 
-    records: pa.Array  # distinct record ids
+    records: pa.Array  # each pair's record id, pairs ordered by bucket
+    account: np.ndarray  # each pair's account (position in accounts)
     accounts: pa.Array  # distinct account ids
-    owner: np.ndarray  # per record: its one owner (position in accounts), -2 when several
-    shared: np.ndarray  # sorted record * len(accounts) + account keys of records with several owners
+    bucket_start: np.ndarray  # first pair of each bucket (ACCOUNT_BUCKETS + 1 offsets)
 
 
 _CASELOAD_INDEXES: dict[int, tuple[weakref.ref, CaseloadIndex]] = {}
@@ -198,21 +233,16 @@ def caseload_index(caseloads: pd.DataFrame) -> CaseloadIndex:
     kept = _CASELOAD_INDEXES.get(id(caseloads))
     if kept is not None and kept[0]() is caseloads:
         return kept[1]
-    account, record = (
-        pc.dictionary_encode(_one_chunk(_arrow_strings(caseloads[c])))
-        for c in ("account_id", "record_id")
-    )
+    account = pc.dictionary_encode(_one_chunk(_arrow_strings(caseloads["account_id"])))
     acc = np.asarray(account.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
-    rec = np.asarray(record.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
-    n_acc, n_rec = max(len(account.dictionary), 1), len(record.dictionary)
-    known = (acc >= 0) & (rec >= 0)
-    pairs = _distinct_sorted(rec[known] * n_acc + acc[known])
-    pair_rec = pairs // n_acc
-    owners = np.bincount(pair_rec, minlength=n_rec)
-    owner = np.full(n_rec, -1, dtype=np.int64)
-    owner[pair_rec] = pairs % n_acc
-    owner[owners > 1] = -2
-    index = CaseloadIndex(record.dictionary, account.dictionary, owner, pairs[owners[pair_rec] > 1])
+    records = _one_chunk(_arrow_strings(caseloads["record_id"]))
+    known = np.flatnonzero((acc >= 0) & pc.is_valid(records).to_numpy(zero_copy_only=False))
+    bucket = np.r_[_bucket_of(account.dictionary), 0][acc[known]]
+    order = known[np.argsort(bucket, kind="stable")]
+    starts = np.searchsorted(np.sort(bucket), np.arange(ACCOUNT_BUCKETS + 1))
+    index = CaseloadIndex(
+        records.take(pa.array(order)), acc[order], account.dictionary, starts.astype(np.int64)
+    )
     _CASELOAD_INDEXES.clear()  # one caseload table per run: keep only the latest
     _CASELOAD_INDEXES[id(caseloads)] = (weakref.ref(caseloads), index)
     return index
@@ -223,26 +253,36 @@ def _caseload_membership(
 ) -> np.ndarray:
     """In the account's caseload, per event (``acc``, ``rec``: codes among ``accounts``, ``records``).
 
-    Most records are followed by one account: a record -> owner array answers
-    those with one gather. Records with several owners (hand-overs) are looked
-    up among the sorted (record, account) pairs.
+    Only the caseload pairs of the buckets the events' accounts fall in are
+    probed (a slice of a day: its own share of the table): their records
+    are looked up among the partition's, and each event's (record, account)
+    is searched among the pairs found.
     """
     index = caseload_index(caseloads)
-    # The partition's records are hashed and the caseload's probe them (the smaller table).
-    position = lookup(index.records, records)
+    inside = np.zeros(len(acc), dtype=bool)
+    if not len(acc) or not len(records) or not len(index.records):
+        return inside
+    used = np.unique(acc[acc >= 0])
+    if not len(used):
+        return inside
+    bucket = _bucket_of(accounts[used])
+    first, last = index.bucket_start[bucket.min()], index.bucket_start[bucket.max() + 1]
+    # The partition's records are hashed and the pairs' records probe them (the smaller table).
+    position = lookup(index.records.slice(first, last - first), records)
     found = np.flatnonzero(position >= 0)
-    record_at = np.full(len(records) + 1, -1, dtype=np.int64)  # the last slot: no record
-    record_at[position[found]] = found
-    account_at = np.r_[lookup(accounts, index.accounts), -1]
-    c_rec = record_at[np.where(rec >= 0, rec, len(records))]
-    c_acc = account_at[np.where(acc >= 0, acc, len(accounts))]
-    owner = np.where(c_rec >= 0, index.owner[np.maximum(c_rec, 0)], -1)
-    inside = (owner >= 0) & (owner == c_acc)
-    shared = np.flatnonzero((owner == -2) & (c_acc >= 0))
-    if len(shared):
-        keys = c_rec[shared] * max(len(index.accounts), 1) + c_acc[shared]
-        at = np.minimum(np.searchsorted(index.shared, keys), len(index.shared) - 1)
-        inside[shared] = index.shared[at] == keys
+    # Caseload account -> the partition's account code (-1: not in the partition).
+    account_at = np.full(len(index.accounts) + 1, -1, dtype=np.int64)
+    in_index = lookup(accounts, index.accounts)
+    account_at[in_index[in_index >= 0]] = np.flatnonzero(in_index >= 0)
+    pair_acc = account_at[index.account[first + found]]
+    n_acc = max(len(accounts), 1)
+    keys = _distinct_sorted(position[found][pair_acc >= 0] * n_acc + pair_acc[pair_acc >= 0])
+    if not len(keys):
+        return inside
+    asked = np.flatnonzero((acc >= 0) & (rec >= 0))
+    event_keys = rec[asked] * n_acc + acc[asked]
+    at = np.minimum(np.searchsorted(keys, event_keys), len(keys) - 1)
+    inside[asked] = keys[at] == event_keys
     return inside
 
 
