@@ -178,7 +178,7 @@ class FrameSource:
         self.name = log.source
         self.timezone = timezone
         self.target_rows = target_rows
-        self.slice_rows = slice_rows or target_rows  # days above 1.5 times this: sliced
+        self.slice_rows = slice_rows  # None: twice SLICE_ROWS, as workers reading their own
         self.columns = set(log.events.columns)
         stamps = pd.DatetimeIndex(log.events["timestamp"]).asi8
         self._day = _day_span(stamps, timezone) if len(stamps) else np.zeros(0, np.int64)
@@ -190,7 +190,7 @@ class FrameSource:
         partitions: list[Partition] = []
         for a, b in _group_days(days, rows, self.target_rows):
             events = int(rows[(days >= a) & (days < b)].sum())
-            k = slices_of(events, self.slice_rows)
+            k = slices_of(events, self.slice_rows or 2 * SLICE_ROWS)
             partitions += [
                 Partition(len(partitions) + i, a, b, (), events // k, i, k) for i in range(k)
             ]
@@ -549,12 +549,16 @@ class ParquetSource:
                 )
                 rows_all = np.concatenate(rows_out) if rows_out else np.zeros(0, np.int64)
                 del tables
-                for i, keep in enumerate(_slices(events, k)):
-                    part = events if keep is None else _select(events, keep)
-                    rows = rows_all if keep is None else rows_all[keep]
-                    yield Partition(index, a, b, (), len(rows), i, k), part, rows
+                if k > 1:  # the slices' events made consecutive, each in time order
+                    events, rows_all, bounds = _by_slice(events, rows_all, k)
+                else:
+                    bounds = np.array([0, len(rows_all)])
+                for i in range(k):
+                    start, count = int(bounds[i]), int(bounds[i + 1] - bounds[i])
+                    rows = rows_all[start : start + count]
+                    yield Partition(index, a, b, (), count, i, k), events.slice(start, count), rows
                     index += 1
-                del events, part, rows_all
+                del events, rows_all
             if g is None and not plan:
                 break
         assert n == 0 or not plan
@@ -696,15 +700,17 @@ class ParquetSource:
         self._groups = self._row_groups()
 
 
-def _slices(events: pa.Table, slices: int) -> Iterator[np.ndarray | None]:
-    """Per slice of a range of days: which of its events (None: all, a whole range)."""
-    if slices == 1:
-        yield None
-        return
+def _by_slice(
+    events: pa.Table, rows: np.ndarray, slices: int
+) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """(events, rows) ordered by account slice, time order kept within each, and where
+    each slice starts: one copy of the day, then slices without a copy."""
     bucket = account_buckets(events["account_id"]) if events.num_rows else np.zeros(0, np.int64)
-    for i in range(slices):
-        first, end = slice_buckets(i, slices)
-        yield (bucket >= first) & (bucket < end)
+    starts = np.array([slice_buckets(i, slices)[0] for i in range(slices)])
+    number = (np.searchsorted(starts, bucket, side="right") - 1).astype(np.int16)
+    order = np.argsort(number, kind="stable")  # a radix sort of small integers
+    bounds = np.r_[0, np.cumsum(np.bincount(number, minlength=slices))]
+    return events.take(pa.array(order)), rows[order], bounds
 
 
 def _decode_dictionaries(table: pa.Table) -> pa.Table:
