@@ -186,3 +186,25 @@ def test_a_two_worker_dask_cluster_on_sliced_days_gives_the_alerts_of_whole_days
     columns = ["account_id", "window_start", "detected_at", "score", "rules", "reason"]
     assert len(local) > 0
     pd.testing.assert_frame_equal(local[columns], on_dask[columns])
+
+
+@pytest.mark.parametrize("n_used", [3, 400])  # a few accounts' pairs gathered; most: one span
+def test_caseload_membership_probes_only_the_partitions_accounts(n_used):
+    from detector.features.kernel import _caseload_membership
+
+    rng = np.random.default_rng(n_used)
+    caseloads = pd.DataFrame(
+        {
+            "account_id": [f"a{i}" for i in rng.integers(0, 500, 20_000)],
+            "record_id": [f"r{i}" for i in rng.integers(0, 30_000, 20_000)],
+        }
+    ).astype("string")
+    accounts = pd.Index([f"a{i}" for i in rng.choice(520, n_used, replace=False)])  # some unknown
+    records = pd.Index([f"r{i}" for i in range(0, 31_000, 3)])
+    acc = rng.integers(0, len(accounts), 5_000)
+    rec = rng.integers(-1, len(records), 5_000)
+    pairs = set(zip(caseloads["account_id"], caseloads["record_id"], strict=True))
+    expected = [r >= 0 and (accounts[a], records[r]) in pairs for a, r in zip(acc, rec, strict=True)]
+    assert any(expected) and not all(expected)
+    inside = _caseload_membership(acc, rec, accounts, records, caseloads)
+    np.testing.assert_array_equal(inside, np.array(expected))

@@ -213,16 +213,18 @@ def _bucket_of(distinct: pa.Array | pd.Index) -> np.ndarray:
 class CaseloadIndex:
     """The caseload table prepared once per run for membership tests.
 
-    Its (account, record) pairs ordered by the account's bucket, so that a
-    slice of a day (a range of buckets) probes only its own accounts' pairs.
-    Built in the parent before the worker processes fork, so they share it
-    instead of preparing the whole table again for every partition.
+    Its (account, record) pairs grouped by account, the accounts ordered by
+    bucket: a partition probes only the pairs of the accounts it holds (a
+    slice of a day, a range of buckets: one contiguous block). Built in the
+    parent before the worker processes fork, so they share it instead of
+    preparing the whole table again for every partition.
     """
 
-    records: pa.Array  # each pair's record id, pairs ordered by bucket
+    records: pa.Array  # each pair's record id, pairs grouped by account
     account: np.ndarray  # each pair's account (position in accounts)
     accounts: pa.Array  # distinct account ids
-    bucket_start: np.ndarray  # first pair of each bucket (ACCOUNT_BUCKETS + 1 offsets)
+    rank: np.ndarray  # per account: its place in pair order (by bucket)
+    account_start: np.ndarray  # first pair of each account, by rank (len(accounts) + 1 offsets)
 
 
 _CASELOAD_INDEXES: dict[int, tuple[weakref.ref, CaseloadIndex]] = {}
@@ -234,16 +236,38 @@ def caseload_index(caseloads: pd.DataFrame) -> CaseloadIndex:
     if kept is not None and kept[0]() is caseloads:
         return kept[1]
     account = pc.dictionary_encode(_one_chunk(_arrow_strings(caseloads["account_id"])))
-    acc = np.asarray(account.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
+    acc = account.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
     records = _one_chunk(_arrow_strings(caseloads["record_id"]))
-    known = np.flatnonzero((acc >= 0) & pc.is_valid(records).to_numpy(zero_copy_only=False))
-    bucket = _bucket_of(account.dictionary).astype(np.int16)[acc[known]]
-    order = known[np.argsort(bucket, kind="stable")]  # a radix sort of small integers
-    starts = np.r_[0, np.cumsum(np.bincount(bucket, minlength=ACCOUNT_BUCKETS))]
-    index = CaseloadIndex(records.take(pa.array(order)), acc[order], account.dictionary, starts)
+    known = None  # every pair (the table as read: missing values dropped)
+    if account.null_count or records.null_count:
+        known = np.flatnonzero((acc >= 0) & pc.is_valid(records).to_numpy(zero_copy_only=False))
+        acc = acc[known]
+    n_acc = len(account.dictionary)
+    by_bucket = np.lexsort((np.arange(n_acc), _bucket_of(account.dictionary)))
+    rank = np.empty(n_acc, dtype=np.int32)
+    rank[by_bucket] = np.arange(n_acc, dtype=np.int32)
+    ranked = rank[acc]
+    order = np.argsort(ranked, kind="stable")
+    account_start = np.r_[0, np.cumsum(np.bincount(ranked, minlength=n_acc))]
+    rows = order if known is None else known[order]
+    index = CaseloadIndex(
+        records.take(pa.array(rows)), acc[order], account.dictionary, rank, account_start
+    )
     _CASELOAD_INDEXES.clear()  # one caseload table per run: keep only the latest
     _CASELOAD_INDEXES[id(caseloads)] = (weakref.ref(caseloads), index)
     return index
+
+
+def _pairs_of(index: CaseloadIndex, ranks: np.ndarray) -> np.ndarray | tuple[int, int]:
+    """The pairs of the accounts of the given ranks: a span ``(first, end)`` when they
+    fill most of one (a slice's accounts), else their positions."""
+    first, end = index.account_start[ranks], index.account_start[ranks + 1]
+    size = int((end - first).sum())
+    if size >= (int(end.max()) - int(first.min())) // 2:
+        return int(first.min()), int(end.max())
+    lengths = end - first
+    offsets = np.repeat(first - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
+    return offsets + np.arange(size)
 
 
 def _caseload_membership(
@@ -251,30 +275,36 @@ def _caseload_membership(
 ) -> np.ndarray:
     """In the account's caseload, per event (``acc``, ``rec``: codes among ``accounts``, ``records``).
 
-    Only the caseload pairs of the buckets the events' accounts fall in are
-    probed (a slice of a day: its own share of the table): their records
-    are looked up among the partition's, and each event's (record, account)
-    is searched among the pairs found.
+    Only the caseload pairs of the events' accounts are probed (a slice of a
+    day: its own share of the table): their records are looked up among the
+    partition's, and each event's (record, account) is searched among the
+    pairs found.
     """
     index = caseload_index(caseloads)
     inside = np.zeros(len(acc), dtype=bool)
-    if not len(acc) or not len(records) or not len(index.records):
-        return inside
     used = np.unique(acc[acc >= 0])
-    if not len(used):
+    if not len(used) or not len(records) or not len(index.records):
         return inside
-    bucket = _bucket_of(accounts[used])
-    first, last = index.bucket_start[bucket.min()], index.bucket_start[bucket.max() + 1]
-    # The partition's records are hashed and the pairs' records probe them (the smaller table).
-    position = lookup(index.records.slice(first, last - first), records)
-    found = np.flatnonzero(position >= 0)
     # Caseload account -> the partition's account code (-1: not in the partition).
-    account_at = np.full(len(index.accounts) + 1, -1, dtype=np.int64)
-    in_index = lookup(accounts, index.accounts)
-    account_at[in_index[in_index >= 0]] = np.flatnonzero(in_index >= 0)
-    pair_acc = account_at[index.account[first + found]]
+    in_index = lookup(accounts[used], index.accounts)
+    known = in_index >= 0
+    if not known.any():
+        return inside
+    account_at = np.full(len(index.accounts), -1, dtype=np.int64)
+    account_at[in_index[known]] = used[known]
+    pairs = _pairs_of(index, np.sort(index.rank[in_index[known]]))
+    if isinstance(pairs, tuple):
+        first, end = pairs
+        pair_records, pair_accounts = index.records.slice(first, end - first), index.account[first:end]
+    else:
+        pair_records, pair_accounts = index.records.take(pa.array(pairs)), index.account[pairs]
+    # The partition's records are hashed and the pairs' records probe them (the smaller table).
+    position = lookup(pair_records, records)
+    found = np.flatnonzero(position >= 0)
+    pair_acc = account_at[pair_accounts[found]]
     n_acc = max(len(accounts), 1)
-    keys = _distinct_sorted(position[found][pair_acc >= 0] * n_acc + pair_acc[pair_acc >= 0])
+    mine = pair_acc >= 0
+    keys = _distinct_sorted(position[found][mine] * n_acc + pair_acc[mine])
     if not len(keys):
         return inside
     asked = np.flatnonzero((acc >= 0) & (rec >= 0))
