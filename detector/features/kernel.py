@@ -530,9 +530,14 @@ def _dictionary(categories: pd.Index, index: np.ndarray) -> pa.DictionaryArray:
 
     First-seen pairs run to millions per partition: as codes they are cheap to
     build, to send to the parent and to match there (no string hashed per row).
+    The dictionary keeps the categories used only: a slice of a day would
+    otherwise send the whole day's accounts and values again with each slice.
     """
+    present = np.bincount(index, minlength=len(categories)) > 0
+    used = np.flatnonzero(present)
+    codes = (np.cumsum(present, dtype=np.int32) - 1)[index]
     return pa.DictionaryArray.from_arrays(
-        pa.array(index, type=pa.int32()), arrow_categories(categories)
+        pa.array(codes, type=pa.int32()), arrow_categories(categories).take(pa.array(used))
     )
 
 
