@@ -56,7 +56,9 @@ def _sliced(partitions) -> None:
     days = {(p.first_day, p.end_day) for p in partitions}
     assert len(partitions) >= 3 * len(days)  # every day cut into three slices or more
     for first, end in days:
-        cut = sorted((p.slice, p.slices) for p in partitions if (p.first_day, p.end_day) == (first, end))
+        cut = sorted(
+            (p.slice, p.slices) for p in partitions if (p.first_day, p.end_day) == (first, end)
+        )
         assert cut == [(i, cut[0][1]) for i in range(cut[0][1])]
 
 
@@ -78,7 +80,9 @@ def test_an_account_falls_in_the_same_bucket_however_its_ids_are_held():
     for held in (
         pa.array(ids),
         pa.array(ids).dictionary_encode(),
-        pa.chunked_array([pa.array(ids[:2]).dictionary_encode(), pa.array(ids[2:]).dictionary_encode()]),
+        pa.chunked_array(
+            [pa.array(ids[:2]).dictionary_encode(), pa.array(ids[2:]).dictionary_encode()]
+        ),
         pd.Series(ids, dtype="string"),
     ):
         np.testing.assert_array_equal(account_buckets(held), expected)
@@ -204,7 +208,9 @@ def test_caseload_membership_probes_only_the_partitions_accounts(n_used):
     acc = rng.integers(0, len(accounts), 5_000)
     rec = rng.integers(-1, len(records), 5_000)
     pairs = set(zip(caseloads["account_id"], caseloads["record_id"], strict=True))
-    expected = [r >= 0 and (accounts[a], records[r]) in pairs for a, r in zip(acc, rec, strict=True)]
+    expected = [
+        r >= 0 and (accounts[a], records[r]) in pairs for a, r in zip(acc, rec, strict=True)
+    ]
     assert any(expected) and not all(expected)
     inside = _caseload_membership(acc, rec, accounts, records, caseloads)
     np.testing.assert_array_equal(inside, np.array(expected))

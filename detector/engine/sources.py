@@ -165,7 +165,8 @@ def _timestamps_ns(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.n
 
 
 class FrameSource:
-    """A validated log in memory, cut into partitions of whole local days."""
+    """A validated log in memory, cut into partitions of whole local days (large ones
+    into slices by account)."""
 
     def __init__(
         self,
@@ -555,8 +556,8 @@ class ParquetSource:
                     bounds = np.array([0, len(rows_all)])
                 for i in range(k):
                     start, count = int(bounds[i]), int(bounds[i + 1] - bounds[i])
-                    rows = rows_all[start : start + count]
-                    yield Partition(index, a, b, (), count, i, k), events.slice(start, count), rows
+                    part = Partition(index, a, b, (), count, i, k)
+                    yield part, events.slice(start, count), rows_all[start : start + count]
                     index += 1
                 del events, rows_all
             if g is None and not plan:

@@ -295,7 +295,10 @@ def _caseload_membership(
     pairs = _pairs_of(index, np.sort(index.rank[in_index[known]]))
     if isinstance(pairs, tuple):
         first, end = pairs
-        pair_records, pair_accounts = index.records.slice(first, end - first), index.account[first:end]
+        pair_records, pair_accounts = (
+            index.records.slice(first, end - first),
+            index.account[first:end],
+        )
     else:
         pair_records, pair_accounts = index.records.take(pa.array(pairs)), index.account[pairs]
     # The partition's records are hashed and the pairs' records probe them (the smaller table).
