@@ -81,8 +81,9 @@ def _kernel(
 ) -> tuple[Aggregates, pd.DataFrame, list[str]]:
     """The kernel on a validated partition.
 
-    A partition holds whole days, so an event re-delivered within the log
-    lands in the same partition as its first copy: ``dedupe`` drops it here.
+    A partition holds whole days (all accounts, or a slice of them), so an
+    event re-delivered within the log (same account, same day) lands in the
+    same partition as its first copy: ``dedupe`` drops it here.
     """
     events = log.events
     notices = [n for n in log.notices if "rows rejected" not in n]

@@ -1,10 +1,14 @@
-"""Partitions of a log: whole local days, read a few row groups at a time.
+"""Partitions of a log: whole local days, or slices of them by account, read a few row
+groups at a time.
 
 A :class:`ParquetSource` plans partitions from the row groups' timestamp
 statistics (no data read): consecutive local days are grouped until a
 partition holds about ``target_rows`` events, and a partition reads only the
 row groups whose time span overlaps its days (push-down on row-group
-statistics), then keeps the rows of its days. A log whose row groups are not
+statistics), then keeps the rows of its days. Days larger than that are cut
+by account into slices (:data:`~detector.features.kernel.ACCOUNT_BUCKETS`
+hashed buckets, a range of them per slice): every window (account, day) and
+every account's first uses stay in one slice. A log whose row groups are not
 time-clustered (no statistics, text timestamps, or planning would read the
 file more than :data:`MAX_REREAD` times over) is first copied once into a
 temporary day-clustered dataset, one row group at a time (bounded memory).
@@ -31,7 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from detector.engine.storage import open_parquet
-from detector.features.kernel import local_days, lookup
+from detector.features.kernel import ACCOUNT_BUCKETS, account_buckets, local_days, lookup
 from detector.schema import (
     FAR_OFF_DAYS,
     REJECT_FAR_OFF,
@@ -47,6 +51,7 @@ from detector.schema import (
 
 TARGET_ROWS = 2_000_000  # events per partition read by a worker: bounds its memory
 STREAM_ROWS = 500_000  # events per partition streamed to local workers (a day or a few)
+SLICE_ROWS = 1_000_000  # a range of days above 1.5 times this is cut by account (streamed)
 MAX_REREAD = 1.6  # planned reading beyond this many times the log: cluster it first
 _DAY_NS = 86_400 * 10**9
 ROW = "_row"  # each event's 0-based row position in the input (the contract's default event_id)
@@ -54,18 +59,51 @@ ROW = "_row"  # each event's 0-based row position in the input (the contract's d
 
 @dataclass(frozen=True)
 class Partition:
-    """Local days ``[first_day, end_day)`` and the row groups that may hold their events."""
+    """Local days ``[first_day, end_day)`` and the row groups that may hold their events.
+
+    ``slice`` of ``slices``: the events of the accounts whose bucket is in
+    :attr:`buckets` (all of them when ``slices`` is 1).
+    """
 
     index: int
     first_day: int
     end_day: int
     pieces: tuple[tuple[str, int, int], ...]  # (file, row group, row offset of the group)
     rows: int  # estimated events
+    slice: int = 0
+    slices: int = 1
+
+    @property
+    def buckets(self) -> tuple[int, int]:
+        """The account buckets ``[first, end)`` of this slice."""
+        return slice_buckets(self.slice, self.slices)
 
     def label(self) -> str:
         first = pd.Timestamp(self.first_day, unit="D").date()
         last = pd.Timestamp(self.end_day - 1, unit="D").date()
-        return str(first) if first == last else f"{first}..{last}"
+        days = str(first) if first == last else f"{first}..{last}"
+        return days if self.slices == 1 else f"{days}, accounts {self.slice + 1}/{self.slices}"
+
+
+def slice_buckets(number: int, slices: int) -> tuple[int, int]:
+    """Account buckets ``[first, end)`` of slice ``number`` of ``slices``."""
+    return number * ACCOUNT_BUCKETS // slices, (number + 1) * ACCOUNT_BUCKETS // slices
+
+
+def slices_of(rows: float, slice_rows: int) -> int:
+    """Into how many account slices a range of days of ``rows`` events is cut."""
+    if rows <= 1.5 * slice_rows:
+        return 1
+    return min(int(np.ceil(rows / slice_rows)), ACCOUNT_BUCKETS)
+
+
+def in_slice(account_id, partition: Partition) -> np.ndarray | None:
+    """Per event: is its account in the partition's slice? (None: a whole partition.)"""
+    if partition.slices == 1:
+        return None
+    first, end = partition.buckets
+    bucket = account_buckets(account_id)
+    return (bucket >= first) & (bucket < end)
 
 
 def _day_span(timestamps: np.ndarray, timezone: str) -> np.ndarray:
@@ -127,13 +165,21 @@ def _timestamps_ns(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.n
 
 
 class FrameSource:
-    """A validated log in memory, cut into partitions of whole local days."""
+    """A validated log in memory, cut into partitions of whole local days (large ones
+    into slices by account)."""
 
-    def __init__(self, log: EventLog, timezone: str, target_rows: int = TARGET_ROWS):
+    def __init__(
+        self,
+        log: EventLog,
+        timezone: str,
+        target_rows: int = TARGET_ROWS,
+        slice_rows: int | None = None,
+    ):
         self.log = log
         self.name = log.source
         self.timezone = timezone
         self.target_rows = target_rows
+        self.slice_rows = slice_rows  # None: twice SLICE_ROWS, as workers reading their own
         self.columns = set(log.events.columns)
         stamps = pd.DatetimeIndex(log.events["timestamp"]).asi8
         self._day = _day_span(stamps, timezone) if len(stamps) else np.zeros(0, np.int64)
@@ -142,11 +188,14 @@ class FrameSource:
         if len(self._day) == 0:
             return []
         days, rows = np.unique(self._day, return_counts=True)
-        ranges = _group_days(days, rows, self.target_rows)
-        return [
-            Partition(i, a, b, (), int(((self._day >= a) & (self._day < b)).sum()))
-            for i, (a, b) in enumerate(ranges)
-        ]
+        partitions: list[Partition] = []
+        for a, b in _group_days(days, rows, self.target_rows):
+            events = int(rows[(days >= a) & (days < b)].sum())
+            k = slices_of(events, self.slice_rows or 2 * SLICE_ROWS)
+            partitions += [
+                Partition(len(partitions) + i, a, b, (), events // k, i, k) for i in range(k)
+            ]
+        return partitions
 
     def has_values(self, column: str) -> bool:
         """Does any event hold a value in ``column``?"""
@@ -154,7 +203,9 @@ class FrameSource:
         return column in events and bool(events[column].notna().any())
 
     def read(self, partition: Partition) -> EventLog:
-        rows = np.flatnonzero((self._day >= partition.first_day) & (self._day < partition.end_day))
+        keep = (self._day >= partition.first_day) & (self._day < partition.end_day)
+        inside = in_slice(self.log.events["account_id"], partition)
+        rows = np.flatnonzero(keep if inside is None else keep & inside)
         return EventLog(self.log.events.iloc[rows].reset_index(drop=True), _no_rejects())
 
     def rejects(self) -> EventLog:
@@ -262,8 +313,10 @@ class ParquetSource:
         timezone: str,
         target_rows: int = TARGET_ROWS,
         streaming: bool = False,
+        slice_rows: int | None = None,
     ):
         self.name = str(path)
+        self.slice_rows = slice_rows  # None: SLICE_ROWS when streaming, else twice that
         self.streaming = False  # planning for the clustering check reads groups per partition
         self.timezone = timezone
         self.target_rows = target_rows
@@ -351,7 +404,8 @@ class ParquetSource:
         self._groups = groups
         self._central = (low, high)
 
-    def _plan(self) -> list[tuple[int, int]]:
+    def _plan(self) -> list[tuple[int, int, int]]:
+        """Ranges of days ``(first, end, slices)``: days grouped, large ranges cut by account."""
         groups = [g for g in self._groups if g.first_day is not None and g.rows]
         if not groups:
             return []
@@ -365,11 +419,15 @@ class ParquetSource:
         days = np.arange(first, last + 1)
         active = rows > 0
         if self.streaming:  # each group is read once, whatever the cuts
-            return _group_days(days[active], rows[active], STREAM_ROWS)
-        crossed = np.zeros(len(days), dtype=bool)  # a group spans the boundary after the day
-        for g in groups:
-            crossed[g.first_day - first : g.last_day - first] = True
-        return _group_days(days[active], rows[active], self.target_rows, crossed[active])
+            ranges = _group_days(days[active], rows[active], STREAM_ROWS)
+        else:
+            crossed = np.zeros(len(days), dtype=bool)  # a group spans the boundary after the day
+            for g in groups:
+                crossed[g.first_day - first : g.last_day - first] = True
+            ranges = _group_days(days[active], rows[active], self.target_rows, crossed[active])
+        # Workers reading their own slices read the day's row groups once per slice: fewer.
+        per_slice = self.slice_rows or (SLICE_ROWS if self.streaming else 2 * SLICE_ROWS)
+        return [(a, b, slices_of(rows[a - first : b - first].sum(), per_slice)) for a, b in ranges]
 
     def _overlapping(self, first_day: int, end_day: int) -> list[_RowGroup]:
         return [
@@ -385,15 +443,18 @@ class ParquetSource:
         if any(g.first_day is None for g in self._groups if g.rows):
             return False  # no statistics (or text timestamps): nothing to push down
         total = sum(g.rows for g in self._groups)
-        planned = sum(g.rows for a, b in self._plan() for g in self._overlapping(a, b))
+        planned = sum(g.rows for a, b, _ in self._plan() for g in self._overlapping(a, b))
         return planned <= MAX_REREAD * max(total, 1)
 
     def partitions(self) -> list[Partition]:
-        partitions = []
-        for i, (a, b) in enumerate(self._plan()):
+        partitions: list[Partition] = []
+        for a, b, k in self._plan():
             groups = self._overlapping(a, b)
             pieces = tuple((g.file, g.index, g.offset) for g in groups)
-            partitions.append(Partition(i, a, b, pieces, sum(g.rows for g in groups)))
+            rows = sum(g.rows for g in groups) // k
+            partitions += [
+                Partition(len(partitions) + i, a, b, pieces, rows, i, k) for i in range(k)
+            ]
         return partitions
 
     def has_values(self, name: str) -> bool:
@@ -460,8 +521,8 @@ class ParquetSource:
             key=lambda g: (g.first_day, g.offset),
         )
         pending: list[tuple[pa.Table, np.ndarray, np.ndarray]] = []  # (events, rows, day)
-        plan = [(i, a, b) for i, (a, b) in enumerate(self._plan())]
-        n = len(plan)
+        plan = self._plan()
+        n, index = len(plan), 0
         for position, g in enumerate(groups + [None]):
             if g is not None:
                 table, rows = self._read_groups([(g.file, g.index, g.offset)], self.read_columns)
@@ -471,8 +532,8 @@ class ParquetSource:
                     table, rows, day = table.filter(pa.array(valid)), rows[valid], day[valid]
                 pending.append((table, rows, day))
             next_first = groups[position + 1].first_day if position + 1 < len(groups) else None
-            while plan and (next_first is None or plan[0][2] <= next_first):
-                index, a, b = plan.pop(0)
+            while plan and (next_first is None or plan[0][1] <= next_first):
+                a, b, k = plan.pop(0)
                 tables, rows_out, kept = [], [], []
                 for table, rows, day in pending:
                     inside = (day >= a) & (day < b)
@@ -488,7 +549,17 @@ class ParquetSource:
                     else self._read_groups((), self.read_columns)[0]
                 )
                 rows_all = np.concatenate(rows_out) if rows_out else np.zeros(0, np.int64)
-                yield Partition(index, a, b, (), len(rows_all)), events, rows_all
+                del tables
+                if k > 1:  # the slices' events made consecutive, each in time order
+                    events, rows_all, bounds = _by_slice(events, rows_all, k)
+                else:
+                    bounds = np.array([0, len(rows_all)])
+                for i in range(k):
+                    start, count = int(bounds[i]), int(bounds[i + 1] - bounds[i])
+                    part = Partition(index, a, b, (), count, i, k)
+                    yield part, events.slice(start, count), rows_all[start : start + count]
+                    index += 1
+                del events, rows_all
             if g is None and not plan:
                 break
         assert n == 0 or not plan
@@ -499,6 +570,9 @@ class ParquetSource:
         stamps, valid = _timestamps_ns(table["timestamp"])
         day = _day_span(stamps, self.timezone)
         keep = valid & (day >= partition.first_day) & (day < partition.end_day)
+        inside = in_slice(table["account_id"], partition)
+        if inside is not None:
+            keep &= inside
         log = self._normalise(table.filter(pa.array(keep)), rows[keep])
         if repaired:
             log.notices.append(repaired_notice(repaired))
@@ -625,6 +699,19 @@ class ParquetSource:
         position = self.schema.get_field_index("timestamp")
         self.schema = self.schema.set(position, pa.field("timestamp", pa.timestamp("ns", tz="UTC")))
         self._groups = self._row_groups()
+
+
+def _by_slice(
+    events: pa.Table, rows: np.ndarray, slices: int
+) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """(events, rows) ordered by account slice, time order kept within each, and where
+    each slice starts: one copy of the day, then slices without a copy."""
+    bucket = account_buckets(events["account_id"]) if events.num_rows else np.zeros(0, np.int64)
+    starts = np.array([slice_buckets(i, slices)[0] for i in range(slices)])
+    number = (np.searchsorted(starts, bucket, side="right") - 1).astype(np.int16)
+    order = np.argsort(number, kind="stable")  # a radix sort of small integers
+    bounds = np.r_[0, np.cumsum(np.bincount(number, minlength=slices))]
+    return events.take(pa.array(order)), rows[order], bounds
 
 
 def _decode_dictionaries(table: pa.Table) -> pa.Table:

@@ -361,7 +361,8 @@ def read_day(source: Any, day: int) -> pd.DataFrame:
     """The validated events of one local day of a partition source (its rejects were counted)."""
     for partition in source.partitions():
         if partition.first_day <= day < partition.end_day:
-            return source.read(replace(partition, first_day=day, end_day=day + 1)).events
+            whole = replace(partition, first_day=day, end_day=day + 1, slice=0, slices=1)
+            return source.read(whole).events
     return pd.DataFrame()
 
 

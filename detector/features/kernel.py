@@ -176,18 +176,55 @@ def _distinct_sorted(keys: np.ndarray) -> np.ndarray:
     return keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
 
 
+ACCOUNT_BUCKETS = 256  # accounts hashed into this many buckets; a slice of a day is a range of them
+
+
+def account_buckets(values) -> np.ndarray:
+    """Each value's account bucket (0..ACCOUNT_BUCKETS-1; a missing value: bucket 0).
+
+    A stable hash of the account id's text (the same in every process and on
+    every machine), computed once per distinct value: Arrow dictionaries and
+    pandas categoricals hash their dictionary only.
+    """
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+        of_value = _bucket_of(values.cat.categories)
+        return np.r_[of_value, 0][values.cat.codes.to_numpy()]  # code -1 -> the last slot
+    column = _arrow_strings(values)
+    if isinstance(column, pa.ChunkedArray):  # row groups read apart: one dictionary each
+        chunks = [account_buckets(chunk) for chunk in column.chunks]
+        return np.concatenate(chunks) if chunks else np.zeros(0, np.int64)
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    of_value = np.r_[_bucket_of(column.dictionary), 0]
+    return of_value[pc.fill_null(column.indices, -1).to_numpy(zero_copy_only=False)]
+
+
+def _bucket_of(distinct: pa.Array | pd.Index) -> np.ndarray:
+    """The bucket of each distinct account id (hashed as text: Arrow or pandas, the same)."""
+    if isinstance(distinct, pa.Array | pa.ChunkedArray):
+        text = np.asarray(distinct.to_numpy(zero_copy_only=False), dtype=object)
+    else:
+        text = np.asarray(pd.Index(distinct).astype(str), dtype=object)
+    hashed = pd.util.hash_array(text, categorize=False)
+    return (hashed % np.uint64(ACCOUNT_BUCKETS)).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class CaseloadIndex:
     """The caseload table prepared once per run for membership tests.
 
-    Built in the parent before the worker processes fork, so they share it
-    instead of hashing the whole table again for every partition.
+    Its (account, record) pairs grouped by account, the accounts ordered by
+    bucket: a partition probes only the pairs of the accounts it holds (a
+    slice of a day, a range of buckets: one contiguous block). Built in the
+    parent before the worker processes fork, so they share it instead of
+    preparing the whole table again for every partition.
     """
 
-    records: pa.Array  # distinct record ids
+    records: pa.Array  # each pair's record id, pairs grouped by account
+    account: np.ndarray  # each pair's account (position in accounts)
     accounts: pa.Array  # distinct account ids
-    owner: np.ndarray  # per record: its one owner (position in accounts), -2 when several
-    shared: np.ndarray  # sorted record * len(accounts) + account keys of records with several owners
+    rank: np.ndarray  # per account: its place in pair order (by bucket)
+    account_start: np.ndarray  # first pair of each account, by rank (len(accounts) + 1 offsets)
 
 
 _CASELOAD_INDEXES: dict[int, tuple[weakref.ref, CaseloadIndex]] = {}
@@ -198,24 +235,39 @@ def caseload_index(caseloads: pd.DataFrame) -> CaseloadIndex:
     kept = _CASELOAD_INDEXES.get(id(caseloads))
     if kept is not None and kept[0]() is caseloads:
         return kept[1]
-    account, record = (
-        pc.dictionary_encode(_one_chunk(_arrow_strings(caseloads[c])))
-        for c in ("account_id", "record_id")
+    account = pc.dictionary_encode(_one_chunk(_arrow_strings(caseloads["account_id"])))
+    acc = account.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
+    records = _one_chunk(_arrow_strings(caseloads["record_id"]))
+    known = None  # every pair (the table as read: missing values dropped)
+    if account.null_count or records.null_count:
+        known = np.flatnonzero((acc >= 0) & pc.is_valid(records).to_numpy(zero_copy_only=False))
+        acc = acc[known]
+    n_acc = len(account.dictionary)
+    by_bucket = np.lexsort((np.arange(n_acc), _bucket_of(account.dictionary)))
+    rank = np.empty(n_acc, dtype=np.int32)
+    rank[by_bucket] = np.arange(n_acc, dtype=np.int32)
+    ranked = rank[acc]
+    order = np.argsort(ranked, kind="stable")
+    account_start = np.r_[0, np.cumsum(np.bincount(ranked, minlength=n_acc))]
+    rows = order if known is None else known[order]
+    index = CaseloadIndex(
+        records.take(pa.array(rows)), acc[order], account.dictionary, rank, account_start
     )
-    acc = np.asarray(account.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
-    rec = np.asarray(record.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
-    n_acc, n_rec = max(len(account.dictionary), 1), len(record.dictionary)
-    known = (acc >= 0) & (rec >= 0)
-    pairs = _distinct_sorted(rec[known] * n_acc + acc[known])
-    pair_rec = pairs // n_acc
-    owners = np.bincount(pair_rec, minlength=n_rec)
-    owner = np.full(n_rec, -1, dtype=np.int64)
-    owner[pair_rec] = pairs % n_acc
-    owner[owners > 1] = -2
-    index = CaseloadIndex(record.dictionary, account.dictionary, owner, pairs[owners[pair_rec] > 1])
     _CASELOAD_INDEXES.clear()  # one caseload table per run: keep only the latest
     _CASELOAD_INDEXES[id(caseloads)] = (weakref.ref(caseloads), index)
     return index
+
+
+def _pairs_of(index: CaseloadIndex, ranks: np.ndarray) -> np.ndarray | tuple[int, int]:
+    """The pairs of the accounts of the given ranks: a span ``(first, end)`` when they
+    fill most of one (a slice's accounts), else their positions."""
+    first, end = index.account_start[ranks], index.account_start[ranks + 1]
+    size = int((end - first).sum())
+    if size >= (int(end.max()) - int(first.min())) // 2:
+        return int(first.min()), int(end.max())
+    lengths = end - first
+    offsets = np.repeat(first - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
+    return offsets + np.arange(size)
 
 
 def _caseload_membership(
@@ -223,26 +275,45 @@ def _caseload_membership(
 ) -> np.ndarray:
     """In the account's caseload, per event (``acc``, ``rec``: codes among ``accounts``, ``records``).
 
-    Most records are followed by one account: a record -> owner array answers
-    those with one gather. Records with several owners (hand-overs) are looked
-    up among the sorted (record, account) pairs.
+    Only the caseload pairs of the events' accounts are probed (a slice of a
+    day: its own share of the table): their records are looked up among the
+    partition's, and each event's (record, account) is searched among the
+    pairs found.
     """
     index = caseload_index(caseloads)
-    # The partition's records are hashed and the caseload's probe them (the smaller table).
-    position = lookup(index.records, records)
+    inside = np.zeros(len(acc), dtype=bool)
+    used = np.unique(acc[acc >= 0])
+    if not len(used) or not len(records) or not len(index.records):
+        return inside
+    # Caseload account -> the partition's account code (-1: not in the partition).
+    in_index = lookup(accounts[used], index.accounts)
+    known = in_index >= 0
+    if not known.any():
+        return inside
+    account_at = np.full(len(index.accounts), -1, dtype=np.int64)
+    account_at[in_index[known]] = used[known]
+    pairs = _pairs_of(index, np.sort(index.rank[in_index[known]]))
+    if isinstance(pairs, tuple):
+        first, end = pairs
+        pair_records, pair_accounts = (
+            index.records.slice(first, end - first),
+            index.account[first:end],
+        )
+    else:
+        pair_records, pair_accounts = index.records.take(pa.array(pairs)), index.account[pairs]
+    # The partition's records are hashed and the pairs' records probe them (the smaller table).
+    position = lookup(pair_records, records)
     found = np.flatnonzero(position >= 0)
-    record_at = np.full(len(records) + 1, -1, dtype=np.int64)  # the last slot: no record
-    record_at[position[found]] = found
-    account_at = np.r_[lookup(accounts, index.accounts), -1]
-    c_rec = record_at[np.where(rec >= 0, rec, len(records))]
-    c_acc = account_at[np.where(acc >= 0, acc, len(accounts))]
-    owner = np.where(c_rec >= 0, index.owner[np.maximum(c_rec, 0)], -1)
-    inside = (owner >= 0) & (owner == c_acc)
-    shared = np.flatnonzero((owner == -2) & (c_acc >= 0))
-    if len(shared):
-        keys = c_rec[shared] * max(len(index.accounts), 1) + c_acc[shared]
-        at = np.minimum(np.searchsorted(index.shared, keys), len(index.shared) - 1)
-        inside[shared] = index.shared[at] == keys
+    pair_acc = account_at[pair_accounts[found]]
+    n_acc = max(len(accounts), 1)
+    mine = pair_acc >= 0
+    keys = _distinct_sorted(position[found][mine] * n_acc + pair_acc[mine])
+    if not len(keys):
+        return inside
+    asked = np.flatnonzero((acc >= 0) & (rec >= 0))
+    event_keys = rec[asked] * n_acc + acc[asked]
+    at = np.minimum(np.searchsorted(keys, event_keys), len(keys) - 1)
+    inside[asked] = keys[at] == event_keys
     return inside
 
 
@@ -462,9 +533,14 @@ def _dictionary(categories: pd.Index, index: np.ndarray) -> pa.DictionaryArray:
 
     First-seen pairs run to millions per partition: as codes they are cheap to
     build, to send to the parent and to match there (no string hashed per row).
+    The dictionary keeps the categories used only: a slice of a day would
+    otherwise send the whole day's accounts and values again with each slice.
     """
+    present = np.bincount(index, minlength=len(categories)) > 0
+    used = np.flatnonzero(present)
+    codes = (np.cumsum(present, dtype=np.int32) - 1)[index]
     return pa.DictionaryArray.from_arrays(
-        pa.array(index, type=pa.int32()), arrow_categories(categories)
+        pa.array(codes, type=pa.int32()), arrow_categories(categories).take(pa.array(used))
     )
 
 
