@@ -80,6 +80,7 @@ def model_matrix(
     table: pd.DataFrame | Mapping[str, np.ndarray],
     features: tuple[str, ...] = MODEL_FEATURES,
     centre: bool = False,
+    rows: np.ndarray | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """The model's view of feature rows: log counts, shares, signed-log z; missing as 0.
 
@@ -87,16 +88,22 @@ def model_matrix(
     float64 one, a second copy of the table's columns): each column is computed
     in float64 and rounded once, as that cast would. ``centre=True`` also gives
     each column's median, taken in float64 before the rounding (the training
-    median the drivers reset features to).
+    median the drivers reset features to). ``rows``: those row positions only,
+    in that order (the matrix is built in that order, not built then reordered).
     """
     if isinstance(table, pd.DataFrame):
         n_rows = len(table)
     else:
         n_rows = len(table[features[0]]) if features else 0
+    if rows is not None:
+        n_rows = len(rows)
     matrix = np.empty((n_rows, len(features)), dtype=np.float32)
     medians = np.zeros(len(features))
     for j, name in enumerate(features):
-        values = np.array(table[name], dtype=np.float64)  # a copy, transformed in place
+        if rows is None:
+            values = np.array(table[name], dtype=np.float64)  # a copy, transformed in place
+        else:
+            values = np.asarray(table[name], dtype=np.float64)[rows]
         if name in ZS:
             sign = np.sign(values)
             np.abs(values, out=values)
@@ -176,18 +183,25 @@ class WindowModel:
         # starts that import in the background while the log is being read.
         from sklearn.ensemble import IsolationForest
 
-        matrix, centre = model_matrix(table, centre=True)
-        self.features_ = MODEL_FEATURES
         # The forest draws its samples by row position: fitted on the rows in a fixed
         # order, the same windows give the same model whatever order they came in.
+        # The matrix is built in that order (one copy of it, not two).
         order = fitting_order(table)
+        identity = _is_identity(order)
+        matrix, centre = model_matrix(table, centre=True, rows=None if identity else order)
+        self.features_ = MODEL_FEATURES
         self.forest_ = IsolationForest(
             n_estimators=self.n_estimators,
             max_samples=min(self.max_samples, len(matrix)),
             random_state=self.random_state,
             n_jobs=-1,  # the trees are built on both cores
-        ).fit(matrix if _is_identity(order) else matrix[order])
-        self.training_scores_ = self._score_matrix(matrix)
+        ).fit(matrix)
+        # A row's score depends on that row alone: scored in fitting order, put back.
+        scores = self._score_matrix(matrix)
+        del matrix
+        if not identity:
+            scores[order] = scores.copy()
+        self.training_scores_ = scores
         quantile = np.quantile(self.training_scores_, 1.0 - self.alert_rate)
         self.threshold_ = float(max(quantile, self.min_score))
         # The usual value of each model column, to say which features drove a score.

@@ -216,11 +216,14 @@ def detect(
     rules: str | Path | RuleSet | None = "default",
     mode: str = "both",
     model: str | Path | WindowModel | None = None,
+    consume: bool = False,
 ) -> pd.DataFrame:
     """Alerts for a prepared log, from a rule set, the model, or both (``mode``).
 
     ``model`` is a fitted :class:`WindowModel` or a file saved by ``detector fit``;
-    without one, the model is fitted on this log's own windows.
+    without one, the model is fitted on this log's own windows. ``consume``:
+    ``prepared`` is not detected on again, so what only other candidates would
+    need is freed on the way (the internal numbers of windows that are not candidates).
     """
     if mode not in MODES:
         raise DetectorError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
@@ -266,6 +269,8 @@ def detect(
         in_scope[scoring] = True
         candidate &= in_scope
     windows = np.flatnonzero(candidate)
+    if consume:
+        prepared.features.internal.keep(windows)
     if len(windows) == 0:
         return empty_alerts()
     conditions = {rule.id: rule.evaluate for rule in ruleset.rules} if ruleset is not None else {}
@@ -410,7 +415,7 @@ def score_log(
     fitted = None
     if state is not None and model is None and mode != "rules":
         model, fitted = _state_model(prepared)
-    alerts = detect(prepared, rules, mode, model)
+    alerts = detect(prepared, rules, mode, model, consume=True)
     table = prepared.features.table
     # Who created or granted whom: gathered by the kernel; with a state, since it began,
     # and the earlier runs' alerts link this run's as one run over the whole log would.

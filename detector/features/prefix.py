@@ -148,12 +148,12 @@ def prefix_features(
     in_hour = _group_cumsum(events.touched[rows].astype(np.float64), hour_starts, hour_group)
     sums["peak_hourly_records"] = _group_running_max(in_hour, group)
 
-    table = feature_table.table
     # Each window's constants repeated over its events (rows are grouped by window):
     # a gather of one value per window, not one per event.
     lengths = np.diff(np.r_[starts, len(rows)])
     first_rows = window[starts]
     constants = {
-        name: np.repeat(table[name].to_numpy()[first_rows], lengths) for name in WINDOW_CONSTANTS
+        name: np.repeat(feature_table.constants(name, first_rows), lengths)
+        for name in WINDOW_CONSTANTS
     }
     return {"window": window, "timestamp": events.timestamp[rows], **derive(sums, constants)}
