@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from detector import vocabulary
 from detector.alerts import build_alerts, empty_alerts, first_hold_times
 from detector.engine.local import assemble, attach, build_features, run_kernel
-from detector.engine.sources import source_of
+from detector.engine.sources import release_memory, source_of
 from detector.engine.state import (
     FULL_HISTORY_DAYS,
     REFIT_AFTER_DAYS,
@@ -36,7 +37,7 @@ from detector.engine.state import (
     without_day,
 )
 from detector.errors import DetectorError
-from detector.features.kernel import Aggregates
+from detector.features.kernel import Aggregates, caseload_index, lookup
 from detector.features.prefix import Replay, replay_events
 from detector.features.table import FeatureTable
 from detector.incidents import empty_incidents, group_incidents
@@ -49,9 +50,10 @@ from detector.vocabulary import DEFAULT_TIMEZONE
 MODES = vocabulary.MODES  # kept as a name: notebooks and the bench read pipeline.MODES
 ENGINES = ("local", "dask")
 MIN_WINDOWS_TO_FIT = 20  # fewer account-days than this tell a forest nothing
-# Candidate events re-read at once for detected_at: about one partition's worth (100M
-# events can have millions of candidate events; one group keeps small logs to one read).
-REPLAY_READ_EVENTS = 4_000_000
+# Candidate events re-read at once for detected_at (100M events can have millions of
+# candidate events; one group keeps small logs to one read). A group of 4M took about
+# 2 GB at 100M events; 3M keeps detection under 4 GB with the table beside it.
+REPLAY_READ_EVENTS = 3_000_000
 Progress = Callable[[str], None]
 
 
@@ -270,7 +272,7 @@ def detect(
         candidate &= in_scope
     windows = np.flatnonzero(candidate)
     if consume:
-        prepared.features.internal.keep(windows)
+        _keep_candidates(prepared.features, windows)
     if len(windows) == 0:
         return empty_alerts()
     conditions = {rule.id: rule.evaluate for rule in ruleset.rules} if ruleset is not None else {}
@@ -280,6 +282,8 @@ def detect(
     if len(windows) == 0:
         return empty_alerts()
     fired = fired.iloc[windows].reset_index(drop=True)
+    if scores is not None:
+        _score_unscored(fitted, table, scores, windows)
     drivers = fitted.drivers(table.iloc[windows]) if fitted is not None else None
     return build_alerts(
         prepared.features,
@@ -291,6 +295,23 @@ def detect(
         flags[windows] if flags is not None else None,
         drivers,
     )
+
+
+def _keep_candidates(features: FeatureTable, windows: np.ndarray) -> None:
+    """Free what only other windows' replay would read: their internal numbers, and the
+    caseload rows of other accounts (an event's read is in its own account's caseload or
+    not, whoever else follows the record)."""
+    features.internal.keep(windows)
+    caseloads = features.caseloads
+    if caseloads is None or not len(caseloads):
+        return
+    accounts = pa.array(np.unique(features.table["account_id"].to_numpy()[windows]).astype(str))
+    kept = lookup(caseloads["account_id"], accounts) >= 0
+    features.caseloads = caseloads.iloc[np.flatnonzero(kept)].reset_index(drop=True)
+    del caseloads
+    if features.out_mode == "caseloads":
+        caseload_index(features.caseloads)  # built now for the few rows; the whole one goes
+    release_memory()
 
 
 def _replay_candidates(
@@ -345,10 +366,21 @@ def _replay_candidates(
     return windows[order], times
 
 
+def _score_unscored(
+    fitted: WindowModel, table: pd.DataFrame, scores: np.ndarray, windows: np.ndarray
+) -> None:
+    """Score the alerted windows that fitting left unscored (NaN: proven below the
+    threshold, e.g. alerted by a rule only): each row's score is its own, as in fitting."""
+    missing = windows[np.isnan(scores[windows])]
+    if len(missing):
+        scores[missing] = fitted.score(table.iloc[missing])
+
+
 def _model_scores(
     model: str | Path | WindowModel | None, table: pd.DataFrame, scoring: np.ndarray
 ) -> tuple[WindowModel, np.ndarray]:
-    """The model and every window's score (0 outside ``scoring``, the rows that may alert)."""
+    """The model and every window's score (0 outside ``scoring``, the rows that may alert;
+    NaN for a model fitted here where the score is proven below its threshold)."""
     fitted = _resolve_model(model, table)
     if model is None:  # fitted on this very table: its training scores are its scores
         return fitted, fitted.training_scores_
@@ -362,7 +394,7 @@ def _resolve_model(model: str | Path | WindowModel | None, table: pd.DataFrame) 
         return model
     if model is not None:
         return WindowModel.load(model)
-    return WindowModel().fit(table)
+    return WindowModel().fit(table, all_scores=False)  # the threshold needs the high ones
 
 
 def fit_model(
@@ -454,7 +486,7 @@ def _state_model(prepared: Prepared) -> tuple[WindowModel | None, WindowModel | 
         return WindowModel.load(stored.model_path), None
     if len(table) < MIN_WINDOWS_TO_FIT:
         return None, None
-    fitted = WindowModel().fit(table)
+    fitted = WindowModel().fit(table, all_scores=False)  # only its threshold is kept
     return fitted, fitted
 
 
