@@ -133,10 +133,15 @@ def prefix_features(
         np.cumsum(np.r_[True, window[1:] != window[:-1]]) - 1 if len(rows) else np.array([], int)
     )
 
-    sums = {
-        name: _group_cumsum(events.counts[name][rows].astype(np.float64), starts, group)
-        for name in SUMS
-    }
+    sums = {}
+    for name in SUMS:
+        counted = events.counts[name]
+        # A count that is zero in every re-read event (a column the log lacks, no
+        # failed login...) sums to zero everywhere: no gather, no running sum.
+        if counted.any():
+            sums[name] = _group_cumsum(counted[rows], starts, group)
+        else:
+            sums[name] = np.zeros(len(rows))
     hour = events.hour[rows]
     hour_change = (
         np.r_[True, (window[1:] != window[:-1]) | (hour[1:] != hour[:-1])]
