@@ -56,8 +56,9 @@ MIN_WINDOWS_TO_FIT = 20  # fewer account-days than this tell a forest nothing
 # 2 GB at 100M events; 3M keeps detection under 4 GB with the table beside it.
 REPLAY_READ_EVENTS = 3_000_000
 # Blocks from this size up are mapped on their own and given back when freed (see
-# _give_back_large_blocks): a column of 2.7M windows is 21 MB.
-OWN_MAPPING_BYTES = 4 << 20
+# _give_back_large_blocks): a column of 1.85M windows (100M events) is 15 MB; the
+# 10M shape log's arrays (1M events: 8 MB) stay on the reused heap, as before.
+OWN_MAPPING_BYTES = 8 << 20
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 Progress = Callable[[str], None]
 
@@ -500,7 +501,7 @@ def _give_back_large_blocks() -> None:
     later ones from a heap it keeps: on 100M events, assembly's and detection's
     temporaries (tens of megabytes each) left about 0.5 GB of freed heap counted
     in the run's peak. Costs a page fault per page of each such block (about
-    1 ms per 20 MB). The local engine's workers set their own policy. A no-op
+    1 ms per 15 MB). The local engine's workers set their own policy. A no-op
     where the C library is not glibc.
     """
     try:
