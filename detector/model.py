@@ -70,6 +70,7 @@ MODEL_FILE_TYPES: frozenset[tuple[str, str, str]] = frozenset(
 SKOPS_TRUSTED: frozenset[str] = frozenset({"sklearn.tree._tree.Tree"})
 _MAX_SCHEMA_BYTES = 256 * 2**20  # a 100-tree model's schema is about 1.7 MB
 SCORE_CHUNK_MIN_ROWS = 20_000  # fewer rows per thread are scored on one core: threads cost more
+PRUNE_EVERY_TREES = 10  # trees walked between two checks of which rows can still reach min_score
 
 
 def _cores() -> int:
@@ -80,6 +81,7 @@ def model_matrix(
     table: pd.DataFrame | Mapping[str, np.ndarray],
     features: tuple[str, ...] = MODEL_FEATURES,
     centre: bool = False,
+    rows: np.ndarray | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """The model's view of feature rows: log counts, shares, signed-log z; missing as 0.
 
@@ -87,16 +89,22 @@ def model_matrix(
     float64 one, a second copy of the table's columns): each column is computed
     in float64 and rounded once, as that cast would. ``centre=True`` also gives
     each column's median, taken in float64 before the rounding (the training
-    median the drivers reset features to).
+    median the drivers reset features to). ``rows``: those row positions only,
+    in that order (the matrix is built in that order, not built then reordered).
     """
     if isinstance(table, pd.DataFrame):
         n_rows = len(table)
     else:
         n_rows = len(table[features[0]]) if features else 0
+    if rows is not None:
+        n_rows = len(rows)
     matrix = np.empty((n_rows, len(features)), dtype=np.float32)
     medians = np.zeros(len(features))
     for j, name in enumerate(features):
-        values = np.array(table[name], dtype=np.float64)  # a copy, transformed in place
+        if rows is None:
+            values = np.array(table[name], dtype=np.float64)  # a copy, transformed in place
+        else:
+            values = np.asarray(table[name], dtype=np.float64)[rows]
         if name in ZS:
             sign = np.sign(values)
             np.abs(values, out=values)
@@ -168,27 +176,41 @@ class WindowModel:
         self.min_score = min_score
         self.random_state = random_state
 
-    def fit(self, table: pd.DataFrame) -> WindowModel:
-        """Fit on feature rows (one per window)."""
+    def fit(self, table: pd.DataFrame, all_scores: bool = True) -> WindowModel:
+        """Fit on feature rows (one per window).
+
+        ``training_scores_`` holds every row's score; with ``all_scores=False``,
+        NaN where the score is proven below ``min_score`` (so below the threshold)
+        before all the trees are walked: the threshold and every score at or above
+        ``min_score`` are exactly those of a full scoring (see :meth:`_scores_from`).
+        """
         if len(table) < 2:
             raise ModelError(f"cannot fit the model on {len(table)} window(s); need at least 2")
         # Imported here: scikit-learn takes a second to import, and pipeline.prepare
         # starts that import in the background while the log is being read.
         from sklearn.ensemble import IsolationForest
 
-        matrix, centre = model_matrix(table, centre=True)
-        self.features_ = MODEL_FEATURES
         # The forest draws its samples by row position: fitted on the rows in a fixed
         # order, the same windows give the same model whatever order they came in.
+        # The matrix is built in that order (one copy of it, not two).
         order = fitting_order(table)
+        identity = _is_identity(order)
+        matrix, centre = model_matrix(table, centre=True, rows=None if identity else order)
+        self.features_ = MODEL_FEATURES
         self.forest_ = IsolationForest(
             n_estimators=self.n_estimators,
             max_samples=min(self.max_samples, len(matrix)),
             random_state=self.random_state,
             n_jobs=-1,  # the trees are built on both cores
-        ).fit(matrix if _is_identity(order) else matrix[order])
-        self.training_scores_ = self._score_matrix(matrix)
-        quantile = np.quantile(self.training_scores_, 1.0 - self.alert_rate)
+        ).fit(matrix)
+        # A row's score depends on that row alone: scored in fitting order, put back.
+        floor = None if all_scores else self.min_score
+        scores = self._score_matrix(matrix, floor)
+        quantile = self._training_quantile(scores, matrix)
+        del matrix
+        if not identity:
+            scores[order] = scores.copy()
+        self.training_scores_ = scores
         self.threshold_ = float(max(quantile, self.min_score))
         # The usual value of each model column, to say which features drove a score.
         self.centre_ = centre
@@ -198,8 +220,9 @@ class WindowModel:
         if not hasattr(self, "forest_"):
             raise ModelError("the model is not fitted: call fit() or load a saved model")
 
-    def _score_matrix(self, matrix: np.ndarray) -> np.ndarray:
-        """Scores of the matrix's rows, in row chunks on the cores.
+    def _score_matrix(self, matrix: np.ndarray, floor: float | None = None) -> np.ndarray:
+        """Scores of the matrix's rows, in row chunks on the cores (NaN: proven below
+        ``floor``, when one is given).
 
         scikit-learn walks the trees one after another on one core. Each row's
         score depends on that row alone (its depths summed over the trees in
@@ -208,19 +231,78 @@ class WindowModel:
         """
         n_chunks = min(_cores(), len(matrix) // SCORE_CHUNK_MIN_ROWS)
         if n_chunks < 2:
-            normality = self.forest_.score_samples(matrix)
-        else:
-            bounds = np.linspace(0, len(matrix), n_chunks + 1).astype(np.int64)
-            normality = np.empty(len(matrix))
+            return self._scores_from(matrix, floor)
+        bounds = np.linspace(0, len(matrix), n_chunks + 1).astype(np.int64)
+        scores = np.empty(len(matrix))
 
-            def score_chunk(i: int) -> None:
-                rows = slice(bounds[i], bounds[i + 1])
-                normality[rows] = self.forest_.score_samples(matrix[rows])
+        def score_chunk(i: int) -> None:
+            rows = slice(bounds[i], bounds[i + 1])
+            scores[rows] = self._scores_from(matrix[rows], floor)
 
-            with ThreadPoolExecutor(max_workers=n_chunks) as pool:
-                list(pool.map(score_chunk, range(n_chunks)))
-        # The one place where scikit-learn's direction (higher = more normal) is flipped.
-        return -normality
+        with ThreadPoolExecutor(max_workers=n_chunks) as pool:
+            list(pool.map(score_chunk, range(n_chunks)))
+        return scores
+
+    def _scores_from(self, matrix: np.ndarray, floor: float | None) -> np.ndarray:
+        """Scores of some rows: scikit-learn's; with ``floor``, the same numbers computed
+        as scikit-learn does, tree after tree, except that a row is left (NaN) once
+        even the shortest path in every remaining tree would keep it below ``floor``.
+
+        A tree adds ``depth + c(leaf size) - 1`` at the row's leaf; sums only grow
+        and a larger sum is a lower score, so the smallest such value over each
+        remaining tree's leaves bounds the row's final score from above.
+        """
+        forest = self.forest_
+        lengths = getattr(forest, "_decision_path_lengths", None)
+        if floor is None or lengths is None or forest._max_features != matrix.shape[1]:
+            # The one place where scikit-learn's direction (higher = more normal) is flipped.
+            return -forest.score_samples(matrix)
+        from sklearn.ensemble._iforest import _average_path_length
+
+        trees = forest.estimators_
+        added = [
+            lengths[t] + forest._average_path_length_per_tree[t] - 1.0 for t in range(len(trees))
+        ]
+        shortest = np.array(
+            [values[tree.tree_.children_left == -1].min() for values, tree in zip(added, trees, strict=True)]
+        )
+        still = np.r_[np.cumsum(shortest[::-1])[::-1], 0.0]  # from tree t on, at the least
+        denominator = len(trees) * _average_path_length([forest._max_samples])
+        # depths > limit means a score below floor; the margin covers rounding.
+        limit = -np.log2(floor) * float(denominator[0]) + 1e-6
+        rows = np.arange(len(matrix))
+        part = np.ascontiguousarray(matrix, dtype=np.float32)
+        depths = np.zeros(len(matrix))
+        for t, tree in enumerate(trees):
+            depths += added[t][tree.apply(part, check_input=False)]
+            if (t + 1) % PRUNE_EVERY_TREES == 0 and t + 1 < len(trees):
+                possible = depths + still[t + 1] <= limit
+                if not possible.all():
+                    rows, depths = rows[possible], depths[possible]
+                    part = matrix[rows]
+        scores = np.full(len(matrix), np.nan)
+        scores[rows] = 2 ** (
+            -np.divide(depths, denominator, out=np.ones_like(depths), where=denominator != 0)
+        )
+        return scores
+
+    def _training_quantile(self, scores: np.ndarray, matrix: np.ndarray) -> float:
+        """The ``1 - alert_rate`` quantile of the training scores, exactly as over all of them.
+
+        Rows left unscored (NaN) are below ``min_score``, so below every score
+        known at or above it: when the quantile's two order statistics are among
+        those, any smaller stand-in for the others gives the same number. Else
+        (fewer such rows than the alert rate takes) the others are scored too.
+        """
+        q = 1.0 - self.alert_rate
+        unknown = np.isnan(scores)
+        if unknown.any():
+            n = len(scores)
+            above = int((scores[~unknown] >= self.min_score).sum())
+            if int(np.floor((n - 1) * q)) < n - above:
+                scores[unknown] = self._score_matrix(matrix[unknown])
+                unknown[:] = False
+        return float(np.quantile(np.where(unknown, 0.0, scores), q))
 
     def score(self, table: pd.DataFrame | Mapping[str, np.ndarray]) -> np.ndarray:
         """Anomaly score in (0, 1] per row (a frame, or columns of equal length); higher = more suspicious."""

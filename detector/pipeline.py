@@ -7,6 +7,7 @@ can compare rule sets on one data set without rebuilding features.
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -14,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from detector import vocabulary
 from detector.alerts import build_alerts, empty_alerts, first_hold_times
 from detector.engine.local import assemble, attach, build_features, run_kernel
-from detector.engine.sources import source_of
+from detector.engine.sources import release_memory, source_of
 from detector.engine.state import (
     FULL_HISTORY_DAYS,
     REFIT_AFTER_DAYS,
@@ -36,7 +38,7 @@ from detector.engine.state import (
     without_day,
 )
 from detector.errors import DetectorError
-from detector.features.kernel import Aggregates
+from detector.features.kernel import Aggregates, caseload_index, lookup
 from detector.features.prefix import Replay, replay_events
 from detector.features.table import FeatureTable
 from detector.incidents import empty_incidents, group_incidents
@@ -49,9 +51,15 @@ from detector.vocabulary import DEFAULT_TIMEZONE
 MODES = vocabulary.MODES  # kept as a name: notebooks and the bench read pipeline.MODES
 ENGINES = ("local", "dask")
 MIN_WINDOWS_TO_FIT = 20  # fewer account-days than this tell a forest nothing
-# Candidate events re-read at once for detected_at: about one partition's worth (100M
-# events can have millions of candidate events; one group keeps small logs to one read).
-REPLAY_READ_EVENTS = 4_000_000
+# Candidate events re-read at once for detected_at (100M events can have millions of
+# candidate events; one group keeps small logs to one read). A group of 4M took about
+# 2 GB at 100M events; 3M keeps detection under 4 GB with the table beside it.
+REPLAY_READ_EVENTS = 3_000_000
+# Blocks from this size up are mapped on their own and given back when freed (see
+# _give_back_large_blocks): a column of 1.85M windows (100M events) is 15 MB; the
+# 10M shape log's arrays (1M events: 8 MB) stay on the reused heap, as before.
+OWN_MAPPING_BYTES = 8 << 20
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 Progress = Callable[[str], None]
 
 
@@ -216,11 +224,14 @@ def detect(
     rules: str | Path | RuleSet | None = "default",
     mode: str = "both",
     model: str | Path | WindowModel | None = None,
+    consume: bool = False,
 ) -> pd.DataFrame:
     """Alerts for a prepared log, from a rule set, the model, or both (``mode``).
 
     ``model`` is a fitted :class:`WindowModel` or a file saved by ``detector fit``;
-    without one, the model is fitted on this log's own windows.
+    without one, the model is fitted on this log's own windows. ``consume``:
+    ``prepared`` is not detected on again, so what only other candidates would
+    need is freed on the way (the internal numbers of windows that are not candidates).
     """
     if mode not in MODES:
         raise DetectorError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
@@ -246,6 +257,8 @@ def detect(
     fired = pd.DataFrame(index=table.index)
     scores = flags = None
     fitted = None
+    if consume:
+        _forget_caseload_index(prepared.features)
     with ThreadPoolExecutor(max_workers=1) as pool:
         # The model is fitted while the rules are checked: both have stretches on one core.
         modelling = pool.submit(_model_scores, model, table, scoring) if use_model else None
@@ -266,6 +279,8 @@ def detect(
         in_scope[scoring] = True
         candidate &= in_scope
     windows = np.flatnonzero(candidate)
+    if consume:
+        _keep_candidates(prepared.features, windows)
     if len(windows) == 0:
         return empty_alerts()
     conditions = {rule.id: rule.evaluate for rule in ruleset.rules} if ruleset is not None else {}
@@ -275,6 +290,8 @@ def detect(
     if len(windows) == 0:
         return empty_alerts()
     fired = fired.iloc[windows].reset_index(drop=True)
+    if scores is not None:
+        _score_unscored(fitted, table, scores, windows)
     drivers = fitted.drivers(table.iloc[windows]) if fitted is not None else None
     return build_alerts(
         prepared.features,
@@ -286,6 +303,33 @@ def detect(
         flags[windows] if flags is not None else None,
         drivers,
     )
+
+
+def _forget_caseload_index(features: FeatureTable) -> None:
+    """Drop the kernel's index of the whole caseload table (about 0.35 GB at 100M events)
+    while the rules and the model run: the replay indexes its candidates' rows only."""
+    if features.caseloads is not None and len(features.caseloads):
+        caseload_index(features.caseloads.iloc[:0])  # the kernel keeps one index: this one
+        release_memory()
+
+
+def _keep_candidates(features: FeatureTable, windows: np.ndarray) -> None:
+    """Free what only other windows' replay would read: their internal numbers, and the
+    caseload rows of other accounts (an event's read is in its own account's caseload or
+    not, whoever else follows the record)."""
+    features.internal.keep(windows)
+    caseloads = features.caseloads
+    if caseloads is None or not len(caseloads):
+        return
+    accounts = pa.array(np.unique(features.table["account_id"].to_numpy()[windows]).astype(str))
+    kept = lookup(caseloads["account_id"], accounts) >= 0
+    if not kept.any():  # an empty table is no caseload table to the kernel: keep it whole
+        return
+    features.caseloads = caseloads.iloc[np.flatnonzero(kept)].reset_index(drop=True)
+    del caseloads
+    if features.out_mode == "caseloads":
+        caseload_index(features.caseloads)  # built now for the few rows; the whole one goes
+    release_memory()
 
 
 def _replay_candidates(
@@ -340,10 +384,21 @@ def _replay_candidates(
     return windows[order], times
 
 
+def _score_unscored(
+    fitted: WindowModel, table: pd.DataFrame, scores: np.ndarray, windows: np.ndarray
+) -> None:
+    """Score the alerted windows that fitting left unscored (NaN: proven below the
+    threshold, e.g. alerted by a rule only): each row's score is its own, as in fitting."""
+    missing = windows[np.isnan(scores[windows])]
+    if len(missing):
+        scores[missing] = fitted.score(table.iloc[missing])
+
+
 def _model_scores(
     model: str | Path | WindowModel | None, table: pd.DataFrame, scoring: np.ndarray
 ) -> tuple[WindowModel, np.ndarray]:
-    """The model and every window's score (0 outside ``scoring``, the rows that may alert)."""
+    """The model and every window's score (0 outside ``scoring``, the rows that may alert;
+    NaN for a model fitted here where the score is proven below its threshold)."""
     fitted = _resolve_model(model, table)
     if model is None:  # fitted on this very table: its training scores are its scores
         return fitted, fitted.training_scores_
@@ -357,7 +412,7 @@ def _resolve_model(model: str | Path | WindowModel | None, table: pd.DataFrame) 
         return model
     if model is not None:
         return WindowModel.load(model)
-    return WindowModel().fit(table)
+    return WindowModel().fit(table, all_scores=False)  # the threshold needs the high ones
 
 
 def fit_model(
@@ -394,6 +449,7 @@ def score_log(
     against the stored history, and the state is then updated atomically
     (keeping the last ``keep_days`` days' windows, the older ones summarised).
     """
+    _give_back_large_blocks()
     prepared = prepare(
         log,
         caseloads,
@@ -410,7 +466,7 @@ def score_log(
     fitted = None
     if state is not None and model is None and mode != "rules":
         model, fitted = _state_model(prepared)
-    alerts = detect(prepared, rules, mode, model)
+    alerts = detect(prepared, rules, mode, model, consume=True)
     table = prepared.features.table
     # Who created or granted whom: gathered by the kernel; with a state, since it began,
     # and the earlier runs' alerts link this run's as one run over the whole log would.
@@ -437,6 +493,23 @@ def score_log(
     )
 
 
+def _give_back_large_blocks() -> None:
+    """Have the C library map blocks of ``OWN_MAPPING_BYTES`` and more on their own, and
+    unmap them when freed.
+
+    glibc otherwise raises that threshold as large blocks are freed and serves
+    later ones from a heap it keeps: on 100M events, assembly's and detection's
+    temporaries (tens of megabytes each) left about 0.5 GB of freed heap counted
+    in the run's peak. Costs a page fault per page of each such block (about
+    1 ms per 15 MB). The local engine's workers set their own policy. A no-op
+    where the C library is not glibc.
+    """
+    try:
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, OWN_MAPPING_BYTES)
+    except (AttributeError, OSError):
+        pass
+
+
 def _state_model(prepared: Prepared) -> tuple[WindowModel | None, WindowModel | None]:
     """(the model to score with, the one fitted now to store) for a run with --state.
 
@@ -449,7 +522,7 @@ def _state_model(prepared: Prepared) -> tuple[WindowModel | None, WindowModel | 
         return WindowModel.load(stored.model_path), None
     if len(table) < MIN_WINDOWS_TO_FIT:
         return None, None
-    fitted = WindowModel().fit(table)
+    fitted = WindowModel().fit(table, all_scores=False)  # only its threshold is kept
     return fitted, fitted
 
 

@@ -724,10 +724,14 @@ def log_schema(path: str | Path) -> tuple[list[str], pa.Schema]:
 
 
 def read_row_groups(
-    file: str, row_groups: list[int], schema: pa.Schema
+    file: str, row_groups: list[int], schema: pa.Schema, keep: np.ndarray | None = None
 ) -> tuple[pa.Table, dict[str, int]]:
     """Some row groups of one Parquet file, conformed to the log's schema (:func:`conform`),
-    and the values whose invalid UTF-8 bytes were replaced, per column."""
+    and the values whose invalid UTF-8 bytes were replaced, per column.
+
+    ``keep`` (a bool per row read): only those rows, selected before they are
+    conformed (checking text costs per value; the replay keeps a few rows).
+    """
     try:
         parquet = storage.open_parquet(file)
         file_schema = parquet.schema_arrow
@@ -739,6 +743,8 @@ def read_row_groups(
         ]
         parquet = storage.open_parquet(file, read_dictionary=dictionary)
         table = parquet.read_row_groups(row_groups, columns=present)
+        if keep is not None:
+            table = table.filter(pa.array(keep))
     except (pa.ArrowInvalid, OSError) as error:
         raise InputError(f"{file}: cannot read Parquet data ({error})") from None
     return conform(table, schema, file, dictionary=DICTIONARY_COLUMNS)

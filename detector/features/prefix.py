@@ -133,10 +133,15 @@ def prefix_features(
         np.cumsum(np.r_[True, window[1:] != window[:-1]]) - 1 if len(rows) else np.array([], int)
     )
 
-    sums = {
-        name: _group_cumsum(events.counts[name][rows].astype(np.float64), starts, group)
-        for name in SUMS
-    }
+    sums = {}
+    for name in SUMS:
+        counted = events.counts[name]
+        # A count that is zero in every re-read event (a column the log lacks, no
+        # failed login...) sums to zero everywhere: no gather, no running sum.
+        if counted.any():
+            sums[name] = _group_cumsum(counted[rows], starts, group)
+        else:
+            sums[name] = np.zeros(len(rows))
     hour = events.hour[rows]
     hour_change = (
         np.r_[True, (window[1:] != window[:-1]) | (hour[1:] != hour[:-1])]
@@ -148,12 +153,12 @@ def prefix_features(
     in_hour = _group_cumsum(events.touched[rows].astype(np.float64), hour_starts, hour_group)
     sums["peak_hourly_records"] = _group_running_max(in_hour, group)
 
-    table = feature_table.table
     # Each window's constants repeated over its events (rows are grouped by window):
     # a gather of one value per window, not one per event.
     lengths = np.diff(np.r_[starts, len(rows)])
     first_rows = window[starts]
     constants = {
-        name: np.repeat(table[name].to_numpy()[first_rows], lengths) for name in WINDOW_CONSTANTS
+        name: np.repeat(feature_table.constants(name, first_rows), lengths)
+        for name in WINDOW_CONSTANTS
     }
     return {"window": window, "timestamp": events.timestamp[rows], **derive(sums, constants)}

@@ -83,10 +83,43 @@ class Novel:
 
 
 @dataclass
+class Internal:
+    """Per-window numbers only the replay reads (the baselines' scales, the accumulation's
+    terms), kept apart from the table: detection keeps its candidates' rows only.
+
+    ``block`` holds one row per name; its columns are the table rows ``rows``
+    (ascending), or every table row when ``rows`` is None.
+    """
+
+    names: list[str]
+    block: np.ndarray
+    rows: np.ndarray | None = None
+
+    def values(self, name: str, windows: np.ndarray) -> np.ndarray:
+        """Column ``name`` at the given table rows (which must be kept)."""
+        row = self.block[self.names.index(name)]
+        if self.rows is None:
+            return row[windows]
+        position = np.searchsorted(self.rows, windows)
+        if len(windows) and (
+            position.max() >= len(self.rows) or (self.rows[position] != windows).any()
+        ):
+            raise ValueError("internal columns asked for windows that were not kept")
+        return row[position]
+
+    def keep(self, windows: np.ndarray) -> None:
+        """Keep the given table rows only; the others' numbers are freed."""
+        windows = np.unique(np.asarray(windows, dtype=np.int64))
+        columns = windows if self.rows is None else np.searchsorted(self.rows, windows)
+        self.block = self.block[:, columns]  # a copy: the whole block can go
+        self.rows = windows
+
+
+@dataclass
 class FeatureTable:
     """The feature table and what the replay behind ``detected_at`` needs from other days."""
 
-    table: pd.DataFrame  # window keys, catalogue features, internal `_` columns
+    table: pd.DataFrame  # window keys, catalogue features, internal `_` integer columns
     timezone: str
     notices: list[str] = field(default_factory=list)
     has_caseload_data: bool = True
@@ -99,6 +132,13 @@ class FeatureTable:
     rejects: pd.DataFrame = field(default_factory=pd.DataFrame)  # rows set aside, with reasons
     n_events: int = 0  # events the table was built from
     links: pd.DataFrame = field(default_factory=pd.DataFrame)  # creator, target, timestamp
+    internal: Internal = field(default_factory=lambda: _no_internal(0))
+
+    def constants(self, name: str, windows: np.ndarray) -> np.ndarray:
+        """A window constant (feature or internal number) at the given table rows."""
+        if name in self.internal.names:
+            return self.internal.values(name, windows)
+        return self.table[name].to_numpy()[windows]
 
     @property
     def features(self) -> pd.DataFrame:
@@ -391,10 +431,13 @@ class _Columns:
     table's numbers exist once: the DataFrame is made over the block without a copy.
     """
 
-    def __init__(self, names: Sequence[str], n_rows: int):
+    def __init__(self, names: Sequence[str], n_rows: int, internal: Sequence[str] = ()):
         self.block = np.empty((len(names), n_rows))
         self.names = list(names)
         self.rows = {name: self.block[i] for i, name in enumerate(names)}
+        # Numbers the table does not show, in a block of their own (FeatureTable.internal).
+        self.internal = np.empty((len(internal), n_rows))
+        self.rows.update({name: self.internal[i] for i, name in enumerate(internal)})
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.rows[name]
@@ -406,8 +449,10 @@ class _Columns:
             row[:] = values
 
 
-# Float columns of the table, in order: the catalogue's features, then internal ones.
-FLOAT_COLUMNS = list(FEATURES) + [name for name in WINDOW_CONSTANTS if name.startswith("_")]
+# Float columns of the table, in order: the catalogue's features; the internal numbers
+# are kept beside it (FeatureTable.internal).
+FLOAT_COLUMNS = list(FEATURES)
+INTERNAL_COLUMNS = [name for name in WINDOW_CONSTANTS if name.startswith("_")]
 
 
 def _ordered(parts: Sequence[Aggregates], name: str, order: np.ndarray, dtype: Any = None):
@@ -449,7 +494,7 @@ def assemble(
     del days
     n_win, n_acc, n_days = len(w_acc), len(accounts), int(w_day.max()) + 1
     window_keys = w_acc * n_days + w_day
-    columns = _Columns(FLOAT_COLUMNS, n_win)
+    columns = _Columns(FLOAT_COLUMNS, n_win, INTERNAL_COLUMNS)
 
     first_of_account = np.full(n_acc, n_win, dtype=np.int64)
     first_of_account[w_acc[::-1]] = np.arange(n_win)[::-1]
@@ -604,6 +649,8 @@ def assemble(
         columns,
         {"_peer_group": peer_group[w_acc], "_account": w_acc, "_day": w_day},
     )
+    for found in novel.values():
+        found.pairs = None  # only assembly judges rarity on every first use
     return FeatureTable(
         table,
         timezone,
@@ -613,7 +660,12 @@ def assemble(
         novel,
         first_day=first_day,
         caseloads=caseloads,
+        internal=Internal(INTERNAL_COLUMNS, columns.internal),
     )
+
+
+def _no_internal(n_rows: int) -> Internal:
+    return Internal(list(INTERNAL_COLUMNS), np.full((len(INTERNAL_COLUMNS), n_rows), np.nan))
 
 
 def _utc(nanoseconds: np.ndarray) -> pd.DatetimeIndex:
@@ -720,7 +772,6 @@ def _empty_table(timezone: str, notices: list[str], has_caseload_data: bool) -> 
             "window_start": pd.Series(dtype="datetime64[ns, UTC]"),
             "window_end": pd.Series(dtype="datetime64[ns, UTC]"),
             **columns,
-            **{n: pd.Series(dtype=np.float64) for n in WINDOW_CONSTANTS if n.startswith("_")},
             "_peer_group": pd.Series(dtype=np.int64),
             "_account": pd.Series(dtype=np.int64),
             "_day": pd.Series(dtype=np.int64),
