@@ -253,18 +253,25 @@ class WindowModel:
         remaining tree's leaves bounds the row's final score from above.
         """
         forest = self.forest_
-        lengths = getattr(forest, "_decision_path_lengths", None)
-        if floor is None or lengths is None or forest._max_features != matrix.shape[1]:
+        try:  # scikit-learn's own internals: any version without them scores every row
+            from sklearn.ensemble._iforest import _average_path_length
+
+            lengths = forest._decision_path_lengths
+            per_tree = forest._average_path_length_per_tree
+            whole_rows = forest._max_features == matrix.shape[1]
+        except (ImportError, AttributeError):
+            lengths, whole_rows = None, False
+        if floor is None or not whole_rows:
             # The one place where scikit-learn's direction (higher = more normal) is flipped.
             return -forest.score_samples(matrix)
-        from sklearn.ensemble._iforest import _average_path_length
 
         trees = forest.estimators_
-        added = [
-            lengths[t] + forest._average_path_length_per_tree[t] - 1.0 for t in range(len(trees))
-        ]
+        added = [lengths[t] + per_tree[t] - 1.0 for t in range(len(trees))]
         shortest = np.array(
-            [values[tree.tree_.children_left == -1].min() for values, tree in zip(added, trees, strict=True)]
+            [
+                values[tree.tree_.children_left == -1].min()
+                for values, tree in zip(added, trees, strict=True)
+            ]
         )
         still = np.r_[np.cumsum(shortest[::-1])[::-1], 0.0]  # from tree t on, at the least
         denominator = len(trees) * _average_path_length([forest._max_samples])
