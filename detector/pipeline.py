@@ -8,7 +8,7 @@ can compare rule sets on one data set without rebuilding features.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,12 +28,14 @@ from detector.engine.state import (
     State,
     combine,
     continue_kept_day,
+    kept_scratch,
     load_state,
     merge,
     once_each,
     read_day,
     save_state,
     without_day,
+    write_kept,
 )
 from detector.errors import DetectorError
 from detector.features.kernel import Aggregates
@@ -70,6 +72,7 @@ class Prepared:
     history: list[Aggregates] = field(default_factory=list)  # what the state will keep
     continuation: Continuation | None = None  # the stored day this log completed
     has_ids: bool = False  # the log carries its own event_id
+    kept: Future | None = None  # the state's kept day, being written (a Kept or None)
 
     @property
     def rejects(self) -> pd.DataFrame:
@@ -152,6 +155,10 @@ def prepare(
         completed = {continued.day}
         run.notices.append(continued.notice)
     parts, scored, overlap = merge(stored, parts, completed)
+    # The day the state will keep is read again and written meanwhile (not waited for here).
+    keeping = ThreadPoolExecutor(max_workers=1)
+    kept = keeping.submit(_keep_last_day, stored, source, parts, scored, continued, has_ids)
+    keeping.shutdown(wait=False)
     # Baselines of stored days are needed only to fit a model on them.
     refit = uses_model and not _stored_model_usable(stored, len(scored))
     table = assemble(
@@ -170,7 +177,7 @@ def prepare(
         run,
     )
     say(f"{len(scored)} new day(s) to score against {stored.day_events().size} stored day(s)")
-    return Prepared(table, list(table.notices), scored, stored, parts, continued, has_ids)
+    return Prepared(table, list(table.notices), scored, stored, parts, continued, has_ids, kept)
 
 
 def _address_allowlisted_windows(
@@ -497,18 +504,28 @@ def _alerted(alerts: pd.DataFrame, table: pd.DataFrame, earlier: pd.DataFrame) -
     return pd.concat(frames, ignore_index=True)
 
 
-def _kept(prepared: Prepared, history: Aggregates) -> Kept | None:
-    """The events of the last stored day, for a log that continues it (None: keep the stored)."""
-    if not len(history.windows):
+def _keep_last_day(
+    stored: State,
+    source,
+    parts: list[Aggregates],
+    scored: set[int],
+    continued: Continuation | None,
+    has_ids: bool,
+) -> Kept | None:
+    """The events of the last stored day written for the state, for a log that continues
+    it (None: keep the stored ones). Run in a thread while the table is assembled and
+    scored: reading the day again and writing it take seconds on a national day."""
+    days = [int(p.windows["day"].max()) for p in parts if len(p.windows)]
+    if not days:
         return None
-    last = int(history.windows["day"].max())
-    continued = prepared.continuation
+    last = max(days)
     if continued is not None and continued.day == last:
-        return Kept(last, continued.events, prepared.has_ids and prepared.state.kept_ids)
-    if last in prepared.scored_days:  # the day came with this log: its events are read again
-        events = once_each(read_day(prepared.features.source, last), prepared.has_ids)
-        return Kept(last, events, prepared.has_ids)
-    return None
+        events, ids = continued.events, has_ids and stored.kept_ids
+    elif last in scored:  # the day came with this log: its events are read again
+        events, ids = once_each(read_day(source, last), has_ids), has_ids
+    else:
+        return None
+    return Kept(last, None, ids, write_kept(events, kept_scratch(stored)))
 
 
 def _save_state(
@@ -528,6 +545,7 @@ def _save_state(
     history = combine(prepared.history)
     if progress:
         progress("saving the state")
+    kept = prepared.kept.result() if prepared.kept is not None else None
     path = save_state(
         stored,
         history,
@@ -535,7 +553,7 @@ def _save_state(
         fitted,
         model_days,
         model_age,
-        kept=_kept(prepared, history),
+        kept=kept,
         links=links,
         alerted=alerted,
         keep_days=keep_days,

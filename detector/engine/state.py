@@ -72,6 +72,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
@@ -100,7 +101,11 @@ from detector.schema import normalise_table
 FORMAT = "logsentinel-state/1"  # one windows file, one file per first-seen column
 PRUNED_FORMAT = "logsentinel-state/2"  # the same, with summary.parquet and pruned_through
 SEGMENTED_FORMAT = "logsentinel-state/3"  # tables as segments named by the manifest
-FORMATS = (FORMAT, PRUNED_FORMAT, SEGMENTED_FORMAT)
+# The same, the kept events as an Arrow IPC file (KEPT_ARROW): writing and reading a day of
+# events as Parquet took seconds (dictionaries of millions of record ids), IPC a fraction.
+KEPT_ARROW_FORMAT = "logsentinel-state/4"
+FORMATS = (FORMAT, PRUNED_FORMAT, SEGMENTED_FORMAT, KEPT_ARROW_FORMAT)
+SEGMENTED = (SEGMENTED_FORMAT, KEPT_ARROW_FORMAT)
 WINDOWS = "windows"
 WEEK_DAYS = 7  # days of one file once their week is over: pruning rewrites at most a week
 SUMMARY = "summary.parquet"
@@ -109,7 +114,8 @@ SUMMARY = "summary.parquet"
 # own baselines; and the last stored day is scored again when the next log completes it.
 MIN_KEEP_DAYS = HISTORY_DAYS + HORIZON_DAYS + 1
 MANIFEST = "manifest.json"
-KEPT = "kept_events.parquet"
+KEPT = "kept_events.parquet"  # states up to /3
+KEPT_ARROW = "kept_events.arrow"  # from /4: Arrow IPC, LZ4-compressed
 LINKS = "links.parquet"
 ALERTED = "alerted.parquet"
 ALERTED_COLUMNS = ["account_id", "window_start", "window_end", "detected_at", "day"]
@@ -148,6 +154,7 @@ class State:
     model_age: int = 0  # days scored since it was fitted
     kept_day: int | None = None  # the stored day whose raw events are kept
     kept_ids: bool = False  # the kept events carry the log's own event_id
+    kept_file: str = KEPT_ARROW  # the kept events' file name (KEPT in states up to /3)
     links: pd.DataFrame = field(default_factory=lambda: creation_pairs(pd.DataFrame()))
     alerted: pd.DataFrame = field(default_factory=lambda: empty_alerted())
     notices: list[str] = field(default_factory=list)
@@ -160,7 +167,7 @@ class State:
         """The Parquet file of the kept day's events (None when none are kept)."""
         if self.kept_day is None:
             return None
-        return self.path / f"v{self.version:06d}" / KEPT
+        return self.path / f"v{self.version:06d}" / self.kept_file
 
     def day_events(self) -> pd.Series:
         """Events per stored local day."""
@@ -201,7 +208,7 @@ def load_state(path: str | Path, timezone: str) -> State:
         summary = None if pruned_through is None else pq.read_table(current / SUMMARY).to_pandas()
     except (OSError, pa.ArrowInvalid, KeyError, TypeError, ValueError) as error:
         raise StateError(f"{current}: unreadable state ({error})") from None
-    if manifest["format"] != SEGMENTED_FORMAT:  # one file per table, holding every day
+    if manifest["format"] not in SEGMENTED:  # one file per table, holding every day
         segments[WINDOWS] = [Segment("windows.parquet", _days_of(windows["day"]))]
         for column, table in first_seen.items():
             name = _first_seen_name(column)
@@ -211,6 +218,7 @@ def load_state(path: str | Path, timezone: str) -> State:
         windows.drop(columns=HOURS), hours, first_seen, created, events=int(windows["events"].sum())
     )
     model = current / "model.skops"
+    kept_file = KEPT_ARROW if (current / KEPT_ARROW).exists() else KEPT
     return State(
         path,
         version=int(manifest["version"]),
@@ -220,8 +228,9 @@ def load_state(path: str | Path, timezone: str) -> State:
         model_path=model if model.exists() else None,
         model_days=int(manifest.get("model_days", 0)),
         model_age=int(manifest.get("model_age", 0)),
-        kept_day=manifest.get("kept_day") if (current / KEPT).exists() else None,
+        kept_day=manifest.get("kept_day") if (current / kept_file).exists() else None,
         kept_ids=bool(manifest.get("kept_ids", False)),
+        kept_file=kept_file,
         links=links,
         alerted=alerted,
         summary=summary,
@@ -233,7 +242,7 @@ def load_state(path: str | Path, timezone: str) -> State:
 def _segments_of(manifest: dict, current: Path) -> dict[str, list[Segment]]:
     """The segments of each stored table, from the manifest (the older layouts: one file
     each, whose days are read from the file)."""
-    if manifest["format"] == SEGMENTED_FORMAT:
+    if manifest["format"] in SEGMENTED:
         return {
             table: [Segment(str(s["file"]), tuple(int(d) for d in s["days"])) for s in listed]
             for table, listed in manifest["tables"].items()
@@ -444,9 +453,31 @@ def read_kept(state: State) -> pa.Table:
     if path is None:
         return pa.table({})
     try:
-        return pq.read_table(path)
+        if path.name == KEPT:  # states up to /3
+            return pq.read_table(path)
+        with pa.memory_map(str(path)) as source:
+            return pa.ipc.open_file(source).read_all()
     except (OSError, pa.ArrowInvalid) as error:
         raise StateError(f"{path}: unreadable kept events ({error})") from None
+
+
+def write_kept(events: pd.DataFrame, path: Path) -> Path:
+    """Write a day's validated events as the state keeps them (Arrow IPC, LZ4)."""
+    table = pa.Table.from_pandas(events, preserve_index=False)
+    options = pa.ipc.IpcWriteOptions(compression="lz4")
+    with (
+        pa.OSFile(str(path), "wb") as sink,
+        pa.ipc.new_file(sink, table.schema, options=options) as writer,
+    ):
+        writer.write_table(table)
+    return path
+
+
+def kept_scratch(state: State) -> Path:
+    """Where a run writes the day it will keep before the new version exists (in the state
+    directory, so that the new version takes it by a rename)."""
+    state.path.mkdir(parents=True, exist_ok=True)
+    return state.path / f".kept.{os.getpid()}.{threading.get_ident()}.tmp"
 
 
 def continue_kept_day(
@@ -586,8 +617,9 @@ class Kept:
     """The events of the last stored day, kept for a log that continues it."""
 
     day: int
-    events: pd.DataFrame
+    events: pd.DataFrame | None
     ids: bool  # the events carry the log's own event_id
+    file: Path | None = None  # the events already written (write_kept), taken by a rename
 
 
 def save_state(
@@ -631,12 +663,13 @@ def save_state(
         model.save(staging / "model.skops")
     elif state.model_path is not None:
         _link(state.model_path, staging / "model.skops")
-    if kept is not None:
-        table = pa.Table.from_pandas(kept.events, preserve_index=False)
-        pq.write_table(table, staging / KEPT)
+    if kept is not None and kept.file is not None:
+        os.replace(kept.file, staging / KEPT_ARROW)
+    elif kept is not None:
+        write_kept(kept.events, staging / KEPT_ARROW)
     elif state.kept_path is not None:
-        _link(state.kept_path, staging / KEPT)
-        kept = Kept(state.kept_day, pd.DataFrame(), state.kept_ids)
+        _link(state.kept_path, staging / state.kept_path.name)
+        kept = Kept(state.kept_day, None, state.kept_ids)
     links = state.links if links is None else links
     alerted = state.alerted if alerted is None else alerted
     pq.write_table(pa.Table.from_pandas(links, preserve_index=False), staging / LINKS)
@@ -650,7 +683,7 @@ def save_state(
     shutil.rmtree(final, ignore_errors=True)
     os.replace(staging, final)  # the new version is complete before the manifest names it
     manifest = {
-        "format": SEGMENTED_FORMAT,
+        "format": KEPT_ARROW_FORMAT,
         "version": version,
         "current": name,
         "timezone": state.timezone,
@@ -673,6 +706,8 @@ def save_state(
     for old in state.path.glob("v*"):  # keep the current and the previous version
         if old.is_dir() and old.name not in (name, previous.name):
             shutil.rmtree(old, ignore_errors=True)
+    for scratch in state.path.glob(".kept.*.tmp"):  # left by runs that did not finish
+        scratch.unlink(missing_ok=True)
     return final
 
 
