@@ -440,7 +440,8 @@ def score_log(
         rejects=prepared.rejects,
         notices=prepared.notices,
         events=prepared.features.n_events,
-        accounts=int(table["account_id"].nunique()) if len(table) else 0,
+        accounts=prepared.features.accounts
+        or (int(table["account_id"].nunique()) if len(table) else 0),
     )
 
 
