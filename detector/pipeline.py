@@ -26,6 +26,7 @@ from detector.engine.state import (
     ContinuedSource,
     Kept,
     State,
+    caseload_key,
     combine,
     continue_kept_day,
     kept_scratch,
@@ -34,11 +35,12 @@ from detector.engine.state import (
     once_each,
     read_day,
     save_state,
+    stored_caseload_index,
     without_day,
     write_kept,
 )
 from detector.errors import DetectorError
-from detector.features.kernel import Aggregates
+from detector.features.kernel import Aggregates, caseload_index, remember_caseload_index
 from detector.features.prefix import Replay, replay_events
 from detector.features.table import FeatureTable
 from detector.incidents import empty_incidents, group_incidents
@@ -125,6 +127,7 @@ def prepare(
         log = normalise(log)
     elif caseloads is None:
         caseloads = found_caseloads(log)
+    caseload_file = None if isinstance(caseloads, pd.DataFrame) else caseloads
     if caseloads is not None and not isinstance(caseloads, pd.DataFrame):
         caseloads = read_caseloads(caseloads)
     source = source_of(log, timezone, streaming=engine == "local")
@@ -139,6 +142,10 @@ def prepare(
         return Prepared(table, list(table.notices))
     stored = load_state(state, timezone)
     stored.timezone = timezone
+    key = caseload_key(caseload_file) if caseloads is not None else None
+    index = stored_caseload_index(stored, key)
+    if index is not None:  # the caseload file of an earlier run: its index, not built again
+        remember_caseload_index(caseloads, index)
     # Meanwhile a thread imports what the model stage will: skops to load the stored model
     # (it imports scikit-learn), scikit-learn alone to fit one, nothing for rules only.
     warm_up = None if not uses_model else "skops.io" if stored.model_path else "sklearn.ensemble"
@@ -155,6 +162,8 @@ def prepare(
         completed = {continued.day}
         run.notices.append(continued.notice)
     parts, scored, overlap = merge(stored, parts, completed)
+    if key is not None and run.out_mode == "caseloads":  # kept for the next run
+        stored.caseloads_now = (key, caseload_index(caseloads))
     # The day the state will keep is read again and written meanwhile (not waited for here).
     keeping = ThreadPoolExecutor(max_workers=1)
     kept = keeping.submit(_keep_last_day, stored, source, parts, scored, continued, has_ids)

@@ -1,19 +1,30 @@
-"""The kept day's events as Arrow IPC (logsentinel-state/4); states of /3, whose kept events
-are Parquet, are read and continued as before."""
+"""What logsentinel-state/4 adds: the kept day's events as Arrow IPC (states of /3, whose
+kept events are Parquet, are read and continued as before) and the caseload index kept
+for the next run given the same caseload file."""
 
 from __future__ import annotations
 
 import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from daily_files import cut_into_days
 
-from detector.engine.state import KEPT, KEPT_ARROW, load_state, read_kept
+from detector.engine.state import (
+    CASELOAD_INDEX,
+    KEPT,
+    KEPT_ARROW,
+    caseload_key,
+    load_state,
+    read_kept,
+    stored_caseload_index,
+)
+from detector.features.kernel import caseload_index
 from detector.pipeline import score_log
-from detector.schema import sibling
+from detector.schema import read_caseloads, sibling
 from synthetic_logs.generate import generate_dataset
 
 TZ = "Europe/Paris"
@@ -76,3 +87,37 @@ def test_no_scratch_file_is_left_behind(nights, tmp_path):
     assert (
         state / json.loads((state / "manifest.json").read_text())["current"] / KEPT_ARROW
     ).exists()
+
+
+def test_the_caseload_index_is_kept_for_the_same_caseload_file(nights, tmp_path):
+    log, files = nights
+    caseloads = tmp_path / "caseloads.parquet"
+    shutil.copy(sibling(log, ".caseloads.parquet"), caseloads)
+    state, rebuilt = tmp_path / "state", tmp_path / "rebuilt"
+    for path in files[:4]:
+        score_log(path, caseloads=caseloads, mode="rules", state=state)
+    stored = load_state(state, TZ)
+    key = caseload_key(caseloads)
+    assert stored.caseload_key == key
+    kept = stored_caseload_index(stored, key)
+    built = caseload_index(read_caseloads(caseloads))
+    assert kept.records.equals(built.records) and kept.accounts.equals(built.accounts)
+    np.testing.assert_array_equal(kept.owner, built.owner)
+    np.testing.assert_array_equal(kept.shared, built.shared)
+    assert stored_caseload_index(stored, "another file") is None
+    # A state whose kept index is gone builds it again: the same alerts and features.
+    shutil.copytree(state, rebuilt)
+    for name in CASELOAD_INDEX.values():
+        (rebuilt / stored.path.joinpath(f"v{stored.version:06d}").name / name).unlink()
+    with_index = score_log(files[4], caseloads=caseloads, mode="rules", state=state)
+    without = score_log(files[4], caseloads=caseloads, mode="rules", state=rebuilt)
+    pd.testing.assert_frame_equal(with_index.features, without.features)
+    pd.testing.assert_frame_equal(with_index.alerts, without.alerts)
+    # Another caseload table: another key, its own index stored.
+    table = pq.read_table(caseloads)
+    pq.write_table(table.slice(0, table.num_rows // 2), caseloads)
+    score_log(files[5], caseloads=caseloads, mode="rules", state=state)
+    after = load_state(state, TZ)
+    assert after.caseload_key == caseload_key(caseloads) != key
+    half = caseload_index(read_caseloads(caseloads))
+    assert stored_caseload_index(after, after.caseload_key).records.equals(half.records)

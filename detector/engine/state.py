@@ -69,6 +69,7 @@ detector without pruning refused them rather than scoring without the summary).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -85,6 +86,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from detector.engine.storage import local_path
 from detector.errors import DetectorError
 from detector.features import history as summaries
 from detector.features.accumulation import HORIZON_DAYS
@@ -92,6 +94,7 @@ from detector.features.baselines import HISTORY_DAYS
 from detector.features.kernel import (
     NOVELTY,
     Aggregates,
+    CaseloadIndex,
     partition_aggregates,
     plain_first_seen,
 )
@@ -116,6 +119,9 @@ MIN_KEEP_DAYS = HISTORY_DAYS + HORIZON_DAYS + 1
 MANIFEST = "manifest.json"
 KEPT = "kept_events.parquet"  # states up to /3
 KEPT_ARROW = "kept_events.arrow"  # from /4: Arrow IPC, LZ4-compressed
+# From /4: the caseload table's CaseloadIndex (records with their owner, accounts, shared
+# pairs), kept for the next run given the same caseload file (its bytes' hash).
+CASELOAD_INDEX = {"records": "caseloads.records.arrow", "accounts": "caseloads.accounts.arrow"}
 LINKS = "links.parquet"
 ALERTED = "alerted.parquet"
 ALERTED_COLUMNS = ["account_id", "window_start", "window_end", "detected_at", "day"]
@@ -155,6 +161,8 @@ class State:
     kept_day: int | None = None  # the stored day whose raw events are kept
     kept_ids: bool = False  # the kept events carry the log's own event_id
     kept_file: str = KEPT_ARROW  # the kept events' file name (KEPT in states up to /3)
+    caseload_key: str | None = None  # hash of the caseload file whose index is stored
+    caseloads_now: tuple[str, Any] | None = None  # (hash, CaseloadIndex) of this run's caseloads
     links: pd.DataFrame = field(default_factory=lambda: creation_pairs(pd.DataFrame()))
     alerted: pd.DataFrame = field(default_factory=lambda: empty_alerted())
     notices: list[str] = field(default_factory=list)
@@ -231,6 +239,7 @@ def load_state(path: str | Path, timezone: str) -> State:
         kept_day=manifest.get("kept_day") if (current / kept_file).exists() else None,
         kept_ids=bool(manifest.get("kept_ids", False)),
         kept_file=kept_file,
+        caseload_key=manifest.get("caseload_key"),
         links=links,
         alerted=alerted,
         summary=summary,
@@ -461,6 +470,56 @@ def read_kept(state: State) -> pa.Table:
         raise StateError(f"{path}: unreadable kept events ({error})") from None
 
 
+def caseload_key(location: Any) -> str | None:
+    """A hash of a local caseload file's bytes (None for a directory, a URL or a frame)."""
+    path = local_path(location) if isinstance(location, str | Path) else None
+    if path is None or not path.is_file():
+        return None
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def stored_caseload_index(state: State, key: str | None) -> CaseloadIndex | None:
+    """The caseload index a state keeps for the caseload file of hash ``key`` (None: none
+    kept, or kept for another file). Mapped, not copied."""
+    if key is None or state.caseload_key != key:
+        return None
+    current = state.path / f"v{state.version:06d}"
+    try:
+        records, accounts = (
+            pa.ipc.open_file(pa.memory_map(str(current / CASELOAD_INDEX[name]))).read_all()
+            for name in ("records", "accounts")
+        )
+    except (OSError, pa.ArrowInvalid):
+        return None  # unreadable: built again, as without a state
+    return CaseloadIndex(
+        records["record_id"].combine_chunks(),
+        accounts["account_id"].combine_chunks().values,
+        records["owner"].to_numpy(),
+        accounts["shared"].combine_chunks().values.to_numpy(zero_copy_only=False),
+    )
+
+
+def _write_caseload_index(index: CaseloadIndex, folder: Path) -> None:
+    records = pa.table({"record_id": index.records, "owner": pa.array(index.owner, pa.int64())})
+    # Accounts and the shared pairs differ in length: one row of two lists.
+    accounts = pa.table(
+        {
+            "account_id": pa.ListArray.from_arrays([0, len(index.accounts)], index.accounts),
+            "shared": pa.ListArray.from_arrays(
+                [0, len(index.shared)], pa.array(index.shared, pa.int64())
+            ),
+        }
+    )
+    for name, table in (("records", records), ("accounts", accounts)):
+        with pa.OSFile(str(folder / CASELOAD_INDEX[name]), "wb") as sink:
+            with pa.ipc.new_file(sink, table.schema) as writer:
+                writer.write_table(table)
+
+
 def write_kept(events: pd.DataFrame, path: Path) -> Path:
     """Write a day's validated events as the state keeps them (Arrow IPC, LZ4)."""
     table = pa.Table.from_pandas(events, preserve_index=False)
@@ -674,6 +733,13 @@ def save_state(
     alerted = state.alerted if alerted is None else alerted
     pq.write_table(pa.Table.from_pandas(links, preserve_index=False), staging / LINKS)
     pq.write_table(pa.Table.from_pandas(alerted, preserve_index=False), staging / ALERTED)
+    caseloads = state.caseloads_now
+    stored_index = all((previous / file).exists() for file in CASELOAD_INDEX.values())
+    if caseloads is not None and caseloads[0] == state.caseload_key and stored_index:
+        for file in CASELOAD_INDEX.values():
+            _link(previous / file, staging / file)
+    elif caseloads is not None:
+        _write_caseload_index(caseloads[1], staging)
     if through is not None:
         if summary is state.summary and (previous / SUMMARY).exists():  # nothing folded now
             _link(previous / SUMMARY, staging / SUMMARY)
@@ -698,6 +764,8 @@ def save_state(
             for table, segments in tables.items()
         },
     }
+    if caseloads is not None:
+        manifest["caseload_key"] = caseloads[0]
     if through is not None:
         manifest["pruned_through"] = through
     temporary = state.path / f".{MANIFEST}.tmp"

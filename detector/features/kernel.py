@@ -187,7 +187,9 @@ class CaseloadIndex:
     records: pa.Array  # distinct record ids
     accounts: pa.Array  # distinct account ids
     owner: np.ndarray  # per record: its one owner (position in accounts), -2 when several
-    shared: np.ndarray  # sorted record * len(accounts) + account keys of records with several owners
+    shared: (
+        np.ndarray
+    )  # sorted record * len(accounts) + account keys of records with several owners
 
 
 _CASELOAD_INDEXES: dict[int, tuple[weakref.ref, CaseloadIndex]] = {}
@@ -216,6 +218,13 @@ def caseload_index(caseloads: pd.DataFrame) -> CaseloadIndex:
     _CASELOAD_INDEXES.clear()  # one caseload table per run: keep only the latest
     _CASELOAD_INDEXES[id(caseloads)] = (weakref.ref(caseloads), index)
     return index
+
+
+def remember_caseload_index(caseloads: pd.DataFrame, index: CaseloadIndex) -> None:
+    """Use ``index`` as the :class:`CaseloadIndex` of ``caseloads`` (one an earlier run
+    built from the same table and a state kept: detector.engine.state)."""
+    _CASELOAD_INDEXES.clear()
+    _CASELOAD_INDEXES[id(caseloads)] = (weakref.ref(caseloads), index)
 
 
 def _caseload_membership(
