@@ -13,8 +13,10 @@ state/
                           client, application; a segment per run, each pair in one of them
     created.parquet       (account_id, day): accounts created by create_account
     model.skops           the fitted window model (when one was fitted)
-    kept_events.parquet   the raw (validated) events of the last stored day, which a
-                          log cut at midnight continues
+    kept_events.arrow     the (validated) events of the last stored day, which a log cut
+                          at midnight continues (Arrow IPC; kept_events.parquet up to /3)
+    caseloads.records.arrow, caseloads.accounts.arrow   the caseload file's index
+                          (kernel.CaseloadIndex), reused while the file's hash is the same
     links.parquet         (creator, target, timestamp): accounts created or granted
     alerted.parquet       the alerts of the stored days (window, detection), for incidents
     summary.parquet       with --keep-days: per account, what the dropped days leave
@@ -40,7 +42,10 @@ linked when unchanged.
 Files are never modified once written, so a link shared with the previous
 version cannot change it. States of ``logsentinel-state/1`` and ``/2`` (one
 ``windows.parquet`` and one file per first-seen column) are read as one
-segment each; the first run rewrites them as ``/3``.
+segment each; the first run rewrites them as ``/4``. ``/4`` is ``/3`` with the
+kept events as Arrow IPC instead of Parquet (a national day's events took seconds to
+encode and decode as Parquet, with dictionaries of millions of record ids) and the
+caseload index kept; ``/3`` states are read, their Parquet kept events included.
 
 Overlap between a new log and the state is decided per local day:
 
@@ -303,12 +308,32 @@ def _only_days(part: Aggregates, keep) -> Aggregates:
     """The part of an aggregate whose days pass ``keep`` (a function of a day array)."""
     rows = keep(part.windows["day"].to_numpy())
     first_seen = {
-        column: table.filter(pa.array(keep(table["day"].to_numpy().astype(np.int64))))
+        column: _kept_rows(table, keep(table["day"].to_numpy().astype(np.int64)))
         for column, table in part.first_seen.items()
     }
     created = part.created.filter(pa.array(keep(part.created["day"].to_numpy().astype(np.int64))))
-    windows = part.windows.loc[rows].reset_index(drop=True)
-    return Aggregates(windows, part.hours[rows], first_seen, created, int(windows["events"].sum()))
+    leading = _leading(rows)
+    if leading is not None:  # the stored days before the last one's segment: no copy
+        windows, hours = part.windows.iloc[:leading], part.hours[:leading]
+    else:
+        windows, hours = part.windows.loc[rows].reset_index(drop=True), part.hours[rows]
+    return Aggregates(windows, hours, first_seen, created, int(windows["events"].sum()))
+
+
+def _leading(rows: np.ndarray) -> int | None:
+    """n when ``rows`` selects exactly the first n rows, else None.
+
+    The last stored day is in segments of its own, read last: dropping it (a
+    completed day) keeps a leading run of rows, which a slice keeps without
+    copying millions of windows.
+    """
+    n = int(rows.argmin()) if len(rows) and not rows.all() else len(rows)
+    return n if not rows[n:].any() else None
+
+
+def _kept_rows(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    leading = _leading(rows)
+    return table.slice(0, leading) if leading is not None else table.filter(pa.array(rows))
 
 
 def _date(day: int) -> str:
