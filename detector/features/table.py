@@ -916,9 +916,16 @@ def _add_accumulation(
     # Every judged account on every day, an inactive day being a day of zero volume.
     with np.errstate(divide="ignore", invalid="ignore"):
         z_all = (np.where(np.isnan(matrix), 0.0, matrix) - own["median"]) / own_scale
-    shift = np.fmax(
-        accumulation.same_day_shift(z_all, org_group),
-        accumulation.same_day_shift(z_all, peer_group),
+    # Shifts are per day: only the days the sums of the chosen days look back over are
+    # needed (a run with a state scores a day or two of many stored ones).
+    needed = slice(None)
+    if only is not None and len(only):
+        earliest = days[only].min() - accumulation.HORIZON_DAYS
+        needed = slice(int(np.searchsorted(days, earliest)), None)
+    shift = np.zeros((n_acc, n_cols))
+    shift[:, needed] = np.fmax(
+        accumulation.same_day_shift(z_all[:, needed], org_group),
+        accumulation.same_day_shift(z_all[:, needed], peer_group),
     )
     del z_all
     centre, scale = accumulation.reference(
