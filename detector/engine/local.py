@@ -326,11 +326,7 @@ def merge_notices(notices: list[str]) -> list[str]:
         merged[key] = merged.get(key, 0) + int(match.group(1).replace(",", ""))
         texts.setdefault(key, match.group(2))
     return [
-        repaired_notice(repaired)
-        if count == -2
-        else key
-        if count < 0
-        else f"{count:,} {texts[key]}"
+        repaired_notice(repaired) if count == -2 else key if count < 0 else f"{count:,} {texts[key]}"
         for key, count in merged.items()
     ]
 

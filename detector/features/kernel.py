@@ -187,9 +187,7 @@ class CaseloadIndex:
     records: pa.Array  # distinct record ids
     accounts: pa.Array  # distinct account ids
     owner: np.ndarray  # per record: its one owner (position in accounts), -2 when several
-    shared: (
-        np.ndarray
-    )  # sorted record * len(accounts) + account keys of records with several owners
+    shared: np.ndarray  # sorted record * len(accounts) + account keys of records with several owners
 
 
 _CASELOAD_INDEXES: dict[int, tuple[weakref.ref, CaseloadIndex]] = {}
