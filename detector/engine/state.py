@@ -4,7 +4,7 @@ A state directory keeps what history the detector needs, never events:
 
 ```
 state/
-  manifest.json           {"format": "logsentinel-state/3", "version": 7, "current": "v000007",
+  manifest.json           {"format": "logsentinel-state/4", "version": 7, "current": "v000007",
                            "tables": {"windows": [{"file": ..., "days": [...]}, ...], ...}, ...}
   v000007/
     windows.<v>.parquet   the kernel's per-window aggregates (sums, hour histogram, instants),
