@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,17 +28,26 @@ from detector.engine.state import (
     ContinuedSource,
     Kept,
     State,
+    caseload_key,
     combine,
     continue_kept_day,
+    kept_scratch,
     load_state,
     merge,
     once_each,
     read_day,
     save_state,
+    stored_caseload_index,
     without_day,
+    write_kept,
 )
 from detector.errors import DetectorError
-from detector.features.kernel import Aggregates, caseload_index, lookup
+from detector.features.kernel import (
+    Aggregates,
+    caseload_index,
+    lookup,
+    remember_caseload_index,
+)
 from detector.features.prefix import Replay, replay_events
 from detector.features.table import FeatureTable
 from detector.incidents import empty_incidents, group_incidents
@@ -78,6 +87,7 @@ class Prepared:
     history: list[Aggregates] = field(default_factory=list)  # what the state will keep
     continuation: Continuation | None = None  # the stored day this log completed
     has_ids: bool = False  # the log carries its own event_id
+    kept: Future | None = None  # the state's kept day, being written (a Kept or None)
 
     @property
     def rejects(self) -> pd.DataFrame:
@@ -130,6 +140,7 @@ def prepare(
         log = normalise(log)
     elif caseloads is None:
         caseloads = found_caseloads(log)
+    caseload_file = None if isinstance(caseloads, pd.DataFrame) else caseloads
     if caseloads is not None and not isinstance(caseloads, pd.DataFrame):
         caseloads = read_caseloads(caseloads)
     source = source_of(log, timezone, streaming=engine == "local")
@@ -144,6 +155,10 @@ def prepare(
         return Prepared(table, list(table.notices))
     stored = load_state(state, timezone)
     stored.timezone = timezone
+    key = caseload_key(caseload_file) if caseloads is not None else None
+    index = stored_caseload_index(stored, key)
+    if index is not None:  # the caseload file of an earlier run: its index, not built again
+        remember_caseload_index(caseloads, index)
     # Meanwhile a thread imports what the model stage will: skops to load the stored model
     # (it imports scikit-learn), scikit-learn alone to fit one, nothing for rules only.
     warm_up = None if not uses_model else "skops.io" if stored.model_path else "sklearn.ensemble"
@@ -160,6 +175,12 @@ def prepare(
         completed = {continued.day}
         run.notices.append(continued.notice)
     parts, scored, overlap = merge(stored, parts, completed)
+    if key is not None and run.out_mode == "caseloads":  # kept for the next run
+        stored.caseloads_now = (key, caseload_index(caseloads))
+    # The day the state will keep is read again and written meanwhile (not waited for here).
+    keeping = ThreadPoolExecutor(max_workers=1)
+    kept = keeping.submit(_keep_last_day, stored, source, parts, scored, continued, has_ids)
+    keeping.shutdown(wait=False)
     # Baselines of stored days are needed only to fit a model on them.
     refit = uses_model and not _stored_model_usable(stored, len(scored))
     table = assemble(
@@ -178,7 +199,7 @@ def prepare(
         run,
     )
     say(f"{len(scored)} new day(s) to score against {stored.day_events().size} stored day(s)")
-    return Prepared(table, list(table.notices), scored, stored, parts, continued, has_ids)
+    return Prepared(table, list(table.notices), scored, stored, parts, continued, has_ids, kept)
 
 
 def _address_allowlisted_windows(
@@ -489,7 +510,8 @@ def score_log(
         rejects=prepared.rejects,
         notices=prepared.notices,
         events=prepared.features.n_events,
-        accounts=int(table["account_id"].nunique()) if len(table) else 0,
+        accounts=prepared.features.accounts
+        or (int(table["account_id"].nunique()) if len(table) else 0),
     )
 
 
@@ -570,18 +592,28 @@ def _alerted(alerts: pd.DataFrame, table: pd.DataFrame, earlier: pd.DataFrame) -
     return pd.concat(frames, ignore_index=True)
 
 
-def _kept(prepared: Prepared, history: Aggregates) -> Kept | None:
-    """The events of the last stored day, for a log that continues it (None: keep the stored)."""
-    if not len(history.windows):
+def _keep_last_day(
+    stored: State,
+    source,
+    parts: list[Aggregates],
+    scored: set[int],
+    continued: Continuation | None,
+    has_ids: bool,
+) -> Kept | None:
+    """The events of the last stored day written for the state, for a log that continues
+    it (None: keep the stored ones). Run in a thread while the table is assembled and
+    scored: reading the day again and writing it take seconds on a national day."""
+    days = [int(p.windows["day"].max()) for p in parts if len(p.windows)]
+    if not days:
         return None
-    last = int(history.windows["day"].max())
-    continued = prepared.continuation
+    last = max(days)
     if continued is not None and continued.day == last:
-        return Kept(last, continued.events, prepared.has_ids and prepared.state.kept_ids)
-    if last in prepared.scored_days:  # the day came with this log: its events are read again
-        events = once_each(read_day(prepared.features.source, last), prepared.has_ids)
-        return Kept(last, events, prepared.has_ids)
-    return None
+        events, ids = continued.events, has_ids and stored.kept_ids
+    elif last in scored:  # the day came with this log: its events are read again
+        events, ids = once_each(read_day(source, last), has_ids), has_ids
+    else:
+        return None
+    return Kept(last, None, ids, write_kept(events, kept_scratch(stored)))
 
 
 def _save_state(
@@ -601,6 +633,7 @@ def _save_state(
     history = combine(prepared.history)
     if progress:
         progress("saving the state")
+    kept = prepared.kept.result() if prepared.kept is not None else None
     path = save_state(
         stored,
         history,
@@ -608,7 +641,7 @@ def _save_state(
         fitted,
         model_days,
         model_age,
-        kept=_kept(prepared, history),
+        kept=kept,
         links=links,
         alerted=alerted,
         keep_days=keep_days,

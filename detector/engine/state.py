@@ -4,7 +4,7 @@ A state directory keeps what history the detector needs, never events:
 
 ```
 state/
-  manifest.json           {"format": "logsentinel-state/3", "version": 7, "current": "v000007",
+  manifest.json           {"format": "logsentinel-state/4", "version": 7, "current": "v000007",
                            "tables": {"windows": [{"file": ..., "days": [...]}, ...], ...}, ...}
   v000007/
     windows.<v>.parquet   the kernel's per-window aggregates (sums, hour histogram, instants),
@@ -13,8 +13,10 @@ state/
                           client, application; a segment per run, each pair in one of them
     created.parquet       (account_id, day): accounts created by create_account
     model.skops           the fitted window model (when one was fitted)
-    kept_events.parquet   the raw (validated) events of the last stored day, which a
-                          log cut at midnight continues
+    kept_events.arrow     the (validated) events of the last stored day, which a log cut
+                          at midnight continues (Arrow IPC; kept_events.parquet up to /3)
+    caseloads.{pairs,accounts,starts}.arrow   the caseload file's index
+                          (kernel.CaseloadIndex), reused while the file's hash is the same
     links.parquet         (creator, target, timestamp): accounts created or granted
     alerted.parquet       the alerts of the stored days (window, detection), for incidents
     summary.parquet       with --keep-days: per account, what the dropped days leave
@@ -40,7 +42,10 @@ linked when unchanged.
 Files are never modified once written, so a link shared with the previous
 version cannot change it. States of ``logsentinel-state/1`` and ``/2`` (one
 ``windows.parquet`` and one file per first-seen column) are read as one
-segment each; the first run rewrites them as ``/3``.
+segment each; the first run rewrites them as ``/4``. ``/4`` is ``/3`` with the
+kept events as Arrow IPC instead of Parquet (a national day's events took seconds to
+encode and decode as Parquet, with dictionaries of millions of record ids) and the
+caseload index kept; ``/3`` states are read, their Parquet kept events included.
 
 Overlap between a new log and the state is decided per local day:
 
@@ -69,9 +74,11 @@ detector without pruning refused them rather than scoring without the summary).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import threading
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
@@ -84,6 +91,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from detector.engine.storage import local_path
 from detector.errors import DetectorError
 from detector.features import history as summaries
 from detector.features.accumulation import HORIZON_DAYS
@@ -91,6 +99,7 @@ from detector.features.baselines import HISTORY_DAYS
 from detector.features.kernel import (
     NOVELTY,
     Aggregates,
+    CaseloadIndex,
     partition_aggregates,
     plain_first_seen,
 )
@@ -100,7 +109,11 @@ from detector.schema import normalise_table
 FORMAT = "logsentinel-state/1"  # one windows file, one file per first-seen column
 PRUNED_FORMAT = "logsentinel-state/2"  # the same, with summary.parquet and pruned_through
 SEGMENTED_FORMAT = "logsentinel-state/3"  # tables as segments named by the manifest
-FORMATS = (FORMAT, PRUNED_FORMAT, SEGMENTED_FORMAT)
+# The same, the kept events as an Arrow IPC file (KEPT_ARROW): writing and reading a day of
+# events as Parquet took seconds (dictionaries of millions of record ids), IPC a fraction.
+KEPT_ARROW_FORMAT = "logsentinel-state/4"
+FORMATS = (FORMAT, PRUNED_FORMAT, SEGMENTED_FORMAT, KEPT_ARROW_FORMAT)
+SEGMENTED = (SEGMENTED_FORMAT, KEPT_ARROW_FORMAT)
 WINDOWS = "windows"
 WEEK_DAYS = 7  # days of one file once their week is over: pruning rewrites at most a week
 SUMMARY = "summary.parquet"
@@ -109,7 +122,15 @@ SUMMARY = "summary.parquet"
 # own baselines; and the last stored day is scored again when the next log completes it.
 MIN_KEEP_DAYS = HISTORY_DAYS + HORIZON_DAYS + 1
 MANIFEST = "manifest.json"
-KEPT = "kept_events.parquet"
+KEPT = "kept_events.parquet"  # states up to /3
+KEPT_ARROW = "kept_events.arrow"  # from /4: Arrow IPC, LZ4-compressed
+# From /4: the caseload table's CaseloadIndex (pairs grouped by account, accounts with
+# their rank, each rank's first pair), kept for the next run given the same caseload file (its bytes' hash).
+CASELOAD_INDEX = {
+    "pairs": "caseloads.pairs.arrow",
+    "accounts": "caseloads.accounts.arrow",
+    "starts": "caseloads.starts.arrow",
+}
 LINKS = "links.parquet"
 ALERTED = "alerted.parquet"
 ALERTED_COLUMNS = ["account_id", "window_start", "window_end", "detected_at", "day"]
@@ -148,6 +169,9 @@ class State:
     model_age: int = 0  # days scored since it was fitted
     kept_day: int | None = None  # the stored day whose raw events are kept
     kept_ids: bool = False  # the kept events carry the log's own event_id
+    kept_file: str = KEPT_ARROW  # the kept events' file name (KEPT in states up to /3)
+    caseload_key: str | None = None  # hash of the caseload file whose index is stored
+    caseloads_now: tuple[str, Any] | None = None  # (hash, CaseloadIndex) of this run's caseloads
     links: pd.DataFrame = field(default_factory=lambda: creation_pairs(pd.DataFrame()))
     alerted: pd.DataFrame = field(default_factory=lambda: empty_alerted())
     notices: list[str] = field(default_factory=list)
@@ -160,7 +184,7 @@ class State:
         """The Parquet file of the kept day's events (None when none are kept)."""
         if self.kept_day is None:
             return None
-        return self.path / f"v{self.version:06d}" / KEPT
+        return self.path / f"v{self.version:06d}" / self.kept_file
 
     def day_events(self) -> pd.Series:
         """Events per stored local day."""
@@ -201,7 +225,7 @@ def load_state(path: str | Path, timezone: str) -> State:
         summary = None if pruned_through is None else pq.read_table(current / SUMMARY).to_pandas()
     except (OSError, pa.ArrowInvalid, KeyError, TypeError, ValueError) as error:
         raise StateError(f"{current}: unreadable state ({error})") from None
-    if manifest["format"] != SEGMENTED_FORMAT:  # one file per table, holding every day
+    if manifest["format"] not in SEGMENTED:  # one file per table, holding every day
         segments[WINDOWS] = [Segment("windows.parquet", _days_of(windows["day"]))]
         for column, table in first_seen.items():
             name = _first_seen_name(column)
@@ -211,6 +235,7 @@ def load_state(path: str | Path, timezone: str) -> State:
         windows.drop(columns=HOURS), hours, first_seen, created, events=int(windows["events"].sum())
     )
     model = current / "model.skops"
+    kept_file = KEPT_ARROW if (current / KEPT_ARROW).exists() else KEPT
     return State(
         path,
         version=int(manifest["version"]),
@@ -220,8 +245,10 @@ def load_state(path: str | Path, timezone: str) -> State:
         model_path=model if model.exists() else None,
         model_days=int(manifest.get("model_days", 0)),
         model_age=int(manifest.get("model_age", 0)),
-        kept_day=manifest.get("kept_day") if (current / KEPT).exists() else None,
+        kept_day=manifest.get("kept_day") if (current / kept_file).exists() else None,
         kept_ids=bool(manifest.get("kept_ids", False)),
+        kept_file=kept_file,
+        caseload_key=manifest.get("caseload_key"),
         links=links,
         alerted=alerted,
         summary=summary,
@@ -233,7 +260,7 @@ def load_state(path: str | Path, timezone: str) -> State:
 def _segments_of(manifest: dict, current: Path) -> dict[str, list[Segment]]:
     """The segments of each stored table, from the manifest (the older layouts: one file
     each, whose days are read from the file)."""
-    if manifest["format"] == SEGMENTED_FORMAT:
+    if manifest["format"] in SEGMENTED:
         return {
             table: [Segment(str(s["file"]), tuple(int(d) for d in s["days"])) for s in listed]
             for table, listed in manifest["tables"].items()
@@ -285,12 +312,32 @@ def _only_days(part: Aggregates, keep) -> Aggregates:
     """The part of an aggregate whose days pass ``keep`` (a function of a day array)."""
     rows = keep(part.windows["day"].to_numpy())
     first_seen = {
-        column: table.filter(pa.array(keep(table["day"].to_numpy().astype(np.int64))))
+        column: _kept_rows(table, keep(table["day"].to_numpy().astype(np.int64)))
         for column, table in part.first_seen.items()
     }
     created = part.created.filter(pa.array(keep(part.created["day"].to_numpy().astype(np.int64))))
-    windows = part.windows.loc[rows].reset_index(drop=True)
-    return Aggregates(windows, part.hours[rows], first_seen, created, int(windows["events"].sum()))
+    leading = _leading(rows)
+    if leading is not None:  # the stored days before the last one's segment: no copy
+        windows, hours = part.windows.iloc[:leading], part.hours[:leading]
+    else:
+        windows, hours = part.windows.loc[rows].reset_index(drop=True), part.hours[rows]
+    return Aggregates(windows, hours, first_seen, created, int(windows["events"].sum()))
+
+
+def _leading(rows: np.ndarray) -> int | None:
+    """n when ``rows`` selects exactly the first n rows, else None.
+
+    The last stored day is in segments of its own, read last: dropping it (a
+    completed day) keeps a leading run of rows, which a slice keeps without
+    copying millions of windows.
+    """
+    n = int(rows.argmin()) if len(rows) and not rows.all() else len(rows)
+    return n if not rows[n:].any() else None
+
+
+def _kept_rows(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    leading = _leading(rows)
+    return table.slice(0, leading) if leading is not None else table.filter(pa.array(rows))
 
 
 def _date(day: int) -> str:
@@ -445,9 +492,81 @@ def read_kept(state: State) -> pa.Table:
     if path is None:
         return pa.table({})
     try:
-        return pq.read_table(path)
+        if path.name == KEPT:  # states up to /3
+            return pq.read_table(path)
+        with pa.memory_map(str(path)) as source:
+            return pa.ipc.open_file(source).read_all()
     except (OSError, pa.ArrowInvalid) as error:
         raise StateError(f"{path}: unreadable kept events ({error})") from None
+
+
+def caseload_key(location: Any) -> str | None:
+    """A hash of a local caseload file's bytes (None for a directory, a URL or a frame)."""
+    path = local_path(location) if isinstance(location, str | Path) else None
+    if path is None or not path.is_file():
+        return None
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def stored_caseload_index(state: State, key: str | None) -> CaseloadIndex | None:
+    """The caseload index a state keeps for the caseload file of hash ``key`` (None: none
+    kept, or kept for another file). Mapped, not copied."""
+    if key is None or state.caseload_key != key:
+        return None
+    current = state.path / f"v{state.version:06d}"
+    try:
+        pairs, accounts, starts = (
+            pa.ipc.open_file(pa.memory_map(str(current / CASELOAD_INDEX[name]))).read_all()
+            for name in ("pairs", "accounts", "starts")
+        )
+    except (OSError, pa.ArrowInvalid):
+        return None  # unreadable: built again, as without a state
+    if not {"record_id", "account"} <= set(pairs.column_names):
+        return None  # another layout of the index: built again
+    return CaseloadIndex(
+        pairs["record_id"].combine_chunks(),
+        pairs["account"].to_numpy(),
+        accounts["account_id"].combine_chunks(),
+        accounts["rank"].to_numpy(),
+        starts["account_start"].to_numpy(),
+    )
+
+
+def _write_caseload_index(index: CaseloadIndex, folder: Path) -> None:
+    """The index as three Arrow IPC files: the pairs (grouped by account), the accounts
+    with their rank, and each rank's first pair (one more row than accounts)."""
+    tables = {
+        "pairs": pa.table({"record_id": index.records, "account": index.account}),
+        "accounts": pa.table({"account_id": index.accounts, "rank": index.rank}),
+        "starts": pa.table({"account_start": index.account_start}),
+    }
+    for name, table in tables.items():
+        with pa.OSFile(str(folder / CASELOAD_INDEX[name]), "wb") as sink:
+            with pa.ipc.new_file(sink, table.schema) as writer:
+                writer.write_table(table)
+
+
+def write_kept(events: pd.DataFrame, path: Path) -> Path:
+    """Write a day's validated events as the state keeps them (Arrow IPC, LZ4)."""
+    table = pa.Table.from_pandas(events, preserve_index=False)
+    options = pa.ipc.IpcWriteOptions(compression="lz4")
+    with (
+        pa.OSFile(str(path), "wb") as sink,
+        pa.ipc.new_file(sink, table.schema, options=options) as writer,
+    ):
+        writer.write_table(table)
+    return path
+
+
+def kept_scratch(state: State) -> Path:
+    """Where a run writes the day it will keep before the new version exists (in the state
+    directory, so that the new version takes it by a rename)."""
+    state.path.mkdir(parents=True, exist_ok=True)
+    return state.path / f".kept.{os.getpid()}.{threading.get_ident()}.tmp"
 
 
 def continue_kept_day(
@@ -587,8 +706,9 @@ class Kept:
     """The events of the last stored day, kept for a log that continues it."""
 
     day: int
-    events: pd.DataFrame
+    events: pd.DataFrame | None
     ids: bool  # the events carry the log's own event_id
+    file: Path | None = None  # the events already written (write_kept), taken by a rename
 
 
 def save_state(
@@ -632,16 +752,24 @@ def save_state(
         model.save(staging / "model.skops")
     elif state.model_path is not None:
         _link(state.model_path, staging / "model.skops")
-    if kept is not None:
-        table = pa.Table.from_pandas(kept.events, preserve_index=False)
-        pq.write_table(table, staging / KEPT)
+    if kept is not None and kept.file is not None:
+        os.replace(kept.file, staging / KEPT_ARROW)
+    elif kept is not None:
+        write_kept(kept.events, staging / KEPT_ARROW)
     elif state.kept_path is not None:
-        _link(state.kept_path, staging / KEPT)
-        kept = Kept(state.kept_day, pd.DataFrame(), state.kept_ids)
+        _link(state.kept_path, staging / state.kept_path.name)
+        kept = Kept(state.kept_day, None, state.kept_ids)
     links = state.links if links is None else links
     alerted = state.alerted if alerted is None else alerted
     pq.write_table(pa.Table.from_pandas(links, preserve_index=False), staging / LINKS)
     pq.write_table(pa.Table.from_pandas(alerted, preserve_index=False), staging / ALERTED)
+    caseloads = state.caseloads_now
+    stored_index = all((previous / file).exists() for file in CASELOAD_INDEX.values())
+    if caseloads is not None and caseloads[0] == state.caseload_key and stored_index:
+        for file in CASELOAD_INDEX.values():
+            _link(previous / file, staging / file)
+    elif caseloads is not None:
+        _write_caseload_index(caseloads[1], staging)
     if through is not None:
         if summary is state.summary and (previous / SUMMARY).exists():  # nothing folded now
             _link(previous / SUMMARY, staging / SUMMARY)
@@ -651,7 +779,7 @@ def save_state(
     shutil.rmtree(final, ignore_errors=True)
     os.replace(staging, final)  # the new version is complete before the manifest names it
     manifest = {
-        "format": SEGMENTED_FORMAT,
+        "format": KEPT_ARROW_FORMAT,
         "version": version,
         "current": name,
         "timezone": state.timezone,
@@ -666,6 +794,8 @@ def save_state(
             for table, segments in tables.items()
         },
     }
+    if caseloads is not None:
+        manifest["caseload_key"] = caseloads[0]
     if through is not None:
         manifest["pruned_through"] = through
     temporary = state.path / f".{MANIFEST}.tmp"
@@ -674,6 +804,8 @@ def save_state(
     for old in state.path.glob("v*"):  # keep the current and the previous version
         if old.is_dir() and old.name not in (name, previous.name):
             shutil.rmtree(old, ignore_errors=True)
+    for scratch in state.path.glob(".kept.*.tmp"):  # left by runs that did not finish
+        scratch.unlink(missing_ok=True)
     return final
 
 

@@ -270,6 +270,13 @@ def _pairs_of(index: CaseloadIndex, ranks: np.ndarray) -> np.ndarray | tuple[int
     return offsets + np.arange(size)
 
 
+def remember_caseload_index(caseloads: pd.DataFrame, index: CaseloadIndex) -> None:
+    """Use ``index`` as the :class:`CaseloadIndex` of ``caseloads`` (one an earlier run
+    built from the same table and a state kept: detector.engine.state)."""
+    _CASELOAD_INDEXES.clear()
+    _CASELOAD_INDEXES[id(caseloads)] = (weakref.ref(caseloads), index)
+
+
 def _caseload_membership(
     acc: np.ndarray, rec: np.ndarray, accounts: pd.Index, records: pd.Index, caseloads: pd.DataFrame
 ) -> np.ndarray:

@@ -132,6 +132,7 @@ class FeatureTable:
     rejects: pd.DataFrame = field(default_factory=pd.DataFrame)  # rows set aside, with reasons
     n_events: int = 0  # events the table was built from
     links: pd.DataFrame = field(default_factory=pd.DataFrame)  # creator, target, timestamp
+    accounts: int | None = None  # accounts of every window read (None: those of the table)
     internal: Internal = field(default_factory=lambda: _no_internal(0))
 
     def constants(self, name: str, windows: np.ndarray) -> np.ndarray:
@@ -229,13 +230,15 @@ def _rare_hours(
     first_of_account: np.ndarray,
     w_acc: np.ndarray,
     dropped: np.ndarray | None = None,
+    held: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(windows x 24): local hours which, with their two neighbours, hold < 1 % of the
     account's earlier events (working half an hour late is not rare; 3 a.m. is); and
     per window, its events in such hours.
 
     Rows are ordered by account (``w_acc``), ``first_of_account`` the first row of
-    each; ``dropped``: (accounts x 24) the account's hours of days pruned from a state.
+    each; ``dropped``: (accounts x 24) the account's hours of days pruned from a state;
+    ``held``: the rows to give (None: every row).
     """
     # Running sums over all rows, less the sum before the account's first row: the
     # account's earlier windows. int32 holds them whenever the whole log's events fit.
@@ -243,10 +246,12 @@ def _rare_hours(
     running = np.cumsum(hours, axis=0, dtype=np.int32 if small else np.int64)
     base = np.zeros((len(first_of_account), hours.shape[1]), dtype=running.dtype)
     base[1:] = running[first_of_account[1:] - 1]
-    rare = np.zeros(hours.shape, dtype=bool)
-    rare_events = np.zeros(len(hours))
-    for first in range(0, len(hours), _ROWS_PER_CHUNK):  # bounded temporaries
-        rows = slice(first, first + _ROWS_PER_CHUNK)
+    n_held = len(hours) if held is None else len(held)
+    rare = np.zeros((n_held, hours.shape[1]), dtype=bool)
+    rare_events = np.zeros(n_held)
+    for first in range(0, n_held, _ROWS_PER_CHUNK):  # bounded temporaries
+        at = slice(first, first + _ROWS_PER_CHUNK)
+        rows = at if held is None else held[at]
         before = running[rows] - hours[rows]
         before -= base[w_acc[rows]]
         if dropped is not None:
@@ -259,8 +264,8 @@ def _rare_hours(
         history_events = before.sum(axis=1, dtype=np.int64)
         with np.errstate(divide="ignore", invalid="ignore"):
             share = around / history_events[:, None]
-        rare[rows] = (history_events >= RARE_HOUR_MIN_HISTORY)[:, None] & (share < RARE_HOUR_SHARE)
-        rare_events[rows] = (hours[rows] * rare[rows]).sum(axis=1)
+        rare[at] = (history_events >= RARE_HOUR_MIN_HISTORY)[:, None] & (share < RARE_HOUR_SHARE)
+        rare_events[at] = (hours[rows] * rare[at]).sum(axis=1)
     return rare, rare_events
 
 
@@ -431,22 +436,42 @@ class _Columns:
     table's numbers exist once: the DataFrame is made over the block without a copy.
     """
 
-    def __init__(self, names: Sequence[str], n_rows: int, internal: Sequence[str] = ()):
-        self.block = np.empty((len(names), n_rows))
+    def __init__(
+        self,
+        names: Sequence[str],
+        n_rows: int,
+        internal: Sequence[str] = (),
+        out: np.ndarray | None = None,
+    ):
+        self.out = out  # the windows the table holds (None: every window)
+        held = n_rows if out is None else len(out)
+        self.block = np.empty((len(names), held))
         self.names = list(names)
         self.rows = {name: self.block[i] for i, name in enumerate(names)}
         # Numbers the table does not show, in a block of their own (FeatureTable.internal).
-        self.internal = np.empty((len(internal), n_rows))
+        self.internal = np.empty((len(internal), held))
         self.rows.update({name: self.internal[i] for i, name in enumerate(internal)})
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.rows[name]
 
     def put(self, name: str, values: np.ndarray) -> None:
-        """Write ``values`` into the column (nothing to do when it is the column itself)."""
+        """Write ``values`` (one per window) into the column: those of the windows the table
+        holds (nothing to do when ``values`` is the column itself)."""
         row = self.rows[name]
         if values is not row:
-            row[:] = values
+            row[:] = values if self.out is None else values[self.out]
+
+    def keep(self, name: str, values: np.ndarray) -> np.ndarray:
+        """:meth:`put`, then what stands for every window's values: the column itself when
+        the table holds every window, else ``values``."""
+        self.put(name, values)
+        return self.rows[name] if self.out is None else values
+
+    def every(self, name: str, n_windows: int) -> np.ndarray:
+        """An array to write every window's values of a column into: the column itself
+        when the table holds every window."""
+        return self.rows[name] if self.out is None else np.empty(n_windows)
 
 
 # Float columns of the table, in order: the catalogue's features; the internal numbers
@@ -472,11 +497,12 @@ def assemble(
 ) -> FeatureTable:
     """The feature table of a log from its partitions' aggregates.
 
-    With ``baseline_days`` (local day numbers), baselines are computed for
-    those days only (the days a run with saved state scores); the other
-    windows keep NaN baselines. ``summary``: what a pruned state keeps of its
-    dropped days (:mod:`detector.features.history`), read wherever the whole
-    past of an account counts.
+    With ``baseline_days`` (local day numbers: the days a run with saved state
+    scores), the table holds the windows of those days only: the other windows
+    are read as their history (baselines, novelty, rare hours, account age...),
+    and no feature is derived for them. ``summary``: what a pruned state keeps
+    of its dropped days (:mod:`detector.features.history`), read wherever the
+    whole past of an account counts.
     """
     parts = [p for p in parts if len(p.windows)]
     notices = list(notices or [])
@@ -494,7 +520,12 @@ def assemble(
     del days
     n_win, n_acc, n_days = len(w_acc), len(accounts), int(w_day.max()) + 1
     window_keys = w_acc * n_days + w_day
-    columns = _Columns(FLOAT_COLUMNS, n_win, INTERNAL_COLUMNS)
+    out = None  # the windows the table holds (None: every window)
+    if baseline_days is not None:
+        wanted_days = np.array(sorted(baseline_days), dtype=np.int64) - first_day
+        out = np.flatnonzero(_in_sorted(w_day, wanted_days))
+    columns = _Columns(FLOAT_COLUMNS, n_win, INTERNAL_COLUMNS, out)
+    held = slice(None) if out is None else out
 
     first_of_account = np.full(n_acc, n_win, dtype=np.int64)
     first_of_account[w_acc[::-1]] = np.arange(n_win)[::-1]
@@ -508,14 +539,13 @@ def assemble(
         if name not in parts[0].windows:
             continue
         values = np.concatenate([p.windows[name].to_numpy(dtype=np.float64) for p in parts])
-        sums[name] = columns[name] if name in columns.rows else np.empty(n_win)
+        sums[name] = columns.every(name, n_win) if name in columns.rows else np.empty(n_win)
         np.take(values, order, out=sums[name])
     hours = np.concatenate([p.hours for p in parts])[order]
     rare, rare_events = _rare_hours(
-        hours, first_of_account, w_acc, None if prior is None else prior.hours
+        hours, first_of_account, w_acc, None if prior is None else prior.hours, out
     )
     del hours
-    sums["rare_hour_events"] = rare_events
     novel: dict[str, Novel] = {}
     has_history = history_days >= NOVELTY_MIN_HISTORY
     # Novelty that is baselined (new structures) first; the rest is found, in its
@@ -526,13 +556,14 @@ def assemble(
                 parts, column, accounts, window_keys, first_day, n_days, has_history
             )
         else:
-            sums[name] = columns[name]
+            sums[name] = columns[name]  # found below: not a volume
     if not has_caseload_data:
         sums["out_of_caseload_reads"] = np.full(n_win, np.nan)
     for name, values in sums.items():  # the sums that are catalogue features, in their column
         if name in columns.rows:
-            columns.put(name, values)
-            sums[name] = columns[name]
+            sums[name] = columns.keep(name, values)
+    columns["rare_hour_events"][:] = rare_events  # of the windows held: not a volume
+    sums["rare_hour_events"] = columns["rare_hour_events"]
 
     created = np.full(n_acc, np.iinfo(np.int64).max)
     made = pa.concat_tables([p.created for p in parts], promote_options="permissive")
@@ -561,8 +592,7 @@ def assemble(
     }
     constants: dict[str, np.ndarray] = {}
     for name, values in plain.items():
-        columns.put(name, values)
-        constants[name] = columns[name]
+        constants[name] = columns.keep(name, values)
     del plain
     account_type = _account_attribute(parts, "type", order, w_acc, first_of_account)
     organization = _account_attribute(parts, "org", order, w_acc, first_of_account)
@@ -576,14 +606,14 @@ def assemble(
         constants[feature] = columns[feature]
     for _, name in RARE_NOVELTY:  # likewise
         sums[name] = columns[name]
-    volumes = window_features(sums, constants, columns.rows)
+    # The volumes of every window (baselines read them); derived in their columns below.
+    volumes = window_features(sums, constants, columns.rows if out is None else None)
     # Baseline matrices have a column per day that holds events, not per calendar day:
     # a log with a far-off stray day must not span decades of empty columns.
     present, w_col = np.unique(w_day, return_inverse=True)
     only = accumulated = None
     if baseline_days is not None:
-        wanted = np.array(sorted(baseline_days), dtype=np.int64) - first_day
-        only = np.flatnonzero(np.isin(present, wanted))
+        only = np.flatnonzero(np.isin(present, wanted_days))
         # The sums over days also need the baselines of the days they look back over.
         earliest = present[only].min() - accumulation.HORIZON_DAYS if len(only) else 0
         accumulated = np.flatnonzero(present >= earliest)
@@ -607,6 +637,7 @@ def assemble(
                 accumulated if volume in accumulation.CUSUM_VOLUMES else only,
                 only,
                 one_at_a_time,
+                out,
             )
             # The volumes that also accumulate take longest: first.
             for volume in sorted(
@@ -618,7 +649,7 @@ def assemble(
                 counts, novel[column] = _novelty(
                     parts, column, accounts, window_keys, first_day, n_days, has_history
                 )
-                columns.put(name, counts)
+                sums[name] = columns.keep(name, counts)  # every window's: peer shares read them
                 del counts
         for name, feature in PEER_NOVELTY.items():
             columns.put(feature, _peer_share(sums[name] >= 1, w_acc, w_day, peer_group, able))
@@ -633,10 +664,17 @@ def assemble(
             future.result()
     del done, volumes
 
+    if out is not None:  # features are derived for the windows held only
+        sums, constants = (
+            {n: columns[n] if n in columns.rows else v[out] for n, v in d.items()}
+            for d in (sums, constants)
+        )
+        novel = {key: _held(found, out, n_win) for key, found in novel.items()}
     for name, values in derive(sums, constants, columns.rows).items():
         if name in columns.rows:
             columns.put(name, values)  # nothing to do: every feature was made in its column
     del sums, constants
+    w_acc, w_col, w_day, order = w_acc[held], w_col[held], w_day[held], order[held]
     table = _frame(
         {
             "account_id": np.asarray(accounts.astype(str))[w_acc],
@@ -647,7 +685,8 @@ def assemble(
             "window_end": _utc(_ordered(parts, "window_end", order, np.int64)),
         },
         columns,
-        {"_peer_group": peer_group[w_acc], "_account": w_acc, "_day": w_day},
+        # Accounts numbered among those the table holds (FeatureTable.rows_of).
+        {"_peer_group": peer_group[w_acc], "_account": _dense(w_acc), "_day": w_day},
     )
     for found in novel.values():
         found.pairs = None  # only assembly judges rarity on every first use
@@ -661,11 +700,36 @@ def assemble(
         first_day=first_day,
         caseloads=caseloads,
         internal=Internal(INTERNAL_COLUMNS, columns.internal),
+        accounts=n_acc,
     )
 
 
 def _no_internal(n_rows: int) -> Internal:
     return Internal(list(INTERNAL_COLUMNS), np.full((len(INTERNAL_COLUMNS), n_rows), np.nan))
+
+
+def _in_sorted(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Whether each of ``values`` is one of ``wanted`` (ascending, distinct)."""
+    if not len(wanted):
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(wanted, values), len(wanted) - 1)
+    return wanted[at] == values
+
+
+def _dense(codes: np.ndarray) -> np.ndarray:
+    """Ascending codes renumbered 0, 1, 2... in order (the same when already so)."""
+    if not len(codes):
+        return codes
+    return np.cumsum(np.r_[0, codes[1:] != codes[:-1]]).astype(codes.dtype)
+
+
+def _held(found: Novel, out: np.ndarray, n_win: int) -> Novel:
+    """``found`` with windows numbered as rows of a table holding the windows ``out``."""
+    row = np.full(n_win, -1, dtype=np.int64)
+    row[out] = np.arange(len(out))
+    at = row[found.window]
+    kept = at >= 0
+    return Novel(at[kept], pc.filter(found.values, pa.array(kept)))
 
 
 def _utc(nanoseconds: np.ndarray) -> pd.DatetimeIndex:
@@ -810,21 +874,30 @@ def _volume_baselines(
     columns_computed: np.ndarray | None,
     scored: np.ndarray | None,
     lock: threading.Lock,
+    out: np.ndarray | None = None,
 ) -> None:
     """One volume's baselines and, for the volumes that accumulate, the CUSUM's terms
     (one task of the pool). ``columns_computed``: the day columns whose baselines are
-    computed (None: all); ``scored``: those whose sums are."""
+    computed (None: all); ``scored``: those whose sums are; ``out``: the windows the table
+    holds (None: every window)."""
     w_acc, w_col, _ = windows
     peer_group, org_group = groups
     cusum = volume in accumulation.CUSUM_VOLUMES
     n_acc = len(peer_group)  # every account, by code
     own = _add_baselines(
-        columns, volume, values, windows, days, n_acc, peer_group, columns_computed, cusum
+        columns, volume, values, windows, days, n_acc, peer_group, columns_computed, cusum, out
     )
     if own is not None:
         with lock:
             _add_accumulation(
-                columns, volume, values, (w_acc, w_col, days), own, (peer_group, org_group), scored
+                columns,
+                volume,
+                values,
+                (w_acc, w_col, days),
+                own,
+                (peer_group, org_group),
+                scored,
+                out,
             )
 
 
@@ -838,19 +911,22 @@ def _add_baselines(
     peer_group: np.ndarray,
     only: np.ndarray | None = None,
     keep: bool = False,
+    out: np.ndarray | None = None,
 ) -> dict[str, np.ndarray] | None:
     """Own and peer statistics of one volume, from earlier days only, written into
     their columns; the own statistics returned when ``keep`` (for the accumulation).
 
     ``windows``: each window's account, column of ``days`` (the days since the first
     that hold events) and cell of the (account x day) matrix; with ``only``, just
-    those columns are computed.
+    those columns are computed; ``out``: the windows whose columns are written (None: all).
     """
     w_acc, w_col, cells = windows
     # float32: exact for counts below 16 million, and sorts twice as fast as float64.
     matrix = np.full((n_acc, max(len(days), 1)), np.nan, dtype=np.float32)
     matrix.reshape(-1)[cells] = values
     share = FEATURES[volume].unit == "share"
+    if out is not None:
+        w_acc, w_col, cells = w_acc[out], w_col[out], cells[out]
     own = baselines.own_stats(matrix, days, only)
     enough = np.take(own["count"].reshape(-1), cells) >= baselines.MIN_OWN_WINDOWS
     _gather(columns[baseline_name(OWN_MEDIAN, volume)], own["median"], cells, enough)
@@ -881,6 +957,7 @@ def _add_accumulation(
     own: dict[str, np.ndarray],
     groups: tuple[np.ndarray, np.ndarray],
     only: np.ndarray | None,
+    out: np.ndarray | None = None,
 ) -> None:
     """The CUSUM's sum before each window and the window's same-day shift
     (:mod:`detector.features.accumulation`), from the (account x day) baselines."""
@@ -897,9 +974,16 @@ def _add_accumulation(
     # Every judged account on every day, an inactive day being a day of zero volume.
     with np.errstate(divide="ignore", invalid="ignore"):
         z_all = (np.where(np.isnan(matrix), 0.0, matrix) - own["median"]) / own_scale
-    shift = np.fmax(
-        accumulation.same_day_shift(z_all, org_group),
-        accumulation.same_day_shift(z_all, peer_group),
+    # Shifts are per day: only the days the sums of the chosen days look back over are
+    # needed (a run with a state scores a day or two of many stored ones).
+    needed = slice(None)
+    if only is not None and len(only):
+        earliest = days[only].min() - accumulation.HORIZON_DAYS
+        needed = slice(int(np.searchsorted(days, earliest)), None)
+    shift = np.zeros((n_acc, n_cols))
+    shift[:, needed] = np.fmax(
+        accumulation.same_day_shift(z_all[:, needed], org_group),
+        accumulation.same_day_shift(z_all[:, needed], peer_group),
     )
     del z_all
     centre, scale = accumulation.reference(
@@ -913,6 +997,8 @@ def _add_accumulation(
     day_centre, day_scale = accumulation.frozen(
         before, centre[:, chosen], scale[:, chosen], (kept_centre, kept_scale)
     )
+    if out is not None:  # the windows whose columns are written
+        cells = cells[out]
     everywhere = np.ones(len(cells), dtype=bool)
     for name, result in (
         ("_cusum_prev", before),
