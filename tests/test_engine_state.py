@@ -124,5 +124,6 @@ def test_cli_state_that_is_not_a_state(tmp_path):
     result = CliRunner().invoke(main, ["score", str(log), "--state", str(state)])
     assert result.exit_code == 1
     assert result.output.splitlines()[-1] == (
-        f"Error: {state / 'manifest.json'}: not a logsentinel state manifest (logsentinel-state/1)"
+        f"Error: {state / 'manifest.json'}: not a logsentinel state manifest "
+        "(logsentinel-state/1 to logsentinel-state/4)"
     )

@@ -206,7 +206,9 @@ def load_state(path: str | Path, timezone: str) -> State:
     except (OSError, ValueError) as error:
         raise StateError(f"{manifest_path}: unreadable state manifest ({error})") from None
     if not isinstance(manifest, dict) or manifest.get("format") not in FORMATS:
-        raise StateError(f"{manifest_path}: not a logsentinel state manifest ({FORMAT})")
+        raise StateError(
+            f"{manifest_path}: not a logsentinel state manifest ({FORMATS[0]} to {FORMATS[-1]})"
+        )
     if manifest["timezone"] != timezone:
         raise StateError(f"{path} was built with time zone {manifest['timezone']}, not {timezone}")
     current = path / manifest["current"]
