@@ -70,27 +70,48 @@ def _local(stamp, timezone: str) -> str:
     return stamp.tz_convert(timezone).strftime("%Y-%m-%d %H:%M")
 
 
+REASON_WIDTH = 100  # characters of a reason shown on a wide terminal
+NARROW_REASON = 40  # below this much room beside the columns, reasons go on lines of their own
+
+
 def _top_table(alerts, timezone: str, top: int) -> str:
+    """The first ``top`` alerts as a table fitted to the terminal's width.
+
+    On a narrow terminal each reason goes on its own indented lines, wrapped to
+    the width, instead of running past the right edge.
+    """
+    import shutil
+    import textwrap
+
     from detector.textsafe import visible  # text from the log: no raw ESC, CR/LF, bidi
 
     rows = [("account", "severity", "score", f"detected ({timezone})", "reason")]
     for _, alert in alerts.head(top).iterrows():
-        reason = visible(alert["reason"])
-        reason = reason if len(reason) <= 100 else reason[:99] + "…"
         rows.append(
             (
                 visible(alert["account_id"]),
                 visible(alert["severity"]),
                 f"{alert['score']:.2f}",
                 _local(alert["detected_at"], timezone),
-                reason,
+                visible(alert["reason"]),
             )
         )
     widths = [max(len(str(r[i])) for r in rows) for i in range(4)]
-    lines = [
-        "  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(r[:4])) + "  " + r[4]
-        for r in rows
-    ]
+    columns = shutil.get_terminal_size((REASON_WIDTH + sum(widths) + 8, 24)).columns
+    room = min(REASON_WIDTH, columns - sum(widths) - 8)
+    lines = []
+    for row in rows:
+        fixed = "  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row[:4]))
+        reason, limit = row[4], room if room >= NARROW_REASON else REASON_WIDTH
+        reason = reason if len(reason) <= limit else reason[: limit - 1] + "…"
+        if room >= NARROW_REASON:
+            lines.append(f"{fixed}  {reason}")
+        else:
+            lines.append(fixed.rstrip())
+            width = max(20, columns - 4)
+            lines.extend(
+                textwrap.wrap(reason, width, initial_indent="    ", subsequent_indent="    ")
+            )
     return "\n".join(lines)
 
 
