@@ -106,7 +106,10 @@ def test_scoring_before_fitting_is_an_error(prepared):
 
 def test_cli_score_prints_top_alerts_and_summary(small_log, tmp_path):
     out = tmp_path / "alerts.parquet"
-    result = CliRunner().invoke(main, ["score", str(small_log), "--out", str(out)])
+    # A wide terminal (pytest-xdist sets COLUMNS=80 in its workers: the narrow layout).
+    result = CliRunner(env={"COLUMNS": "250"}).invoke(
+        main, ["score", str(small_log), "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     header = next(line for line in lines if line.startswith("account"))

@@ -97,10 +97,15 @@ def _events(accounts: list[str]) -> pd.DataFrame:
     )
 
 
-def test_terminal_table_shows_every_control_escaped():
+@pytest.mark.parametrize("columns", [250, 60])
+def test_terminal_table_shows_every_control_escaped(columns, monkeypatch):
+    monkeypatch.setenv("COLUMNS", str(columns))  # wide: one line per alert; narrow: wrapped
     table = _top_table(_alerts(ACCOUNTS), UTC, top=len(ACCOUNTS))
     lines = table.split("\n")
-    assert len(lines) == len(ACCOUNTS) + 1  # a header, then exactly one line per alert
+    alert_lines = [line for line in lines[1:] if not line.startswith("    ")]
+    assert len(alert_lines) == len(ACCOUNTS)  # exactly one line per alert (and its reason)
+    if columns == 250:
+        assert len(lines) == len(ACCOUNTS) + 1  # a header, then exactly one line per alert
     for account, char in zip(ACCOUNTS, CONTROLS, strict=True):
         assert account not in table
         assert visible(account) in table
