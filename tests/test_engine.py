@@ -7,27 +7,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from feature_tables import same_features
 
 from detector.engine.local import build_features, merge_notices
 from detector.engine.sources import FrameSource, ParquetSource
-from detector.features.catalogue import FEATURES
 from detector.pipeline import detect, prepare
 from detector.schema import read_caseloads, read_log, sibling
 
 TZ = "Europe/Paris"
-KEY = ["account_id", "day"]
-
-
-def _same_features(left: pd.DataFrame, right: pd.DataFrame) -> None:
-    left = left.set_index(KEY).sort_index()
-    right = right.set_index(KEY).sort_index()
-    assert left.index.equals(right.index)
-    for name in ["account_type", "organization_id", "window_start", "window_end"]:
-        assert (left[name].astype(str) == right[name].astype(str)).all(), name
-    for name in FEATURES:
-        np.testing.assert_allclose(
-            left[name].to_numpy(float), right[name].to_numpy(float), equal_nan=True, err_msg=name
-        )
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +33,7 @@ def whole(small_log, caseloads):
 def test_one_partition_per_day_gives_the_whole_log_table(small_log, caseloads, whole):
     source = FrameSource(read_log(small_log), TZ, target_rows=1)
     assert len(source.partitions()) >= 21
-    _same_features(whole, build_features(source, caseloads, TZ, workers=1).features)
+    same_features(whole, build_features(source, caseloads, TZ, workers=1).features)
 
 
 def test_parquet_partitions_in_worker_processes_give_the_same_table(
@@ -58,7 +45,7 @@ def test_parquet_partitions_in_worker_processes_give_the_same_table(
     source = ParquetSource(path, TZ, target_rows=40_000)
     assert source._spill is None  # time-ordered: read by push-down, not copied
     assert len(source.partitions()) >= 3
-    _same_features(whole, build_features(source, caseloads, TZ, workers=2).features)
+    same_features(whole, build_features(source, caseloads, TZ, workers=2).features)
 
 
 def test_partitions_streamed_from_row_groups_read_once_give_the_same_table(
@@ -75,7 +62,7 @@ def test_partitions_streamed_from_row_groups_read_once_give_the_same_table(
     assert len(streamed) >= 5
     assert sum(len(rows) for _, _, rows in streamed) == table.num_rows  # every event once
     assert [p.index for p, _, _ in streamed] == [p.index for p in source.partitions()]
-    _same_features(whole, build_features(source, caseloads, TZ, workers=2).features)
+    same_features(whole, build_features(source, caseloads, TZ, workers=2).features)
 
 
 def test_a_log_out_of_time_order_is_clustered_first_and_gives_the_same_table(
@@ -87,7 +74,7 @@ def test_a_log_out_of_time_order_is_clustered_first_and_gives_the_same_table(
     pq.write_table(shuffled, path, row_group_size=50_000)
     source = ParquetSource(path, TZ, target_rows=60_000)
     assert source._spill is not None
-    _same_features(whole, build_features(source, caseloads, TZ, workers=1).features)
+    same_features(whole, build_features(source, caseloads, TZ, workers=1).features)
 
 
 def test_rows_without_timestamp_are_rejected_with_their_row(tmp_path):

@@ -7,32 +7,19 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from feature_tables import same_features
 
 from detector.engine import sources
 from detector.engine.local import build_features
 from detector.engine.sources import FrameSource, ParquetSource, slice_buckets, slices_of
 from detector.engine.state import read_day
-from detector.features.catalogue import FEATURES
 from detector.features.kernel import ACCOUNT_BUCKETS, account_buckets, local_days
 from detector.incidents import group_incidents
 from detector.pipeline import detect, prepare
 from detector.schema import read_caseloads, read_log, sibling
 
 TZ = "Europe/Paris"
-KEY = ["account_id", "day"]
 SLICE = 800  # events: every day of the small log (~2,000-3,000 events) is cut
-
-
-def _same_features(left: pd.DataFrame, right: pd.DataFrame) -> None:
-    left = left.set_index(KEY).sort_index()
-    right = right.set_index(KEY).sort_index()
-    assert left.index.equals(right.index)
-    for name in ["account_type", "organization_id", "window_start", "window_end"]:
-        assert (left[name].astype(str) == right[name].astype(str)).all(), name
-    for name in FEATURES:
-        np.testing.assert_allclose(
-            left[name].to_numpy(float), right[name].to_numpy(float), equal_nan=True, err_msg=name
-        )
 
 
 def _links(table) -> pd.DataFrame:
@@ -98,7 +85,7 @@ def test_days_cut_by_account_give_the_table_and_links_of_whole_days(
     _sliced(partitions)
     assert "accounts 1/" in max(partitions, key=lambda p: p.slices).label()
     sliced = build_features(source, caseloads, TZ, workers=1)
-    _same_features(whole_days.features, sliced.features)
+    same_features(whole_days.features, sliced.features)
     pd.testing.assert_frame_equal(_links(whole_days), _links(sliced))
     # First uses were found slice by slice: novelty is there to compare.
     assert sliced.features["new_addresses"].sum() > 0
@@ -155,7 +142,7 @@ def test_sliced_days_streamed_to_workers_give_the_same_table(
         bucket = account_buckets(events["account_id"])
         assert ((bucket >= first) & (bucket < end)).all()
     sliced = build_features(source, caseloads, TZ, workers=2)
-    _same_features(whole_days.features, sliced.features)
+    same_features(whole_days.features, sliced.features)
     pd.testing.assert_frame_equal(_links(whole_days), _links(sliced))
 
 
@@ -167,7 +154,7 @@ def test_workers_reading_their_own_slices_give_the_same_table(
     source = ParquetSource(path, TZ, target_rows=1, slice_rows=SLICE)  # as a cluster reads
     _sliced(source.partitions())
     sliced = build_features(source, caseloads, TZ, workers=2)
-    _same_features(whole_days.features, sliced.features)
+    same_features(whole_days.features, sliced.features)
 
 
 def test_the_kept_day_is_read_whole_from_a_sliced_source(small_log, tmp_path):

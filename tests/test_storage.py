@@ -13,19 +13,13 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from cli_runs import score_alerts
 from click.testing import CliRunner
 
 from detector.cli import main
 from detector.engine import storage
 
 fsspec = pytest.importorskip("fsspec")
-
-
-def _score(log: str, out: Path, *options: str) -> pd.DataFrame:
-    """`detector score LOG --out OUT --top 0 OPTIONS`: the alerts it wrote."""
-    result = CliRunner().invoke(main, ["score", log, "--out", str(out), "--top", "0", *options])
-    assert result.exit_code == 0, result.output
-    return pd.read_parquet(out)
 
 
 def _error(*arguments: str) -> str:
@@ -42,15 +36,6 @@ def _split(log: Path, folder: Path, parts: int = 3) -> None:
     size = -(-table.num_rows // parts)
     for i in range(parts):
         pq.write_table(table.slice(i * size, size), folder / f"part-{i}.parquet")
-
-
-@pytest.fixture(scope="module")
-def on_disk(small_log, tmp_path_factory):
-    """The small log's alerts read from its local path (caseloads found beside it)."""
-    out = tmp_path_factory.mktemp("disk") / "alerts.parquet"
-    alerts = _score(str(small_log), out, "--workers", "1")
-    assert len(alerts) > 0
-    return alerts
 
 
 @pytest.fixture
@@ -70,7 +55,7 @@ def test_a_log_in_memory_gives_the_alerts_of_the_log_on_disk(small_log, on_disk,
         f"{root}/logs.caseloads.parquet", small_log.with_name("logs.caseloads.parquet").read_bytes()
     )
     # The caseload table is found beside the URL, as beside a path.
-    alerts = _score(f"{root}/logs.parquet", tmp_path / "alerts.parquet", "--workers", "1")
+    alerts = score_alerts(f"{root}/logs.parquet", tmp_path / "alerts.parquet", "--workers", "1")
     pd.testing.assert_frame_equal(alerts, on_disk)
 
 
@@ -83,7 +68,7 @@ def test_a_dataset_directory_in_memory_and_caseloads_by_url(small_log, on_disk, 
     fs.pipe(
         f"{root}/side/caseloads.parquet", small_log.with_name("logs.caseloads.parquet").read_bytes()
     )
-    alerts = _score(
+    alerts = score_alerts(
         f"{root}/dataset/",
         tmp_path / "alerts.parquet",
         "--caseloads",
@@ -95,7 +80,7 @@ def test_a_dataset_directory_in_memory_and_caseloads_by_url(small_log, on_disk, 
 
 
 def test_a_file_url_through_two_local_workers(small_log, on_disk, tmp_path):
-    alerts = _score(small_log.resolve().as_uri(), tmp_path / "alerts.parquet", "--workers", "2")
+    alerts = score_alerts(small_log.resolve().as_uri(), tmp_path / "alerts.parquet", "--workers", "2")
     pd.testing.assert_frame_equal(alerts, on_disk)
 
 
@@ -104,7 +89,7 @@ def test_a_file_url_on_a_two_worker_dask_cluster(small_log, on_disk, tmp_path):
     pytest.importorskip("distributed")
     _split(small_log, tmp_path / "dataset")
     caseloads = small_log.with_name("logs.caseloads.parquet").resolve().as_uri()
-    alerts = _score(
+    alerts = score_alerts(
         (tmp_path / "dataset").resolve().as_uri() + "/",
         tmp_path / "alerts.parquet",
         "--caseloads",

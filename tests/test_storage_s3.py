@@ -14,6 +14,7 @@ import uuid
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from cli_runs import score_alerts
 from click.testing import CliRunner
 
 from detector.cli import main
@@ -57,27 +58,12 @@ def _upload(bucket: str, key: str, data: bytes) -> None:
     client.put_object(Bucket=bucket, Key=key, Body=data)
 
 
-def _score(log: str, out, *options: str) -> pd.DataFrame:
-    result = CliRunner().invoke(main, ["score", log, "--out", str(out), "--top", "0", *options])
-    assert result.exit_code == 0, result.output
-    return pd.read_parquet(out)
-
-
-@pytest.fixture(scope="module")
-def on_disk(small_log, tmp_path_factory):
-    """The small log's alerts read from its local path (caseloads found beside it)."""
-    out = tmp_path_factory.mktemp("disk") / "alerts.parquet"
-    alerts = _score(str(small_log), out, "--workers", "1")
-    assert len(alerts) > 0
-    return alerts
-
-
 def test_a_log_on_s3_gives_the_alerts_of_the_log_on_disk(small_log, on_disk, bucket, tmp_path):
     _upload(bucket, "may/logs.parquet", small_log.read_bytes())
     caseloads = small_log.with_name("logs.caseloads.parquet")
     _upload(bucket, "may/logs.caseloads.parquet", caseloads.read_bytes())
     # Two worker processes: each opens the URL itself, with the inherited environment.
-    alerts = _score(f"s3://{bucket}/may/logs.parquet", tmp_path / "a.parquet", "--workers", "2")
+    alerts = score_alerts(f"s3://{bucket}/may/logs.parquet", tmp_path / "a.parquet", "--workers", "2")
     pd.testing.assert_frame_equal(alerts, on_disk)
 
 
@@ -89,7 +75,7 @@ def test_a_dataset_directory_on_s3(small_log, on_disk, bucket, tmp_path):
         _upload(bucket, f"days/part-{i}.parquet", (tmp_path / f"part-{i}.parquet").read_bytes())
     caseloads = small_log.with_name("logs.caseloads.parquet")
     _upload(bucket, "caseloads.parquet", caseloads.read_bytes())
-    alerts = _score(
+    alerts = score_alerts(
         f"s3://{bucket}/days",
         tmp_path / "a.parquet",
         "--caseloads",
