@@ -7,7 +7,6 @@ can compare rule sets on one data set without rebuilding features.
 
 from __future__ import annotations
 
-import ctypes
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ import pyarrow as pa
 from detector import vocabulary
 from detector.alerts import build_alerts, empty_alerts, first_hold_times
 from detector.engine.local import assemble, attach, build_features, run_kernel
-from detector.engine.sources import release_memory, source_of
+from detector.engine.sources import malloc_policy, release_memory, source_of
 from detector.engine.state import (
     FULL_HISTORY_DAYS,
     REFIT_AFTER_DAYS,
@@ -45,6 +44,7 @@ from detector.errors import DetectorError
 from detector.features.kernel import (
     Aggregates,
     caseload_index,
+    forget_caseload_index,
     lookup,
     remember_caseload_index,
 )
@@ -68,7 +68,6 @@ REPLAY_READ_EVENTS = 3_000_000
 # _give_back_large_blocks): a column of 1.85M windows (100M events) is 15 MB; the
 # 10M shape log's arrays (1M events: 8 MB) stay on the reused heap, as before.
 OWN_MAPPING_BYTES = 8 << 20
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 Progress = Callable[[str], None]
 
 
@@ -330,7 +329,7 @@ def _forget_caseload_index(features: FeatureTable) -> None:
     """Drop the kernel's index of the whole caseload table (about 0.35 GB at 100M events)
     while the rules and the model run: the replay indexes its candidates' rows only."""
     if features.caseloads is not None and len(features.caseloads):
-        caseload_index(features.caseloads.iloc[:0])  # the kernel keeps one index: this one
+        forget_caseload_index()
         release_memory()
 
 
@@ -526,10 +525,7 @@ def _give_back_large_blocks() -> None:
     1 ms per 15 MB). The local engine's workers set their own policy. A no-op
     where the C library is not glibc.
     """
-    try:
-        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, OWN_MAPPING_BYTES)
-    except (AttributeError, OSError):
-        pass
+    malloc_policy(OWN_MAPPING_BYTES)
 
 
 def _state_model(prepared: Prepared) -> tuple[WindowModel | None, WindowModel | None]:

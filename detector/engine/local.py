@@ -7,7 +7,6 @@ never holds events; at most ``workers`` partitions are in memory at once.
 
 from __future__ import annotations
 
-import ctypes
 import importlib
 import mmap
 import multiprocessing
@@ -28,7 +27,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from detector.engine.sources import Partition, normalise_rows, release_memory
+from detector.engine.sources import Partition, malloc_policy, normalise_rows, release_memory
 from detector.errors import DetectorError
 from detector.features.kernel import (
     Aggregates,
@@ -42,7 +41,6 @@ from detector.schema import REPAIRED_TEXT, EventLog, rejects_notice, repaired_no
 
 Progress = Callable[[str], None]
 _WORKER: dict[str, Any] = {}  # what every task of a worker process shares (set once)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 
 
 def default_workers() -> int:
@@ -117,12 +115,7 @@ def _reuse_freed_memory() -> None:
     of the workers' system time. A worker's heap stays at its peak, reached
     anyway on every partition, until the pool ends with the last partition.
     """
-    try:
-        libc = ctypes.CDLL(None)
-        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # glibc's largest (64-bit)
-        libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
-    except (AttributeError, OSError):
-        pass  # not glibc: its own policy
+    malloc_policy(32 << 20, trim_threshold=1 << 30)  # 32 MB: glibc's largest (64-bit)
 
 
 def _task(partition: Partition):

@@ -245,6 +245,23 @@ def _one_chunk(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+
+
+def malloc_policy(mmap_threshold: int, trim_threshold: int | None = None) -> None:
+    """Set glibc's thresholds for this process: blocks of ``mmap_threshold`` bytes and
+    more are mapped on their own (and unmapped when freed); freed heap beyond
+    ``trim_threshold`` bytes is given back to the system. A no-op where the C library
+    is not glibc (it keeps its own policy)."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)
+        if trim_threshold is not None:
+            libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold)
+    except (AttributeError, OSError):
+        pass
+
+
 def release_memory() -> None:
     """Give memory freed by Python back to the system (glibc keeps it otherwise).
 

@@ -270,6 +270,11 @@ def _pairs_of(index: CaseloadIndex, ranks: np.ndarray) -> np.ndarray | tuple[int
     return offsets + np.arange(size)
 
 
+def forget_caseload_index() -> None:
+    """Drop the kept :class:`CaseloadIndex` (the next membership test builds one again)."""
+    _CASELOAD_INDEXES.clear()
+
+
 def remember_caseload_index(caseloads: pd.DataFrame, index: CaseloadIndex) -> None:
     """Use ``index`` as the :class:`CaseloadIndex` of ``caseloads`` (one an earlier run
     built from the same table and a state kept: detector.engine.state)."""
