@@ -496,8 +496,7 @@ def read_kept(state: State) -> pa.Table:
     try:
         if path.name == KEPT:  # states up to /3
             return pq.read_table(path)
-        with pa.memory_map(str(path)) as source:
-            return pa.ipc.open_file(source).read_all()
+        return _read_ipc(path)
     except (OSError, pa.ArrowInvalid) as error:
         raise StateError(f"{path}: unreadable kept events ({error})") from None
 
@@ -522,8 +521,7 @@ def stored_caseload_index(state: State, key: str | None) -> CaseloadIndex | None
     current = state.path / f"v{state.version:06d}"
     try:
         pairs, accounts, starts = (
-            pa.ipc.open_file(pa.memory_map(str(current / CASELOAD_INDEX[name]))).read_all()
-            for name in ("pairs", "accounts", "starts")
+            _read_ipc(current / CASELOAD_INDEX[name]) for name in ("pairs", "accounts", "starts")
         )
     except (OSError, pa.ArrowInvalid):
         return None  # unreadable: built again, as without a state
@@ -547,21 +545,29 @@ def _write_caseload_index(index: CaseloadIndex, folder: Path) -> None:
         "starts": pa.table({"account_start": index.account_start}),
     }
     for name, table in tables.items():
-        with pa.OSFile(str(folder / CASELOAD_INDEX[name]), "wb") as sink:
-            with pa.ipc.new_file(sink, table.schema) as writer:
-                writer.write_table(table)
+        _write_ipc(table, folder / CASELOAD_INDEX[name])
 
 
 def write_kept(events: pd.DataFrame, path: Path) -> Path:
     """Write a day's validated events as the state keeps them (Arrow IPC, LZ4)."""
-    table = pa.Table.from_pandas(events, preserve_index=False)
-    options = pa.ipc.IpcWriteOptions(compression="lz4")
+    _write_ipc(pa.Table.from_pandas(events, preserve_index=False), path, compression="lz4")
+    return path
+
+
+def _write_ipc(table: pa.Table, path: Path, compression: str | None = None) -> None:
+    """``table`` as an Arrow IPC file (mapped, not decoded, when read again)."""
+    options = pa.ipc.IpcWriteOptions(compression=compression)
     with (
         pa.OSFile(str(path), "wb") as sink,
         pa.ipc.new_file(sink, table.schema, options=options) as writer,
     ):
         writer.write_table(table)
-    return path
+
+
+def _read_ipc(path: Path) -> pa.Table:
+    """An Arrow IPC file, memory-mapped (compressed buffers are decompressed on read)."""
+    with pa.memory_map(str(path)) as source:
+        return pa.ipc.open_file(source).read_all()
 
 
 def kept_scratch(state: State) -> Path:
