@@ -100,6 +100,7 @@ from detector.features.kernel import (
     NOVELTY,
     Aggregates,
     CaseloadIndex,
+    in_days,
     partition_aggregates,
     plain_first_seen,
 )
@@ -883,7 +884,7 @@ class _SegmentWriter:
         scored = self.scored or set()
         valid = self._valid(WINDOWS, lambda s: set(s.days) <= days and not set(s.days) & scored)
         linked = [d for s in valid for d in s.days]
-        rows = ~_in_days(windows["day"].to_numpy(), linked)
+        rows = ~in_days(windows["day"].to_numpy(), linked)
         new = windows.loc[rows].copy()
         for h, column in enumerate(HOURS):
             new[column] = hours[rows, h]
@@ -895,7 +896,7 @@ class _SegmentWriter:
         start = min(self.scored or (), default=np.iinfo(np.int64).max)
         valid = self._valid(table, lambda s: max(s.days) < start)
         linked = [d for s in valid for d in s.days]
-        stored = _in_days(seen["day"].to_numpy(), linked)
+        stored = in_days(seen["day"].to_numpy(), linked)
         # Each pair is in one stored segment: only those not linked are deduplicated again.
         new = _first_days(seen.filter(pa.array(~stored)))
         return self._write(table, valid, _not_in(new, self._linked_rows(column, valid, linked)))
@@ -907,24 +908,13 @@ class _SegmentWriter:
             return pa.table({"account_id": pa.array([], pa.string())})  # no rows: nothing known
         if len(valid) == sum(1 for s in self.state.segments[_first_seen_name(column)] if s.days):
             return rows  # every stored pair: no copy
-        return rows.filter(pa.array(_in_days(rows["day"].to_numpy(), linked)))
+        return rows.filter(pa.array(in_days(rows["day"].to_numpy(), linked)))
 
 
 def _week(segment: Segment) -> int | None:
     """The week a segment's days lie in (None: they span more than one)."""
     weeks = {d // WEEK_DAYS for d in segment.days}
     return weeks.pop() if len(weeks) == 1 else None
-
-
-def _in_days(day: np.ndarray, days: list[int]) -> np.ndarray:
-    """Whether each of ``day`` is one of ``days`` (a gather: the days span little)."""
-    day = np.asarray(day, dtype=np.int64)
-    if not len(days) or not len(day):
-        return np.zeros(len(day), dtype=bool)
-    low = min(int(day.min()), min(days))
-    table = np.zeros(max(int(day.max()), max(days)) - low + 1, dtype=bool)
-    table[np.asarray(days, dtype=np.int64) - low] = True
-    return table[day - low]
 
 
 def prune(

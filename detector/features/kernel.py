@@ -90,6 +90,18 @@ def local_days(timestamp_ns: np.ndarray, timezone: str) -> tuple[np.ndarray, np.
     return day, local_hours
 
 
+def in_days(day: np.ndarray, days) -> np.ndarray:
+    """Whether each of ``day`` is one of ``days`` (a gather: local days span little)."""
+    day = np.asarray(day, dtype=np.int64)
+    days = np.asarray(days, dtype=np.int64)
+    if not len(days) or not len(day):
+        return np.zeros(len(day), dtype=bool)
+    low = min(int(day.min()), int(days.min()))
+    table = np.zeros(max(int(day.max()), int(days.max())) - low + 1, dtype=bool)
+    table[days - low] = True
+    return table[day - low]
+
+
 def codes(frame: pd.DataFrame, column: str) -> np.ndarray | None:
     """A categorical column's integer codes (-1 = missing), None when absent or all missing."""
     if column not in frame:

@@ -39,6 +39,7 @@ from detector.features.kernel import (
     DAY_NS,
     NOVELTY,
     Aggregates,
+    in_days,
     local_wall_ns,  # noqa: F401  (part of this module's interface)
     lookup,
 )
@@ -523,7 +524,7 @@ def assemble(
     out = None  # the windows the table holds (None: every window)
     if baseline_days is not None:
         wanted_days = np.array(sorted(baseline_days), dtype=np.int64) - first_day
-        out = np.flatnonzero(_in_sorted(w_day, wanted_days))
+        out = np.flatnonzero(in_days(w_day, wanted_days))
     columns = _Columns(FLOAT_COLUMNS, n_win, INTERNAL_COLUMNS, out)
     held = slice(None) if out is None else out
 
@@ -706,14 +707,6 @@ def assemble(
 
 def _no_internal(n_rows: int) -> Internal:
     return Internal(list(INTERNAL_COLUMNS), np.full((len(INTERNAL_COLUMNS), n_rows), np.nan))
-
-
-def _in_sorted(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """Whether each of ``values`` is one of ``wanted`` (ascending, distinct)."""
-    if not len(wanted):
-        return np.zeros(len(values), dtype=bool)
-    at = np.minimum(np.searchsorted(wanted, values), len(wanted) - 1)
-    return wanted[at] == values
 
 
 def _dense(codes: np.ndarray) -> np.ndarray:
