@@ -614,7 +614,7 @@ def assemble(
     present, w_col = np.unique(w_day, return_inverse=True)
     only = accumulated = None
     if baseline_days is not None:
-        only = np.flatnonzero(np.isin(present, wanted_days))
+        only = np.flatnonzero(in_days(present, wanted_days))
         # The sums over days also need the baselines of the days they look back over.
         earliest = present[only].min() - accumulation.HORIZON_DAYS if len(only) else 0
         accumulated = np.flatnonzero(present >= earliest)
