@@ -44,9 +44,8 @@ from detector.errors import DetectorError
 from detector.features.kernel import (
     Aggregates,
     caseload_index,
+    caseloads_of,
     forget_caseload_index,
-    lookup,
-    remember_caseload_index,
 )
 from detector.features.prefix import Replay, replay_events
 from detector.features.table import FeatureTable
@@ -140,8 +139,10 @@ def prepare(
     elif caseloads is None:
         caseloads = found_caseloads(log)
     caseload_file = None if isinstance(caseloads, pd.DataFrame) else caseloads
-    if caseloads is not None and not isinstance(caseloads, pd.DataFrame):
-        caseloads = read_caseloads(caseloads)
+    # With a state, the caseload file's hash first: a state holding its index spares reading it.
+    key = caseload_key(caseload_file) if state is not None and caseload_file is not None else None
+    if caseload_file is not None and state is None:
+        caseloads = read_caseloads(caseload_file)
     source = source_of(log, timezone, streaming=engine == "local")
     has_ids = has_ids or (not isinstance(log, pd.DataFrame) and "event_id" in source.columns)
     mapper = None
@@ -154,10 +155,11 @@ def prepare(
         return Prepared(table, list(table.notices))
     stored = load_state(state, timezone)
     stored.timezone = timezone
-    key = caseload_key(caseload_file) if caseloads is not None else None
     index = stored_caseload_index(stored, key)
-    if index is not None:  # the caseload file of an earlier run: its index, not built again
-        remember_caseload_index(caseloads, index)
+    if index is not None:  # the caseload file of an earlier run: its index stands for it
+        caseloads = index
+    elif caseload_file is not None:
+        caseloads = read_caseloads(caseload_file)
     # Meanwhile a thread imports what the model stage will: skops to load the stored model
     # (it imports scikit-learn), scikit-learn alone to fit one, nothing for rules only.
     warm_up = None if not uses_model else "skops.io" if stored.model_path else "sklearn.ensemble"
@@ -342,11 +344,11 @@ def _keep_candidates(features: FeatureTable, windows: np.ndarray) -> None:
     if caseloads is None or not len(caseloads):
         return
     accounts = pa.array(np.unique(features.table["account_id"].to_numpy()[windows]).astype(str))
-    kept = lookup(caseloads["account_id"], accounts) >= 0
-    if not kept.any():  # an empty table is no caseload table to the kernel: keep it whole
+    kept = caseloads_of(caseloads, accounts)
+    if kept is None:  # an empty table is no caseload table to the kernel: keep it whole
         return
-    features.caseloads = caseloads.iloc[np.flatnonzero(kept)].reset_index(drop=True)
-    del caseloads
+    features.caseloads = kept
+    del caseloads, kept
     if features.out_mode == "caseloads":
         caseload_index(features.caseloads)  # built now for the few rows; the whole one goes
     release_memory()

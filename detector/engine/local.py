@@ -31,6 +31,7 @@ from detector.engine.sources import Partition, malloc_policy, normalise_rows, re
 from detector.errors import DetectorError
 from detector.features.kernel import (
     Aggregates,
+    Caseloads,
     caseload_index,
     out_of_caseload_mode,
     partition_aggregates,
@@ -51,7 +52,7 @@ def default_workers() -> int:
 def run_partition(
     source: Any,
     partition: Partition,
-    caseloads: pd.DataFrame | None,
+    caseloads: Caseloads | None,
     timezone: str,
     out_mode: str | None,
     dedupe: bool = False,
@@ -72,7 +73,7 @@ def run_events(
 
 def _kernel(
     log: EventLog,
-    caseloads: pd.DataFrame | None,
+    caseloads: Caseloads | None,
     timezone: str,
     out_mode: str | None,
     dedupe: bool = False,
@@ -341,7 +342,7 @@ class KernelRun:
 
 def run_kernel(
     source: Any,
-    caseloads: pd.DataFrame | None,
+    caseloads: Caseloads | None,
     timezone: str,
     workers: int | None = None,
     progress: Progress | None = None,
@@ -415,7 +416,7 @@ def attach(table: FeatureTable, source: Any, run: KernelRun) -> FeatureTable:
 
 def build_features(
     source: Any,
-    caseloads: pd.DataFrame | None,
+    caseloads: Caseloads | None,
     timezone: str,
     workers: int | None = None,
     progress: Progress | None = None,

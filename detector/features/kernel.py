@@ -238,12 +238,23 @@ class CaseloadIndex:
     rank: np.ndarray  # per account: its place in pair order (by bucket)
     account_start: np.ndarray  # first pair of each account, by rank (len(accounts) + 1 offsets)
 
+    def __len__(self) -> int:  # the pairs, as the rows of the caseload table
+        return len(self.records)
+
+
+# What the kernel and assembly take as the caseload table: the table as read, or its index
+# (a run with --state given the caseload file whose index the state keeps: the file is not read).
+Caseloads = pd.DataFrame | CaseloadIndex
+
 
 _CASELOAD_INDEXES: dict[int, tuple[weakref.ref, CaseloadIndex]] = {}
 
 
-def caseload_index(caseloads: pd.DataFrame) -> CaseloadIndex:
-    """The :class:`CaseloadIndex` of a caseload table, built on first use and kept with it."""
+def caseload_index(caseloads: Caseloads) -> CaseloadIndex:
+    """The :class:`CaseloadIndex` of a caseload table, built on first use and kept with it
+    (an index is its own)."""
+    if isinstance(caseloads, CaseloadIndex):
+        return caseloads
     kept = _CASELOAD_INDEXES.get(id(caseloads))
     if kept is not None and kept[0]() is caseloads:
         return kept[1]
@@ -282,20 +293,45 @@ def _pairs_of(index: CaseloadIndex, ranks: np.ndarray) -> np.ndarray | tuple[int
     return offsets + np.arange(size)
 
 
+def caseload_sizes(caseloads: Caseloads, accounts: pd.Index) -> np.ndarray:
+    """Pairs of each of ``accounts`` in the caseload table (0 for an account without any)."""
+    if isinstance(caseloads, CaseloadIndex):  # from the index: no pair is looked at
+        found = lookup(accounts, caseloads.accounts)
+        pairs = np.diff(caseloads.account_start)[caseloads.rank[np.maximum(found, 0)]]
+        return np.where(found >= 0, pairs, 0).astype(np.float64)
+    owned = lookup(caseloads["account_id"], accounts)
+    return np.bincount(owned[owned >= 0], minlength=len(accounts)).astype(np.float64)
+
+
+def caseloads_of(caseloads: Caseloads, accounts: pa.Array) -> pd.DataFrame | None:
+    """The caseload rows of some accounts, as a table (None: none of them has a caseload)."""
+    if isinstance(caseloads, CaseloadIndex):
+        found = lookup(accounts, caseloads.accounts)
+        if not (found >= 0).any():
+            return None
+        pairs = _pairs_of(caseloads, np.sort(caseloads.rank[found[found >= 0]]))
+        if isinstance(pairs, tuple):
+            pairs = np.arange(*pairs)
+        table = pa.table(
+            {
+                "account_id": caseloads.accounts.take(pa.array(caseloads.account[pairs])),
+                "record_id": caseloads.records.take(pa.array(pairs)),
+            }
+        )
+        return table.to_pandas().astype({"account_id": "string", "record_id": "string"})
+    kept = lookup(caseloads["account_id"], accounts) >= 0
+    if not kept.any():
+        return None
+    return caseloads.iloc[np.flatnonzero(kept)].reset_index(drop=True)
+
+
 def forget_caseload_index() -> None:
     """Drop the kept :class:`CaseloadIndex` (the next membership test builds one again)."""
     _CASELOAD_INDEXES.clear()
 
 
-def remember_caseload_index(caseloads: pd.DataFrame, index: CaseloadIndex) -> None:
-    """Use ``index`` as the :class:`CaseloadIndex` of ``caseloads`` (one an earlier run
-    built from the same table and a state kept: detector.engine.state)."""
-    _CASELOAD_INDEXES.clear()
-    _CASELOAD_INDEXES[id(caseloads)] = (weakref.ref(caseloads), index)
-
-
 def _caseload_membership(
-    acc: np.ndarray, rec: np.ndarray, accounts: pd.Index, records: pd.Index, caseloads: pd.DataFrame
+    acc: np.ndarray, rec: np.ndarray, accounts: pd.Index, records: pd.Index, caseloads: Caseloads
 ) -> np.ndarray:
     """In the account's caseload, per event (``acc``, ``rec``: codes among ``accounts``, ``records``).
 
@@ -359,7 +395,7 @@ def _out_of_scope_by_structure(frame: pd.DataFrame) -> np.ndarray:
 
 
 def out_of_caseload_mode(
-    columns: set[str], caseloads: pd.DataFrame | None, has_record_orgs: bool
+    columns: set[str], caseloads: Caseloads | None, has_record_orgs: bool
 ) -> tuple[str | None, list[str]]:
     """How out-of-caseload reads are known for a log, and the notices saying so.
 
@@ -452,7 +488,7 @@ def _record_reads(
     action: np.ndarray,
     acc: np.ndarray,
     window: np.ndarray,
-    caseloads: pd.DataFrame | None,
+    caseloads: Caseloads | None,
     out_mode: str | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(first read of each record in its window, out-of-caseload among those; NaN when unknown)."""
@@ -483,7 +519,7 @@ def _record_reads(
 def event_counts(
     frame: pd.DataFrame,
     timezone: str,
-    caseloads: pd.DataFrame | None = None,
+    caseloads: Caseloads | None = None,
     out_mode: str | None = "caseloads",
 ) -> EventCounts:
     """Per-event counts of validated events (whole windows, time order), all vectorised."""
@@ -596,7 +632,7 @@ def _attribute(frame: pd.DataFrame, column: str, first: np.ndarray, window: np.n
 def partition_aggregates(
     frame: pd.DataFrame,
     timezone: str,
-    caseloads: pd.DataFrame | None = None,
+    caseloads: Caseloads | None = None,
     out_mode: str | None = "caseloads",
 ) -> Aggregates:
     """The kernel: one partition of validated events (whole local days) -> aggregates."""

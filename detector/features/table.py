@@ -39,6 +39,8 @@ from detector.features.kernel import (
     DAY_NS,
     NOVELTY,
     Aggregates,
+    Caseloads,
+    caseload_sizes,
     in_days,
     local_wall_ns,  # noqa: F401  (part of this module's interface)
     lookup,
@@ -128,7 +130,7 @@ class FeatureTable:
     novel: dict[str, Novel] = field(default_factory=dict)
     first_day: int = 0  # local day number of day index 0
     source: Any = None  # where the replay re-reads windows' events (detector.engine.sources)
-    caseloads: pd.DataFrame | None = None  # the broadcast table the kernel used
+    caseloads: Caseloads | None = None  # the broadcast table (or its index) the kernel used
     out_mode: str | None = "caseloads"  # how out-of-caseload reads were known
     rejects: pd.DataFrame = field(default_factory=pd.DataFrame)  # rows set aside, with reasons
     n_events: int = 0  # events the table was built from
@@ -488,7 +490,7 @@ def _ordered(parts: Sequence[Aggregates], name: str, order: np.ndarray, dtype: A
 
 def assemble(
     parts: Sequence[Aggregates],
-    caseloads: pd.DataFrame | None,
+    caseloads: Caseloads | None,
     timezone: str,
     notices: list[str] | None = None,
     has_caseload_data: bool = True,
@@ -574,10 +576,7 @@ def assemble(
     first_seen = np.minimum(w_day[np.minimum(first_of_account, n_win - 1)], created)
     if prior is not None:
         first_seen = np.minimum(first_seen, prior.first_day)
-    caseload_size = np.zeros(n_acc)
-    if caseloads is not None:
-        owned = lookup(caseloads["account_id"], accounts)
-        caseload_size = np.bincount(owned[owned >= 0], minlength=n_acc).astype(np.float64)
+    caseload_size = np.zeros(n_acc) if caseloads is None else caseload_sizes(caseloads, accounts)
     plain: dict[str, np.ndarray] = {
         "caseload_size": caseload_size[w_acc],
         "history_days": history_days.astype(np.float64),

@@ -1,0 +1,97 @@
+"""A run with --state given the caseload file whose index the state keeps does not read
+the file: the stored index stands for the table everywhere (kernel, caseload sizes,
+the candidates' caseloads of the replay), with the same results."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from daily_files import cut_into_days
+
+import detector.pipeline
+from detector.engine.state import caseload_key, load_state, stored_caseload_index
+from detector.features.kernel import caseload_index, caseload_sizes, caseloads_of
+from detector.pipeline import score_log
+from detector.schema import read_caseloads, sibling
+from synthetic_logs.generate import generate_dataset
+
+TZ = "Europe/Paris"
+
+
+@pytest.fixture(scope="module")
+def days(tmp_path_factory):
+    out = tmp_path_factory.mktemp("index") / "logs.parquet"
+    generate_dataset(out, seed=11, accounts=60, days=12)
+    return out, cut_into_days(out, "days")
+
+
+def _table() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "account_id": ["a2", "a1", "a1", "a3", "a2", "a9", "a1"],
+            "record_id": ["r3", "r1", "r2", "r3", "r4", "r8", "r1"],  # a1 follows r1 twice
+        }
+    ).astype("string")
+
+
+def test_caseload_sizes_and_rows_from_the_index_are_the_tables():
+    table = _table()
+    index = caseload_index(table)
+    accounts = pd.Index(["a1", "a2", "a4", "a9"])
+    np.testing.assert_array_equal(caseload_sizes(index, accounts), caseload_sizes(table, accounts))
+    np.testing.assert_array_equal(caseload_sizes(index, accounts), [3, 2, 0, 1])
+    wanted = pa.array(["a1", "a9", "a5"])
+    from_index, from_table = caseloads_of(index, wanted), caseloads_of(table, wanted)
+    ordered = ["account_id", "record_id"]
+    pd.testing.assert_frame_equal(
+        from_index.sort_values(ordered, ignore_index=True),
+        from_table.sort_values(ordered, ignore_index=True),
+    )
+    assert caseloads_of(index, pa.array(["a5"])) is None
+    assert caseloads_of(table, pa.array(["a5"])) is None
+
+
+def test_a_kept_index_spares_reading_the_caseload_file(days, tmp_path, monkeypatch):
+    log, files = days
+    caseloads = tmp_path / "caseloads.parquet"
+    shutil.copy(sibling(log, ".caseloads.parquet"), caseloads)
+    state = tmp_path / "state"
+    for path in files[:8]:
+        score_log(path, caseloads=caseloads, mode="rules", state=state)
+    reread = tmp_path / "reread"
+    shutil.copytree(state, reread)
+    key = load_state(state, TZ).caseload_key
+
+    reads = []
+    monkeypatch.setattr(
+        detector.pipeline, "read_caseloads", lambda path: reads.append(path) or read_caseloads(path)
+    )
+    alerted = 0
+    for path in files[8:]:
+        with_index = score_log(path, caseloads=caseloads, mode="both", state=state)
+        assert reads == []
+        manifest = reread / "manifest.json"  # another key: the file is read and indexed again
+        manifest.write_text(manifest.read_text().replace(key, "0" * 32))
+        read = score_log(path, caseloads=caseloads, mode="both", state=reread)
+        assert reads == [caseloads]
+        reads.clear()
+        pd.testing.assert_frame_equal(with_index.features, read.features)
+        pd.testing.assert_frame_equal(with_index.alerts, read.alerts)
+        assert with_index.notices == read.notices
+        alerted += len(with_index.alerts)
+    assert alerted  # something was replayed through the index
+
+    # A changed caseload file is read and indexed again, and the new index kept.
+    table = pq.read_table(caseloads)
+    pq.write_table(table.slice(0, table.num_rows // 2), caseloads)
+    score_log(files[-1], caseloads=caseloads, mode="rules", state=state)
+    assert reads == [caseloads]
+    after = load_state(state, TZ)
+    assert after.caseload_key == caseload_key(caseloads)
+    half = caseload_index(read_caseloads(caseloads))
+    assert stored_caseload_index(after, after.caseload_key).records.equals(half.records)
