@@ -95,3 +95,43 @@ def test_a_kept_index_spares_reading_the_caseload_file(days, tmp_path, monkeypat
     assert after.caseload_key == caseload_key(caseloads)
     half = caseload_index(read_caseloads(caseloads))
     assert stored_caseload_index(after, after.caseload_key).records.equals(half.records)
+
+
+@pytest.mark.parametrize("collide", [False, True])
+def test_membership_is_exact_even_when_every_record_hash_collides(monkeypatch, collide):
+    """Pairs of one key are compared on their record ids: a collision is never a match."""
+    from detector.features import kernel
+
+    if collide:  # every record id hashes alike: keys tell accounts apart only
+        monkeypatch.setattr(
+            kernel, "text_hashes", lambda values: np.full(len(values), 7, dtype=np.uint64)
+        )
+    kernel.forget_caseload_index()
+    table = _table()
+    accounts = pd.Index(["a1", "a2", "a3", "a4"])
+    records = pd.Index(["r1", "r2", "r3", "r4", "r5", "r8"])
+    rng = np.random.default_rng(2)
+    acc = rng.integers(-1, len(accounts), 500)  # -1: no account
+    rec = rng.integers(-1, len(records), 500)  # -1: no record
+    pairs = set(zip(table["account_id"], table["record_id"], strict=True))
+    expected = np.array(
+        [
+            a >= 0 and r >= 0 and (accounts[a], records[r]) in pairs
+            for a, r in zip(acc, rec, strict=True)
+        ]
+    )
+    assert expected.any() and not expected.all()
+    inside = kernel._caseload_membership(acc, rec, accounts, records, kernel.caseload_index(table))
+    np.testing.assert_array_equal(inside, expected)
+    kernel.forget_caseload_index()
+
+
+def test_record_hashes_depend_on_the_text_only():
+    from detector.features.kernel import text_hashes
+
+    texts = ["", "a", "ab", "abcdefgh", "abcdefghi", "abcdefgh\x00", "JS05742884", "x" * 40]
+    hashed = text_hashes(pa.array(texts))
+    assert len(set(hashed.tolist())) == len(texts)
+    np.testing.assert_array_equal(text_hashes(pa.array(texts, pa.large_string())), hashed)
+    np.testing.assert_array_equal(text_hashes(pa.array(["q", *texts]).slice(1)), hashed)
+    np.testing.assert_array_equal(text_hashes(pa.array([None, "ab"])), hashed[[0, 2]])

@@ -526,14 +526,15 @@ def stored_caseload_index(state: State, key: str | None) -> CaseloadIndex | None
         )
     except (OSError, pa.ArrowInvalid):
         return None  # unreadable: built again, as without a state
-    if not {"record_id", "account"} <= set(pairs.column_names):
-        return None  # another layout of the index: built again
+    if not {"record_id", "account", "key"} <= set(pairs.column_names):
+        return None  # another layout of the index (before its keys): built again
     return CaseloadIndex(
         pairs["record_id"].combine_chunks(),
         pairs["account"].to_numpy(),
         accounts["account_id"].combine_chunks(),
         accounts["rank"].to_numpy(),
         starts["account_start"].to_numpy(),
+        pairs["key"].to_numpy(),
     )
 
 
@@ -541,7 +542,9 @@ def _write_caseload_index(index: CaseloadIndex, folder: Path) -> None:
     """The index as three Arrow IPC files: the pairs (grouped by account), the accounts
     with their rank, and each rank's first pair (one more row than accounts)."""
     tables = {
-        "pairs": pa.table({"record_id": index.records, "account": index.account}),
+        "pairs": pa.table(
+            {"record_id": index.records, "account": index.account, "key": index.keys}
+        ),
         "accounts": pa.table({"account_id": index.accounts, "rank": index.rank}),
         "starts": pa.table({"account_start": index.account_start}),
     }

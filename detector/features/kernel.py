@@ -182,12 +182,6 @@ def _one_chunk(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
 
-def _distinct_sorted(keys: np.ndarray) -> np.ndarray:
-    """Distinct keys, ascending: a sort (numpy's hash-based unique is slow on such keys)."""
-    keys = np.sort(keys)
-    return keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
-
-
 ACCOUNT_BUCKETS = 256  # accounts hashed into this many buckets; a slice of a day is a range of them
 
 
@@ -226,10 +220,14 @@ class CaseloadIndex:
     """The caseload table prepared once per run for membership tests.
 
     Its (account, record) pairs grouped by account, the accounts ordered by
-    bucket: a partition probes only the pairs of the accounts it holds (a
-    slice of a day, a range of buckets: one contiguous block). Built in the
-    parent before the worker processes fork, so they share it instead of
-    preparing the whole table again for every partition.
+    bucket (a slice of a day, a range of buckets, holds one contiguous block),
+    and within an account by a 64-bit hash of the record id: each pair has an
+    integer key, ascending, which a partition's reads are searched for (a
+    sorted search of integers, where hashing the pairs' record ids among the
+    partition's took most of the kernel's time). Equal keys are checked on the
+    record ids themselves, so a hash collision costs a comparison, never a
+    wrong answer. Built in the parent before the worker processes fork, so they
+    share it; a state keeps it for the next run given the same caseload file.
     """
 
     records: pa.Array  # each pair's record id, pairs grouped by account
@@ -237,6 +235,13 @@ class CaseloadIndex:
     accounts: pa.Array  # distinct account ids
     rank: np.ndarray  # per account: its place in pair order (by bucket)
     account_start: np.ndarray  # first pair of each account, by rank (len(accounts) + 1 offsets)
+    keys: np.ndarray  # each pair's pair_key (its account's rank, its record's hash): ascending
+
+    def key_of(self, ranks: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+        """The keys of (account rank, record hash) pairs: the rank in the high bits, then
+        as many of the hash's bits as fit (equal keys: the same account, maybe the record)."""
+        bits = max(int(len(self.accounts)).bit_length(), 1)
+        return (ranks.astype(np.uint64) << np.uint64(64 - bits)) | (hashes >> np.uint64(bits))
 
     def __len__(self) -> int:  # the pairs, as the rows of the caseload table
         return len(self.records)
@@ -270,15 +275,78 @@ def caseload_index(caseloads: Caseloads) -> CaseloadIndex:
     rank = np.empty(n_acc, dtype=np.int32)
     rank[by_bucket] = np.arange(n_acc, dtype=np.int32)
     ranked = rank[acc]
-    order = np.argsort(ranked, kind="stable")
     account_start = np.r_[0, np.cumsum(np.bincount(ranked, minlength=n_acc))]
-    rows = order if known is None else known[order]
+    if known is not None:
+        records = records.take(pa.array(known))
+    keys = _pair_keys(n_acc, ranked, text_hashes(records))
+    order = np.argsort(keys)  # by account rank, then record hash
     index = CaseloadIndex(
-        records.take(pa.array(rows)), acc[order], account.dictionary, rank, account_start
+        records.take(pa.array(order)),
+        acc[order],
+        account.dictionary,
+        rank,
+        account_start,
+        keys[order],
     )
     _CASELOAD_INDEXES.clear()  # one caseload table per run: keep only the latest
     _CASELOAD_INDEXES[id(caseloads)] = (weakref.ref(caseloads), index)
     return index
+
+
+_HASH_MULTIPLIERS = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9))
+_HASH_CHUNK = 1 << 16
+
+
+def text_hashes(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A 64-bit hash of each string (missing: of the empty string), computed by numpy from
+    the Arrow buffers, 8 bytes at a time: no Python string is made. The same in every
+    process and on every machine (a state keeps the caseload index's keys)."""
+    values = _one_chunk(values)
+    if pa.types.is_large_string(values.type) or pa.types.is_large_binary(values.type):
+        width = np.int64
+    else:
+        values, width = pc.cast(values, pa.string()), np.int32
+    values = pc.fill_null(values, "") if values.null_count else values
+    n = len(values)
+    hashed = np.empty(n, dtype=np.uint64)
+    if not n:
+        return hashed
+    _, offsets_buffer, data_buffer = values.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=width)[values.offset : values.offset + n + 1]
+    end = int(offsets[-1])
+    data = np.frombuffer(data_buffer, dtype=np.uint8)[:end] if data_buffer is not None else []
+    padded = np.zeros(end + 8, dtype=np.uint8)  # the last string's last word reads 8 bytes
+    padded[:end] = data
+    # Every byte position read as the 8 bytes from there (unaligned, little-endian).
+    words = np.ndarray((end + 1,), dtype="<u8", buffer=padded, strides=(1,))
+    for first in range(0, n, _HASH_CHUNK):  # a chunk at a time: its temporaries stay in cache
+        start = offsets[first : first + _HASH_CHUNK + 1].astype(np.int64)
+        length = np.diff(start)
+        start = start[:-1]
+        h = length.astype(np.uint64) * _HASH_MULTIPLIERS[1]
+        for word in range(-(-int(length.max()) // 8)):
+            # The strings that reach this word (all of them, usually): a string's hash
+            # depends on its own bytes only, whatever else is hashed with it.
+            live = slice(None) if length.min() > 8 * word else np.flatnonzero(length > 8 * word)
+            value = words[start[live] + 8 * word]
+            left = length[live] - 8 * word
+            short = np.flatnonzero(left < 8)  # the bytes beyond them are not theirs
+            value[short] &= (np.uint64(1) << (left[short].astype(np.uint64) * np.uint64(8))) - 1
+            mixed = h[live] ^ value
+            mixed *= _HASH_MULTIPLIERS[0]
+            mixed ^= mixed >> np.uint64(29)
+            h[live] = mixed
+        h ^= h >> np.uint64(32)
+        h *= _HASH_MULTIPLIERS[1]
+        h ^= h >> np.uint64(29)
+        hashed[first : first + len(h)] = h
+    return hashed
+
+
+def _pair_keys(n_accounts: int, ranks: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+    """:meth:`CaseloadIndex.key_of` before an index exists."""
+    bits = max(int(n_accounts).bit_length(), 1)
+    return (ranks.astype(np.uint64) << np.uint64(64 - bits)) | (hashes >> np.uint64(bits))
 
 
 def _pairs_of(index: CaseloadIndex, ranks: np.ndarray) -> np.ndarray | tuple[int, int]:
@@ -335,45 +403,44 @@ def _caseload_membership(
 ) -> np.ndarray:
     """In the account's caseload, per event (``acc``, ``rec``: codes among ``accounts``, ``records``).
 
-    Only the caseload pairs of the events' accounts are probed (a slice of a
-    day: its own share of the table): their records are looked up among the
-    partition's, and each event's (record, account) is searched among the
-    pairs found.
+    Each (account, record) read is searched among the index's sorted pair keys;
+    a pair with the same key holds the same account, and is a match when its
+    record id is the read's (checked on the ids: a hash collision moves the
+    search on to the next pair of that key).
     """
     index = caseload_index(caseloads)
     inside = np.zeros(len(acc), dtype=bool)
-    used = np.unique(acc[acc >= 0])
-    if not len(used) or not len(records) or not len(index.records):
-        return inside
-    # Caseload account -> the partition's account code (-1: not in the partition).
-    in_index = lookup(accounts[used], index.accounts)
-    known = in_index >= 0
-    if not known.any():
-        return inside
-    account_at = np.full(len(index.accounts), -1, dtype=np.int64)
-    account_at[in_index[known]] = used[known]
-    pairs = _pairs_of(index, np.sort(index.rank[in_index[known]]))
-    if isinstance(pairs, tuple):
-        first, end = pairs
-        pair_records, pair_accounts = (
-            index.records.slice(first, end - first),
-            index.account[first:end],
-        )
-    else:
-        pair_records, pair_accounts = index.records.take(pa.array(pairs)), index.account[pairs]
-    # The partition's records are hashed and the pairs' records probe them (the smaller table).
-    position = lookup(pair_records, records)
-    found = np.flatnonzero(position >= 0)
-    pair_acc = account_at[pair_accounts[found]]
-    n_acc = max(len(accounts), 1)
-    mine = pair_acc >= 0
-    keys = _distinct_sorted(position[found][mine] * n_acc + pair_acc[mine])
-    if not len(keys):
-        return inside
     asked = np.flatnonzero((acc >= 0) & (rec >= 0))
-    event_keys = rec[asked] * n_acc + acc[asked]
-    at = np.minimum(np.searchsorted(keys, event_keys), len(keys) - 1)
-    inside[asked] = keys[at] == event_keys
+    if not len(asked) or not len(index.records):
+        return inside
+    used = np.flatnonzero(np.bincount(acc[asked], minlength=len(accounts)))
+    in_index = lookup(accounts[used], index.accounts)
+    rank = np.full(len(accounts), -1, dtype=np.int64)
+    rank[used] = np.where(in_index >= 0, index.rank[np.maximum(in_index, 0)], -1)
+    ranks = rank[acc[asked]]
+    asked, ranks = asked[ranks >= 0], ranks[ranks >= 0]
+    if not len(asked):
+        return inside
+    names = arrow_categories(records)
+    codes = rec[asked]
+    wanted = index.key_of(ranks, text_hashes(names)[codes])
+    order = np.argsort(wanted)  # searched in key order: each search starts where the last ended
+    wanted, asked, codes = wanted[order], asked[order], codes[order]
+    at = np.searchsorted(index.keys, wanted)
+    todo = np.arange(len(asked))
+    while len(todo):  # pairs of the same key, one after the other (collisions: rarely twice)
+        place = at[todo]
+        same = place < len(index.keys)
+        same[same] = index.keys[place[same]] == wanted[todo[same]]
+        todo, place = todo[same], place[same]
+        if not len(todo):
+            break
+        equal = pc.equal(
+            index.records.take(pa.array(place)), names.take(pa.array(codes[todo]))
+        ).to_numpy(zero_copy_only=False)
+        inside[asked[todo[equal]]] = True
+        todo = todo[~equal]
+        at[todo] += 1
     return inside
 
 
