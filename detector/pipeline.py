@@ -11,6 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,14 @@ import pyarrow as pa
 
 from detector import vocabulary
 from detector.alerts import build_alerts, empty_alerts, first_hold_times
-from detector.engine.local import assemble, attach, build_features, run_kernel
+from detector.engine.local import (
+    KeepDay,
+    assemble,
+    attach,
+    build_features,
+    keep_last_day,
+    run_kernel,
+)
 from detector.engine.sources import malloc_policy, release_memory, source_of
 from detector.engine.state import (
     FULL_HISTORY_DAYS,
@@ -30,6 +38,7 @@ from detector.engine.state import (
     caseload_key,
     combine,
     continue_kept_day,
+    handed_kept,
     kept_scratch,
     load_state,
     merge,
@@ -163,7 +172,11 @@ def prepare(
     # Meanwhile a thread imports what the model stage will: skops to load the stored model
     # (it imports scikit-learn), scikit-learn alone to fit one, nothing for rules only.
     warm_up = None if not uses_model else "skops.io" if stored.model_path else "sklearn.ensemble"
-    run = run_kernel(source, caseloads, timezone, workers, say, mapper, True, warm_up)
+    # The local engine's partitions of the log's last day write its events for the state
+    # to keep (a cluster's workers may not share a file system: the day is read again).
+    handover = keep_last_day(source.partitions()) if mapper is None else None
+    keep = None if handover is None else handover[0]
+    run = run_kernel(source, caseloads, timezone, workers, say, mapper, True, warm_up, keep)
     log_days = {int(d) for p in run.parts for d in np.unique(p.windows["day"].to_numpy())}
     if stored.kept_day in log_days:
         say(f"completing {pd.Timestamp(stored.kept_day, unit='D').date()} with its kept events")
@@ -180,7 +193,9 @@ def prepare(
         stored.caseloads_now = (key, caseload_index(caseloads))
     # The day the state will keep is read again and written meanwhile (not waited for here).
     keeping = ThreadPoolExecutor(max_workers=1)
-    kept = keeping.submit(_keep_last_day, stored, source, parts, scored, continued, has_ids)
+    kept = keeping.submit(
+        _keep_last_day, stored, source, parts, scored, continued, has_ids, handover
+    )
     keeping.shutdown(wait=False)
     # Baselines of stored days are needed only to fit a model on them.
     refit = uses_model and not _stored_model_usable(stored, len(scored))
@@ -597,21 +612,31 @@ def _keep_last_day(
     scored: set[int],
     continued: Continuation | None,
     has_ids: bool,
+    handover: tuple[KeepDay, Any] | None = None,
 ) -> Kept | None:
     """The events of the last stored day written for the state, for a log that continues
     it (None: keep the stored ones). Run in a thread while the table is assembled and
-    scored: reading the day again and writing it take seconds on a national day."""
-    days = [int(p.windows["day"].max()) for p in parts if len(p.windows)]
-    if not days:
-        return None
-    last = max(days)
-    if continued is not None and continued.day == last:
-        events, ids = continued.events, has_ids and stored.kept_ids
-    elif last in scored:  # the day came with this log: its events are read again
-        events, ids = once_each(read_day(source, last), has_ids), has_ids
-    else:
-        return None
-    return Kept(last, None, ids, write_kept(events, kept_scratch(stored)))
+    scored. A day of this log: the events its partitions wrote (``handover``, the local
+    engine), else read and validated again (seconds on a national day)."""
+    try:
+        days = [int(p.windows["day"].max()) for p in parts if len(p.windows)]
+        if not days:
+            return None
+        last = max(days)
+        if continued is not None and continued.day == last:
+            events, ids = continued.events, has_ids and stored.kept_ids
+        elif last in scored:  # the day came with this log
+            events, ids = None, has_ids
+            if handover is not None and handover[0].day == last:
+                events = handed_kept(handover[0].files(source.partitions()), has_ids)
+            if events is None:
+                events = once_each(read_day(source, last), has_ids)
+        else:
+            return None
+        return Kept(last, None, ids, write_kept(events, kept_scratch(stored)))
+    finally:
+        if handover is not None:
+            handover[1].cleanup()
 
 
 def _save_state(

@@ -33,6 +33,7 @@ from detector.features.kernel import (
     Aggregates,
     Caseloads,
     caseload_index,
+    local_days,
     out_of_caseload_mode,
     partition_aggregates,
 )
@@ -49,6 +50,44 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+@dataclass(frozen=True)
+class KeepDay:
+    """Ask the kernel for one local day's validated events, for the state to keep: each
+    partition holding that day writes its events of it (Arrow IPC) in ``folder``, which
+    the parent reads instead of reading and validating the day again (a local folder:
+    the local engine's workers only)."""
+
+    day: int
+    folder: str
+
+    def file(self, partition: Partition) -> str:
+        return os.path.join(self.folder, f"kept-{partition.index:06d}.arrow")
+
+    def files(self, partitions: list[Partition]) -> list[str]:
+        """The files of the partitions holding the day, in partition order."""
+        return [self.file(p) for p in partitions if p.first_day <= self.day < p.end_day]
+
+    def write(self, events: pd.DataFrame, partition: Partition, timezone: str) -> None:
+        if not partition.first_day <= self.day < partition.end_day:
+            return
+        if partition.end_day - partition.first_day > 1:  # other days too: the day's rows only
+            stamps = pd.DatetimeIndex(events["timestamp"]).asi8
+            events = events.iloc[np.flatnonzero(local_days(stamps, timezone)[0] == self.day)]
+        table = pa.Table.from_pandas(events, preserve_index=False)
+        with pa.OSFile(self.file(partition), "wb") as sink:
+            with pa.ipc.new_file(sink, table.schema) as writer:
+                writer.write_table(table)
+
+
+def keep_last_day(partitions: list[Partition]) -> tuple[KeepDay, Any] | None:
+    """A :class:`KeepDay` for the last planned day, and the temporary folder of its files
+    (in memory where there is room: removed by its ``cleanup``); None without partitions."""
+    if not partitions:
+        return None
+    folder = _handover_folder()
+    return KeepDay(max(p.end_day for p in partitions) - 1, folder.name), folder
+
+
 def run_partition(
     source: Any,
     partition: Partition,
@@ -56,33 +95,38 @@ def run_partition(
     timezone: str,
     out_mode: str | None,
     dedupe: bool = False,
+    keep: KeepDay | None = None,
 ) -> tuple[Aggregates, pd.DataFrame, list[str]]:
     """Read one partition and run the kernel on it: (aggregates, rejects, notices).
 
     The one function every engine runs (local processes or a Dask cluster).
     """
-    return _kernel(source.read(partition), caseloads, timezone, out_mode, dedupe)
+    log = source.read(partition)
+    return _kernel(log, partition, caseloads, timezone, out_mode, dedupe, keep)
 
 
 def run_events(
-    table: pa.Table, rows: np.ndarray, name: str, *options: Any
+    table: pa.Table, rows: np.ndarray, name: str, partition: Partition, *options: Any
 ) -> tuple[Aggregates, pd.DataFrame, list[str]]:
     """:func:`run_partition` on a partition's raw events already read (the local stream)."""
-    return _kernel(normalise_rows(table, rows, name), *options)
+    return _kernel(normalise_rows(table, rows, name), partition, *options)
 
 
 def _kernel(
     log: EventLog,
+    partition: Partition,
     caseloads: Caseloads | None,
     timezone: str,
     out_mode: str | None,
     dedupe: bool = False,
+    keep: KeepDay | None = None,
 ) -> tuple[Aggregates, pd.DataFrame, list[str]]:
     """The kernel on a validated partition.
 
     A partition holds whole days (all accounts, or a slice of them), so an
     event re-delivered within the log (same account, same day) lands in the
-    same partition as its first copy: ``dedupe`` drops it here.
+    same partition as its first copy: ``dedupe`` drops it here. ``keep``: the
+    events of that day are written for the state, as counted (once each).
     """
     events = log.events
     notices = [n for n in log.notices if "rows rejected" not in n]
@@ -92,6 +136,8 @@ def _kernel(
             events = events.loc[~repeated].reset_index(drop=True)
             notices.append(f"{int(repeated.sum()):,} events repeating an event_id counted once")
     aggregates = partition_aggregates(events, timezone, caseloads, out_mode)
+    if keep is not None:
+        keep.write(events, partition, timezone)
     return aggregates, log.rejects, notices
 
 
@@ -123,8 +169,8 @@ def _task(partition: Partition):
     return run_partition(_WORKER["source"], partition, *_WORKER["options"])
 
 
-def _stream_task(path: str, name: str) -> str:
-    result = run_events(*_take_over(path), name, *_WORKER["options"])
+def _stream_task(path: str, name: str, partition: Partition) -> str:
+    result = run_events(*_take_over(path), name, partition, *_WORKER["options"])
     return _send_back(result, path + ".out")
 
 
@@ -263,18 +309,18 @@ def _map_stream(source, partitions, options, workers) -> Iterator:
     stream = source.stream()
     if workers <= 1 or len(partitions) <= 1:
         _warm_up()
-        for _, table, rows in stream:
-            yield run_events(table, rows, source.name, *options)
+        for partition, table, rows in stream:
+            yield run_events(table, rows, source.name, partition, *options)
         return
     with (
         _handover_folder() as folder,
         _pool(min(workers, len(partitions)), None, options) as pool,
     ):
         pending: deque = deque()
-        for number, (_, table, rows) in enumerate(stream):
+        for number, (partition, table, rows) in enumerate(stream):
             path = _hand_over(folder, number, table, rows)
             del table, rows  # the parent keeps no events it has handed over
-            pending.append(pool.submit(_stream_task, path, source.name))
+            pending.append(pool.submit(_stream_task, path, source.name, partition))
             while len(running := [f for f in pending if not f.done()]) > 2 * workers:
                 wait(running, return_when=FIRST_COMPLETED)
             while pending and pending[0].done():
@@ -349,11 +395,13 @@ def run_kernel(
     mapper: Callable[..., Iterator] | None = None,
     dedupe: bool = False,
     warm_up: str | None = "sklearn.ensemble",
+    keep: KeepDay | None = None,
 ) -> KernelRun:
     """The kernel on every partition of a log (``mapper``: the local process pool by default).
 
     With ``dedupe``, events repeating an ``event_id`` are counted once. ``warm_up``:
     the module the parent imports in a thread meanwhile (None: a run without a model).
+    ``keep``: the partitions holding that day write its events (:class:`KeepDay`).
     """
     _WARM_UP["module"] = warm_up
     say = progress or (lambda message: None)
@@ -371,7 +419,7 @@ def run_kernel(
     rejects, notices = [skipped.rejects], list(skipped.notices) + notices
     total = sum(p.rows for p in partitions) or 1
     done_rows = 0
-    options = (caseloads, timezone, out_mode, dedupe)
+    options = (caseloads, timezone, out_mode, dedupe, keep)
     for partition, (aggregates, partition_rejects, partition_notices) in zip(
         partitions, mapper(source, partitions, options, workers), strict=True
     ):

@@ -552,10 +552,41 @@ def _write_caseload_index(index: CaseloadIndex, folder: Path) -> None:
         _write_ipc(table, folder / CASELOAD_INDEX[name])
 
 
-def write_kept(events: pd.DataFrame, path: Path) -> Path:
+def write_kept(events: pd.DataFrame | pa.Table, path: Path) -> Path:
     """Write a day's validated events as the state keeps them (Arrow IPC, LZ4)."""
-    _write_ipc(pa.Table.from_pandas(events, preserve_index=False), path, compression="lz4")
+    if isinstance(events, pd.DataFrame):
+        events = pa.Table.from_pandas(events, preserve_index=False)
+    _write_ipc(events, path, compression="lz4")
     return path
+
+
+def handed_kept(files: list[str], by_id: bool) -> pa.Table | None:
+    """A day's validated events from the files its partitions wrote (``KeepDay`` of
+    :mod:`detector.engine.local`), each event once as :func:`once_each` keeps it (None:
+    a file is missing). Each partition counted its events once; an ``event_id`` in two
+    slices (under two accounts) is kept at its earliest instant (at the same instant, in
+    the first slice). Text columns are stored plain: the slices' dictionaries differ.
+    """
+    if not files or not all(os.path.exists(f) for f in files):
+        return None
+    tables = []
+    for file in files:
+        table = _read_ipc(Path(file))
+        for i, column in enumerate(table.schema):
+            if pa.types.is_dictionary(column.type):
+                plain = pc.cast(table[column.name], column.type.value_type)
+                table = table.set_column(i, column.name, plain)
+        tables.append(table.replace_schema_metadata(None))
+    table = pa.concat_tables(tables, promote_options="permissive")
+    if by_id and len(tables) > 1 and "event_id" in table.column_names and table.num_rows:
+        ids = pd.Series(table["event_id"].to_numpy(zero_copy_only=False))
+        if ids.duplicated().any():
+            stamps = pc.cast(table["timestamp"], pa.int64()).to_numpy(zero_copy_only=False)
+            order = np.argsort(stamps, kind="stable")  # a slice's copy before a later slice's
+            first = np.zeros(len(ids), dtype=bool)
+            first[order] = ~ids.iloc[order].duplicated().to_numpy()
+            table = table.filter(pa.array(first))
+    return table
 
 
 def _write_ipc(table: pa.Table, path: Path, compression: str | None = None) -> None:

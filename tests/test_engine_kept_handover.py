@@ -1,0 +1,96 @@
+"""The day a state keeps is written by the local engine's workers (each slice its events of
+it), not read and validated again: the same events, each once, and the same next day."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from daily_files import cut_into_days
+
+import detector.pipeline
+from detector.engine import sources
+from detector.engine.state import load_state, read_kept
+from detector.pipeline import score_log
+from detector.schema import sibling
+from synthetic_logs.generate import generate_dataset
+
+TZ = "Europe/Paris"
+
+
+@pytest.fixture(scope="module")
+def days(tmp_path_factory):
+    out = tmp_path_factory.mktemp("handover") / "logs.parquet"
+    generate_dataset(out, seed=9, accounts=60, days=10)
+    files = cut_into_days(out, "days")
+    # The eighth day re-delivers some events and repeats an event_id under another account.
+    table = pq.read_table(files[7])
+    if "event_id" not in table.column_names:
+        table = table.append_column("event_id", pa.array(np.arange(table.num_rows) + 10**9))
+    ids = table["event_id"].to_numpy().copy()
+    accounts = table["account_id"].to_numpy(zero_copy_only=False)
+    other = int(np.flatnonzero(accounts != accounts[5])[-1])  # a later event, another account
+    ids[other] = ids[5]
+    table = table.set_column(table.schema.get_field_index("event_id"), "event_id", pa.array(ids))
+    table = pa.concat_tables([table, table.slice(100, 40)])  # re-delivered: counted once
+    pq.write_table(table.sort_by("timestamp"), files[7])
+    for file in files:  # every file with ids, as a log with its own
+        day = pq.read_table(file)
+        if "event_id" not in day.column_names:
+            n = day.num_rows
+            start = int(pc.min(day["timestamp"].cast(pa.int64())).as_py()) // 10**6
+            pq.write_table(day.append_column("event_id", pa.array(np.arange(n) + start)), file)
+    return out, files
+
+
+def _events(table: pa.Table) -> pd.DataFrame:
+    frame = table.to_pandas()
+    for column in frame.columns:
+        if isinstance(frame[column].dtype, pd.CategoricalDtype) or frame[column].dtype == object:
+            frame[column] = frame[column].astype("string")
+    order = ["timestamp", "account_id", "event_id"]
+    return frame.sort_values(order, kind="stable", ignore_index=True)
+
+
+def test_kept_events_handed_over_by_slices_are_the_days_events(days, tmp_path, monkeypatch):
+    log, files = days
+    monkeypatch.setattr(sources, "STREAM_ROWS", 1)  # one day a partition
+    monkeypatch.setattr(sources, "SLICE_ROWS", 150)  # each day cut into slices
+    caseloads = sibling(log, ".caseloads.parquet")
+    handed, reread = tmp_path / "handed", tmp_path / "reread"
+    asked, handed_over = [], []
+    real, read_handed = detector.pipeline.keep_last_day, detector.pipeline.handed_kept
+
+    def spy(partitions):
+        asked.append(len(partitions))
+        return real(partitions)
+
+    def handed_spy(files, by_id):
+        handed_over.append(read_handed(files, by_id))
+        return handed_over[-1]
+
+    monkeypatch.setattr(detector.pipeline, "handed_kept", handed_spy)
+    for path in files[:-1]:
+        monkeypatch.setattr(detector.pipeline, "keep_last_day", spy)
+        one = score_log(path, caseloads=caseloads, mode="rules", state=handed, workers=2)
+        monkeypatch.setattr(detector.pipeline, "keep_last_day", lambda partitions: None)
+        other = score_log(path, caseloads=caseloads, mode="rules", state=reread, workers=2)
+        pd.testing.assert_frame_equal(one.alerts, other.alerts)
+        kept_one, kept_other = load_state(handed, TZ), load_state(reread, TZ)
+        assert kept_one.kept_day == kept_other.kept_day
+        pd.testing.assert_frame_equal(
+            _events(read_kept(kept_one)), _events(read_kept(kept_other)), check_dtype=False
+        )
+    assert sum(n > 1 for n in asked) >= len(asked) - 1  # the days were sliced
+    assert len(handed_over) == len(asked) and all(t is not None for t in handed_over)
+    monkeypatch.undo()
+    # The next day on either state: the same alerts, features and notices.
+    one = score_log(files[-1], caseloads=caseloads, mode="both", state=handed)
+    other = score_log(files[-1], caseloads=caseloads, mode="both", state=reread)
+    pd.testing.assert_frame_equal(one.alerts, other.alerts)
+    pd.testing.assert_frame_equal(one.features, other.features)
+    assert one.notices == other.notices
+    assert not list(tmp_path.glob("**/kept-*.arrow"))
