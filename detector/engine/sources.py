@@ -568,26 +568,39 @@ class ParquetSource:
                     if not inside.all():
                         kept.append((_select(table, ~inside), rows[~inside], day[~inside]))
                 pending = [k for k in kept if len(k[1])]
-                events = (
-                    pa.concat_tables(tables, promote_options="permissive")
-                    if tables
-                    else self._read_groups((), self.read_columns)[0]
-                )
-                rows_all = np.concatenate(rows_out) if rows_out else np.zeros(0, np.int64)
-                del tables
-                if k > 1:  # the slices' events made consecutive, each in time order
-                    events, rows_all, bounds = _by_slice(events, rows_all, k)
-                else:
-                    bounds = np.array([0, len(rows_all)])
-                for i in range(k):
-                    start, count = int(bounds[i]), int(bounds[i + 1] - bounds[i])
-                    part = Partition(index, a, b, (), count, i, k)
-                    yield part, events.slice(start, count), rows_all[start : start + count]
+                for i, (events, events_rows) in enumerate(self._slices(tables, rows_out, k)):
+                    part = Partition(index, a, b, (), len(events_rows), i, k)
+                    yield part, events, events_rows
                     index += 1
-                del events, rows_all
+                del tables, rows_out
             if g is None and not plan:
                 break
         assert n == 0 or not plan
+
+    def _slices(
+        self, tables: list[pa.Table], rows: list[np.ndarray], slices: int
+    ) -> Iterator[tuple[pa.Table, np.ndarray]]:
+        """A range's events (pieces of row groups) cut into ``slices`` by account, in time
+        order within each. Each piece is ordered by slice on its own (one dictionary per
+        column: a take of the whole range had to unite the groups' dictionaries first),
+        and a slice is its pieces' parts, joined without a copy."""
+        if not tables:
+            empty = self._read_groups((), self.read_columns)[0]
+            for _ in range(slices):
+                yield empty, np.zeros(0, np.int64)
+            return
+        if slices == 1:
+            yield pa.concat_tables(tables, promote_options="permissive"), np.concatenate(rows)
+            return
+        cut = [_by_slice(table, row, slices) for table, row in zip(tables, rows, strict=True)]
+        for i in range(slices):
+            yield (
+                pa.concat_tables(
+                    [t.slice(b[i], b[i + 1] - b[i]) for t, _, b in cut],
+                    promote_options="permissive",
+                ),
+                np.concatenate([r[b[i] : b[i + 1]] for _, r, b in cut]),
+            )
 
     def read(self, partition: Partition) -> EventLog:
         repaired: dict[str, int] = {}  # said in this partition's notices (it may run elsewhere)
