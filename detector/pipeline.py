@@ -148,8 +148,11 @@ def prepare(
     elif caseloads is None:
         caseloads = found_caseloads(log)
     caseload_file = None if isinstance(caseloads, pd.DataFrame) else caseloads
-    # With a state, the caseload file's hash first: a state holding its index spares reading it.
-    key = caseload_key(caseload_file) if state is not None and caseload_file is not None else None
+    # With a state, the caseload file's hash first: a state holding its index spares reading
+    # it. Hashed in a thread (hashlib releases the interpreter) while the state is loaded.
+    hashing = ThreadPoolExecutor(max_workers=1)
+    key = hashing.submit(caseload_key, caseload_file if state is not None else None)
+    hashing.shutdown(wait=False)
     if caseload_file is not None and state is None:
         caseloads = read_caseloads(caseload_file)
     source = source_of(log, timezone, streaming=engine == "local")
@@ -164,6 +167,7 @@ def prepare(
         return Prepared(table, list(table.notices))
     stored = load_state(state, timezone)
     stored.timezone = timezone
+    key = key.result()  # done before the workers fork (no thread runs then)
     index = stored_caseload_index(stored, key)
     if index is not None:  # the caseload file of an earlier run: its index stands for it
         caseloads = index
