@@ -14,7 +14,12 @@ import pytest
 from daily_files import cut_into_days
 
 import detector.pipeline
-from detector.engine.state import caseload_key, load_state, stored_caseload_index
+from detector.engine.state import (
+    CASELOAD_INDEX,
+    caseload_key,
+    load_state,
+    stored_caseload_index,
+)
 from detector.features.kernel import caseload_index, caseload_sizes, caseloads_of
 from detector.pipeline import score_log
 from detector.schema import read_caseloads, sibling
@@ -135,3 +140,30 @@ def test_record_hashes_depend_on_the_text_only():
     np.testing.assert_array_equal(text_hashes(pa.array(texts, pa.large_string())), hashed)
     np.testing.assert_array_equal(text_hashes(pa.array(["q", *texts]).slice(1)), hashed)
     np.testing.assert_array_equal(text_hashes(pa.array([None, "ab"])), hashed[[0, 2]])
+
+
+def test_an_index_stored_without_keys_is_built_again_once(days, tmp_path, monkeypatch):
+    log, files = days
+    caseloads = tmp_path / "caseloads.parquet"
+    shutil.copy(sibling(log, ".caseloads.parquet"), caseloads)
+    state = tmp_path / "state"
+    for path in files[:7]:
+        score_log(path, caseloads=caseloads, mode="rules", state=state)
+    stored = load_state(state, TZ)
+    pairs = stored.path / f"v{stored.version:06d}" / CASELOAD_INDEX["pairs"]
+    old = pa.ipc.open_file(pa.memory_map(str(pairs))).read_all().drop_columns(["key"])
+    pairs.unlink()  # the layout of the first /4 states: pairs without their keys
+    with pa.OSFile(str(pairs), "wb") as sink, pa.ipc.new_file(sink, old.schema) as writer:
+        writer.write_table(old)
+    assert stored_caseload_index(load_state(state, TZ), stored.caseload_key) is None
+
+    reads = []
+    monkeypatch.setattr(
+        detector.pipeline, "read_caseloads", lambda path: reads.append(path) or read_caseloads(path)
+    )
+    score_log(files[7], caseloads=caseloads, mode="rules", state=state)
+    assert reads == [caseloads]  # read and indexed again...
+    after = load_state(state, TZ)
+    assert stored_caseload_index(after, after.caseload_key) is not None  # ...and kept with keys
+    score_log(files[8], caseloads=caseloads, mode="rules", state=state)
+    assert reads == [caseloads]

@@ -538,6 +538,17 @@ def stored_caseload_index(state: State, key: str | None) -> CaseloadIndex | None
     )
 
 
+def _index_kept(folder: Path) -> bool:
+    """Does ``folder`` hold a caseload index of the current layout (its pairs with keys)?"""
+    if not all((folder / file).exists() for file in CASELOAD_INDEX.values()):
+        return False
+    try:
+        with pa.memory_map(str(folder / CASELOAD_INDEX["pairs"])) as source:
+            return "key" in pa.ipc.open_file(source).schema.names
+    except (OSError, pa.ArrowInvalid):
+        return False
+
+
 def _write_caseload_index(index: CaseloadIndex, folder: Path) -> None:
     """The index as three Arrow IPC files: the pairs (grouped by account), the accounts
     with their rank, and each rank's first pair (one more row than accounts)."""
@@ -809,7 +820,7 @@ def save_state(
     pq.write_table(pa.Table.from_pandas(links, preserve_index=False), staging / LINKS)
     pq.write_table(pa.Table.from_pandas(alerted, preserve_index=False), staging / ALERTED)
     caseloads = state.caseloads_now
-    stored_index = all((previous / file).exists() for file in CASELOAD_INDEX.values())
+    stored_index = _index_kept(previous)
     if caseloads is not None and caseloads[0] == state.caseload_key and stored_index:
         for file in CASELOAD_INDEX.values():
             _link(previous / file, staging / file)
