@@ -870,15 +870,16 @@ def _volume_baselines(
     out: np.ndarray | None = None,
 ) -> None:
     """One volume's baselines and, for the volumes that accumulate, the CUSUM's terms
-    (one task of the pool). ``columns_computed``: the day columns whose baselines are
-    computed (None: all); ``scored``: those whose sums are; ``out``: the windows the table
-    holds (None: every window)."""
+    (one task of the pool). ``columns_computed``: the day columns whose own baselines are
+    computed (None: all); ``scored``: those whose peer baselines and sums are; ``out``: the
+    windows the table holds (None: every window), which lie in the ``scored`` columns."""
     w_acc, w_col, _ = windows
     peer_group, org_group = groups
     cusum = volume in accumulation.CUSUM_VOLUMES
     n_acc = len(peer_group)  # every account, by code
+    computed = np.arange(len(days)) if columns_computed is None else columns_computed
     own = _add_baselines(
-        columns, volume, values, windows, days, n_acc, peer_group, columns_computed, cusum, out
+        columns, volume, values, windows, days, n_acc, peer_group, (computed, scored), cusum, out
     )
     if own is not None:
         with lock:
@@ -887,11 +888,18 @@ def _volume_baselines(
                 volume,
                 values,
                 (w_acc, w_col, days),
-                own,
+                (own, computed),
                 (peer_group, org_group),
                 scored,
                 out,
             )
+
+
+def _compact_columns(targets: np.ndarray, n_columns: int) -> np.ndarray:
+    """Per day column: its position among ``targets`` (ascending), -1 when not one."""
+    position = np.full(n_columns, -1, dtype=np.int64)
+    position[targets] = np.arange(len(targets))
+    return position
 
 
 def _add_baselines(
@@ -902,7 +910,7 @@ def _add_baselines(
     days: np.ndarray,
     n_acc: int,
     peer_group: np.ndarray,
-    only: np.ndarray | None = None,
+    only: tuple[np.ndarray, np.ndarray | None],
     keep: bool = False,
     out: np.ndarray | None = None,
 ) -> dict[str, np.ndarray] | None:
@@ -910,28 +918,39 @@ def _add_baselines(
     their columns; the own statistics returned when ``keep`` (for the accumulation).
 
     ``windows``: each window's account, column of ``days`` (the days since the first
-    that hold events) and cell of the (account x day) matrix; with ``only``, just
-    those columns are computed; ``out``: the windows whose columns are written (None: all).
+    that hold events) and cell of the (account x day) matrix; ``only``: the columns
+    whose own statistics are computed (the results' columns, in that order) and those
+    whose peer statistics are (None: all); ``out``: the windows whose columns are
+    written (None: all), which lie in both.
     """
     w_acc, w_col, cells = windows
+    targets, peer_only = only
     # float32: exact for counts below 16 million, and sorts twice as fast as float64.
     matrix = np.full((n_acc, max(len(days), 1)), np.nan, dtype=np.float32)
     matrix.reshape(-1)[cells] = values
     share = FEATURES[volume].unit == "share"
     if out is not None:
         w_acc, w_col, cells = w_acc[out], w_col[out], cells[out]
-    own = baselines.own_stats(matrix, days, only)
-    enough = np.take(own["count"].reshape(-1), cells) >= baselines.MIN_OWN_WINDOWS
-    _gather(columns[baseline_name(OWN_MEDIAN, volume)], own["median"], cells, enough)
-    _gather(columns[baseline_name(OWN_MAX, volume)], own["max"], cells, enough)
+    everything = len(targets) == len(days)
+    own = (
+        baselines.own_stats(matrix, days)
+        if everything
+        else baselines.own_stats_at(matrix, targets, days)
+    )
+    own_cells = cells if everything else w_acc * len(targets) + _compact_columns(
+        targets, len(days)
+    )[w_col]
+    enough = np.take(own["count"].reshape(-1), own_cells) >= baselines.MIN_OWN_WINDOWS
+    _gather(columns[baseline_name(OWN_MEDIAN, volume)], own["median"], own_cells, enough)
+    _gather(columns[baseline_name(OWN_MAX, volume)], own["max"], own_cells, enough)
     # Scales cell by cell, then gathered: the same numbers as window by window.
     scale = baselines.robust_scale(own["median"], own["q25"], own["q75"], share)
-    _gather(columns[baseline_name(OWN_SCALE, volume)], scale, cells, enough)
+    _gather(columns[baseline_name(OWN_SCALE, volume)], scale, own_cells, enough)
     del scale
     if not keep:
         own = None
 
-    peers = baselines.peer_stats(matrix, peer_group, days, only)
+    peers = baselines.peer_stats(matrix, peer_group, days, peer_only)
     del matrix
     group_cells = peer_group[w_acc] * peers["count"].shape[1] + w_col
     enough = np.take(peers["count"].reshape(-1), group_cells) >= baselines.MIN_PEER_WINDOWS
@@ -947,19 +966,28 @@ def _add_accumulation(
     volume: str,
     values: np.ndarray,
     windows: tuple[np.ndarray, np.ndarray, np.ndarray],
-    own: dict[str, np.ndarray],
+    own: tuple[dict[str, np.ndarray], np.ndarray],
     groups: tuple[np.ndarray, np.ndarray],
     only: np.ndarray | None,
     out: np.ndarray | None = None,
 ) -> None:
     """The CUSUM's sum before each window and the window's same-day shift
-    (:mod:`detector.features.accumulation`), from the (account x day) baselines."""
+    (:mod:`detector.features.accumulation`), from the (account x day) baselines.
+
+    ``own``: the own statistics of the day columns given beside them (every day the
+    sums of the ``only`` columns look back over: a run with a state scores a day or two
+    of many stored ones); everything here is worked out on those columns alone.
+    """
     w_acc, w_col, days = windows
     peer_group, org_group = groups
+    own, targets = own
     n_acc, n_cols = own["median"].shape
-    cells = w_acc * n_cols + w_col
+    compact = _compact_columns(targets, len(days))
+    col = compact[w_col]
+    cells = w_acc * n_cols + col
     matrix = np.full((n_acc, n_cols), np.nan)
-    matrix.reshape(-1)[cells] = values
+    inside = col >= 0
+    matrix.reshape(-1)[cells[inside]] = values[inside]
     enough = own["count"] >= baselines.MIN_OWN_WINDOWS
     own_scale = np.where(
         enough, baselines.robust_scale(own["median"], own["q25"], own["q75"]), np.nan
@@ -967,30 +995,23 @@ def _add_accumulation(
     # Every judged account on every day, an inactive day being a day of zero volume.
     with np.errstate(divide="ignore", invalid="ignore"):
         z_all = (np.where(np.isnan(matrix), 0.0, matrix) - own["median"]) / own_scale
-    # Shifts are per day: only the days the sums of the chosen days look back over are
-    # needed (a run with a state scores a day or two of many stored ones).
-    needed = slice(None)
-    if only is not None and len(only):
-        earliest = days[only].min() - accumulation.HORIZON_DAYS
-        needed = slice(int(np.searchsorted(days, earliest)), None)
-    shift = np.zeros((n_acc, n_cols))
-    shift[:, needed] = np.fmax(
-        accumulation.same_day_shift(z_all[:, needed], org_group),
-        accumulation.same_day_shift(z_all[:, needed], peer_group),
+    shift = np.fmax(
+        accumulation.same_day_shift(z_all, org_group),
+        accumulation.same_day_shift(z_all, peer_group),
     )
     del z_all
     centre, scale = accumulation.reference(
         own["median"], accumulation.own_scale(own["median"], own_scale, own["count"])
     )
-    chosen = np.arange(n_cols) if only is None else only
+    chosen = np.arange(n_cols) if only is None else compact[only]
     before, kept_centre, kept_scale = accumulation.sums_before(
-        matrix, centre, scale, shift, days, chosen
+        matrix, centre, scale, shift, days[targets], chosen
     )
     # The day's own reference, unless an excess under way keeps the one from before it.
     day_centre, day_scale = accumulation.frozen(
         before, centre[:, chosen], scale[:, chosen], (kept_centre, kept_scale)
     )
-    if out is not None:  # the windows whose columns are written
+    if out is not None:  # the windows whose columns are written (in the `only` columns)
         cells = cells[out]
     everywhere = np.ones(len(cells), dtype=bool)
     for name, result in (
