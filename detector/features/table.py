@@ -39,6 +39,7 @@ from detector.features.kernel import (
     DAY_NS,
     NOVELTY,
     Aggregates,
+    caseload_index,
     in_days,
     local_wall_ns,  # noqa: F401  (part of this module's interface)
     lookup,
@@ -574,10 +575,7 @@ def assemble(
     first_seen = np.minimum(w_day[np.minimum(first_of_account, n_win - 1)], created)
     if prior is not None:
         first_seen = np.minimum(first_seen, prior.first_day)
-    caseload_size = np.zeros(n_acc)
-    if caseloads is not None:
-        owned = lookup(caseloads["account_id"], accounts)
-        caseload_size = np.bincount(owned[owned >= 0], minlength=n_acc).astype(np.float64)
+    caseload_size = np.zeros(n_acc) if caseloads is None else _caseload_sizes(caseloads, accounts)
     plain: dict[str, np.ndarray] = {
         "caseload_size": caseload_size[w_acc],
         "history_days": history_days.astype(np.float64),
@@ -611,7 +609,7 @@ def assemble(
     volumes = window_features(sums, constants, columns.rows if out is None else None)
     # Baseline matrices have a column per day that holds events, not per calendar day:
     # a log with a far-off stray day must not span decades of empty columns.
-    present, w_col = np.unique(w_day, return_inverse=True)
+    present, w_col = _day_columns(w_day)
     only = accumulated = None
     if baseline_days is not None:
         only = np.flatnonzero(in_days(present, wanted_days))
@@ -703,6 +701,34 @@ def assemble(
         internal=Internal(INTERNAL_COLUMNS, columns.internal),
         accounts=n_acc,
     )
+
+
+def _caseload_sizes(caseloads: pd.DataFrame, accounts: pd.Index) -> np.ndarray:
+    """Per account (of ``accounts``): its rows in the caseload table.
+
+    Read from the table's CaseloadIndex (the kernel built it, or a state kept it)
+    when it holds every row: hashing millions of account ids again costs a second.
+    """
+    index = caseload_index(caseloads)
+    if int(index.account_start[-1]) != len(caseloads):  # rows without a record: counted here
+        owned = lookup(caseloads["account_id"], accounts)
+        return np.bincount(owned[owned >= 0], minlength=len(accounts)).astype(np.float64)
+    per_rank = np.diff(index.account_start)
+    found = lookup(pa.array(accounts.astype(str), pa.string()), index.accounts)
+    sizes = np.zeros(len(accounts))
+    sizes[found >= 0] = per_rank[index.rank[found[found >= 0]]]
+    return sizes
+
+
+def _day_columns(w_day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the days that hold windows, ascending; each window's column among them): what
+    np.unique(w_day, return_inverse=True) gives, by counting (days are small numbers)."""
+    if not len(w_day):
+        return w_day, w_day
+    low = int(w_day.min())  # a day before a state's first day is negative
+    held = np.bincount(w_day - low) > 0
+    column = np.cumsum(held) - 1
+    return np.flatnonzero(held) + low, column[w_day - low]
 
 
 def _no_internal(n_rows: int) -> Internal:
