@@ -963,9 +963,9 @@ def _add_baselines(
         if everything
         else baselines.own_stats_at(matrix, targets, days)
     )
-    own_cells = cells if everything else w_acc * len(targets) + _compact_columns(
-        targets, len(days)
-    )[w_col]
+    own_cells = (
+        cells if everything else w_acc * len(targets) + _compact_columns(targets, len(days))[w_col]
+    )
     enough = np.take(own["count"].reshape(-1), own_cells) >= baselines.MIN_OWN_WINDOWS
     _gather(columns[baseline_name(OWN_MEDIAN, volume)], own["median"], own_cells, enough)
     _gather(columns[baseline_name(OWN_MAX, volume)], own["max"], own_cells, enough)
