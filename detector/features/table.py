@@ -19,6 +19,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -269,6 +270,19 @@ def _rare_hours(
         rare[at] = (history_events >= RARE_HOUR_MIN_HISTORY)[:, None] & (share < RARE_HOUR_SHARE)
         rare_events[at] = (hours[rows] * rare[at]).sum(axis=1)
     return rare, rare_events
+
+
+def _ordered_rare_hours(
+    parts: Sequence[Aggregates],
+    order: np.ndarray,
+    first_of_account: np.ndarray,
+    w_acc: np.ndarray,
+    prior: history.Prior | None,
+    held: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_rare_hours` of the partitions' windows in table order (``order``)."""
+    hours = np.concatenate([p.hours for p in parts])[order]
+    return _rare_hours(hours, first_of_account, w_acc, None if prior is None else prior.hours, held)
 
 
 def _novelty(
@@ -543,11 +557,13 @@ def assemble(
         values = np.concatenate([p.windows[name].to_numpy(dtype=np.float64) for p in parts])
         sums[name] = columns.every(name, n_win) if name in columns.rows else np.empty(n_win)
         np.take(values, order, out=sums[name])
-    hours = np.concatenate([p.hours for p in parts])[order]
-    rare, rare_events = _rare_hours(
-        hours, first_of_account, w_acc, None if prior is None else prior.hours, out
-    )
-    del hours
+    rare_hours = partial(_ordered_rare_hours, parts, order, first_of_account, w_acc, prior, out)
+    # A table of a few scored days finds its rare hours in a thread beside the rest (numpy
+    # releases the GIL); the whole log's table first, so that their temporaries (windows
+    # x 24) are gone before the baselines' matrices are made.
+    beside = ThreadPoolExecutor(max_workers=1) if out is not None else None
+    found_rare = beside.submit(rare_hours) if beside is not None else None
+    rare, rare_events = rare_hours() if found_rare is None else (None, None)
     novel: dict[str, Novel] = {}
     has_history = history_days >= NOVELTY_MIN_HISTORY
     # Novelty that is baselined (new structures) first; the rest is found, in its
@@ -564,7 +580,8 @@ def assemble(
     for name, values in sums.items():  # the sums that are catalogue features, in their column
         if name in columns.rows:
             sums[name] = columns.keep(name, values)
-    columns["rare_hour_events"][:] = rare_events  # of the windows held: not a volume
+    if rare_events is not None:
+        columns["rare_hour_events"][:] = rare_events  # of the windows held: not a volume
     sums["rare_hour_events"] = columns["rare_hour_events"]
 
     created = np.full(n_acc, np.iinfo(np.int64).max)
@@ -663,6 +680,10 @@ def assemble(
             future.result()
     del done, volumes
 
+    if found_rare is not None:
+        rare, rare_events = found_rare.result()
+        beside.shutdown()
+        columns["rare_hour_events"][:] = rare_events
     if out is not None:  # features are derived for the windows held only
         sums, constants = (
             {n: columns[n] if n in columns.rows else v[out] for n, v in d.items()}
