@@ -11,6 +11,7 @@ state/
                           one file per run that added days (a segment)
     first_seen.<column>.<v>.parquet   (account_id, value, day): first use of each address,
                           client, application; a segment per run, each pair in one of them
+                          (read dictionary-encoded: millions of pairs, few distinct values)
     created.parquet       (account_id, day): accounts created by create_account
     model.skops           the fitted window model (when one was fitted)
     kept_events.arrow     the (validated) events of the last stored day, which a log cut
