@@ -115,3 +115,22 @@ def test_only_some_days_computes_those_and_leaves_the_rest_empty():
             assert (some["count"][:, rest] == 0).all()
             if key != "count":
                 assert np.isnan(some[key][:, rest]).all()
+
+
+@pytest.mark.parametrize("only", [[14], [13, 14], [0, 14], [5]])
+def test_a_few_days_are_selected_with_the_numbers_of_the_whole_computation(only):
+    # Few days of many: own statistics of those columns alone (own_stats_at), peer
+    # statistics by a selection instead of a sort; the numbers must not change.
+    days = CASES["gaps of missing days"]
+    matrix = _matrix(len(days), 60, days)
+    groups = np.arange(60) % 3
+    groups[groups == 2] = 4  # a group number without members
+    only = np.array(only)
+    own, peers = baselines.own_stats(matrix, days), baselines.peer_stats(matrix, groups, days)
+    some = baselines.own_stats_at(matrix, only, days)
+    selected = baselines.peer_stats(matrix, groups, days, only)
+    for key in own:
+        np.testing.assert_array_equal(some[key], own[key][:, only], err_msg=key)
+    for key in peers:
+        np.testing.assert_array_equal(selected[key][:, only], peers[key][:, only], err_msg=key)
+    assert (selected["count"][:, only] > 0).any()

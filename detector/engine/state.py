@@ -11,6 +11,7 @@ state/
                           one file per run that added days (a segment)
     first_seen.<column>.<v>.parquet   (account_id, value, day): first use of each address,
                           client, application; a segment per run, each pair in one of them
+                          (read dictionary-encoded: millions of pairs, few distinct values)
     created.parquet       (account_id, day): accounts created by create_account
     model.skops           the fitted window model (when one was fitted)
     kept_events.arrow     the (validated) events of the last stored day, which a log cut
@@ -102,7 +103,6 @@ from detector.features.kernel import (
     CaseloadIndex,
     in_days,
     partition_aggregates,
-    plain_first_seen,
 )
 from detector.incidents import creation_pairs
 from detector.schema import normalise_table
@@ -136,6 +136,8 @@ LINKS = "links.parquet"
 ALERTED = "alerted.parquet"
 ALERTED_COLUMNS = ["account_id", "window_start", "window_end", "detected_at", "day"]
 HOURS = [f"h{h:02d}" for h in range(24)]
+PAIR_KEYS = ("account_id", "value")  # a first-seen pair's text columns
+_PAIR_KEY = pa.dictionary(pa.int32(), pa.string())  # as the kernel gives them and they are read
 REFIT_AFTER_DAYS = 7  # a stored model older than this many new days is fitted again
 FULL_HISTORY_DAYS = 28  # a model fitted on fewer days than this is fitted again next run
 
@@ -217,7 +219,7 @@ def load_state(path: str | Path, timezone: str) -> State:
         segments = _segments_of(manifest, current)
         windows = _read_segments(current, segments[WINDOWS]).to_pandas()
         first_seen = {
-            column: _read_segments(current, segments[_first_seen_name(column)])
+            column: _read_segments(current, segments[_first_seen_name(column)], PAIR_KEYS)
             for column, _ in NOVELTY
             if segments.get(_first_seen_name(column))
         }
@@ -276,9 +278,16 @@ def _segments_of(manifest: dict, current: Path) -> dict[str, list[Segment]]:
     return segments
 
 
-def _read_segments(current: Path, segments: list[Segment]) -> pa.Table:
-    """A stored table: its segments' rows, one after the other."""
-    tables = [pq.read_table(current / segment.file) for segment in segments]
+def _read_segments(
+    current: Path, segments: list[Segment], dictionaries: tuple[str, ...] = ()
+) -> pa.Table:
+    """A stored table: its segments' rows, one after the other (the text columns
+    ``dictionaries`` as Parquet stores them, dictionary-encoded: millions of first-seen
+    pairs hold a few thousand distinct values, which are all that is decoded and hashed)."""
+    tables = [
+        pq.read_table(current / segment.file, read_dictionary=list(dictionaries))
+        for segment in segments
+    ]
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
@@ -715,10 +724,25 @@ def combine(parts: list[Aggregates]) -> Aggregates:
     for column, _ in NOVELTY:
         tables = [p.first_seen[column] for p in parts if column in p.first_seen]
         if tables:
-            tables = [plain_first_seen(t) for t in tables]  # the kernel's come as dictionaries
+            # Stored pairs are read dictionary-encoded, as the kernel gives its own.
+            tables = [_encoded_pairs(t) for t in tables]
             first_seen[column] = pa.concat_tables(tables, promote_options="permissive")
     created = pa.concat_tables([p.created for p in parts]) if parts else pa.table({})
     return Aggregates(windows, hours, first_seen, created, int(windows["events"].sum()))
+
+
+def _encoded_pairs(table: pa.Table) -> pa.Table:
+    """First-seen pairs with dictionary-encoded text keys (of one type, whatever was read)."""
+    for name in PAIR_KEYS:
+        if name in table.column_names:
+            table = table.set_column(
+                table.schema.get_field_index(name), name, _pair_key(table[name])
+            )
+    return table
+
+
+def _pair_key(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    return column if column.type == _PAIR_KEY else pc.cast(column, _PAIR_KEY)
 
 
 def _codes(column: pa.ChunkedArray) -> np.ndarray:
@@ -751,9 +775,11 @@ def _not_in(pairs: pa.Table, known: pa.Table) -> pa.Table:
     """
     if not pairs.num_rows or not known.num_rows:
         return pairs
-    keys = ["account_id", "value"]
+    keys = list(PAIR_KEYS)
     numbered = pairs.select(keys).append_column("_row", pa.array(np.arange(pairs.num_rows)))
-    absent = known.select(keys).join(numbered, keys=keys, join_type="right anti")
+    # Stored pairs are read dictionary-encoded: a join wants plain text (decoding is cheap).
+    plain = pa.table({key: pc.cast(known[key], pa.string()) for key in keys})
+    absent = plain.join(numbered, keys=keys, join_type="right anti")
     return pairs.take(pa.array(np.sort(absent["_row"].to_numpy())))
 
 

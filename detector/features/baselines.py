@@ -27,6 +27,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 HISTORY_DAYS = 28
 MIN_OWN_WINDOWS = 3  # fewer earlier active days than this: no own baseline
 MIN_PEER_WINDOWS = 20  # fewer peer account-days than this: no peer baseline
+# Peer statistics of fewer days than 1/_SELECT_BELOW of the columns select each day's
+# order statistics from its run's cells instead of sorting all cells once.
+_SELECT_BELOW = 4
 _CHUNK_CELLS = 4_000_000  # cells sorted at once: bounds memory to ~16 MB (float32) per chunk
 OWN_QUANTILES = (("q25", 0.25), ("median", 0.5), ("q75", 0.75), ("max", 1.0))
 PEER_QUANTILES = (("q25", 0.25), ("median", 0.5), ("q75", 0.75), ("p95", 0.95))
@@ -115,17 +118,36 @@ def own_stats(
     stay NaN, count 0).
     """
     n_rows, n_days = matrix.shape
-    chosen = _columns(only, n_days)
-    targets = np.arange(n_days)[chosen]
+    targets = np.arange(n_days) if only is None else np.asarray(only, dtype=np.int64)
+    some = own_stats_at(matrix, targets, days)
+    if only is None:
+        return some
+    stats = {key: np.full((n_rows, n_days), np.nan) for key, _ in OWN_QUANTILES}
+    stats["count"] = np.zeros((n_rows, n_days), dtype=np.int64)
+    for key, values in some.items():
+        stats[key][:, targets] = values
+    return stats
+
+
+def own_stats_at(
+    matrix: np.ndarray, targets: np.ndarray, days: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """:func:`own_stats` of the columns ``targets`` only, as (accounts x len(targets)) arrays
+    (a run with saved state scores a day or two of many stored ones: nothing is made for
+    the others)."""
+    n_rows, n_days = matrix.shape
+    targets = np.asarray(targets, dtype=np.int64)
+    everything = len(targets) == n_days and (targets == np.arange(n_days)).all()
+    chosen = slice(None) if everything else targets
     starts = window_starts(n_days, days)[targets]
     # Cells of the history view before a day's run are older than HISTORY_DAYS (gaps).
     outside = np.arange(HISTORY_DAYS) < (starts - targets + HISTORY_DAYS)[:, None]
     outside = outside if outside.any() else None
     active = np.zeros((n_rows, n_days + 1), dtype=np.int32)
     np.cumsum(~np.isnan(matrix), axis=1, out=active[:, 1:])
-    stats = {key: np.full((n_rows, n_days), np.nan) for key, _ in OWN_QUANTILES}
-    stats["count"] = np.zeros((n_rows, n_days), dtype=np.int64)
-    stats["count"][:, chosen] = active[:, targets] - active[:, starts]
+    stats = {key: np.empty((n_rows, len(targets))) for key, _ in OWN_QUANTILES}
+    stats["count"] = (active[:, targets] - active[:, starts]).astype(np.int64)
+    del active
     rows_per_chunk = max(1, _CHUNK_CELLS // max(1, len(targets) * HISTORY_DAYS))
     for first in range(0, n_rows, rows_per_chunk):
         rows = slice(first, first + rows_per_chunk)
@@ -136,7 +158,7 @@ def own_stats(
             history[:, outside] = np.nan
         history.sort(axis=-1)  # NaN last: a cell's count smallest values are its history
         cells = history.reshape(-1, HISTORY_DAYS)
-        count = stats["count"][rows, chosen].reshape(-1)
+        count = stats["count"][rows].reshape(-1)
         wanted = [positions(count, q) for _, q in OWN_QUANTILES]
         # Every quantile's neighbours in one gather: they lie in the same cache lines.
         ranks = np.stack([k for low, high, _ in wanted for k in (low, high)], axis=1)
@@ -144,7 +166,7 @@ def own_stats(
         del ranks
         for i, ((key, _), (_, _, fraction)) in enumerate(zip(OWN_QUANTILES, wanted, strict=True)):
             value = interpolate(picked[:, 2 * i], picked[:, 2 * i + 1], fraction, count)
-            stats[key][rows, chosen] = value.reshape(history.shape[:2])
+            stats[key][rows] = value.reshape(history.shape[:2])
     return stats
 
 
@@ -165,6 +187,9 @@ def peer_stats(
     starts = window_starts(n_days, days)[targets]
     stats = {key: np.full((n_groups, n_days), np.nan) for key, _ in PEER_QUANTILES}
     stats["count"] = np.zeros((n_groups, n_days), dtype=np.int64)
+    if len(targets) * _SELECT_BELOW < n_days:  # a day or two of many: select, not sort
+        _peer_stats_selected(stats, matrix, groups, targets, starts)
+        return stats
     label_type = np.int16 if n_days < np.iinfo(np.int16).max else np.int32
     for group in range(n_groups):  # a handful of account types
         # Column-major: the group's cells day by day, then sorted once with their day.
@@ -198,6 +223,35 @@ def peer_stats(
             stats[key][group, targets] = interpolated(pick, count, q)
         stats["count"][group, targets] = count
     return stats
+
+
+def _peer_stats_selected(
+    stats: dict[str, np.ndarray],
+    matrix: np.ndarray,
+    groups: np.ndarray,
+    targets: np.ndarray,
+    starts: np.ndarray,
+) -> None:
+    """:func:`peer_stats` of a few days, written into ``stats``: per day and group, the
+    cells of the day's run only, and their order statistics found by a selection
+    (np.partition) instead of a sort of every cell. The same values are picked."""
+    for group in range(stats["count"].shape[0]):
+        member = groups == group
+        if not member.any():
+            continue
+        for target, start in zip(targets, starts, strict=True):
+            cells = matrix[member, start:target].reshape(-1)
+            cells = cells[~np.isnan(cells)]
+            count = np.array([len(cells)], dtype=np.int64)
+            stats["count"][group, target] = count[0]
+            if not len(cells):
+                continue
+            wanted = [positions(count, q) for _, q in PEER_QUANTILES]
+            ranks = np.unique(np.concatenate([np.r_[low, high] for low, high, _ in wanted]))
+            cells.partition(ranks)  # each rank's value in its sorted place
+            for (key, _), (low, high, fraction) in zip(PEER_QUANTILES, wanted, strict=True):
+                value = interpolate(cells[low], cells[high], fraction, count)
+                stats[key][group, target] = value[0]
 
 
 SHARE_NOISE = 0.05  # a share moving by 5 points is within ordinary day-to-day noise

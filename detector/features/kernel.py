@@ -260,9 +260,9 @@ def caseload_index(caseloads: Caseloads) -> CaseloadIndex:
     (an index is its own)."""
     if isinstance(caseloads, CaseloadIndex):
         return caseloads
-    kept = _CASELOAD_INDEXES.get(id(caseloads))
-    if kept is not None and kept[0]() is caseloads:
-        return kept[1]
+    kept = _built_index(caseloads)
+    if kept is not None:
+        return kept
     account = pc.dictionary_encode(_one_chunk(_arrow_strings(caseloads["account_id"])))
     acc = account.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
     records = _one_chunk(_arrow_strings(caseloads["record_id"]))
@@ -362,13 +362,24 @@ def _pairs_of(index: CaseloadIndex, ranks: np.ndarray) -> np.ndarray | tuple[int
 
 
 def caseload_sizes(caseloads: Caseloads, accounts: pd.Index) -> np.ndarray:
-    """Pairs of each of ``accounts`` in the caseload table (0 for an account without any)."""
-    if isinstance(caseloads, CaseloadIndex):  # from the index: no pair is looked at
-        found = lookup(accounts, caseloads.accounts)
-        pairs = np.diff(caseloads.account_start)[caseloads.rank[np.maximum(found, 0)]]
+    """Pairs of each of ``accounts`` in the caseload table (0 for an account without any).
+
+    Read from the index (stored, or built for the table by the kernel) when it holds every
+    row: hashing millions of account ids again costs a second on a national table.
+    """
+    index = caseloads if isinstance(caseloads, CaseloadIndex) else _built_index(caseloads)
+    if index is not None and (index is caseloads or int(index.account_start[-1]) == len(caseloads)):
+        found = lookup(accounts, index.accounts)
+        pairs = np.diff(index.account_start)[index.rank[np.maximum(found, 0)]]
         return np.where(found >= 0, pairs, 0).astype(np.float64)
-    owned = lookup(caseloads["account_id"], accounts)
+    owned = lookup(caseloads["account_id"], accounts)  # rows without a record count too
     return np.bincount(owned[owned >= 0], minlength=len(accounts)).astype(np.float64)
+
+
+def _built_index(caseloads: pd.DataFrame) -> CaseloadIndex | None:
+    """The index already built for this table (None: none; it is not built here)."""
+    kept = _CASELOAD_INDEXES.get(id(caseloads))
+    return kept[1] if kept is not None and kept[0]() is caseloads else None
 
 
 def caseloads_of(caseloads: Caseloads, accounts: pa.Array) -> pd.DataFrame | None:

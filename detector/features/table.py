@@ -19,6 +19,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -270,6 +271,19 @@ def _rare_hours(
         rare[at] = (history_events >= RARE_HOUR_MIN_HISTORY)[:, None] & (share < RARE_HOUR_SHARE)
         rare_events[at] = (hours[rows] * rare[at]).sum(axis=1)
     return rare, rare_events
+
+
+def _ordered_rare_hours(
+    parts: Sequence[Aggregates],
+    order: np.ndarray,
+    first_of_account: np.ndarray,
+    w_acc: np.ndarray,
+    prior: history.Prior | None,
+    held: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_rare_hours` of the partitions' windows in table order (``order``)."""
+    hours = np.concatenate([p.hours for p in parts])[order]
+    return _rare_hours(hours, first_of_account, w_acc, None if prior is None else prior.hours, held)
 
 
 def _novelty(
@@ -544,11 +558,13 @@ def assemble(
         values = np.concatenate([p.windows[name].to_numpy(dtype=np.float64) for p in parts])
         sums[name] = columns.every(name, n_win) if name in columns.rows else np.empty(n_win)
         np.take(values, order, out=sums[name])
-    hours = np.concatenate([p.hours for p in parts])[order]
-    rare, rare_events = _rare_hours(
-        hours, first_of_account, w_acc, None if prior is None else prior.hours, out
-    )
-    del hours
+    rare_hours = partial(_ordered_rare_hours, parts, order, first_of_account, w_acc, prior, out)
+    # A table of a few scored days finds its rare hours in a thread beside the rest (numpy
+    # releases the GIL); the whole log's table first, so that their temporaries (windows
+    # x 24) are gone before the baselines' matrices are made.
+    beside = ThreadPoolExecutor(max_workers=1) if out is not None else None
+    found_rare = beside.submit(rare_hours) if beside is not None else None
+    rare, rare_events = rare_hours() if found_rare is None else (None, None)
     novel: dict[str, Novel] = {}
     has_history = history_days >= NOVELTY_MIN_HISTORY
     # Novelty that is baselined (new structures) first; the rest is found, in its
@@ -565,7 +581,8 @@ def assemble(
     for name, values in sums.items():  # the sums that are catalogue features, in their column
         if name in columns.rows:
             sums[name] = columns.keep(name, values)
-    columns["rare_hour_events"][:] = rare_events  # of the windows held: not a volume
+    if rare_events is not None:
+        columns["rare_hour_events"][:] = rare_events  # of the windows held: not a volume
     sums["rare_hour_events"] = columns["rare_hour_events"]
 
     created = np.full(n_acc, np.iinfo(np.int64).max)
@@ -610,7 +627,7 @@ def assemble(
     volumes = window_features(sums, constants, columns.rows if out is None else None)
     # Baseline matrices have a column per day that holds events, not per calendar day:
     # a log with a far-off stray day must not span decades of empty columns.
-    present, w_col = np.unique(w_day, return_inverse=True)
+    present, w_col = _day_columns(w_day)
     only = accumulated = None
     if baseline_days is not None:
         only = np.flatnonzero(in_days(present, wanted_days))
@@ -664,6 +681,10 @@ def assemble(
             future.result()
     del done, volumes
 
+    if found_rare is not None:
+        rare, rare_events = found_rare.result()
+        beside.shutdown()
+        columns["rare_hour_events"][:] = rare_events
     if out is not None:  # features are derived for the windows held only
         sums, constants = (
             {n: columns[n] if n in columns.rows else v[out] for n, v in d.items()}
@@ -702,6 +723,17 @@ def assemble(
         internal=Internal(INTERNAL_COLUMNS, columns.internal),
         accounts=n_acc,
     )
+
+
+def _day_columns(w_day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the days that hold windows, ascending; each window's column among them): what
+    np.unique(w_day, return_inverse=True) gives, by counting (days are small numbers)."""
+    if not len(w_day):
+        return w_day, w_day
+    low = int(w_day.min())  # a day before a state's first day is negative
+    held = np.bincount(w_day - low) > 0
+    column = np.cumsum(held) - 1
+    return np.flatnonzero(held) + low, column[w_day - low]
 
 
 def _no_internal(n_rows: int) -> Internal:
@@ -869,15 +901,16 @@ def _volume_baselines(
     out: np.ndarray | None = None,
 ) -> None:
     """One volume's baselines and, for the volumes that accumulate, the CUSUM's terms
-    (one task of the pool). ``columns_computed``: the day columns whose baselines are
-    computed (None: all); ``scored``: those whose sums are; ``out``: the windows the table
-    holds (None: every window)."""
+    (one task of the pool). ``columns_computed``: the day columns whose own baselines are
+    computed (None: all); ``scored``: those whose peer baselines and sums are; ``out``: the
+    windows the table holds (None: every window), which lie in the ``scored`` columns."""
     w_acc, w_col, _ = windows
     peer_group, org_group = groups
     cusum = volume in accumulation.CUSUM_VOLUMES
     n_acc = len(peer_group)  # every account, by code
+    computed = np.arange(len(days)) if columns_computed is None else columns_computed
     own = _add_baselines(
-        columns, volume, values, windows, days, n_acc, peer_group, columns_computed, cusum, out
+        columns, volume, values, windows, days, n_acc, peer_group, (computed, scored), cusum, out
     )
     if own is not None:
         with lock:
@@ -886,11 +919,18 @@ def _volume_baselines(
                 volume,
                 values,
                 (w_acc, w_col, days),
-                own,
+                (own, computed),
                 (peer_group, org_group),
                 scored,
                 out,
             )
+
+
+def _compact_columns(targets: np.ndarray, n_columns: int) -> np.ndarray:
+    """Per day column: its position among ``targets`` (ascending), -1 when not one."""
+    position = np.full(n_columns, -1, dtype=np.int64)
+    position[targets] = np.arange(len(targets))
+    return position
 
 
 def _add_baselines(
@@ -901,7 +941,7 @@ def _add_baselines(
     days: np.ndarray,
     n_acc: int,
     peer_group: np.ndarray,
-    only: np.ndarray | None = None,
+    only: tuple[np.ndarray, np.ndarray | None],
     keep: bool = False,
     out: np.ndarray | None = None,
 ) -> dict[str, np.ndarray] | None:
@@ -909,28 +949,39 @@ def _add_baselines(
     their columns; the own statistics returned when ``keep`` (for the accumulation).
 
     ``windows``: each window's account, column of ``days`` (the days since the first
-    that hold events) and cell of the (account x day) matrix; with ``only``, just
-    those columns are computed; ``out``: the windows whose columns are written (None: all).
+    that hold events) and cell of the (account x day) matrix; ``only``: the columns
+    whose own statistics are computed (the results' columns, in that order) and those
+    whose peer statistics are (None: all); ``out``: the windows whose columns are
+    written (None: all), which lie in both.
     """
     w_acc, w_col, cells = windows
+    targets, peer_only = only
     # float32: exact for counts below 16 million, and sorts twice as fast as float64.
     matrix = np.full((n_acc, max(len(days), 1)), np.nan, dtype=np.float32)
     matrix.reshape(-1)[cells] = values
     share = FEATURES[volume].unit == "share"
     if out is not None:
         w_acc, w_col, cells = w_acc[out], w_col[out], cells[out]
-    own = baselines.own_stats(matrix, days, only)
-    enough = np.take(own["count"].reshape(-1), cells) >= baselines.MIN_OWN_WINDOWS
-    _gather(columns[baseline_name(OWN_MEDIAN, volume)], own["median"], cells, enough)
-    _gather(columns[baseline_name(OWN_MAX, volume)], own["max"], cells, enough)
+    everything = len(targets) == len(days)
+    own = (
+        baselines.own_stats(matrix, days)
+        if everything
+        else baselines.own_stats_at(matrix, targets, days)
+    )
+    own_cells = (
+        cells if everything else w_acc * len(targets) + _compact_columns(targets, len(days))[w_col]
+    )
+    enough = np.take(own["count"].reshape(-1), own_cells) >= baselines.MIN_OWN_WINDOWS
+    _gather(columns[baseline_name(OWN_MEDIAN, volume)], own["median"], own_cells, enough)
+    _gather(columns[baseline_name(OWN_MAX, volume)], own["max"], own_cells, enough)
     # Scales cell by cell, then gathered: the same numbers as window by window.
     scale = baselines.robust_scale(own["median"], own["q25"], own["q75"], share)
-    _gather(columns[baseline_name(OWN_SCALE, volume)], scale, cells, enough)
+    _gather(columns[baseline_name(OWN_SCALE, volume)], scale, own_cells, enough)
     del scale
     if not keep:
         own = None
 
-    peers = baselines.peer_stats(matrix, peer_group, days, only)
+    peers = baselines.peer_stats(matrix, peer_group, days, peer_only)
     del matrix
     group_cells = peer_group[w_acc] * peers["count"].shape[1] + w_col
     enough = np.take(peers["count"].reshape(-1), group_cells) >= baselines.MIN_PEER_WINDOWS
@@ -946,19 +997,28 @@ def _add_accumulation(
     volume: str,
     values: np.ndarray,
     windows: tuple[np.ndarray, np.ndarray, np.ndarray],
-    own: dict[str, np.ndarray],
+    own: tuple[dict[str, np.ndarray], np.ndarray],
     groups: tuple[np.ndarray, np.ndarray],
     only: np.ndarray | None,
     out: np.ndarray | None = None,
 ) -> None:
     """The CUSUM's sum before each window and the window's same-day shift
-    (:mod:`detector.features.accumulation`), from the (account x day) baselines."""
+    (:mod:`detector.features.accumulation`), from the (account x day) baselines.
+
+    ``own``: the own statistics of the day columns given beside them (every day the
+    sums of the ``only`` columns look back over: a run with a state scores a day or two
+    of many stored ones); everything here is worked out on those columns alone.
+    """
     w_acc, w_col, days = windows
     peer_group, org_group = groups
+    own, targets = own
     n_acc, n_cols = own["median"].shape
-    cells = w_acc * n_cols + w_col
+    compact = _compact_columns(targets, len(days))
+    col = compact[w_col]
+    cells = w_acc * n_cols + col
     matrix = np.full((n_acc, n_cols), np.nan)
-    matrix.reshape(-1)[cells] = values
+    inside = col >= 0
+    matrix.reshape(-1)[cells[inside]] = values[inside]
     enough = own["count"] >= baselines.MIN_OWN_WINDOWS
     own_scale = np.where(
         enough, baselines.robust_scale(own["median"], own["q25"], own["q75"]), np.nan
@@ -966,30 +1026,23 @@ def _add_accumulation(
     # Every judged account on every day, an inactive day being a day of zero volume.
     with np.errstate(divide="ignore", invalid="ignore"):
         z_all = (np.where(np.isnan(matrix), 0.0, matrix) - own["median"]) / own_scale
-    # Shifts are per day: only the days the sums of the chosen days look back over are
-    # needed (a run with a state scores a day or two of many stored ones).
-    needed = slice(None)
-    if only is not None and len(only):
-        earliest = days[only].min() - accumulation.HORIZON_DAYS
-        needed = slice(int(np.searchsorted(days, earliest)), None)
-    shift = np.zeros((n_acc, n_cols))
-    shift[:, needed] = np.fmax(
-        accumulation.same_day_shift(z_all[:, needed], org_group),
-        accumulation.same_day_shift(z_all[:, needed], peer_group),
+    shift = np.fmax(
+        accumulation.same_day_shift(z_all, org_group),
+        accumulation.same_day_shift(z_all, peer_group),
     )
     del z_all
     centre, scale = accumulation.reference(
         own["median"], accumulation.own_scale(own["median"], own_scale, own["count"])
     )
-    chosen = np.arange(n_cols) if only is None else only
+    chosen = np.arange(n_cols) if only is None else compact[only]
     before, kept_centre, kept_scale = accumulation.sums_before(
-        matrix, centre, scale, shift, days, chosen
+        matrix, centre, scale, shift, days[targets], chosen
     )
     # The day's own reference, unless an excess under way keeps the one from before it.
     day_centre, day_scale = accumulation.frozen(
         before, centre[:, chosen], scale[:, chosen], (kept_centre, kept_scale)
     )
-    if out is not None:  # the windows whose columns are written
+    if out is not None:  # the windows whose columns are written (in the `only` columns)
         cells = cells[out]
     everywhere = np.ones(len(cells), dtype=bool)
     for name, result in (
