@@ -62,9 +62,9 @@ MODES = vocabulary.MODES  # kept as a name: notebooks and the bench read pipelin
 ENGINES = ("local", "dask")
 MIN_WINDOWS_TO_FIT = 20  # fewer account-days than this tell a forest nothing
 # Candidate events re-read at once for detected_at (100M events can have millions of
-# candidate events; one group keeps small logs to one read). A group of 4M took about
-# 2 GB at 100M events; 3M keeps detection under 4 GB with the table beside it.
-REPLAY_READ_EVENTS = 3_000_000
+# candidate events; one group keeps small logs to one read). A group of 3M rose to
+# 1.3 GB over the table at 100M events (4.4 GB in all); 2M leaves room under 4 GB.
+REPLAY_READ_EVENTS = 2_000_000
 # From this many windows, a consumed table's internal block and caseload table wait on
 # disk while the rules and the model run (2.7M windows at 100M events: 0.5 GB each,
 # beside a 0.4 GB model matrix); only the candidates' share is read back.

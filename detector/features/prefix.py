@@ -50,6 +50,9 @@ def replay_events(feature_table: FeatureTable, windows: np.ndarray) -> Replay:
     accounts = table["account_id"].to_numpy()[windows]
     days = table["_day"].to_numpy()[windows] + feature_table.first_day
     frame = feature_table.source.read_windows(accounts, days, skip=NOT_REPLAYED)
+    # The row groups were decoded in threads that are gone: Arrow's allocator keeps their
+    # freed blocks (0.15 GB for 1M re-read events) until asked to give them back.
+    pa.default_memory_pool().release_unused()
     counts = event_counts(
         frame, feature_table.timezone, feature_table.caseloads, feature_table.out_mode
     )
