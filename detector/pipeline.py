@@ -356,7 +356,14 @@ def _forget_caseload_index(features: FeatureTable) -> None:
     while the rules and the model run: the replay indexes its candidates' rows only."""
     if features.caseloads is not None and len(features.caseloads):
         forget_caseload_index()
-        release_memory()
+    _give_back()
+
+
+def _give_back() -> None:
+    """Give freed memory back to the system: the C library's heap, and the blocks Arrow's
+    allocator keeps from threads that have ended (assembly's, a replay's readers)."""
+    release_memory()
+    pa.default_memory_pool().release_unused()
 
 
 class _Aside:
@@ -388,7 +395,7 @@ class _Aside:
             self.caseloads = (caseloads.dtypes.to_dict(), path)
             features.caseloads = None  # read back for the candidates
         del internal, caseloads
-        release_memory()
+        _give_back()
 
     def internal_of(self, windows: np.ndarray) -> Internal | None:
         """The internal numbers of the given table rows (ascending), read back row by row."""
@@ -448,7 +455,7 @@ def _keep_candidates(features: FeatureTable, windows: np.ndarray, aside: _Aside 
     del caseloads
     if features.out_mode == "caseloads":
         caseload_index(features.caseloads)  # built now for the few rows; the whole one goes
-    release_memory()
+    _give_back()
 
 
 def _replay_candidates(
@@ -495,6 +502,7 @@ def _replay_candidates(
         )
         kept.append(group)
         del replay
+        _give_back()
     if not kept:
         return np.zeros(0, dtype=np.int64), {}
     windows = np.concatenate(kept)
