@@ -25,7 +25,7 @@ import pandas as pd
 
 from detector.errors import DetectorError, InputError
 from detector.features.catalogue import BASELINED_VOLUMES, FEATURES
-from detector.features.prefix import Replay, prefix_features, replay_events
+from detector.features.prefix import Replay, prefix_slices, replay_events
 from detector.features.table import FeatureTable
 from detector.rules import RuleSet, format_value
 from detector.timeutil import to_utc
@@ -156,23 +156,19 @@ def _first_hold_chunk(
     replay: Replay,
     wanted: Mapping[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
-    prefix = prefix_features(feature_table, windows, replay)  # every window has an event
-    slot = pd.Index(windows).get_indexer(prefix["window"])
-    stamps = prefix["timestamp"]
-    n_rows = len(slot)
-    change = np.r_[True, slot[1:] != slot[:-1]]
-    starts = np.flatnonzero(change)
-    group = np.cumsum(change) - 1
-    rank = np.arange(n_rows) - starts[group]  # position of each event in its window
-    size = np.diff(np.r_[starts, n_rows])[group]  # events in its window
-    stride = np.maximum(1, np.ceil(size / MODEL_POINTS_PER_WINDOW)).astype(np.int64)
-    sampled = np.flatnonzero((rank % stride == 0) | (rank == size - 1))
-
-    times: dict[str, np.ndarray] = {}
-    for name, condition in conditions.items():
-        first = np.full(len(windows), np.iinfo(np.int64).max)
-        need = wanted[name]
-        if need.any():
+    # Prefix features of REPLAY_CHUNK_EVENTS events at a time, even within one window.
+    never = np.iinfo(np.int64).max
+    first = {name: np.full(len(windows), never) for name in conditions}
+    index = pd.Index(windows)
+    for prefix, rank, size in prefix_slices(feature_table, windows, replay, REPLAY_CHUNK_EVENTS):
+        slot = index.get_indexer(prefix["window"])  # every window has an event
+        stamps = prefix["timestamp"]
+        stride = np.maximum(1, np.ceil(size / MODEL_POINTS_PER_WINDOW)).astype(np.int64)
+        sampled = np.flatnonzero((rank % stride == 0) | (rank == size - 1))
+        for name, condition in conditions.items():
+            need = wanted[name]
+            if not need.any():
+                continue
             rows = sampled if name in sparse else None
             if not need.all():  # only the events of the windows that need the instant
                 rows = np.flatnonzero(need[slot]) if rows is None else rows[need[slot[rows]]]
@@ -180,9 +176,9 @@ def _first_hold_chunk(
                 held = np.flatnonzero(condition(prefix))
             else:
                 held = rows[condition(_Rows(prefix, rows))]
-            np.minimum.at(first, slot[held], stamps[held])
-        times[name] = np.where(first == np.iinfo(np.int64).max, NEVER, first)
-    return times
+            np.minimum.at(first[name], slot[held], stamps[held])
+        del prefix
+    return {name: np.where(found == never, NEVER, found) for name, found in first.items()}
 
 
 def _evidence(row: pd.Series, names: list[str]) -> str:

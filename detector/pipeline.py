@@ -7,6 +7,7 @@ can compare rule sets on one data set without rebuilding features.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -55,9 +56,10 @@ from detector.features.kernel import (
     caseload_index,
     caseloads_of,
     forget_caseload_index,
+    lookup,
 )
 from detector.features.prefix import Replay, replay_events
-from detector.features.table import FeatureTable
+from detector.features.table import FeatureTable, Internal
 from detector.incidents import empty_incidents, group_incidents
 from detector.model import WindowModel
 from detector.rules import RuleSet, load_ruleset
@@ -69,9 +71,14 @@ MODES = vocabulary.MODES  # kept as a name: notebooks and the bench read pipelin
 ENGINES = ("local", "dask")
 MIN_WINDOWS_TO_FIT = 20  # fewer account-days than this tell a forest nothing
 # Candidate events re-read at once for detected_at (100M events can have millions of
-# candidate events; one group keeps small logs to one read). A group of 4M took about
-# 2 GB at 100M events; 3M keeps detection under 4 GB with the table beside it.
-REPLAY_READ_EVENTS = 3_000_000
+# candidate events; one group keeps small logs to one read). A group of 3M rose to
+# 1.3 GB over the table at 100M events (4.4 GB in all); 2M leaves room under 4 GB.
+REPLAY_READ_EVENTS = 2_000_000
+# From this many windows, a consumed table's internal block and caseload table wait on
+# disk while the rules and the model run (2.7M windows at 100M events: 0.5 GB each,
+# beside a 0.4 GB model matrix); only the candidates' share is read back.
+SET_ASIDE_FROM_WINDOWS = 1_000_000
+CASELOAD_BATCH_ROWS = 1_000_000  # caseload pairs written, and read back, at a time
 # Blocks from this size up are mapped on their own and given back when freed (see
 # _give_back_large_blocks): a column of 1.85M windows (100M events) is 15 MB; the
 # 10M shape log's arrays (1M events: 8 MB) stay on the reused heap, as before.
@@ -295,33 +302,20 @@ def detect(
     ruleset = None
     if use_rules:
         ruleset = rules if isinstance(rules, RuleSet) else load_ruleset(rules)
-    fired = pd.DataFrame(index=table.index)
-    scores = flags = None
-    fitted = None
+    aside = None
     if consume:
         _forget_caseload_index(prepared.features)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # The model is fitted while the rules are checked: both have stretches on one core.
-        modelling = pool.submit(_model_scores, model, table, scoring) if use_model else None
-        if ruleset is not None:
-            fired = ruleset.evaluate(table)
-            fired.loc[ruleset.allowlist.allows_account(table["account_id"].to_numpy()), :] = False
-        if modelling is not None:
-            fitted, scores = modelling.result()
-            flags = scores >= fitted.threshold_
-
-    candidate = (
-        fired.any(axis=1).to_numpy(copy=True) if len(fired.columns) else np.zeros(len(table), bool)
-    )
-    if flags is not None:
-        candidate |= flags
-    if prepared.scored_days is not None:
-        in_scope = np.zeros(len(table), dtype=bool)
-        in_scope[scoring] = True
-        candidate &= in_scope
-    windows = np.flatnonzero(candidate)
-    if consume:
-        _keep_candidates(prepared.features, windows)
+        if len(table) >= SET_ASIDE_FROM_WINDOWS:
+            aside = _Aside(prepared.features)
+    try:
+        windows, fired, fitted, scores, flags = _candidates(
+            prepared, table, ruleset, scoring, model, use_model
+        )
+        if consume:
+            _keep_candidates(prepared.features, windows, aside)
+    finally:
+        if aside is not None:
+            aside.close()
     if len(windows) == 0:
         return empty_alerts()
     conditions = {rule.id: rule.evaluate for rule in ruleset.rules} if ruleset is not None else {}
@@ -346,23 +340,137 @@ def detect(
     )
 
 
+def _candidates(
+    prepared: Prepared,
+    table: pd.DataFrame,
+    ruleset: RuleSet | None,
+    scoring: np.ndarray,
+    model: str | Path | WindowModel | None,
+    use_model: bool,
+) -> tuple[np.ndarray, pd.DataFrame, WindowModel | None, np.ndarray | None, np.ndarray | None]:
+    """(candidate windows, rules fired, the model, its scores, its flags): the rules and
+    the model over the whole table."""
+    fired = pd.DataFrame(index=table.index)
+    scores = flags = fitted = None
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The model is fitted while the rules are checked: both have stretches on one core.
+        modelling = pool.submit(_model_scores, model, table, scoring) if use_model else None
+        if ruleset is not None:
+            fired = ruleset.evaluate(table)
+            fired.loc[ruleset.allowlist.allows_account(table["account_id"].to_numpy()), :] = False
+        if modelling is not None:
+            fitted, scores = modelling.result()
+            flags = scores >= fitted.threshold_
+    candidate = (
+        fired.any(axis=1).to_numpy(copy=True) if len(fired.columns) else np.zeros(len(table), bool)
+    )
+    if flags is not None:
+        candidate |= flags
+    if prepared.scored_days is not None:
+        in_scope = np.zeros(len(table), dtype=bool)
+        in_scope[scoring] = True
+        candidate &= in_scope
+    return np.flatnonzero(candidate), fired, fitted, scores, flags
+
+
 def _forget_caseload_index(features: FeatureTable) -> None:
     """Drop the kernel's index of the whole caseload table (about 0.35 GB at 100M events)
     while the rules and the model run: the replay indexes its candidates' rows only."""
     if features.caseloads is not None and len(features.caseloads):
         forget_caseload_index()
-        release_memory()
+    _give_back()
 
 
-def _keep_candidates(features: FeatureTable, windows: np.ndarray) -> None:
+def _give_back() -> None:
+    """Give freed memory back to the system: the C library's heap, and the blocks Arrow's
+    allocator keeps from threads that have ended (assembly's, a replay's readers)."""
+    release_memory()
+    pa.default_memory_pool().release_unused()
+
+
+class _Aside:
+    """A large table's internal block and caseload table, written to a temporary directory
+    while the rules and the model run, so that their memory goes to the model's matrix.
+
+    Both are written as they are (raw float64 rows, Arrow IPC batches) and read back by
+    :func:`_keep_candidates` for the candidates only, a row or a batch at a time.
+    """
+
+    def __init__(self, features: FeatureTable):
+        self._folder = tempfile.TemporaryDirectory(prefix="logsentinel-detect-")
+        folder = Path(self._folder.name)
+        internal = features.internal
+        self.internal = None  # (names, rows held or None, shape, file)
+        if internal.block.size:
+            path = folder / "internal.bin"
+            np.ascontiguousarray(internal.block).tofile(path)
+            self.internal = (internal.names, internal.rows, internal.block.shape, path)
+            features.internal = Internal(internal.names, np.zeros((len(internal.names), 0)), None)
+        self.caseloads = None  # (dtypes, file)
+        caseloads = features.caseloads
+        # A table read from a file; a state's stored index is mapped from its files already.
+        if isinstance(caseloads, pd.DataFrame) and len(caseloads):
+            path = folder / "caseloads.arrow"
+            table = pa.Table.from_pandas(caseloads, preserve_index=False)
+            with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as out:
+                for batch in table.to_batches(max_chunksize=CASELOAD_BATCH_ROWS):
+                    out.write_batch(batch)
+            self.caseloads = (caseloads.dtypes.to_dict(), path)
+            features.caseloads = None  # read back for the candidates
+        del internal, caseloads
+        _give_back()
+
+    def internal_of(self, windows: np.ndarray) -> Internal | None:
+        """The internal numbers of the given table rows (ascending), read back row by row."""
+        if self.internal is None:
+            return None
+        names, rows, (n_names, n_columns), path = self.internal
+        columns = windows if rows is None else np.searchsorted(rows, windows)
+        block = np.empty((n_names, len(windows)))
+        for i in range(n_names):
+            line = np.fromfile(path, dtype=np.float64, count=n_columns, offset=i * n_columns * 8)
+            block[i] = line[columns]
+        return Internal(names, block, windows)
+
+    def caseloads_of(self, accounts: pa.Array | None) -> pd.DataFrame:
+        """The caseload rows of the given accounts (None: all), in table order, read back
+        a batch at a time."""
+        dtypes, path = self.caseloads
+        kept = []
+        with pa.OSFile(str(path)) as source:
+            reader = pa.ipc.open_file(source)
+            for i in range(reader.num_record_batches):
+                batch = reader.get_batch(i)
+                if accounts is not None:
+                    rows = np.flatnonzero(lookup(batch.column("account_id"), accounts) >= 0)
+                    batch = batch.take(pa.array(rows))
+                kept.append(batch)
+            schema = reader.schema
+        frame = pa.Table.from_batches(kept, schema).to_pandas()
+        return frame.astype(dtypes)
+
+    def close(self) -> None:
+        self._folder.cleanup()
+
+
+def _keep_candidates(features: FeatureTable, windows: np.ndarray, aside: _Aside | None) -> None:
     """Free what only other windows' replay would read: their internal numbers, and the
     caseload rows of other accounts (an event's read is in its own account's caseload or
-    not, whoever else follows the record)."""
-    features.internal.keep(windows)
+    not, whoever else follows the record). What ``aside`` holds is read back for them."""
+    windows = np.unique(np.asarray(windows, dtype=np.int64))
+    internal = aside.internal_of(windows) if aside is not None else None
+    if internal is not None:
+        features.internal = internal
+    else:
+        features.internal.keep(windows)
+    accounts = pa.array(np.unique(features.table["account_id"].to_numpy()[windows]).astype(str))
+    if aside is not None and aside.caseloads is not None:
+        features.caseloads = aside.caseloads_of(accounts)
+        if not len(features.caseloads):  # an empty table is no caseload table to the kernel
+            features.caseloads = aside.caseloads_of(None)
     caseloads = features.caseloads
     if caseloads is None or not len(caseloads):
         return
-    accounts = pa.array(np.unique(features.table["account_id"].to_numpy()[windows]).astype(str))
     kept = caseloads_of(caseloads, accounts)
     if kept is None:  # an empty table is no caseload table to the kernel: keep it whole
         return
@@ -370,7 +478,7 @@ def _keep_candidates(features: FeatureTable, windows: np.ndarray) -> None:
     del caseloads, kept
     if features.out_mode == "caseloads":
         caseload_index(features.caseloads)  # built now for the few rows; the whole one goes
-    release_memory()
+    _give_back()
 
 
 def _replay_candidates(
@@ -417,6 +525,7 @@ def _replay_candidates(
         )
         kept.append(group)
         del replay
+        _give_back()
     if not kept:
         return np.zeros(0, dtype=np.int64), {}
     windows = np.concatenate(kept)
