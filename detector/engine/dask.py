@@ -13,7 +13,6 @@ every worker under the same name (a shared file system, or a URL such as
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -28,7 +27,6 @@ def _task(partition, source, options):
 def dask_mapper(scheduler: str | None, workers: int | None) -> Callable[..., Iterator]:
     """A mapper for :func:`detector.engine.local.run_kernel` that runs on a Dask cluster."""
     try:
-        import dask
         from distributed import Client, LocalCluster
     except ImportError:
         raise DetectorError(
@@ -39,17 +37,18 @@ def dask_mapper(scheduler: str | None, workers: int | None) -> Callable[..., Ite
         cluster = None
         try:
             if scheduler is None:
-                with dask.config.set(
-                    {"distributed.worker.multiprocessing-method": _start_method()}
-                ):
-                    cluster = LocalCluster(
-                        n_workers=workers or default_workers(),
-                        threads_per_worker=1,
-                        processes=True,
-                        # A free port: None still binds the scheduler's HTTP server to 8787,
-                        # which another cluster on the machine may hold (a warning each run).
-                        dashboard_address=":0",
-                    )
+                # Workers are spawned (Dask's default), not forked: forking this process,
+                # which runs threads (Dask's own IO loop, logging, Arrow's pools), left a
+                # worker waiting forever on a lock a thread held at the fork (seen in the
+                # suite: a handler's lock in logging).
+                cluster = LocalCluster(
+                    n_workers=workers or default_workers(),
+                    threads_per_worker=1,
+                    processes=True,
+                    # A free port: None still binds the scheduler's HTTP server to 8787,
+                    # which another cluster on the machine may hold (a warning each run).
+                    dashboard_address=":0",
+                )
                 client = Client(cluster)
             else:
                 client = Client(scheduler, timeout="30s")
@@ -75,11 +74,3 @@ def dask_mapper(scheduler: str | None, workers: int | None) -> Callable[..., Ite
 
     return mapper
 
-
-def _start_method() -> str:
-    """How the local cluster's worker processes start: forked where the system can (they
-    begin with this process's modules: detector, pandas, pyarrow), as the local engine's
-    pool does. Spawned, each imported them again on its first task, and starting and
-    stopping the cluster took seconds more (under load: 4.1 s more to start, 5-8 s for
-    the first tasks, 3.6 s more to stop)."""
-    return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
