@@ -240,8 +240,7 @@ class CaseloadIndex:
     def key_of(self, ranks: np.ndarray, hashes: np.ndarray) -> np.ndarray:
         """The keys of (account rank, record hash) pairs: the rank in the high bits, then
         as many of the hash's bits as fit (equal keys: the same account, maybe the record)."""
-        bits = max(int(len(self.accounts)).bit_length(), 1)
-        return (ranks.astype(np.uint64) << np.uint64(64 - bits)) | (hashes >> np.uint64(bits))
+        return _pair_keys(len(self.accounts), ranks, hashes)
 
     def __len__(self) -> int:  # the pairs, as the rows of the caseload table
         return len(self.records)
@@ -344,7 +343,8 @@ def text_hashes(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 def _pair_keys(n_accounts: int, ranks: np.ndarray, hashes: np.ndarray) -> np.ndarray:
-    """:meth:`CaseloadIndex.key_of` before an index exists."""
+    """:meth:`CaseloadIndex.key_of` of an index of ``n_accounts`` accounts (one definition
+    of a pair's key, also used while the index is built)."""
     bits = max(int(n_accounts).bit_length(), 1)
     return (ranks.astype(np.uint64) << np.uint64(64 - bits)) | (hashes >> np.uint64(bits))
 
