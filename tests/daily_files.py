@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -29,3 +30,17 @@ def cut_into_days(log: Path, folder: str, at_midnight: bool = False) -> list[Pat
         pq.write_table(table.filter(day == value), path)
         files.append(path)
     return files
+
+
+def nights_with_caseloads(log: Path, files: list[Path], folder: Path) -> tuple[Path, Path]:
+    """(caseload file, state): the log's caseloads copied to ``folder`` (a file of their
+    own, as a nightly job is given), and the day ``files`` scored one by one into
+    ``folder``/state with them (rules only)."""
+    from detector.pipeline import score_log
+    from detector.schema import sibling
+
+    caseloads, state = folder / "caseloads.parquet", folder / "state"
+    shutil.copy(sibling(log, ".caseloads.parquet"), caseloads)
+    for path in files:
+        score_log(path, caseloads=caseloads, mode="rules", state=state)
+    return caseloads, state

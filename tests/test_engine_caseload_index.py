@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from daily_files import cut_into_days
+from daily_files import cut_into_days, nights_with_caseloads
 
 import detector.pipeline
 from detector.engine.state import (
@@ -22,7 +22,7 @@ from detector.engine.state import (
 )
 from detector.features.kernel import caseload_index, caseload_sizes, caseloads_of
 from detector.pipeline import score_log
-from detector.schema import read_caseloads, sibling
+from detector.schema import read_caseloads
 from synthetic_logs.generate import generate_dataset
 
 TZ = "Europe/Paris"
@@ -63,11 +63,7 @@ def test_caseload_sizes_and_rows_from_the_index_are_the_tables():
 
 def test_a_kept_index_spares_reading_the_caseload_file(days, tmp_path, monkeypatch):
     log, files = days
-    caseloads = tmp_path / "caseloads.parquet"
-    shutil.copy(sibling(log, ".caseloads.parquet"), caseloads)
-    state = tmp_path / "state"
-    for path in files[:8]:
-        score_log(path, caseloads=caseloads, mode="rules", state=state)
+    caseloads, state = nights_with_caseloads(log, files[:8], tmp_path)
     reread = tmp_path / "reread"
     shutil.copytree(state, reread)
     key = load_state(state, TZ).caseload_key
@@ -144,11 +140,7 @@ def test_record_hashes_depend_on_the_text_only():
 
 def test_an_index_stored_without_keys_is_built_again_once(days, tmp_path, monkeypatch):
     log, files = days
-    caseloads = tmp_path / "caseloads.parquet"
-    shutil.copy(sibling(log, ".caseloads.parquet"), caseloads)
-    state = tmp_path / "state"
-    for path in files[:7]:
-        score_log(path, caseloads=caseloads, mode="rules", state=state)
+    caseloads, state = nights_with_caseloads(log, files[:7], tmp_path)
     stored = load_state(state, TZ)
     pairs = stored.path / f"v{stored.version:06d}" / CASELOAD_INDEX["pairs"]
     old = pa.ipc.open_file(pa.memory_map(str(pairs))).read_all().drop_columns(["key"])

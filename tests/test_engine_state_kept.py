@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from daily_files import cut_into_days
+from daily_files import cut_into_days, nights_with_caseloads
 
 from detector.engine.state import (
     CASELOAD_INDEX,
@@ -91,11 +91,8 @@ def test_no_scratch_file_is_left_behind(nights, tmp_path):
 
 def test_the_caseload_index_is_kept_for_the_same_caseload_file(nights, tmp_path):
     log, files = nights
-    caseloads = tmp_path / "caseloads.parquet"
-    shutil.copy(sibling(log, ".caseloads.parquet"), caseloads)
-    state, rebuilt = tmp_path / "state", tmp_path / "rebuilt"
-    for path in files[:4]:
-        score_log(path, caseloads=caseloads, mode="rules", state=state)
+    caseloads, state = nights_with_caseloads(log, files[:4], tmp_path)
+    rebuilt = tmp_path / "rebuilt"
     stored = load_state(state, TZ)
     key = caseload_key(caseloads)
     assert stored.caseload_key == key
