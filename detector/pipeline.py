@@ -25,7 +25,7 @@ from detector.engine.local import (
     assemble,
     attach,
     build_features,
-    keep_last_day,
+    last_day_handover,
     run_kernel,
 )
 from detector.engine.sources import malloc_policy, release_memory, source_of
@@ -185,7 +185,7 @@ def prepare(
     warm_up = None if not uses_model else "skops.io" if stored.model_path else "sklearn.ensemble"
     # The local engine's partitions of the log's last day write its events for the state
     # to keep (a cluster's workers may not share a file system: the day is read again).
-    handover = keep_last_day(source.partitions()) if mapper is None else None
+    handover = last_day_handover(source.partitions()) if mapper is None else None
     keep = None if handover is None else handover[0]
     run = run_kernel(source, caseloads, timezone, workers, say, mapper, True, warm_up, keep)
     log_days = {int(d) for p in run.parts for d in np.unique(p.windows["day"].to_numpy())}

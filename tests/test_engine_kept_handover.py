@@ -62,7 +62,7 @@ def test_kept_events_handed_over_by_slices_are_the_days_events(days, tmp_path, m
     caseloads = sibling(log, ".caseloads.parquet")
     handed, reread = tmp_path / "handed", tmp_path / "reread"
     asked, handed_over = [], []
-    real, read_handed = detector.pipeline.keep_last_day, detector.pipeline.handed_kept
+    real, read_handed = detector.pipeline.last_day_handover, detector.pipeline.handed_kept
 
     def spy(partitions):
         asked.append(len(partitions))
@@ -74,9 +74,9 @@ def test_kept_events_handed_over_by_slices_are_the_days_events(days, tmp_path, m
 
     monkeypatch.setattr(detector.pipeline, "handed_kept", handed_spy)
     for path in files[:-1]:
-        monkeypatch.setattr(detector.pipeline, "keep_last_day", spy)
+        monkeypatch.setattr(detector.pipeline, "last_day_handover", spy)
         one = score_log(path, caseloads=caseloads, mode="rules", state=handed, workers=2)
-        monkeypatch.setattr(detector.pipeline, "keep_last_day", lambda partitions: None)
+        monkeypatch.setattr(detector.pipeline, "last_day_handover", lambda partitions: None)
         other = score_log(path, caseloads=caseloads, mode="rules", state=reread, workers=2)
         pd.testing.assert_frame_equal(one.alerts, other.alerts)
         kept_one, kept_other = load_state(handed, TZ), load_state(reread, TZ)

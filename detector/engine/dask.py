@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from detector.engine.local import _warm_up, default_workers, run_partition
+from detector.engine.local import default_workers, import_model_stage, run_partition
 from detector.errors import DetectorError
 
 
@@ -63,7 +63,7 @@ def dask_mapper(scheduler: str | None, workers: int | None) -> Callable[..., Ite
             )
             # The model stage's library imported meanwhile, as the local engine does: the
             # workers do the reading, this process only waits.
-            _warm_up()
+            import_model_stage()
             for future in futures:  # in partition order, as the local engine yields them
                 yield future.result()
                 future.release()

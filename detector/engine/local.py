@@ -79,7 +79,7 @@ class KeepDay:
                 writer.write_table(table)
 
 
-def keep_last_day(partitions: list[Partition]) -> tuple[KeepDay, Any] | None:
+def last_day_handover(partitions: list[Partition]) -> tuple[KeepDay, Any] | None:
     """A :class:`KeepDay` for the last planned day, and the temporary folder of its files
     (in memory where there is room: removed by its ``cleanup``); None without partitions."""
     if not partitions:
@@ -277,7 +277,7 @@ def _receive(path: str) -> Any:
 _WARM_UP = {"module": "sklearn.ensemble"}  # set by run_kernel for the run at hand
 
 
-def _warm_up() -> None:
+def import_model_stage() -> None:
     """Import the model stage's library (about a second) in a thread while the partitions
     are processed."""
     if _WARM_UP["module"]:
@@ -308,7 +308,7 @@ def _map_stream(source, partitions, options, workers) -> Iterator:
     """
     stream = source.stream()
     if workers <= 1 or len(partitions) <= 1:
-        _warm_up()
+        import_model_stage()
         for partition, table, rows in stream:
             yield run_events(table, rows, source.name, partition, *options)
         return
@@ -326,7 +326,7 @@ def _map_stream(source, partitions, options, workers) -> Iterator:
             while pending and pending[0].done():
                 yield _receive(pending.popleft().result())
         # Only now: importing holds the interpreter, which the reading above needs.
-        _warm_up()
+        import_model_stage()
         while pending:
             yield _receive(pending.popleft().result())
 
@@ -336,13 +336,13 @@ def _map_local(source, partitions, options, workers) -> Iterator:
         yield from _map_stream(source, partitions, options, workers)
         return
     if workers <= 1 or len(partitions) <= 1:
-        _warm_up()
+        import_model_stage()
         for partition in partitions:
             yield run_partition(source, partition, *options)
         return
     with _pool(min(workers, len(partitions)), source, options) as pool:
         results = pool.map(_task, partitions)
-        _warm_up()
+        import_model_stage()
         yield from results
 
 
