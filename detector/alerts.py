@@ -156,26 +156,41 @@ def _first_hold_chunk(
     replay: Replay,
     wanted: Mapping[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
-    # Prefix features of REPLAY_CHUNK_EVENTS events at a time, even within one window.
+    # Prefix features of REPLAY_CHUNK_EVENTS events at a time, even within one window, and
+    # of those events only that some condition is checked at: a condition's events are
+    # those of the windows that need its instant (a sparse one's sampled events only).
     never = np.iinfo(np.int64).max
     first = {name: np.full(len(windows), never) for name in conditions}
+    checked = [name for name in conditions if wanted[name].any()]
     index = pd.Index(windows)
-    for prefix, rank, size in prefix_slices(feature_table, windows, replay, REPLAY_CHUNK_EVENTS):
-        slot = index.get_indexer(prefix["window"])  # every window has an event
-        stamps = prefix["timestamp"]
+    picked: dict[str, np.ndarray] = {}  # per condition: its events among the chosen ones
+
+    def select(window: np.ndarray, rank: np.ndarray, size: np.ndarray) -> np.ndarray:
+        slot = index.get_indexer(window)  # every window has an event
         stride = np.maximum(1, np.ceil(size / MODEL_POINTS_PER_WINDOW)).astype(np.int64)
-        sampled = np.flatnonzero((rank % stride == 0) | (rank == size - 1))
-        for name, condition in conditions.items():
-            need = wanted[name]
-            if not need.any():
-                continue
-            rows = sampled if name in sparse else None
-            if not need.all():  # only the events of the windows that need the instant
-                rows = np.flatnonzero(need[slot]) if rows is None else rows[need[slot[rows]]]
-            if rows is None:
-                held = np.flatnonzero(condition(prefix))
+        sampled = (rank % stride == 0) | (rank == size - 1)
+        masks = {}
+        for name in checked:
+            mask = wanted[name][slot]
+            masks[name] = mask & sampled if name in sparse else mask
+        chosen = np.zeros(len(window), dtype=bool)
+        for mask in masks.values():
+            chosen |= mask
+        picked.clear()
+        picked.update({name: np.flatnonzero(mask[chosen]) for name, mask in masks.items()})
+        return np.flatnonzero(chosen)
+
+    for prefix, _, _ in prefix_slices(
+        feature_table, windows, replay, REPLAY_CHUNK_EVENTS, select
+    ):
+        slot = index.get_indexer(prefix["window"])
+        stamps = prefix["timestamp"]
+        for name in checked:
+            rows = picked[name]
+            if len(rows) == len(slot):
+                held = np.flatnonzero(conditions[name](prefix))
             else:
-                held = rows[condition(_Rows(prefix, rows))]
+                held = rows[conditions[name](_Rows(prefix, rows))]
             np.minimum.at(first[name], slot[held], stamps[held])
         del prefix
     return {name: np.where(found == never, NEVER, found) for name, found in first.items()}

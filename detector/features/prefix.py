@@ -11,7 +11,7 @@ come from earlier days anyway.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,11 +128,15 @@ def prefix_features(
     return columns
 
 
+Select = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
 def prefix_slices(
     feature_table: FeatureTable,
     windows: np.ndarray,
     replay: Replay | None = None,
     max_events: int | None = None,
+    select: Select | None = None,
 ) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]]:
     """:func:`prefix_features` of the given windows, ``max_events`` events at a time (all
     at once without it): per slice, (its columns, each event's rank in its window, the
@@ -143,6 +147,10 @@ def prefix_slices(
     cut between two slices carry over, so that every slice holds the values that
     :func:`prefix_features` gives its events (the counts are whole numbers: the
     sums are exact either way).
+
+    ``select(window, rank, size)`` (a slice's events) gives the positions of the events
+    whose features are wanted: only they are derived and yielded (the sums still run
+    over every event; each feature is a function of its own event's sums).
     """
     events = (replay or replay_events(feature_table, windows)).counts
     selected = np.zeros(len(feature_table.table), dtype=bool)
@@ -197,6 +205,14 @@ def prefix_slices(
             carry = {name: float(values[-1]) for name, values in sums.items()}
             in_hour_before, peak_before = float(in_hour[-1]), float(peak[-1])
 
+        position = first + np.arange(len(part))
+        run = np.searchsorted(window_starts, position, side="right") - 1
+        rank, size = position - window_starts[run], window_sizes[run]
+        if select is not None:  # only the chosen events from here on
+            chosen = select(part_window, rank, size)
+            part, part_window, rank, size = part[chosen], part_window[chosen], rank[chosen], size[chosen]
+            sums = {name: values[chosen] for name, values in sums.items()}
+            starts = _run_starts(part_window)
         # Each window's constants repeated over its events (rows are grouped by window):
         # a gather of one value per window, not one per event.
         lengths = np.diff(np.r_[starts, len(part)])
@@ -205,14 +221,12 @@ def prefix_slices(
             name: np.repeat(feature_table.constants(name, first_rows), lengths)
             for name in WINDOW_CONSTANTS
         }
-        position = first + np.arange(len(part))
-        run = np.searchsorted(window_starts, position, side="right") - 1
         columns = {
             "window": part_window,
             "timestamp": events.timestamp[part],
             **derive(sums, constants),
         }
-        yield columns, position - window_starts[run], window_sizes[run]
+        yield columns, rank, size
 
 
 def _run_starts(values: np.ndarray) -> np.ndarray:
