@@ -180,9 +180,7 @@ def _first_hold_chunk(
         picked.update({name: np.flatnonzero(mask[chosen]) for name, mask in masks.items()})
         return np.flatnonzero(chosen)
 
-    for prefix, _, _ in prefix_slices(
-        feature_table, windows, replay, REPLAY_CHUNK_EVENTS, select
-    ):
+    for prefix, _, _ in prefix_slices(feature_table, windows, replay, REPLAY_CHUNK_EVENTS, select):
         slot = index.get_indexer(prefix["window"])
         stamps = prefix["timestamp"]
         for name in checked:

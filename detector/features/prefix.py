@@ -210,7 +210,12 @@ def prefix_slices(
         rank, size = position - window_starts[run], window_sizes[run]
         if select is not None:  # only the chosen events from here on
             chosen = select(part_window, rank, size)
-            part, part_window, rank, size = part[chosen], part_window[chosen], rank[chosen], size[chosen]
+            part, part_window, rank, size = (
+                part[chosen],
+                part_window[chosen],
+                rank[chosen],
+                size[chosen],
+            )
             sums = {name: values[chosen] for name, values in sums.items()}
             starts = _run_starts(part_window)
         # Each window's constants repeated over its events (rows are grouped by window):
