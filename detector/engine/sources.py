@@ -317,6 +317,26 @@ def _in_windows(account_id, day: np.ndarray, accounts: np.ndarray, days: np.ndar
     return inside & flag[event_keys]
 
 
+def _window_events(
+    table: pa.Table, timezone: str, accounts: np.ndarray, days: np.ndarray
+) -> np.ndarray:
+    """Per raw event (``timestamp``, ``account_id``): is it in one of the given windows?
+
+    The accounts are matched first, on the column's dictionary: only their events'
+    local days are computed (a night's 46 alerted accounts of 90,000 own a few
+    thousand of its 3.9M events).
+    """
+    wanted = pd.Index(np.unique(np.asarray(accounts, dtype=str)))
+    ours = np.flatnonzero(_positions(table["account_id"], wanted) >= 0)
+    keep = np.zeros(table.num_rows, dtype=bool)
+    if len(ours):
+        chosen = pa.array(ours)
+        stamps, valid = _timestamps_ns(table["timestamp"].take(chosen))
+        day = _day_span(stamps, timezone)
+        keep[ours] = valid & _in_windows(table["account_id"].take(chosen), day, accounts, days)
+    return keep
+
+
 @dataclass(frozen=True)
 class _RowGroup:
     file: str
@@ -676,10 +696,7 @@ class ParquetSource:
             # windows' rows only, a tenth of the group or less.
             repaired: dict[str, int] = {}
             table, row = self._read_groups([(g.file, g.index, g.offset)], keys, repaired)
-            stamps, valid = _timestamps_ns(table["timestamp"])
-            keep = valid & _in_windows(
-                table["account_id"], _day_span(stamps, self.timezone), accounts, days
-            )
+            keep = _window_events(table, self.timezone, accounts, days)
             table = table.filter(pa.array(keep))
             others, bad = read_row_groups(g.file, [g.index], self._read_schema(rest), keep)
             for column, count in bad.items():
