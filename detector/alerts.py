@@ -25,7 +25,7 @@ import pandas as pd
 
 from detector.errors import DetectorError, InputError
 from detector.features.catalogue import BASELINED_VOLUMES, FEATURES
-from detector.features.prefix import Replay, prefix_slices, replay_events
+from detector.features.prefix import Replay, prefix_parts, replay_events
 from detector.features.table import FeatureTable
 from detector.rules import RuleSet, format_value
 from detector.timeutil import to_utc
@@ -42,6 +42,7 @@ from detector.vocabulary import (
 
 NEVER = np.iinfo(np.int64).min  # first-hold instant of a condition that never held
 MODEL_POINTS_PER_WINDOW = 256  # prefix points the model is scored at, per alerted window
+COARSE_POINTS_PER_WINDOW = 32  # points per window checked first, to skip what follows an instant
 REPLAY_CHUNK_EVENTS = 100_000  # replayed events whose prefix features are held at once (per core)
 # The columns the data contract promises (section 4); the others are extensions.
 CONTRACT_COLUMNS = (
@@ -157,40 +158,45 @@ def _first_hold_chunk(
     wanted: Mapping[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
     # Prefix features of REPLAY_CHUNK_EVENTS events at a time, even within one window, and
-    # of those events only that some condition is checked at: a condition's events are
-    # those of the windows that need its instant (a sparse one's sampled events only).
+    # only of the events a condition is checked at: those of the windows that need its
+    # instant (a sparse condition's sampled events only), and of them first a few per
+    # window (COARSE_POINTS_PER_WINDOW), then only those earlier than the first instant
+    # found so far. Every event earlier than the final instant is checked, so it is the
+    # first; a window's events after it are never derived.
     never = np.iinfo(np.int64).max
     first = {name: np.full(len(windows), never) for name in conditions}
     checked = [name for name in conditions if wanted[name].any()]
     index = pd.Index(windows)
-    picked: dict[str, np.ndarray] = {}  # per condition: its events among the chosen ones
-
-    def select(window: np.ndarray, rank: np.ndarray, size: np.ndarray) -> np.ndarray:
-        slot = index.get_indexer(window)  # every window has an event
+    for part in prefix_parts(feature_table, windows, replay, REPLAY_CHUNK_EVENTS):
+        slot = index.get_indexer(part.window)  # every window has an event
+        rank, size, stamps = part.rank, part.size, part.timestamp
+        last = rank == size - 1
         stride = np.maximum(1, np.ceil(size / MODEL_POINTS_PER_WINDOW)).astype(np.int64)
-        sampled = (rank % stride == 0) | (rank == size - 1)
-        masks = {}
+        sampled = (rank % stride == 0) | last
+        every = np.maximum(1, np.ceil(size / COARSE_POINTS_PER_WINDOW)).astype(np.int64)
+        coarse = (rank % every == 0) | last
+        sparse_coarse = sampled & (((rank // stride) % np.maximum(1, every // stride) == 0) | last)
+        masks, early = {}, {}
         for name in checked:
-            mask = wanted[name][slot]
-            masks[name] = mask & sampled if name in sparse else mask
-        chosen = np.zeros(len(window), dtype=bool)
-        for mask in masks.values():
-            chosen |= mask
-        picked.clear()
-        picked.update({name: np.flatnonzero(mask[chosen]) for name, mask in masks.items()})
-        return np.flatnonzero(chosen)
-
-    for prefix, _, _ in prefix_slices(feature_table, windows, replay, REPLAY_CHUNK_EVENTS, select):
-        slot = index.get_indexer(prefix["window"])
-        stamps = prefix["timestamp"]
-        for name in checked:
-            rows = picked[name]
-            if len(rows) == len(slot):
-                held = np.flatnonzero(conditions[name](prefix))
-            else:
-                held = rows[conditions[name](_Rows(prefix, rows))]
-            np.minimum.at(first[name], slot[held], stamps[held])
-        del prefix
+            masks[name] = wanted[name][slot] & (sampled if name in sparse else True)
+            early[name] = masks[name] & (sparse_coarse if name in sparse else coarse)
+        for stage in (early, {name: masks[name] & ~early[name] for name in checked}):
+            rows = {
+                name: np.flatnonzero(mask & (stamps < first[name][slot]))
+                for name, mask in stage.items()
+            }
+            chosen = np.unique(np.concatenate([np.zeros(0, np.int64), *rows.values()]))
+            if not len(chosen):
+                continue
+            prefix = part.columns(chosen)
+            for name, some in rows.items():
+                if not len(some):
+                    continue
+                at = np.searchsorted(chosen, some)  # their positions among the chosen
+                columns = prefix if len(at) == len(chosen) else _Rows(prefix, at)
+                held = some[conditions[name](columns)]
+                np.minimum.at(first[name], slot[held], stamps[held])
+            del prefix
     return {name: np.where(found == never, NEVER, found) for name, found in first.items()}
 
 

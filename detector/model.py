@@ -261,28 +261,31 @@ class WindowModel:
             whole_rows = forest._max_features == matrix.shape[1]
         except (ImportError, AttributeError):
             lengths, whole_rows = None, False
-        if floor is None or not whole_rows:
+        if not whole_rows or not len(matrix):
             # The one place where scikit-learn's direction (higher = more normal) is flipped.
             return -forest.score_samples(matrix)
 
         trees = forest.estimators_
         added = [lengths[t] + per_tree[t] - 1.0 for t in range(len(trees))]
-        shortest = np.array(
-            [
-                values[tree.tree_.children_left == -1].min()
-                for values, tree in zip(added, trees, strict=True)
-            ]
-        )
-        still = np.r_[np.cumsum(shortest[::-1])[::-1], 0.0]  # from tree t on, at the least
         denominator = len(trees) * _average_path_length([forest._max_samples])
-        # depths > limit means a score below floor; the margin covers rounding.
-        limit = -np.log2(floor) * float(denominator[0]) + 1e-6
+        # Without a floor every row goes through every tree: scikit-learn's sums, without
+        # its per-tree job dispatch (about 10 ms a call; the replay makes dozens of calls).
+        if floor is not None:
+            shortest = np.array(
+                [
+                    values[tree.tree_.children_left == -1].min()
+                    for values, tree in zip(added, trees, strict=True)
+                ]
+            )
+            still = np.r_[np.cumsum(shortest[::-1])[::-1], 0.0]  # from tree t on, at the least
+            # depths > limit means a score below floor; the margin covers rounding.
+            limit = -np.log2(floor) * float(denominator[0]) + 1e-6
         rows = np.arange(len(matrix))
         part = np.ascontiguousarray(matrix, dtype=np.float32)
         depths = np.zeros(len(matrix))
         for t, tree in enumerate(trees):
             depths += added[t][tree.apply(part, check_input=False)]
-            if (t + 1) % PRUNE_EVERY_TREES == 0 and t + 1 < len(trees):
+            if floor is not None and (t + 1) % PRUNE_EVERY_TREES == 0 and t + 1 < len(trees):
                 possible = depths + still[t + 1] <= limit
                 if not possible.all():
                     rows, depths = rows[possible], depths[possible]

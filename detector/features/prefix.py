@@ -11,7 +11,7 @@ come from earlier days anyway.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,15 +128,11 @@ def prefix_features(
     return columns
 
 
-Select = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
-
-
 def prefix_slices(
     feature_table: FeatureTable,
     windows: np.ndarray,
     replay: Replay | None = None,
     max_events: int | None = None,
-    select: Select | None = None,
 ) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]]:
     """:func:`prefix_features` of the given windows, ``max_events`` events at a time (all
     at once without it): per slice, (its columns, each event's rank in its window, the
@@ -147,11 +143,51 @@ def prefix_slices(
     cut between two slices carry over, so that every slice holds the values that
     :func:`prefix_features` gives its events (the counts are whole numbers: the
     sums are exact either way).
-
-    ``select(window, rank, size)`` (a slice's events) gives the positions of the events
-    whose features are wanted: only they are derived and yielded (the sums still run
-    over every event; each feature is a function of its own event's sums).
     """
+    for part in prefix_parts(feature_table, windows, replay, max_events):
+        yield part.columns(), part.rank, part.size
+
+
+@dataclass
+class PrefixPart:
+    """A slice of replayed events (by window, then time) with their running sums; the
+    features of any of its events are derived on demand (:meth:`columns`)."""
+
+    feature_table: FeatureTable
+    window: np.ndarray  # per event: its table row
+    rank: np.ndarray  # per event: its rank in its window
+    size: np.ndarray  # per event: its window's number of events
+    timestamp: np.ndarray  # per event: ns UTC
+    sums: dict[str, np.ndarray]  # per event: the window's sums up to and including it
+
+    def columns(self, chosen: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """``window``, ``timestamp`` and the catalogue's features of the events at the
+        positions ``chosen`` (ascending; all without it). Each feature is a function
+        of its own event's sums and window: a subset's values are the whole's."""
+        window, stamps, sums = self.window, self.timestamp, self.sums
+        if chosen is not None:
+            window, stamps = window[chosen], stamps[chosen]
+            sums = {name: values[chosen] for name, values in sums.items()}
+        # Each window's constants repeated over its events (rows are grouped by window):
+        # a gather of one value per window, not one per event.
+        starts = _run_starts(window)
+        lengths = np.diff(np.r_[starts, len(window)])
+        first_rows = window[starts]
+        constants = {
+            name: np.repeat(self.feature_table.constants(name, first_rows), lengths)
+            for name in WINDOW_CONSTANTS
+        }
+        return {"window": window, "timestamp": stamps, **derive(sums, constants)}
+
+
+def prefix_parts(
+    feature_table: FeatureTable,
+    windows: np.ndarray,
+    replay: Replay | None = None,
+    max_events: int | None = None,
+) -> Iterator[PrefixPart]:
+    """The given windows' replayed events, ``max_events`` at a time, as :class:`PrefixPart`:
+    what :func:`prefix_slices` derives, before deriving it."""
     events = (replay or replay_events(feature_table, windows)).counts
     selected = np.zeros(len(feature_table.table), dtype=bool)
     selected[np.asarray(windows, dtype=np.int64)] = True
@@ -207,31 +243,14 @@ def prefix_slices(
 
         position = first + np.arange(len(part))
         run = np.searchsorted(window_starts, position, side="right") - 1
-        rank, size = position - window_starts[run], window_sizes[run]
-        if select is not None:  # only the chosen events from here on
-            chosen = select(part_window, rank, size)
-            part, part_window, rank, size = (
-                part[chosen],
-                part_window[chosen],
-                rank[chosen],
-                size[chosen],
-            )
-            sums = {name: values[chosen] for name, values in sums.items()}
-            starts = _run_starts(part_window)
-        # Each window's constants repeated over its events (rows are grouped by window):
-        # a gather of one value per window, not one per event.
-        lengths = np.diff(np.r_[starts, len(part)])
-        first_rows = part_window[starts]
-        constants = {
-            name: np.repeat(feature_table.constants(name, first_rows), lengths)
-            for name in WINDOW_CONSTANTS
-        }
-        columns = {
-            "window": part_window,
-            "timestamp": events.timestamp[part],
-            **derive(sums, constants),
-        }
-        yield columns, rank, size
+        yield PrefixPart(
+            feature_table,
+            part_window,
+            position - window_starts[run],
+            window_sizes[run],
+            events.timestamp[part],
+            sums,
+        )
 
 
 def _run_starts(values: np.ndarray) -> np.ndarray:
