@@ -298,6 +298,12 @@ def build_alerts(
         return empty_alerts()
     table = feature_table.table.iloc[windows].reset_index(drop=True)
     fired_values = fired.to_numpy(dtype=bool)
+    # Each rule's features once (a walk of its expression), not once per alert.
+    rule_features = (
+        {rid: sorted(ruleset.rule(rid).features()) for rid in fired.columns}
+        if ruleset is not None
+        else {}
+    )
     records = []
     for i, row in table.iterrows():  # one iteration per alert (tens to hundreds)
         hits = [
@@ -323,7 +329,7 @@ def build_alerts(
         top = _evidence_features(drivers[i]) if (model_hit and drivers is not None) else []
         if model_hit:
             reasons.append(_model_reason(row, top, model_score))
-        shown = _evidence_features([f for r in rules for f in sorted(r.features())] + top)
+        shown = _evidence_features([f for rid in hits for f in rule_features[rid]] + top)
         records.append(
             {
                 "account_id": row["account_id"],
