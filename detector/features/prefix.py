@@ -158,16 +158,41 @@ class PrefixPart:
     rank: np.ndarray  # per event: its rank in its window
     size: np.ndarray  # per event: its window's number of events
     timestamp: np.ndarray  # per event: ns UTC
-    sums: dict[str, np.ndarray]  # per event: the window's sums up to and including it
+    peak: np.ndarray  # per event: the window's hourly peak of records so far
+    # A window's sum at an event is the slice's running total there less the total
+    # before the window began (plus, in a window begun in the previous slice, what
+    # that slice carried): worked out for the events asked for only.
+    totals: dict[str, np.ndarray]  # per counted sum: running total over the slice
+    before: dict[str, np.ndarray]  # per counted sum, per window of the slice
+    group: np.ndarray  # per event: its window's number in the slice
+    carry: dict[str, float] | None  # the sums carried into the slice's first window
+    head: int  # events of the slice's first window
+
+    def sums(self, chosen: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The window's sums up to and including each event at ``chosen`` (all without it)."""
+        n = len(self.window) if chosen is None else len(chosen)
+        group = self.group if chosen is None else self.group[chosen]
+        sums = {}
+        for name in SUMS:
+            if name not in self.totals:  # zero in every re-read event
+                sums[name] = np.zeros(n)
+                continue
+            total = self.totals[name] if chosen is None else self.totals[name][chosen]
+            values = total - self.before[name][group]
+            if self.carry is not None:
+                head = slice(0, self.head) if chosen is None else chosen < self.head
+                values[head] += self.carry[name]
+            sums[name] = values
+        sums["peak_hourly_records"] = self.peak if chosen is None else self.peak[chosen]
+        return sums
 
     def columns(self, chosen: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """``window``, ``timestamp`` and the catalogue's features of the events at the
         positions ``chosen`` (ascending; all without it). Each feature is a function
         of its own event's sums and window: a subset's values are the whole's."""
-        window, stamps, sums = self.window, self.timestamp, self.sums
+        window, stamps, sums = self.window, self.timestamp, self.sums(chosen)
         if chosen is not None:
             window, stamps = window[chosen], stamps[chosen]
-            sums = {name: values[chosen] for name, values in sums.items()}
         # Each window's constants repeated over its events (rows are grouped by window):
         # a gather of one value per window, not one per event.
         starts = _run_starts(window)
@@ -214,14 +239,10 @@ def prefix_parts(
         )
         head = int(starts[1]) if len(starts) > 1 else len(part)  # rows of that first window
 
-        sums = {}
-        for name in SUMS:
-            if name in counted:
-                sums[name] = _group_cumsum(counted[name][part], starts, group)
-                if goes_on:
-                    sums[name][:head] += carry[name]
-            else:
-                sums[name] = np.zeros(len(part))
+        totals, before = {}, {}
+        for name, values in counted.items():
+            totals[name] = np.cumsum(values[part], dtype=np.float64)
+            before[name] = np.concatenate([[0.0], totals[name]])[starts]
         hour = events.hour[part]
         hour_change = (
             np.r_[True, (part_window[1:] != part_window[:-1]) | (hour[1:] != hour[:-1])]
@@ -236,21 +257,28 @@ def prefix_parts(
         peak = _group_running_max(in_hour, group)
         if goes_on:
             np.maximum(peak[:head], peak_before, out=peak[:head])
-        sums["peak_hourly_records"] = peak
+        prefix = PrefixPart(
+            feature_table,
+            part_window,
+            np.zeros(0, np.int64),
+            np.zeros(0, np.int64),
+            events.timestamp[part],
+            peak,
+            totals,
+            before,
+            group,
+            carry if goes_on else None,
+            head,
+        )
         if len(part):
-            carry = {name: float(values[-1]) for name, values in sums.items()}
+            at_end = prefix.sums(np.array([len(part) - 1]))
+            carry = {name: float(values[-1]) for name, values in at_end.items()}
             in_hour_before, peak_before = float(in_hour[-1]), float(peak[-1])
 
         position = first + np.arange(len(part))
         run = np.searchsorted(window_starts, position, side="right") - 1
-        yield PrefixPart(
-            feature_table,
-            part_window,
-            position - window_starts[run],
-            window_sizes[run],
-            events.timestamp[part],
-            sums,
-        )
+        prefix.rank, prefix.size = position - window_starts[run], window_sizes[run]
+        yield prefix
 
 
 def _run_starts(values: np.ndarray) -> np.ndarray:
