@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from detector.timeutil import DEFAULT_TIMEZONE
+from detector.vocabulary import DEFAULT_TIMEZONE  # not timeutil: it imports pandas (`--help`)
 
 timezone_option = click.option(
     "--timezone",

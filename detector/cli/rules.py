@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import click
 
-from detector.rules import check_rulesets, describe_rulesets
-
 
 @click.group()
 def rules() -> None:
@@ -31,6 +29,8 @@ def check(rulesets: tuple[str, ...]) -> None:
     Example:
       detector rules check default detector/rulesets/strict.toml
     """
+    from detector.rules import check_rulesets  # with the command, not `--help` (pandas)
+
     outcomes = check_rulesets(rulesets)
     for outcome in outcomes:
         for line in outcome.lines():
@@ -50,6 +50,8 @@ def list_(rulesets: tuple[str, ...]) -> None:
     Example:
       detector rules list default
     """
+    from detector.rules import describe_rulesets  # with the command, not `--help`
+
     for line in describe_rulesets(rulesets):
         click.echo(line)
 
