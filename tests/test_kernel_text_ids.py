@@ -22,8 +22,7 @@ def _events(seed: int = 3, n: int = 4000) -> pd.DataFrame:
     window, and again in other windows; some events without a record, some not reads."""
     rng = np.random.default_rng(seed)
     stamps = np.sort(
-        pd.Timestamp("2024-03-01", tz="UTC").value
-        + rng.integers(0, 4 * 86_400, n) * 1_000_000_000
+        pd.Timestamp("2024-03-01", tz="UTC").value + rng.integers(0, 4 * 86_400, n) * 1_000_000_000
     )
     records = np.array([f"r{i}" for i in range(n // 3)], dtype=object)
     record = records[rng.integers(0, len(records), n)].astype(object)
@@ -100,9 +99,7 @@ def test_first_text_pairs_is_first_occurrence_even_when_keys_collide(monkeypatch
     expected = kernel.first_occurrence(window * 2000 + record)
     rows = np.arange(n)
     for hashes in (_REAL_HASHES(ids), _REAL_HASHES(ids) % np.uint64(3), np.zeros(n, np.uint64)):
-        np.testing.assert_array_equal(
-            kernel._first_text_pairs(window, hashes, ids, rows), expected
-        )
+        np.testing.assert_array_equal(kernel._first_text_pairs(window, hashes, ids, rows), expected)
 
 
 def test_reading_keeps_record_ids_as_text_and_empty_ids_are_missing(tmp_path):
@@ -110,7 +107,9 @@ def test_reading_keeps_record_ids_as_text_and_empty_ids_are_missing(tmp_path):
     table = pa.table(
         {
             "timestamp": pa.array(
-                pd.to_datetime(["2024-03-01 10:00", "2024-03-01 11:00", "2024-03-01 12:00"], utc=True)
+                pd.to_datetime(
+                    ["2024-03-01 10:00", "2024-03-01 11:00", "2024-03-01 12:00"], utc=True
+                )
             ),
             "account_id": ["a1", "a1", "a2"],
             "action": ["view_record", "view_record", "view_record"],

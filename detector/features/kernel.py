@@ -649,7 +649,9 @@ def _record_reads(
     else:
         text = column.array
         ids = _one_chunk(
-            pa.array(text) if isinstance(text, pd.arrays.ArrowStringArray) else _arrow_strings(column)
+            pa.array(text)
+            if isinstance(text, pd.arrays.ArrowStringArray)
+            else _arrow_strings(column)
         )
         idx = np.flatnonzero(is_read & pc.is_valid(ids).to_numpy(zero_copy_only=False))
         hashed = text_hashes(ids)
