@@ -122,3 +122,26 @@ def test_reading_keeps_record_ids_as_text_and_empty_ids_are_missing(tmp_path):
     assert events["record_id"].isna().tolist() == [False, True, True]
     counts = kernel.event_counts(events, TZ, None, None)
     assert counts.counts["records_read"].tolist() == [True, False, False]
+
+
+@pytest.mark.parametrize("bucket_bits", [8, 21])
+def test_first_occurrence_by_buckets_is_pandas_first_occurrence(monkeypatch, bucket_bits):
+    """Keys beyond a scatter array: bucketed, and hashed where keys share a bucket (with
+    256 buckets, nearly all of them)."""
+    monkeypatch.setattr(kernel, "_BUCKET_BITS", bucket_bits)
+    rng = np.random.default_rng(9)
+    for n, high in [(20_000, 50), (50_000, 10**12), (80_000, 30_000), (60_000, 2**62)]:
+        keys = rng.integers(-3, high, n)
+        expected = ~pd.Series(keys).duplicated(keep="first").to_numpy()
+        np.testing.assert_array_equal(kernel.first_occurrence(keys), expected)
+
+
+def test_missing_text_hashes_as_the_empty_string_whatever_bytes_its_slot_spans():
+    data = pa.py_buffer(b"abcXYZdefghijklmnop")
+    offsets = pa.array([0, 3, 6, 19], type=pa.int32()).buffers()[1]
+    validity = pa.array([True, False, True]).buffers()[1]
+    values = pa.StringArray.from_buffers(3, offsets, data, validity, null_count=1)
+    expected = kernel.text_hashes(pa.array(["abc", "", "defghijklmnop"]))
+    np.testing.assert_array_equal(kernel.text_hashes(values), expected)
+    large = pa.array(["abc", None, "defghijklmnop"], type=pa.large_string())
+    np.testing.assert_array_equal(kernel.text_hashes(large), expected)

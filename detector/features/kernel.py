@@ -133,7 +133,19 @@ def first_occurrence(keys: np.ndarray, n_keys: int | None = None) -> np.ndarray:
     """
     if n_keys is not None and n_keys <= min(_DENSE_KEY_LIMIT, 8 * len(keys)):
         return first_event_of_each(keys, n_keys)[keys] == np.arange(len(keys))
-    return ~pd.Series(keys).duplicated(keep="first").to_numpy()
+    if len(keys) < 1 << 12:
+        return ~pd.Series(keys).duplicated(keep="first").to_numpy()
+    # Keys scattered into buckets (a few per key): an event whose bucket's first event has
+    # its key is decided by that event. The others (keys sharing a bucket with an earlier
+    # key: every event of such a key) are hashed, as all were (4x slower).
+    bits = min(max(int(len(keys)).bit_length() + 2, 8), _BUCKET_BITS)
+    mixed = np.asarray(keys).astype(np.uint64) * _HASH_MULTIPLIERS[0]
+    bucket = (mixed >> np.uint64(64 - bits)).astype(np.intp)
+    leader = first_event_of_each(bucket, 1 << bits)[bucket]
+    first = leader == np.arange(len(keys), dtype=leader.dtype)
+    others = np.flatnonzero(keys[leader] != keys)
+    first[others] = ~pd.Series(keys[others]).duplicated(keep="first").to_numpy()
+    return first
 
 
 def _first_pairs(window: np.ndarray, record: np.ndarray, n_records: int) -> np.ndarray:
@@ -307,11 +319,21 @@ def text_hashes(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
         width = np.int64
     else:
         values, width = pc.cast(values, pa.string()), np.int32
-    values = pc.fill_null(values, "") if values.null_count else values
     n = len(values)
     hashed = np.empty(n, dtype=np.uint64)
     if not n:
         return hashed
+    if values.null_count:  # hashed as they span, then as the empty string (no copy of the text)
+        missing = ~pc.is_valid(values).to_numpy(zero_copy_only=False)
+        hashed = _text_hashes(values, width, hashed)
+        hashed[missing] = _text_hashes(pa.array([""], values.type), width, np.empty(1, np.uint64))
+        return hashed
+    return _text_hashes(values, width, hashed)
+
+
+def _text_hashes(values: pa.Array, width: type, hashed: np.ndarray) -> np.ndarray:
+    """:func:`text_hashes` of a string array's spans (``width``: its offsets' type) into ``hashed``."""
+    n = len(values)
     _, offsets_buffer, data_buffer = values.buffers()
     offsets = np.frombuffer(offsets_buffer, dtype=width)[values.offset : values.offset + n + 1]
     end = int(offsets[-1])
@@ -454,7 +476,9 @@ def _membership(
     wanted = index.key_of(ranks, hashes[asked])
     order = np.argsort(wanted)  # searched in key order: each search starts where the last ended
     wanted, asked = wanted[order], asked[order]
-    at = np.searchsorted(index.keys, wanted)
+    # Only the pairs of these accounts' ranks (a slice's: a block) are searched.
+    low, high = index.account_start[ranks.min()], index.account_start[ranks.max() + 1]
+    at = low + np.searchsorted(index.keys[low:high], wanted)
     todo = np.arange(len(asked))
     while len(todo):  # pairs of the same key, one after the other (collisions: rarely twice)
         place = at[todo]
