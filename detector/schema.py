@@ -9,7 +9,6 @@ nanosecond timestamps, actions from the contract's vocabulary (anything else is
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ OPTIONAL_COLUMNS = tuple(c for c in STRING_COLUMNS if c not in REQUIRED_COLUMNS)
     "event_id",
     "records_returned",
 )
-HIGH_CARDINALITY = ("record_id",)  # read as text, encoded once by Arrow (see _to_frame)
+HIGH_CARDINALITY = ("record_id",)  # read and kept as Arrow text (see _to_frame)
 DICTIONARY_COLUMNS = tuple(c for c in STRING_COLUMNS if c not in HIGH_CARDINALITY)
 LOG_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS  # the columns the detector reads
 # Events further than this from the log's central span (its 1st-99th percentile of
@@ -378,12 +377,20 @@ def _as_category(values: pd.Series) -> pd.Series:
     return values
 
 
+def _as_ids(values: pd.Series) -> pd.Series:
+    """Arrow text ids kept as text (not a categorical); empty strings count as missing."""
+    ids = pa.array(values.array)
+    empty = pc.equal(ids, "")
+    if pc.any(empty).as_py():
+        ids = pc.if_else(empty, pa.scalar(None, ids.type), ids)
+    return pd.Series(pd.arrays.ArrowStringArray(ids), copy=False)
+
+
 _TEXT_CATEGORIES = pd.StringDtype("pyarrow", na_value=np.nan)  # what Arrow's to_pandas gives
-_ID_CATEGORIES = pd.StringDtype("pyarrow")  # record ids, encoded by Arrow (see _to_frame)
 
 
 def _categorical(
-    array: pa.DictionaryArray, dtype: pd.StringDtype = _ID_CATEGORIES
+    array: pa.DictionaryArray, dtype: pd.StringDtype = _TEXT_CATEGORIES
 ) -> pd.Categorical:
     """An Arrow dictionary array as a pandas Categorical, without hashing its values again.
 
@@ -401,38 +408,31 @@ def _categorical(
 def _to_frame(table: pa.Table) -> pd.DataFrame:
     """An Arrow table as a DataFrame, string columns as categoricals.
 
-    High-cardinality text (record ids) is dictionary-encoded by Arrow in a second
-    thread while pandas converts the other columns (Arrow releases the GIL), and
-    becomes a categorical without pandas hashing it again (:func:`_categorical`).
+    High-cardinality text (record ids) stays Arrow text, without a copy: encoding
+    millions of distinct ids took a third of a partition's reading time, and the
+    kernel compares them by hash (:func:`detector.features.kernel.text_hashes`).
     """
-    encode = [
+    texts = [
         name
         for name in HIGH_CARDINALITY
         if name in table.column_names and _is_text(table.schema.field(name).type)
     ]
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        encoded = {
-            name: pool.submit(
-                lambda column: pc.dictionary_encode(column.combine_chunks()), table.column(name)
-            )
-            for name in encode
-        }
-        # Dictionary columns become categoricals here, without pandas checking that
-        # the (already distinct) dictionary values are distinct.
-        dictionaries = [
-            field.name
-            for field in table.schema
-            if pa.types.is_dictionary(field.type)
-            and pa.types.is_string(field.type.value_type)
-            and field.name not in encode
-        ]
-        plain = table.drop_columns(encode + dictionaries).to_pandas(ignore_metadata=True)
-        columns: dict[str, Any] = {name: plain[name] for name in plain.columns}
-        for name in dictionaries:
-            column = table.column(name).unify_dictionaries().combine_chunks()
-            columns[name] = _categorical(column, _TEXT_CATEGORIES)
-        for name, future in encoded.items():
-            columns[name] = _categorical(future.result())
+    # Dictionary columns become categoricals here, without pandas checking that
+    # the (already distinct) dictionary values are distinct.
+    dictionaries = [
+        field.name
+        for field in table.schema
+        if pa.types.is_dictionary(field.type)
+        and pa.types.is_string(field.type.value_type)
+        and field.name not in texts
+    ]
+    plain = table.drop_columns(texts + dictionaries).to_pandas(ignore_metadata=True)
+    columns: dict[str, Any] = {name: plain[name] for name in plain.columns}
+    for name in dictionaries:
+        column = table.column(name).unify_dictionaries().combine_chunks()
+        columns[name] = _categorical(column, _TEXT_CATEGORIES)
+    for name in texts:
+        columns[name] = pd.Series(pd.arrays.ArrowStringArray(table.column(name)), copy=False)
     # One frame built at once, in the table's order (inserting columns one by one costs more).
     return pd.DataFrame({name: columns[name] for name in table.column_names}, copy=False)
 
@@ -605,7 +605,12 @@ def normalise(frame: pd.DataFrame, source: str = "<frame>") -> EventLog:
         notices.append(far_note)
     for column in STRING_COLUMNS:
         if column in frame.columns:
-            columns[column] = _as_category(frame[column].reset_index(drop=True))
+            values = frame[column].reset_index(drop=True)
+            arrow_text = isinstance(values.array, pd.arrays.ArrowStringArray)
+            if column in HIGH_CARDINALITY and arrow_text:
+                columns[column] = _as_ids(values)
+            else:
+                columns[column] = _as_category(values)
     if "records_returned" in frame.columns:
         returned = pd.to_numeric(frame["records_returned"].reset_index(drop=True), errors="coerce")
         negative = int((returned < 0).sum())

@@ -316,6 +316,10 @@ def _map_stream(source, partitions, options, workers) -> Iterator:
         _handover_folder() as folder,
         _pool(min(workers, len(partitions)), None, options) as pool,
     ):
+        # The workers fork now, before the stream's reading threads start: a fork beside
+        # running threads may copy a lock one of them holds (with fork, the first task
+        # starts every worker).
+        pool.submit(int).result()
         pending: deque = deque()
         for number, (partition, table, rows) in enumerate(stream):
             path = _hand_over(folder, number, table, rows)

@@ -23,10 +23,12 @@ from __future__ import annotations
 import ctypes
 import os
 import tempfile
-from collections.abc import Collection, Iterator
+from collections import deque
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -120,12 +122,18 @@ def _group_days(
     the target.
     """
     ranges, start, total = [], None, 0
-    for i, (day, count) in enumerate(zip(days.tolist(), rows.tolist(), strict=True)):
+    counts = rows.tolist()
+    for i, (day, count) in enumerate(zip(days.tolist(), counts, strict=True)):
         if start is None:
             start = day
         total += count
         clean = crossed is None or not crossed[i]
-        if (total >= target_rows and clean) or total >= 1.5 * target_rows:
+        # With crossed cuts, a range closes before the next day would take it beyond 1.5
+        # times the target, where it would be cut by account: each slice reads all the
+        # range's groups again, where a crossed cut reads one group twice.
+        coming = counts[i + 1] if crossed is not None and i + 1 < len(counts) else 0
+        full = total >= 1.5 * target_rows or total + coming > 1.5 * target_rows
+        if (total >= target_rows and clean) or full:
             ranges.append((start, day + 1))
             start, total = None, 0
     if start is not None:
@@ -568,13 +576,12 @@ class ParquetSource:
         pending: list[tuple[pa.Table, np.ndarray, np.ndarray]] = []  # (events, rows, day)
         plan = self._plan()
         n, index = len(plan), 0
+        reads = _ahead(self._read_dated, groups, _cores())
         for position, g in enumerate(groups + [None]):
             if g is not None:
-                table, rows = self._read_groups([(g.file, g.index, g.offset)], self.read_columns)
-                stamps, valid = _timestamps_ns(table["timestamp"])
-                day = _day_span(stamps, self.timezone)
-                if not valid.all():
-                    table, rows, day = table.filter(pa.array(valid)), rows[valid], day[valid]
+                table, rows, day, repaired = next(reads)
+                for column, count in repaired.items():
+                    self.repaired[column] = self.repaired.get(column, 0) + count
                 pending.append((table, rows, day))
             next_first = groups[position + 1].first_day if position + 1 < len(groups) else None
             while plan and (next_first is None or plan[0][1] <= next_first):
@@ -596,6 +603,17 @@ class ParquetSource:
             if g is None and not plan:
                 break
         assert n == 0 or not plan
+
+    def _read_dated(self, g: _RowGroup) -> tuple[pa.Table, np.ndarray, np.ndarray, dict]:
+        """One row group's events with a usable timestamp, their rows, their local days, and
+        the text values repaired (a thread of :meth:`stream` reads it)."""
+        repaired: dict[str, int] = {}
+        table, rows = self._read_groups([(g.file, g.index, g.offset)], self.read_columns, repaired)
+        stamps, valid = _timestamps_ns(table["timestamp"])
+        day = _day_span(stamps, self.timezone)
+        if not valid.all():
+            table, rows, day = table.filter(pa.array(valid)), rows[valid], day[valid]
+        return table, rows, day, repaired
 
     def _slices(
         self, tables: list[pa.Table], rows: list[np.ndarray], slices: int
@@ -765,6 +783,34 @@ class ParquetSource:
         position = self.schema.get_field_index("timestamp")
         self.schema = self.schema.set(position, pa.field("timestamp", pa.timestamp("ns", tz="UTC")))
         self._groups = self._row_groups()
+
+
+def _ahead(read: Callable[[Any], Any], items: list, threads: int) -> Iterator[Any]:
+    """``read`` of each item, in order, up to ``threads`` of them read ahead in threads
+    (decoding Parquet releases the interpreter): the row groups of a national day are
+    read side by side while the workers wait for its slices. Bounded: at most
+    ``threads`` results wait. The threads end with the iterator (started after the
+    workers fork: see :func:`detector.engine.local._pool`)."""
+    if threads <= 1 or len(items) <= 1:
+        yield from (read(item) for item in items)
+        return
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        queued: deque = deque()
+        upcoming = iter(items)
+        try:
+            for item in upcoming:
+                queued.append(pool.submit(read, item))
+                if len(queued) >= threads:
+                    break
+            while queued:
+                result = queued.popleft().result()
+                for item in upcoming:
+                    queued.append(pool.submit(read, item))
+                    break
+                yield result
+        finally:
+            for future in queued:
+                future.cancel()
 
 
 def _by_slice(

@@ -21,6 +21,7 @@ per-event counts (:func:`event_counts`) serve the replay behind
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,6 +39,7 @@ DAY_STARTS_AT_HOUR = 4  # a window's day starts at 04:00 local, the quietest hou
 NIGHT_HOURS = (22, 6)  # [22:00, 06:00) local
 OFFICE_HOURS = (7, 20)  # [07:00, 20:00) local, Monday to Friday
 _DENSE_KEY_LIMIT = 20_000_000  # beyond, hashing the keys is cheaper than a scatter array
+_BUCKET_BITS = 21  # at most 2M buckets of read keys (16 MB of counts: glibc keeps it in its heap)
 _A = {name: code for code, name in enumerate(ACTIONS)}
 # Columns whose first use by an account is tracked, and the SUMS they feed.
 NOVELTY = (
@@ -131,7 +133,19 @@ def first_occurrence(keys: np.ndarray, n_keys: int | None = None) -> np.ndarray:
     """
     if n_keys is not None and n_keys <= min(_DENSE_KEY_LIMIT, 8 * len(keys)):
         return first_event_of_each(keys, n_keys)[keys] == np.arange(len(keys))
-    return ~pd.Series(keys).duplicated(keep="first").to_numpy()
+    if len(keys) < 1 << 12:
+        return ~pd.Series(keys).duplicated(keep="first").to_numpy()
+    # Keys scattered into buckets (a few per key): an event whose bucket's first event has
+    # its key is decided by that event. The others (keys sharing a bucket with an earlier
+    # key: every event of such a key) are hashed, as all were (4x slower).
+    bits = min(max(int(len(keys)).bit_length() + 2, 8), _BUCKET_BITS)
+    mixed = np.asarray(keys).astype(np.uint64) * _HASH_MULTIPLIERS[0]
+    bucket = (mixed >> np.uint64(64 - bits)).astype(np.intp)
+    leader = first_event_of_each(bucket, 1 << bits)[bucket]
+    first = leader == np.arange(len(keys), dtype=leader.dtype)
+    others = np.flatnonzero(keys[leader] != keys)
+    first[others] = ~pd.Series(keys[others]).duplicated(keep="first").to_numpy()
+    return first
 
 
 def _first_pairs(window: np.ndarray, record: np.ndarray, n_records: int) -> np.ndarray:
@@ -305,11 +319,21 @@ def text_hashes(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
         width = np.int64
     else:
         values, width = pc.cast(values, pa.string()), np.int32
-    values = pc.fill_null(values, "") if values.null_count else values
     n = len(values)
     hashed = np.empty(n, dtype=np.uint64)
     if not n:
         return hashed
+    if values.null_count:  # hashed as they span, then as the empty string (no copy of the text)
+        missing = ~pc.is_valid(values).to_numpy(zero_copy_only=False)
+        hashed = _text_hashes(values, width, hashed)
+        hashed[missing] = _text_hashes(pa.array([""], values.type), width, np.empty(1, np.uint64))
+        return hashed
+    return _text_hashes(values, width, hashed)
+
+
+def _text_hashes(values: pa.Array, width: type, hashed: np.ndarray) -> np.ndarray:
+    """:func:`text_hashes` of a string array's spans (``width``: its offsets' type) into ``hashed``."""
+    n = len(values)
     _, offsets_buffer, data_buffer = values.buffers()
     offsets = np.frombuffer(offsets_buffer, dtype=width)[values.offset : values.offset + n + 1]
     end = int(offsets[-1])
@@ -412,7 +436,24 @@ def forget_caseload_index() -> None:
 def _caseload_membership(
     acc: np.ndarray, rec: np.ndarray, accounts: pd.Index, records: pd.Index, caseloads: Caseloads
 ) -> np.ndarray:
-    """In the account's caseload, per event (``acc``, ``rec``: codes among ``accounts``, ``records``).
+    """In the account's caseload, per event (``acc``, ``rec``: codes among ``accounts``, ``records``)."""
+    names = arrow_categories(records)
+    rec = np.asarray(rec, dtype=np.int64)
+    hashes = text_hashes(names)[np.maximum(rec, 0)] if len(names) else np.zeros(len(rec), np.uint64)
+    known = np.where(rec >= 0, acc, -1)
+    return _membership(known, hashes, lambda at: names.take(pa.array(rec[at])), accounts, caseloads)
+
+
+def _membership(
+    acc: np.ndarray,
+    hashes: np.ndarray,
+    record_ids: Callable[[np.ndarray], pa.Array],
+    accounts: pd.Index,
+    caseloads: Caseloads,
+) -> np.ndarray:
+    """In the account's caseload, per read: ``acc`` its account's code among ``accounts``
+    (-1: none), ``hashes`` the :func:`text_hashes` of its record id, ``record_ids(at)`` the
+    record ids of the reads at positions ``at``.
 
     Each (account, record) read is searched among the index's sorted pair keys;
     a pair with the same key holds the same account, and is a match when its
@@ -421,7 +462,7 @@ def _caseload_membership(
     """
     index = caseload_index(caseloads)
     inside = np.zeros(len(acc), dtype=bool)
-    asked = np.flatnonzero((acc >= 0) & (rec >= 0))
+    asked = np.flatnonzero(acc >= 0)
     if not len(asked) or not len(index.records):
         return inside
     used = np.flatnonzero(np.bincount(acc[asked], minlength=len(accounts)))
@@ -432,12 +473,12 @@ def _caseload_membership(
     asked, ranks = asked[ranks >= 0], ranks[ranks >= 0]
     if not len(asked):
         return inside
-    names = arrow_categories(records)
-    codes = rec[asked]
-    wanted = index.key_of(ranks, text_hashes(names)[codes])
+    wanted = index.key_of(ranks, hashes[asked])
     order = np.argsort(wanted)  # searched in key order: each search starts where the last ended
-    wanted, asked, codes = wanted[order], asked[order], codes[order]
-    at = np.searchsorted(index.keys, wanted)
+    wanted, asked = wanted[order], asked[order]
+    # Only the pairs of these accounts' ranks (a slice's: a block) are searched.
+    low, high = index.account_start[ranks.min()], index.account_start[ranks.max() + 1]
+    at = low + np.searchsorted(index.keys[low:high], wanted)
     todo = np.arange(len(asked))
     while len(todo):  # pairs of the same key, one after the other (collisions: rarely twice)
         place = at[todo]
@@ -446,9 +487,9 @@ def _caseload_membership(
         todo, place = todo[same], place[same]
         if not len(todo):
             break
-        equal = pc.equal(
-            index.records.take(pa.array(place)), names.take(pa.array(codes[todo]))
-        ).to_numpy(zero_copy_only=False)
+        equal = pc.equal(index.records.take(pa.array(place)), record_ids(asked[todo])).to_numpy(
+            zero_copy_only=False
+        )
         inside[asked[todo[equal]]] = True
         todo = todo[~equal]
         at[todo] += 1
@@ -561,6 +602,38 @@ def _activity_counts(frame: pd.DataFrame, action: np.ndarray) -> dict[str, np.nd
     return counts
 
 
+def _first_text_pairs(
+    window: np.ndarray, hashes: np.ndarray, ids: pa.Array, rows: np.ndarray
+) -> np.ndarray:
+    """True at the first occurrence of each (window, record id) pair, the reads being
+    ``ids`` at ``rows`` (in time order), ``hashes`` their :func:`text_hashes`.
+
+    A pair whose (window, hash) key occurs once is the only read of its record in its
+    window (the same pair always gives the same key): most reads, decided without
+    encoding millions of ids. The reads of a key seen more than once are decided on
+    the ids themselves, so a hash collision never changes a count.
+    """
+    key = hashes ^ (window.astype(np.uint64) * _HASH_MULTIPLIERS[0])
+    first = np.ones(len(key), dtype=bool)
+    if len(key) < 2:
+        return first
+    # Keys alone in their bucket (of a few times as many as keys) occur once: only the
+    # others are sorted to find the keys seen twice (a sort of every key cost more).
+    bits = min(max(int(len(key)).bit_length() + 2, 8), _BUCKET_BITS)
+    bucket = (key >> np.uint64(64 - bits)).astype(np.intp)
+    crowded = np.flatnonzero((np.bincount(bucket, minlength=1 << bits) > 1)[bucket])
+    ordered = np.sort(key[crowded])
+    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    if not len(repeated):
+        return first
+    found = repeated[np.minimum(np.searchsorted(repeated, key[crowded]), len(repeated) - 1)]
+    again = crowded[found == key[crowded]]
+    encoded = pc.dictionary_encode(ids.take(pa.array(rows[again])))
+    record = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    first[again] = _first_pairs(window[again], record, len(encoded.dictionary))
+    return first
+
+
 def _record_reads(
     frame: pd.DataFrame,
     action: np.ndarray,
@@ -569,22 +642,59 @@ def _record_reads(
     caseloads: Caseloads | None,
     out_mode: str | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(first read of each record in its window, out-of-caseload among those; NaN when unknown)."""
+    """(first read of each record in its window, out-of-caseload among those; NaN when unknown).
+
+    Record ids come as a categorical (a log in memory) or as Arrow text (a log read
+    from Parquet: millions of distinct ids, which encoding took most of the
+    partition's reading time); text ids are compared by their 64-bit hashes, and
+    on the ids themselves wherever two hashes are equal.
+    """
     n = len(frame)
-    rec = codes(frame, "record_id")
-    records = frame["record_id"].cat.categories if rec is not None else pd.Index([])
-    if rec is None:
-        rec = np.full(n, -1, dtype=np.int64)
     reading = np.zeros(len(ACTIONS), dtype=bool)
     reading[[_A["view_record"], _A["update_record"], _A["export"]]] = True
-    idx = np.flatnonzero(reading[action] & (rec >= 0))
+    is_read = reading[action]
     first_read = np.zeros(n, dtype=bool)
-    first_read[idx] = _first_pairs(window[idx], rec[idx], len(records))
+    column = frame["record_id"] if "record_id" in frame else None
+    if column is None or isinstance(column.dtype, pd.CategoricalDtype):
+        rec = codes(frame, "record_id")
+        records = column.cat.categories if rec is not None else pd.Index([])
+        if rec is None:
+            rec = np.full(n, -1, dtype=np.int64)
+        idx = np.flatnonzero(is_read & (rec >= 0))
+        first_read[idx] = _first_pairs(window[idx], rec[idx], len(records))
+        names = arrow_categories(records)
+        of_name = text_hashes(names) if out_mode == "caseloads" and len(names) else None
+
+        def hashes(at: np.ndarray) -> np.ndarray:
+            return of_name[rec[at]]
+
+        def record_ids(at: np.ndarray) -> pa.Array:
+            return names.take(pa.array(rec[at]))
+    else:
+        text = column.array
+        ids = _one_chunk(
+            pa.array(text)
+            if isinstance(text, pd.arrays.ArrowStringArray)
+            else _arrow_strings(column)
+        )
+        idx = np.flatnonzero(is_read & pc.is_valid(ids).to_numpy(zero_copy_only=False))
+        hashed = text_hashes(ids)
+        first_read[idx] = _first_text_pairs(window[idx], hashed[idx], ids, idx)
+
+        def hashes(at: np.ndarray) -> np.ndarray:
+            return hashed[at]
+
+        def record_ids(at: np.ndarray) -> pa.Array:
+            return ids.take(pa.array(at))
 
     if out_mode == "caseloads" and caseloads is not None:
         reads = np.flatnonzero(first_read)  # only first reads are counted: look only them up
-        inside = _caseload_membership(
-            acc[reads], rec[reads], frame["account_id"].cat.categories, records, caseloads
+        inside = _membership(
+            acc[reads],
+            hashes(reads),
+            lambda at: record_ids(reads[at]),
+            frame["account_id"].cat.categories,
+            caseloads,
         )
         out_read = np.zeros(n, dtype=bool)
         out_read[reads] = ~inside
