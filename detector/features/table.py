@@ -605,6 +605,26 @@ FLOAT_COLUMNS = list(FEATURES)
 INTERNAL_COLUMNS = [name for name in WINDOW_CONSTANTS if name.startswith("_")]
 
 
+# Window columns assembly reads after the sums (keys, instants, account attributes).
+_LATER_COLUMNS = ("account_id", "day", "window_start", "window_end") + tuple(
+    f"_{name}_{kind}" for name in ("type", "org") for kind in ("first", "any")
+)
+
+
+def _release_windows(parts: Sequence[Aggregates]) -> None:
+    """The partitions' windows without the columns assembly has read (a copy of the others,
+    so that the old frames' blocks are freed)."""
+    for part in parts:
+        kept = [name for name in part.windows.columns if name in _LATER_COLUMNS]
+        part.windows = part.windows[kept].copy(deep=True)
+
+
+def _release_pairs(parts: Sequence[Aggregates], column: str, release: bool) -> None:
+    """The partitions' first-seen pairs of ``column`` dropped (once their novelty is found)."""
+    for part in parts if release else ():
+        part.first_seen.pop(column, None)
+
+
 def _ordered(parts: Sequence[Aggregates], name: str, order: np.ndarray, dtype: Any = None):
     """A column of every partition's windows, in table order."""
     return np.concatenate([p.windows[name].to_numpy(dtype=dtype) for p in parts])[order]
@@ -620,6 +640,7 @@ def assemble(
     baseline_days: set[int] | None = None,
     summary: pd.DataFrame | None = None,
     carry: bool = False,
+    release: bool = False,
 ) -> FeatureTable:
     """The feature table of a log from its partitions' aggregates.
 
@@ -630,7 +651,9 @@ def assemble(
     of its dropped days (:mod:`detector.features.history`), read wherever the
     whole past of an account counts. ``carry``: keep the CARRIED sums of every window
     (``FeatureTable.carried``) for a state to store; a first part that carries them (a
-    state's history) spares finding them again (:func:`_carried_counts`).
+    state's history) spares finding them again (:func:`_carried_counts`). ``release``:
+    the caller keeps nothing of ``parts`` but their links, so their sums, hours and
+    first-seen pairs are dropped once read (the peak of a large log is at the table's end).
     """
     parts = [p for p in parts if len(p.windows)]
     notices = list(notices or [])
@@ -669,6 +692,8 @@ def assemble(
         values = np.concatenate([p.windows[name].to_numpy(dtype=np.float64) for p in parts])
         sums[name] = columns.every(name, n_win) if name in columns.rows else np.empty(n_win)
         np.take(values, order, out=sums[name])
+    if release:  # the sums are in the table's columns now
+        _release_windows(parts)
     rare_hours = partial(_ordered_rare_hours, parts, order, first_of_account, w_acc, prior, out)
     # A table of a few scored days finds its rare hours in a thread beside the rest (numpy
     # releases the GIL); the whole log's table first, so that their temporaries (windows
@@ -676,6 +701,9 @@ def assemble(
     beside = ThreadPoolExecutor(max_workers=1) if out is not None else None
     found_rare = beside.submit(rare_hours) if beside is not None else None
     rare, rare_events = rare_hours() if found_rare is None else (None, None)
+    if release and found_rare is None:
+        for part in parts:
+            part.hours = np.zeros((0, 24), dtype=part.hours.dtype)
     novel: dict[str, Novel] = {}
     has_history = history_days >= NOVELTY_MIN_HISTORY
     # Novelty that is baselined (new structures) first; the rest is found, in its
@@ -691,6 +719,7 @@ def assemble(
                 has_history,
                 order,
             )
+            _release_pairs(parts, column, release)
         else:
             sums[name] = columns[name]  # found below: not a volume
     if not has_caseload_data:
@@ -789,6 +818,7 @@ def assemble(
                     has_history,
                     order,
                 )
+                _release_pairs(parts, column, release)
                 sums[name] = columns.keep(name, counts)  # every window's: peer shares read them
                 del counts
         for name, feature in PEER_NOVELTY.items():
