@@ -619,6 +619,14 @@ def _release_windows(parts: Sequence[Aggregates]) -> None:
         part.windows = part.windows[kept].copy(deep=True)
 
 
+def _give_back() -> None:
+    """Freed heap and Arrow buffers returned to the system (counted in the footprint else)."""
+    from detector.engine.sources import release_memory  # the engine imports this module
+
+    release_memory()
+    pa.default_memory_pool().release_unused()
+
+
 def _release_pairs(parts: Sequence[Aggregates], column: str, release: bool) -> None:
     """The partitions' first-seen pairs of ``column`` dropped (once their novelty is found)."""
     for part in parts if release else ():
@@ -830,9 +838,13 @@ def assemble(
                 continue
             counts, novel[f"{column}~rare"] = _rare(found, n_win, peer_group, able, n_days)
             columns.put(name, counts)
+        for found in novel.values():
+            found.pairs = None  # only rarity reads every first use
         for future in done:
             future.result()
-    del done, volumes
+    del done, volumes, history_days, has_history, window_keys, cells
+    if release:  # what the partitions and the baselines freed, given back before the table
+        _give_back()
     carried = {}
     for name in CARRIED if carry else ():  # every window's, in the stacked windows' order
         carried[name] = np.empty(n_win)
@@ -866,8 +878,6 @@ def assemble(
         # Accounts numbered among those the table holds (FeatureTable.rows_of).
         {"_peer_group": peer_group[w_acc], "_account": _dense(w_acc), "_day": w_day},
     )
-    for found in novel.values():
-        found.pairs = None  # only assembly judges rarity on every first use
     return FeatureTable(
         table,
         timezone,
