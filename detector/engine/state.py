@@ -4,11 +4,12 @@ A state directory keeps what history the detector needs, never events:
 
 ```
 state/
-  manifest.json           {"format": "logsentinel-state/4", "version": 7, "current": "v000007",
+  manifest.json           {"format": "logsentinel-state/5", "version": 7, "current": "v000007",
                            "tables": {"windows": [{"file": ..., "days": [...]}, ...], ...}, ...}
   v000007/
     windows.<v>.parquet   the kernel's per-window aggregates (sums, hour histogram, instants),
-                          one file per run that added days (a segment)
+                          one file per run that added days (a segment); from /5 with each
+                          window's novelty counts (features.table.CARRIED)
     first_seen.<column>.<v>.parquet   (account_id, value, day): first use of each address,
                           client, application; a segment per run, each pair in one of them
                           (read dictionary-encoded: millions of pairs, few distinct values)
