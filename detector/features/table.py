@@ -605,6 +605,7 @@ FLOAT_COLUMNS = list(FEATURES)
 INTERNAL_COLUMNS = [name for name in WINDOW_CONSTANTS if name.startswith("_")]
 
 
+INSTANTS = ("window_start", "window_end")
 # Window columns assembly reads after the sums (keys, instants, account attributes).
 _LATER_COLUMNS = ("account_id", "day", "window_start", "window_end") + tuple(
     f"_{name}_{kind}" for name in ("type", "org") for kind in ("first", "any")
@@ -843,7 +844,11 @@ def assemble(
         for future in done:
             future.result()
     del done, volumes, history_days, has_history, window_keys, cells
-    if release:  # what the partitions and the baselines freed, given back before the table
+    # The held windows' instants: the last the table reads of the partitions' windows.
+    instants = {name: _ordered(parts, name, order[held], np.int64) for name in INSTANTS}
+    if release:  # the partitions' windows, and what the baselines freed, gone before the table
+        for part in parts:
+            part.windows = part.windows.iloc[:0].copy(deep=True)
         _give_back()
     carried = {}
     for name in CARRIED if carry else ():  # every window's, in the stacked windows' order
@@ -871,8 +876,7 @@ def assemble(
             "account_type": account_type[w_acc],
             "organization_id": organization[w_acc],
             "day": np.array(pd.to_datetime((present + first_day) * DAY_NS).date)[w_col],
-            "window_start": _utc(_ordered(parts, "window_start", order, np.int64)),
-            "window_end": _utc(_ordered(parts, "window_end", order, np.int64)),
+            **{name: _utc(instants.pop(name)) for name in INSTANTS},
         },
         columns,
         # Accounts numbered among those the table holds (FeatureTable.rows_of).
