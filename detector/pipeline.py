@@ -59,7 +59,7 @@ from detector.features.kernel import (
     lookup,
 )
 from detector.features.prefix import Replay, replay_events
-from detector.features.table import FeatureTable, Internal
+from detector.features.table import CARRIED, FeatureTable, Internal
 from detector.incidents import empty_incidents, group_incidents
 from detector.model import WindowModel
 from detector.rules import RuleSet, load_ruleset
@@ -219,6 +219,7 @@ def prepare(
         first_day=stored.first_day,
         baseline_days=None if refit else scored,
         summary=stored.summary,
+        carry=True,  # the state stores each window's novelty counts for the next night
     )
     attach(
         table,
@@ -779,6 +780,10 @@ def _save_state(
     else:
         model_days, model_age = stored.model_days, stored.model_age + len(prepared.scored_days)
     history = combine(prepared.history)
+    carried = prepared.features.carried
+    if carried and all(len(v) == len(history.windows) for v in carried.values()):
+        for name, counts in carried.items():  # in the stacked windows' order, as combined
+            history.windows[CARRIED[name]] = counts.astype(np.int32)
     if progress:
         progress("saving the state")
     kept = prepared.kept.result() if prepared.kept is not None else None

@@ -371,7 +371,11 @@ def merge_notices(notices: list[str]) -> list[str]:
         merged[key] = merged.get(key, 0) + int(match.group(1).replace(",", ""))
         texts.setdefault(key, match.group(2))
     return [
-        repaired_notice(repaired) if count == -2 else key if count < 0 else f"{count:,} {texts[key]}"
+        repaired_notice(repaired)
+        if count == -2
+        else key
+        if count < 0
+        else f"{count:,} {texts[key]}"
         for key, count in merged.items()
     ]
 
@@ -477,7 +481,12 @@ def build_features(
     """The feature table of a partitioned log: the kernel on every partition, then assembly."""
     run = run_kernel(source, caseloads, timezone, workers, progress, mapper)
     table = assemble(
-        run.parts, caseloads, timezone, run.notices, has_caseload_data=run.out_mode is not None
+        run.parts,
+        caseloads,
+        timezone,
+        run.notices,
+        has_caseload_data=run.out_mode is not None,
+        release=True,  # nothing but the parts' links is read after assembly
     )
     table = attach(table, source, run)
     del run  # the partitions' aggregates: the table holds what is needed from them

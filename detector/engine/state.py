@@ -4,11 +4,12 @@ A state directory keeps what history the detector needs, never events:
 
 ```
 state/
-  manifest.json           {"format": "logsentinel-state/4", "version": 7, "current": "v000007",
+  manifest.json           {"format": "logsentinel-state/5", "version": 7, "current": "v000007",
                            "tables": {"windows": [{"file": ..., "days": [...]}, ...], ...}, ...}
   v000007/
     windows.<v>.parquet   the kernel's per-window aggregates (sums, hour histogram, instants),
-                          one file per run that added days (a segment)
+                          one file per run that added days (a segment); from /5 with each
+                          window's novelty counts (features.table.CARRIED)
     first_seen.<column>.<v>.parquet   (account_id, value, day): first use of each address,
                           client, application; a segment per run, each pair in one of them
                           (read dictionary-encoded: millions of pairs, few distinct values)
@@ -104,6 +105,7 @@ from detector.features.kernel import (
     in_days,
     partition_aggregates,
 )
+from detector.features.table import CARRIED
 from detector.incidents import creation_pairs
 from detector.schema import normalise_table
 
@@ -113,8 +115,12 @@ SEGMENTED_FORMAT = "logsentinel-state/3"  # tables as segments named by the mani
 # The same, the kept events as an Arrow IPC file (KEPT_ARROW): writing and reading a day of
 # events as Parquet took seconds (dictionaries of millions of record ids), IPC a fraction.
 KEPT_ARROW_FORMAT = "logsentinel-state/4"
-FORMATS = (FORMAT, PRUNED_FORMAT, SEGMENTED_FORMAT, KEPT_ARROW_FORMAT)
-SEGMENTED = (SEGMENTED_FORMAT, KEPT_ARROW_FORMAT)
+# The same, each window with its novelty counts that the next night reads rather than
+# finding them again from every stored first-seen pair (features.table.CARRIED). A /4
+# state is read and scored the long way; its first run writes every window again, as /5.
+CARRIED_FORMAT = "logsentinel-state/5"
+FORMATS = (FORMAT, PRUNED_FORMAT, SEGMENTED_FORMAT, KEPT_ARROW_FORMAT, CARRIED_FORMAT)
+SEGMENTED = (SEGMENTED_FORMAT, KEPT_ARROW_FORMAT, CARRIED_FORMAT)
 WINDOWS = "windows"
 WEEK_DAYS = 7  # days of one file once their week is over: pruning rewrites at most a week
 SUMMARY = "summary.parquet"
@@ -181,6 +187,7 @@ class State:
     summary: pd.DataFrame | None = None  # per account, what the dropped days leave
     pruned_through: int | None = None  # the last local day dropped (None: nothing pruned)
     segments: dict[str, list[Segment]] = field(default_factory=dict)  # table -> its files
+    carries: bool = False  # every stored window holds its CARRIED counts
 
     @property
     def kept_path(self) -> Path | None:
@@ -236,6 +243,8 @@ def load_state(path: str | Path, timezone: str) -> State:
             name = _first_seen_name(column)
             segments[name] = [Segment(f"{name}.parquet", _days_of(table["day"]))]
     hours = windows[HOURS].to_numpy(dtype=np.int32)
+    carried = [CARRIED[name] for name in CARRIED]
+    carries = set(carried) <= set(windows.columns) and not windows[carried].isna().any().any()
     history = Aggregates(
         windows.drop(columns=HOURS), hours, first_seen, created, events=int(windows["events"].sum())
     )
@@ -259,6 +268,7 @@ def load_state(path: str | Path, timezone: str) -> State:
         summary=summary,
         pruned_through=None if pruned_through is None else int(pruned_through),
         segments=segments,
+        carries=carries,
     )
 
 
@@ -288,7 +298,8 @@ def _read_segments(
         pq.read_table(current / segment.file, read_dictionary=list(dictionaries))
         for segment in segments
     ]
-    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+    # Permissive: segments written before a column was carried lack it (read as missing).
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
 
 
 def _days_of(day: Any) -> tuple[int, ...]:
@@ -861,7 +872,7 @@ def save_state(
     shutil.rmtree(final, ignore_errors=True)
     os.replace(staging, final)  # the new version is complete before the manifest names it
     manifest = {
-        "format": KEPT_ARROW_FORMAT,
+        "format": CARRIED_FORMAT,
         "version": version,
         "current": name,
         "timezone": state.timezone,
@@ -956,6 +967,9 @@ class _SegmentWriter:
         days = set(_days_of(windows["day"]))
         scored = self.scored or set()
         valid = self._valid(WINDOWS, lambda s: set(s.days) <= days and not set(s.days) & scored)
+        carried = [CARRIED[name] for name in CARRIED]
+        if not self.state.carries and set(carried) <= set(windows.columns):
+            valid = []  # stored windows without their counts: every window written with them
         linked = [d for s in valid for d in s.days]
         rows = ~in_days(windows["day"].to_numpy(), linked)
         new = windows.loc[rows].copy()

@@ -72,6 +72,15 @@ PEER_NOVELTY = {
     "new_addresses": "peer_new_addresses_share",
     "new_clients": "peer_new_clients_share",
 }
+# Novelty sums a state stores with each window (column name in its windows table): a
+# night then finds only its own days' first uses, instead of ordering every stored
+# first-seen pair again (millions of structures). The columns judged for rarity read
+# every pair anyway (their pairs are few).
+CARRIED = {
+    name: f"_carried_{name}"
+    for column, name in NOVELTY
+    if column not in {rare_column for rare_column, _ in RARE_NOVELTY}
+}
 _ROWS_PER_CHUNK = 65_536  # windows per chunk where (windows x 24) temporaries are made
 _DENSE_WINDOW_KEYS = 50_000_000  # accounts x days up to which windows are found by a gather
 KEYS = ["account_id", "account_type", "organization_id", "day", "window_start", "window_end"]
@@ -138,6 +147,9 @@ class FeatureTable:
     links: pd.DataFrame = field(default_factory=pd.DataFrame)  # creator, target, timestamp
     accounts: int | None = None  # accounts of every window read (None: those of the table)
     internal: Internal = field(default_factory=lambda: _no_internal(0))
+    # With ``carry``: per CARRIED sum, every window's count in the order of the stacked
+    # partitions' windows (what a state stores beside its windows).
+    carried: dict[str, np.ndarray] = field(default_factory=dict)
 
     def constants(self, name: str, windows: np.ndarray) -> np.ndarray:
         """A window constant (feature or internal number) at the given table rows."""
@@ -335,6 +347,102 @@ def _novelty(
     return counts, novel
 
 
+def _carried_counts(parts: Sequence[Aggregates], name: str, order: np.ndarray) -> np.ndarray | None:
+    """The stored windows' counts of a CARRIED sum in table order (NaN for the others),
+    or None when they cannot stand: the first part (a state's history) must carry them
+    for each of its windows, and every other part's days must come after all of its
+    days (a re-delivered earlier day changes later first uses: all are found again)."""
+    column = CARRIED.get(name)
+    if column is None or len(parts) < 2 or column not in parts[0].windows:
+        return None
+    stored = parts[0].windows[column].to_numpy(dtype=np.float64)
+    if np.isnan(stored).any() or any(column in p.windows for p in parts[1:]):
+        return None
+    last = int(parts[0].windows["day"].max())
+    if min(int(p.windows["day"].min()) for p in parts[1:]) <= last:
+        return None
+    later = sum(len(p.windows) for p in parts[1:])
+    return np.concatenate([stored, np.full(later, np.nan)])[order]
+
+
+def _novelty_after(
+    parts: Sequence[Aggregates],
+    column: str,
+    accounts: pd.Index,
+    window_keys: np.ndarray,
+    first_day: int,
+    n_days: int,
+    has_history: np.ndarray,
+    known: np.ndarray,
+) -> tuple[np.ndarray, Novel]:
+    """:func:`_novelty` when the stored windows' counts are ``known`` (NaN for the new
+    days' windows, which all come after them): only the new days' pairs are ordered,
+    and a pair is new when the stored pairs (the first part's) do not hold it."""
+    counts = np.nan_to_num(known, nan=0.0)
+    tables = [p.first_seen[column] for p in parts[1:] if column in p.first_seen]
+    empty = Novel(np.zeros(0, np.int64), pa.array([], pa.string()))
+    if not tables:
+        return counts, empty
+    account_code, account_names = _codes([t["account_id"] for t in tables])
+    account_ids = pa.array(accounts.astype(str), pa.string())
+    account = np.r_[lookup(account_names, account_ids), -1][account_code]
+    del account_code
+    value, dictionary = _codes([t["value"] for t in tables])
+    n_values = len(dictionary)
+    account *= n_values
+    account += value
+    del value
+    keys, first = _first_per_key(
+        account, np.concatenate([t["day"].to_numpy() for t in tables]).astype(np.int64) - first_day
+    )
+    keys, first = keys[keys >= 0], first[keys >= 0]
+    # The pairs' text, to match against the stored pairs (an Arrow anti-join).
+    account_text = pc.take(account_ids, pa.array(keys // n_values))
+    values = pc.take(dictionary, pa.array(keys % n_values))
+    unseen = _not_stored(account_text, values, parts[0].first_seen.get(column))
+    keys, first, values = keys[unseen], first[unseen], pc.filter(values, pa.array(unseen))
+    wanted = keys // n_values * n_days + first
+    window = _rows_of_keys(window_keys, wanted)
+    new = has_history[window] & (window_keys[window] == wanted)
+    counts += np.bincount(window[new], minlength=len(window_keys))
+    return counts, Novel(window[new], pc.filter(values, pa.array(new)))
+
+
+def _not_stored(account: pa.Array, value: pa.Array, stored: pa.Table | None) -> np.ndarray:
+    """Which (account, value) pairs ``stored`` (first-seen pairs, maybe dictionary-encoded)
+    does not hold: the few new pairs hashed, the stored ones probed."""
+    if stored is None or not stored.num_rows or not len(account):
+        return np.ones(len(account), dtype=bool)
+    numbered = pa.table(
+        {"account_id": account, "value": value, "_row": pa.array(np.arange(len(account)))}
+    )
+    plain = pa.table({key: pc.cast(stored[key], pa.string()) for key in ("account_id", "value")})
+    absent = plain.join(numbered, keys=["account_id", "value"], join_type="right anti")
+    unseen = np.zeros(len(account), dtype=bool)
+    unseen[absent["_row"].to_numpy()] = True
+    return unseen
+
+
+def _some_novelty(
+    parts: Sequence[Aggregates],
+    column: tuple[str, str],
+    accounts: pd.Index,
+    window_keys: np.ndarray,
+    days: tuple[int, int],
+    has_history: np.ndarray,
+    order: np.ndarray,
+) -> tuple[np.ndarray, Novel]:
+    """:func:`_novelty` of a (column, sum name), from the counts a state carries when
+    they can stand (:func:`_carried_counts`)."""
+    (column, name), (first_day, n_days) = column, days
+    known = _carried_counts(parts, name, order)
+    if known is None:
+        return _novelty(parts, column, accounts, window_keys, first_day, n_days, has_history)
+    return _novelty_after(
+        parts, column, accounts, window_keys, first_day, n_days, has_history, known
+    )
+
+
 def _narrow(values: np.ndarray) -> np.ndarray:
     """int32 when every value fits (the same numbers, half the memory)."""
     small = len(values) == 0 or (
@@ -497,6 +605,35 @@ FLOAT_COLUMNS = list(FEATURES)
 INTERNAL_COLUMNS = [name for name in WINDOW_CONSTANTS if name.startswith("_")]
 
 
+INSTANTS = ("window_start", "window_end")
+# Window columns assembly reads after the sums (keys, instants, account attributes).
+_LATER_COLUMNS = ("account_id", "day", "window_start", "window_end") + tuple(
+    f"_{name}_{kind}" for name in ("type", "org") for kind in ("first", "any")
+)
+
+
+def _release_windows(parts: Sequence[Aggregates]) -> None:
+    """The partitions' windows without the columns assembly has read (a copy of the others,
+    so that the old frames' blocks are freed)."""
+    for part in parts:
+        kept = [name for name in part.windows.columns if name in _LATER_COLUMNS]
+        part.windows = part.windows[kept].copy(deep=True)
+
+
+def _give_back() -> None:
+    """Freed heap and Arrow buffers returned to the system (counted in the footprint else)."""
+    from detector.engine.sources import release_memory  # the engine imports this module
+
+    release_memory()
+    pa.default_memory_pool().release_unused()
+
+
+def _release_pairs(parts: Sequence[Aggregates], column: str, release: bool) -> None:
+    """The partitions' first-seen pairs of ``column`` dropped (once their novelty is found)."""
+    for part in parts if release else ():
+        part.first_seen.pop(column, None)
+
+
 def _ordered(parts: Sequence[Aggregates], name: str, order: np.ndarray, dtype: Any = None):
     """A column of every partition's windows, in table order."""
     return np.concatenate([p.windows[name].to_numpy(dtype=dtype) for p in parts])[order]
@@ -511,6 +648,8 @@ def assemble(
     first_day: int | None = None,
     baseline_days: set[int] | None = None,
     summary: pd.DataFrame | None = None,
+    carry: bool = False,
+    release: bool = False,
 ) -> FeatureTable:
     """The feature table of a log from its partitions' aggregates.
 
@@ -519,7 +658,11 @@ def assemble(
     are read as their history (baselines, novelty, rare hours, account age...),
     and no feature is derived for them. ``summary``: what a pruned state keeps
     of its dropped days (:mod:`detector.features.history`), read wherever the
-    whole past of an account counts.
+    whole past of an account counts. ``carry``: keep the CARRIED sums of every window
+    (``FeatureTable.carried``) for a state to store; a first part that carries them (a
+    state's history) spares finding them again (:func:`_carried_counts`). ``release``:
+    the caller keeps nothing of ``parts`` but their links, so their sums, hours and
+    first-seen pairs are dropped once read (the peak of a large log is at the table's end).
     """
     parts = [p for p in parts if len(p.windows)]
     notices = list(notices or [])
@@ -558,6 +701,8 @@ def assemble(
         values = np.concatenate([p.windows[name].to_numpy(dtype=np.float64) for p in parts])
         sums[name] = columns.every(name, n_win) if name in columns.rows else np.empty(n_win)
         np.take(values, order, out=sums[name])
+    if release:  # the sums are in the table's columns now
+        _release_windows(parts)
     rare_hours = partial(_ordered_rare_hours, parts, order, first_of_account, w_acc, prior, out)
     # A table of a few scored days finds its rare hours in a thread beside the rest (numpy
     # releases the GIL); the whole log's table first, so that their temporaries (windows
@@ -565,15 +710,25 @@ def assemble(
     beside = ThreadPoolExecutor(max_workers=1) if out is not None else None
     found_rare = beside.submit(rare_hours) if beside is not None else None
     rare, rare_events = rare_hours() if found_rare is None else (None, None)
+    if release and found_rare is None:
+        for part in parts:
+            part.hours = np.zeros((0, 24), dtype=part.hours.dtype)
     novel: dict[str, Novel] = {}
     has_history = history_days >= NOVELTY_MIN_HISTORY
     # Novelty that is baselined (new structures) first; the rest is found, in its
     # column, while the baselines are computed.
     for column, name in NOVELTY:
         if name in BASELINED_VOLUMES:
-            sums[name], novel[column] = _novelty(
-                parts, column, accounts, window_keys, first_day, n_days, has_history
+            sums[name], novel[column] = _some_novelty(
+                parts,
+                (column, name),
+                accounts,
+                window_keys,
+                (first_day, n_days),
+                has_history,
+                order,
             )
+            _release_pairs(parts, column, release)
         else:
             sums[name] = columns[name]  # found below: not a volume
     if not has_caseload_data:
@@ -663,9 +818,16 @@ def assemble(
         ]
         for column, name in NOVELTY:
             if name not in BASELINED_VOLUMES:
-                counts, novel[column] = _novelty(
-                    parts, column, accounts, window_keys, first_day, n_days, has_history
+                counts, novel[column] = _some_novelty(
+                    parts,
+                    (column, name),
+                    accounts,
+                    window_keys,
+                    (first_day, n_days),
+                    has_history,
+                    order,
                 )
+                _release_pairs(parts, column, release)
                 sums[name] = columns.keep(name, counts)  # every window's: peer shares read them
                 del counts
         for name, feature in PEER_NOVELTY.items():
@@ -677,9 +839,21 @@ def assemble(
                 continue
             counts, novel[f"{column}~rare"] = _rare(found, n_win, peer_group, able, n_days)
             columns.put(name, counts)
+        for found in novel.values():
+            found.pairs = None  # only rarity reads every first use
         for future in done:
             future.result()
-    del done, volumes
+    del done, volumes, history_days, has_history, window_keys, cells
+    # The held windows' instants: the last the table reads of the partitions' windows.
+    instants = {name: _ordered(parts, name, order[held], np.int64) for name in INSTANTS}
+    if release:  # the partitions' windows, and what the baselines freed, gone before the table
+        for part in parts:
+            part.windows = part.windows.iloc[:0].copy(deep=True)
+        _give_back()
+    carried = {}
+    for name in CARRIED if carry else ():  # every window's, in the stacked windows' order
+        carried[name] = np.empty(n_win)
+        carried[name][order] = sums[name]
 
     if found_rare is not None:
         rare, rare_events = found_rare.result()
@@ -702,15 +876,12 @@ def assemble(
             "account_type": account_type[w_acc],
             "organization_id": organization[w_acc],
             "day": np.array(pd.to_datetime((present + first_day) * DAY_NS).date)[w_col],
-            "window_start": _utc(_ordered(parts, "window_start", order, np.int64)),
-            "window_end": _utc(_ordered(parts, "window_end", order, np.int64)),
+            **{name: _utc(instants.pop(name)) for name in INSTANTS},
         },
         columns,
         # Accounts numbered among those the table holds (FeatureTable.rows_of).
         {"_peer_group": peer_group[w_acc], "_account": _dense(w_acc), "_day": w_day},
     )
-    for found in novel.values():
-        found.pairs = None  # only assembly judges rarity on every first use
     return FeatureTable(
         table,
         timezone,
@@ -722,6 +893,7 @@ def assemble(
         caseloads=caseloads,
         internal=Internal(INTERNAL_COLUMNS, columns.internal),
         accounts=n_acc,
+        carried=carried,
     )
 
 
