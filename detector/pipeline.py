@@ -187,12 +187,17 @@ def prepare(
     # to keep (a cluster's workers may not share a file system: the day is read again).
     handover = last_day_handover(source.partitions()) if mapper is None else None
     keep = None if handover is None else handover[0]
+    if keep is not None and stored.kept_day is not None and stored.kept_day != keep.day:
+        keep = (keep, KeepDay(stored.kept_day, keep.folder))  # the day to complete, too
     run = run_kernel(source, caseloads, timezone, workers, say, mapper, True, warm_up, keep)
     log_days = {int(d) for p in run.parts for d in np.unique(p.windows["day"].to_numpy())}
     if stored.kept_day in log_days:
         say(f"completing {pd.Timestamp(stored.kept_day, unit='D').date()} with its kept events")
+    handed = None
+    if handover is not None and stored.kept_day is not None:
+        handed = KeepDay(stored.kept_day, handover[0].folder).files(source.partitions())
     continued = continue_kept_day(
-        stored, source, log_days, caseloads, timezone, run.out_mode, has_ids
+        stored, source, log_days, caseloads, timezone, run.out_mode, has_ids, handed
     )
     parts, completed = run.parts, set()
     if continued is not None:  # the kept day's aggregates rebuilt from all its events

@@ -405,6 +405,11 @@ def _categorical(
     return pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
 
 
+def validated_frame(table: pa.Table) -> pd.DataFrame:
+    """Validated events kept as Arrow (a partition wrote them) as the frame reading gave."""
+    return _to_frame(table)
+
+
 def _to_frame(table: pa.Table) -> pd.DataFrame:
     """An Arrow table as a DataFrame, string columns as categoricals.
 

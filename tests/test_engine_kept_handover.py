@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from daily_files import cut_into_days
 
+import detector.engine.state
 import detector.pipeline
 from detector.engine import sources
 from detector.engine.state import load_state, read_kept
@@ -94,3 +95,40 @@ def test_kept_events_handed_over_by_slices_are_the_days_events(days, tmp_path, m
     pd.testing.assert_frame_equal(one.features, other.features)
     assert one.notices == other.notices
     assert not list(tmp_path.glob("**/kept-*.arrow"))
+
+
+def test_kept_day_completed_from_the_partitions_files(days, tmp_path, monkeypatch):
+    """A log continuing the kept day: its events of that day come from the files the
+    partitions wrote (not read again), with the same alerts, features and notices."""
+    log, files = days
+    caseloads = sibling(log, ".caseloads.parquet")
+    first = pq.read_table(files[0]).sort_by("timestamp")
+    half = first.num_rows // 2
+    pq.write_table(first.slice(0, half), tmp_path / "morning.parquet")
+    rest = pa.concat_tables([first.slice(half), pq.read_table(files[1]).select(first.schema.names)])
+    pq.write_table(rest, tmp_path / "evening.parquet")
+    read_days = []
+    real_read_day = detector.engine.state.read_day
+
+    def read_day_spy(source, day):
+        read_days.append(day)
+        return real_read_day(source, day)
+
+    monkeypatch.setattr(detector.engine.state, "read_day", read_day_spy)
+    results = {}
+    for name, handover in (("handed", detector.pipeline.last_day_handover), ("reread", None)):
+        if handover is None:
+            monkeypatch.setattr(detector.pipeline, "last_day_handover", lambda partitions: None)
+        state = tmp_path / name
+        score_log(tmp_path / "morning.parquet", caseloads=caseloads, mode="rules", state=state)
+        kept_day = load_state(state, TZ).kept_day
+        read_days.clear()
+        results[name] = score_log(
+            tmp_path / "evening.parquet", caseloads=caseloads, mode="both", state=state, workers=2
+        )
+        assert any("completed with" in n for n in results[name].notices)
+        assert (kept_day in read_days) == (handover is None)
+    one, other = results["handed"], results["reread"]
+    pd.testing.assert_frame_equal(one.alerts, other.alerts)
+    pd.testing.assert_frame_equal(one.features, other.features)
+    assert one.notices == other.notices

@@ -61,7 +61,7 @@ class KeepDay:
     folder: str
 
     def file(self, partition: Partition) -> str:
-        return os.path.join(self.folder, f"kept-{partition.index:06d}.arrow")
+        return os.path.join(self.folder, f"kept-{self.day}-{partition.index:06d}.arrow")
 
     def files(self, partitions: list[Partition]) -> list[str]:
         """The files of the partitions holding the day, in partition order."""
@@ -119,7 +119,7 @@ def _kernel(
     timezone: str,
     out_mode: str | None,
     dedupe: bool = False,
-    keep: KeepDay | None = None,
+    keep: KeepDay | tuple[KeepDay, ...] | None = None,
 ) -> tuple[Aggregates, pd.DataFrame, list[str]]:
     """The kernel on a validated partition.
 
@@ -136,8 +136,8 @@ def _kernel(
             events = events.loc[~repeated].reset_index(drop=True)
             notices.append(f"{int(repeated.sum()):,} events repeating an event_id counted once")
     aggregates = partition_aggregates(events, timezone, caseloads, out_mode)
-    if keep is not None:
-        keep.write(events, partition, timezone)
+    for day in (keep,) if isinstance(keep, KeepDay) else keep or ():
+        day.write(events, partition, timezone)
     return aggregates, log.rejects, notices
 
 
@@ -403,13 +403,14 @@ def run_kernel(
     mapper: Callable[..., Iterator] | None = None,
     dedupe: bool = False,
     warm_up: str | None = "sklearn.ensemble",
-    keep: KeepDay | None = None,
+    keep: KeepDay | tuple[KeepDay, ...] | None = None,
 ) -> KernelRun:
     """The kernel on every partition of a log (``mapper``: the local process pool by default).
 
     With ``dedupe``, events repeating an ``event_id`` are counted once. ``warm_up``:
     the module the parent imports in a thread meanwhile (None: a run without a model).
-    ``keep``: the partitions holding that day write its events (:class:`KeepDay`).
+    ``keep``: the partitions holding that day (or those days) write its events
+    (:class:`KeepDay`).
     """
     _WARM_UP["module"] = warm_up
     say = progress or (lambda message: None)

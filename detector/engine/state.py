@@ -107,7 +107,7 @@ from detector.features.kernel import (
 )
 from detector.features.table import CARRIED
 from detector.incidents import creation_pairs
-from detector.schema import normalise_table
+from detector.schema import normalise_table, validated_frame
 
 FORMAT = "logsentinel-state/1"  # one windows file, one file per first-seen column
 PRUNED_FORMAT = "logsentinel-state/2"  # the same, with summary.parquet and pruned_through
@@ -653,17 +653,24 @@ def continue_kept_day(
     timezone: str,
     out_mode: str | None,
     has_ids: bool,
+    handed: list[str] | None = None,
 ) -> Continuation | None:
     """The kept day completed with the new log's events of it (None: the log has none).
 
     ``days`` are the local days the new log holds; ``has_ids``: it has its own
-    ``event_id`` column.
+    ``event_id`` column. ``handed``: the files the kernel's partitions wrote of that
+    day's events (``KeepDay``), read instead of the day's row groups (whole ones: a
+    few thousand events of the day cost a million decoded).
     """
     day = state.kept_day
     if day is None or day not in days:
         return None
     kept = read_kept(state)
-    new = once_each(read_day(source, day), has_ids)
+    new = handed_kept(handed, has_ids) if handed else None
+    if new is not None:
+        new = validated_frame(new)
+    else:
+        new = once_each(read_day(source, day), has_ids)
     try:
         fresh = not_kept(kept, new, has_ids and state.kept_ids)
         events = concat_events([kept, new.loc[fresh]])
