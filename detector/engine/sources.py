@@ -573,29 +573,40 @@ class ParquetSource:
             (g for g in self._groups if g.rows and g.first_day is not None),
             key=lambda g: (g.first_day, g.offset),
         )
-        pending: list[tuple[pa.Table, np.ndarray, np.ndarray]] = []  # (events, rows, day)
+        # (events, rows, day, where each slice starts when the group was cut by account already)
+        pending: list[tuple[pa.Table, np.ndarray, np.ndarray, np.ndarray | None]] = []
         plan = self._plan()
         n, index = len(plan), 0
-        reads = _ahead(self._read_dated, groups, _cores())
+        ranges = list(plan)
+        reads = _ahead(lambda g: self._read_dated(g, ranges), groups, _cores())
         for position, g in enumerate(groups + [None]):
             if g is not None:
-                table, rows, day, repaired = next(reads)
+                table, rows, day, repaired, bounds = next(reads)
                 for column, count in repaired.items():
                     self.repaired[column] = self.repaired.get(column, 0) + count
-                pending.append((table, rows, day))
+                pending.append((table, rows, day, bounds))
             next_first = groups[position + 1].first_day if position + 1 < len(groups) else None
             while plan and (next_first is None or plan[0][1] <= next_first):
                 a, b, k = plan.pop(0)
-                tables, rows_out, kept = [], [], []
-                for table, rows, day in pending:
+                tables, rows_out, cuts, kept = [], [], [], []
+                for table, rows, day, bounds in pending:
                     inside = (day >= a) & (day < b)
+                    if inside.all():  # the whole group, cut by its reading thread if sliced
+                        tables.append(table)
+                        rows_out.append(rows)
+                        cuts.append(bounds)
+                        continue
                     if inside.any():
                         tables.append(_select(table, inside))
                         rows_out.append(rows[inside])
-                    if not inside.all():
-                        kept.append((_select(table, ~inside), rows[~inside], day[~inside]))
+                        cuts.append(None)
+                    if not inside.any():  # another range's group: as it is
+                        kept.append((table, rows, day, bounds))
+                    else:
+                        kept.append((_select(table, ~inside), rows[~inside], day[~inside], None))
                 pending = [k for k in kept if len(k[1])]
-                for i, (events, events_rows) in enumerate(self._slices(tables, rows_out, k)):
+                slices = self._slices(tables, rows_out, k, cuts)
+                for i, (events, events_rows) in enumerate(slices):
                     part = Partition(index, a, b, (), len(events_rows), i, k)
                     yield part, events, events_rows
                     index += 1
@@ -604,19 +615,35 @@ class ParquetSource:
                 break
         assert n == 0 or not plan
 
-    def _read_dated(self, g: _RowGroup) -> tuple[pa.Table, np.ndarray, np.ndarray, dict]:
-        """One row group's events with a usable timestamp, their rows, their local days, and
-        the text values repaired (a thread of :meth:`stream` reads it)."""
+    def _read_dated(
+        self, g: _RowGroup, ranges: list[tuple[int, int, int]] = ()
+    ) -> tuple[pa.Table, np.ndarray, np.ndarray, dict, np.ndarray | None]:
+        """One row group's events with a usable timestamp, their rows, their local days, the
+        text values repaired, and where each slice starts (a thread of :meth:`stream` reads
+        it). A group wholly inside one range of ``ranges`` cut by account is cut here, in
+        the reading thread, as :meth:`_slices` would (else None)."""
         repaired: dict[str, int] = {}
         table, rows = self._read_groups([(g.file, g.index, g.offset)], self.read_columns, repaired)
         stamps, valid = _timestamps_ns(table["timestamp"])
         day = _day_span(stamps, self.timezone)
         if not valid.all():
             table, rows, day = table.filter(pa.array(valid)), rows[valid], day[valid]
-        return table, rows, day, repaired
+        bounds = None
+        if len(day):
+            low, high = int(day.min()), int(day.max())
+            for a, b, k in ranges:
+                if k > 1 and a <= low and high < b:
+                    order, bounds = _slice_order(table, k)
+                    table, rows, day = table.take(pa.array(order)), rows[order], day[order]
+                    break
+        return table, rows, day, repaired, bounds
 
     def _slices(
-        self, tables: list[pa.Table], rows: list[np.ndarray], slices: int
+        self,
+        tables: list[pa.Table],
+        rows: list[np.ndarray],
+        slices: int,
+        cuts: list[np.ndarray | None] | None = None,
     ) -> Iterator[tuple[pa.Table, np.ndarray]]:
         """A range's events (pieces of row groups) cut into ``slices`` by account, in time
         order within each. Each piece is ordered by slice on its own (one dictionary per
@@ -630,7 +657,11 @@ class ParquetSource:
         if slices == 1:
             yield pa.concat_tables(tables, promote_options="permissive"), np.concatenate(rows)
             return
-        cut = [_by_slice(table, row, slices) for table, row in zip(tables, rows, strict=True)]
+        cuts = cuts or [None] * len(tables)  # pieces cut already: (table, rows) in slice order
+        cut = [
+            (table, row, bounds) if bounds is not None else _by_slice(table, row, slices)
+            for table, row, bounds in zip(tables, rows, cuts, strict=True)
+        ]
         for i in range(slices):
             yield (
                 pa.concat_tables(
@@ -818,12 +849,18 @@ def _by_slice(
 ) -> tuple[pa.Table, np.ndarray, np.ndarray]:
     """(events, rows) ordered by account slice, time order kept within each, and where
     each slice starts: one copy of the day, then slices without a copy."""
+    order, bounds = _slice_order(events, slices)
+    return events.take(pa.array(order)), rows[order], bounds
+
+
+def _slice_order(events: pa.Table, slices: int) -> tuple[np.ndarray, np.ndarray]:
+    """The order putting ``events`` by account slice (time order kept within each), and
+    where each slice starts in it."""
     bucket = account_buckets(events["account_id"]) if events.num_rows else np.zeros(0, np.int64)
     starts = np.array([slice_buckets(i, slices)[0] for i in range(slices)])
     number = (np.searchsorted(starts, bucket, side="right") - 1).astype(np.int16)
     order = np.argsort(number, kind="stable")  # a radix sort of small integers
-    bounds = np.r_[0, np.cumsum(np.bincount(number, minlength=slices))]
-    return events.take(pa.array(order)), rows[order], bounds
+    return order, np.r_[0, np.cumsum(np.bincount(number, minlength=slices))]
 
 
 def _decode_dictionaries(table: pa.Table) -> pa.Table:
