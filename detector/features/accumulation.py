@@ -33,7 +33,6 @@ behind ``detected_at`` sees the sum grow event by event.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 #: Volumes whose daily excess accumulates.
 CUSUM_VOLUMES: tuple[str, ...] = ("records_touched", "out_of_caseload_reads")
@@ -94,23 +93,27 @@ def same_day_shift(z_all: np.ndarray, groups: np.ndarray) -> np.ndarray:
     shift = np.zeros((n_acc, n_days))
     if n_acc == 0 or n_days == 0:
         return shift
-    long = pd.DataFrame(
-        {
-            "group": np.repeat(groups, n_days),
-            "day": np.tile(np.arange(n_days), n_acc),
-            "z": z_all.reshape(-1),
-        }
-    )
-    long = long[(long["group"] >= 0) & long["z"].notna()]
-    stats = long.groupby(["group", "day"])["z"].agg(["median", "size"])
-    stats = stats[stats["size"] >= MIN_SHIFT_MEMBERS]
-    table = np.zeros((int(groups.max()) + 1 if len(groups) else 0, n_days))
-    if len(stats):
-        g = stats.index.get_level_values("group").to_numpy()
-        d = stats.index.get_level_values("day").to_numpy()
-        table[g, d] = np.maximum(stats["median"].to_numpy(), 0.0)
+    table = np.zeros((int(groups.max()) + 1, n_days))
+    for group in np.unique(groups[groups >= 0]):  # a handful of structures or types
+        table[group] = _median_or_zero(z_all[groups == group])
     shift[groups >= 0] = table[groups[groups >= 0]]
     return shift
+
+
+def _median_or_zero(z: np.ndarray) -> np.ndarray:
+    """Per column of (members x days) ``z``: the median of its non-NaN values, at least 0;
+    0 under MIN_SHIFT_MEMBERS of them.
+
+    A sort per day, not a group-by: the same numbers as pandas' median (the mean of
+    the two middle values, (a + b) / 2, for an even count).
+    """
+    ordered = np.sort(z.T, axis=1)  # NaN last
+    count = np.count_nonzero(~np.isnan(ordered), axis=1)
+    day = np.arange(len(count))
+    low = ordered[day, np.maximum(count - 1, 0) // 2]
+    high = ordered[day, np.minimum(count // 2, ordered.shape[1] - 1)]
+    median = np.where(count % 2 == 1, high, (low + high) / 2)
+    return np.where(count >= MIN_SHIFT_MEMBERS, np.maximum(median, 0.0), 0.0)
 
 
 def sums_before(
