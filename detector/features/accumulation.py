@@ -140,15 +140,17 @@ def sums_before(
     column_of_day = np.full(int(days[-1] - days[0]) + 1, -1, dtype=np.int64)
     column_of_day[days - days[0]] = np.arange(len(days))
     target = days[columns]
+    # Each matrix with a NaN column after its last: a day without a column reads it, so
+    # one gather per matrix and day gives the cells (the shift's NaN read as 0 once).
+    padded = [
+        np.concatenate([matrix, np.full((n_acc, 1), np.nan)], axis=1)
+        for matrix in (values, centre, scale)
+    ]
+    padded.append(np.nan_to_num(np.concatenate([shift, np.zeros((n_acc, 1))], axis=1)))
     for back in range(HORIZON_DAYS, 0, -1):  # oldest first: a loop over days, never events
         day = target - back - days[0]
-        inside = day >= 0
-        col = np.where(inside, column_of_day[np.maximum(day, 0)], -1)
-        has = col >= 0
-        cells = [np.full(out.shape, np.nan) for _ in range(4)]
-        for cell, matrix in zip(cells, (values, centre, scale, shift), strict=True):
-            cell[:, has] = matrix[:, col[has]]
-        value, day_centre, day_scale, day_shift = cells
+        col = np.where(day >= 0, column_of_day[np.maximum(day, 0)], -1)
+        value, day_centre, day_scale, day_shift = (np.take(m, col, axis=1) for m in padded)
         ref = frozen(out, day_centre, day_scale, ref)
         with np.errstate(divide="ignore", invalid="ignore"):
             z = (value - ref[0]) / ref[1]
