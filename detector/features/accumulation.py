@@ -91,29 +91,28 @@ def same_day_shift(z_all: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """
     n_acc, n_days = z_all.shape
     shift = np.zeros((n_acc, n_days))
-    if n_acc == 0 or n_days == 0:
+    member = np.flatnonzero(groups >= 0)
+    if len(member) == 0 or n_days == 0:
         return shift
-    table = np.zeros((int(groups.max()) + 1, n_days))
-    for group in np.unique(groups[groups >= 0]):  # a handful of structures or types
-        table[group] = _median_or_zero(z_all[groups == group])
+    member = member[np.argsort(groups[member], kind="stable")]
+    group = groups[member]
+    # (days x members), members grouped: each group's run sorted day by day (NaN last).
+    # Sorts of contiguous runs, not a group-by: structures number in thousands.
+    ordered = np.ascontiguousarray(z_all[member].T)
+    present, start, size = np.unique(group, return_index=True, return_counts=True)
+    for first, n in zip(start.tolist(), size.tolist(), strict=True):
+        if n >= MIN_SHIFT_MEMBERS:  # smaller groups shift nothing
+            ordered[:, first : first + n].sort(axis=1)
+    count = np.add.reduceat(~np.isnan(ordered), start, axis=1)  # (days x groups present)
+    day = np.arange(n_days)[:, None]
+    low = ordered[day, start + np.maximum(count - 1, 0) // 2]
+    high = ordered[day, start + count // 2]  # in the run (a count of 0 is masked below)
+    # pandas' median: the middle value, or (a + b) / 2 of the two middle ones.
+    median = np.where(count % 2 == 1, high, (low + high) / 2)
+    table = np.zeros((int(group.max()) + 1, n_days))
+    table[present] = np.where(count >= MIN_SHIFT_MEMBERS, np.maximum(median, 0.0), 0.0).T
     shift[groups >= 0] = table[groups[groups >= 0]]
     return shift
-
-
-def _median_or_zero(z: np.ndarray) -> np.ndarray:
-    """Per column of (members x days) ``z``: the median of its non-NaN values, at least 0;
-    0 under MIN_SHIFT_MEMBERS of them.
-
-    A sort per day, not a group-by: the same numbers as pandas' median (the mean of
-    the two middle values, (a + b) / 2, for an even count).
-    """
-    ordered = np.sort(z.T, axis=1)  # NaN last
-    count = np.count_nonzero(~np.isnan(ordered), axis=1)
-    day = np.arange(len(count))
-    low = ordered[day, np.maximum(count - 1, 0) // 2]
-    high = ordered[day, np.minimum(count // 2, ordered.shape[1] - 1)]
-    median = np.where(count % 2 == 1, high, (low + high) / 2)
-    return np.where(count >= MIN_SHIFT_MEMBERS, np.maximum(median, 0.0), 0.0)
 
 
 def sums_before(
