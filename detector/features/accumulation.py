@@ -33,7 +33,6 @@ behind ``detected_at`` sees the sum grow event by event.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 #: Volumes whose daily excess accumulates.
 CUSUM_VOLUMES: tuple[str, ...] = ("records_touched", "out_of_caseload_reads")
@@ -92,23 +91,26 @@ def same_day_shift(z_all: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """
     n_acc, n_days = z_all.shape
     shift = np.zeros((n_acc, n_days))
-    if n_acc == 0 or n_days == 0:
+    member = np.flatnonzero(groups >= 0)
+    if len(member) == 0 or n_days == 0:
         return shift
-    long = pd.DataFrame(
-        {
-            "group": np.repeat(groups, n_days),
-            "day": np.tile(np.arange(n_days), n_acc),
-            "z": z_all.reshape(-1),
-        }
-    )
-    long = long[(long["group"] >= 0) & long["z"].notna()]
-    stats = long.groupby(["group", "day"])["z"].agg(["median", "size"])
-    stats = stats[stats["size"] >= MIN_SHIFT_MEMBERS]
-    table = np.zeros((int(groups.max()) + 1 if len(groups) else 0, n_days))
-    if len(stats):
-        g = stats.index.get_level_values("group").to_numpy()
-        d = stats.index.get_level_values("day").to_numpy()
-        table[g, d] = np.maximum(stats["median"].to_numpy(), 0.0)
+    member = member[np.argsort(groups[member], kind="stable")]
+    group = groups[member]
+    # (days x members), members grouped: each group's run sorted day by day (NaN last).
+    # Sorts of contiguous runs, not a group-by: structures number in thousands.
+    ordered = np.ascontiguousarray(z_all[member].T)
+    present, start, size = np.unique(group, return_index=True, return_counts=True)
+    for first, n in zip(start.tolist(), size.tolist(), strict=True):
+        if n >= MIN_SHIFT_MEMBERS:  # smaller groups shift nothing
+            ordered[:, first : first + n].sort(axis=1)
+    count = np.add.reduceat(~np.isnan(ordered), start, axis=1)  # (days x groups present)
+    day = np.arange(n_days)[:, None]
+    low = ordered[day, start + np.maximum(count - 1, 0) // 2]
+    high = ordered[day, start + count // 2]  # in the run (a count of 0 is masked below)
+    # pandas' median: the middle value, or (a + b) / 2 of the two middle ones.
+    median = np.where(count % 2 == 1, high, (low + high) / 2)
+    table = np.zeros((int(group.max()) + 1, n_days))
+    table[present] = np.where(count >= MIN_SHIFT_MEMBERS, np.maximum(median, 0.0), 0.0).T
     shift[groups >= 0] = table[groups[groups >= 0]]
     return shift
 
@@ -137,15 +139,17 @@ def sums_before(
     column_of_day = np.full(int(days[-1] - days[0]) + 1, -1, dtype=np.int64)
     column_of_day[days - days[0]] = np.arange(len(days))
     target = days[columns]
+    # Each matrix with a NaN column after its last: a day without a column reads it, so
+    # one gather per matrix and day gives the cells (the shift's NaN read as 0 once).
+    padded = [
+        np.concatenate([matrix, np.full((n_acc, 1), np.nan)], axis=1)
+        for matrix in (values, centre, scale)
+    ]
+    padded.append(np.nan_to_num(np.concatenate([shift, np.zeros((n_acc, 1))], axis=1)))
     for back in range(HORIZON_DAYS, 0, -1):  # oldest first: a loop over days, never events
         day = target - back - days[0]
-        inside = day >= 0
-        col = np.where(inside, column_of_day[np.maximum(day, 0)], -1)
-        has = col >= 0
-        cells = [np.full(out.shape, np.nan) for _ in range(4)]
-        for cell, matrix in zip(cells, (values, centre, scale, shift), strict=True):
-            cell[:, has] = matrix[:, col[has]]
-        value, day_centre, day_scale, day_shift = cells
+        col = np.where(day >= 0, column_of_day[np.maximum(day, 0)], -1)
+        value, day_centre, day_scale, day_shift = (np.take(m, col, axis=1) for m in padded)
         ref = frozen(out, day_centre, day_scale, ref)
         with np.errstate(divide="ignore", invalid="ignore"):
             z = (value - ref[0]) / ref[1]
