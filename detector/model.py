@@ -70,7 +70,11 @@ MODEL_FILE_TYPES: frozenset[tuple[str, str, str]] = frozenset(
 SKOPS_TRUSTED: frozenset[str] = frozenset({"sklearn.tree._tree.Tree"})
 _MAX_SCHEMA_BYTES = 256 * 2**20  # a 100-tree model's schema is about 1.7 MB
 SCORE_CHUNK_MIN_ROWS = 20_000  # fewer rows per thread are scored on one core: threads cost more
-PRUNE_EVERY_TREES = 10  # trees walked between two checks of which rows can still reach min_score
+PRUNE_EVERY_TREES = 5  # trees walked between two checks of which rows can still reach the floor
+#: Training tables this large first score a sample of rows through every tree: the sample
+#: gives a higher floor than ``min_score`` and an order of the trees that prunes sooner.
+PLAN_FROM_ROWS = 50_000
+PLAN_SAMPLE_ROWS = 10_000
 
 
 def _cores() -> int:
@@ -144,6 +148,21 @@ def fitting_order(table: pd.DataFrame) -> np.ndarray:
     return np.lexsort(keys)
 
 
+def _shortest_leaves(added: list[np.ndarray], trees: list) -> np.ndarray:
+    """Per tree, the least length any row can add: its shortest leaf's."""
+    return np.array(
+        [values[tree.tree_.children_left == -1].min() for values, tree in zip(added, trees, strict=True)]
+    )
+
+
+def _path_sums(added: list[np.ndarray], trees: list, part: np.ndarray) -> np.ndarray:
+    """Each row's lengths summed over the trees in the forest's order, as scikit-learn sums."""
+    depths = np.zeros(len(part))
+    for values, tree in zip(added, trees, strict=True):
+        depths += values[tree.apply(part, check_input=False)]
+    return depths
+
+
 def _is_identity(order: np.ndarray) -> bool:
     return bool((order == np.arange(len(order))).all())
 
@@ -180,9 +199,9 @@ class WindowModel:
         """Fit on feature rows (one per window).
 
         ``training_scores_`` holds every row's score; with ``all_scores=False``,
-        NaN where the score is proven below ``min_score`` (so below the threshold)
-        before all the trees are walked: the threshold and every score at or above
-        ``min_score`` are exactly those of a full scoring (see :meth:`_scores_from`).
+        NaN where the score is proven below the threshold before all the trees are
+        walked: the threshold and every score at or above it are exactly those of a
+        full scoring (see :meth:`_pruning_plan` and :meth:`_scores_from`).
         """
         if len(table) < 2:
             raise ModelError(f"cannot fit the model on {len(table)} window(s); need at least 2")
@@ -204,9 +223,11 @@ class WindowModel:
             n_jobs=-1,  # the trees are built on both cores
         ).fit(matrix)
         # A row's score depends on that row alone: scored in fitting order, put back.
-        floor = None if all_scores else self.min_score
-        scores = self._score_matrix(matrix, floor)
-        quantile = self._training_quantile(scores, matrix)
+        floor, walk = None, None
+        if not all_scores:
+            floor, walk = self._pruning_plan(matrix)
+        scores = self._score_matrix(matrix, floor, walk)
+        quantile = self._training_quantile(scores, matrix, floor)
         del matrix
         if not identity:
             scores[order] = scores.copy()
@@ -220,9 +241,11 @@ class WindowModel:
         if not hasattr(self, "forest_"):
             raise ModelError("the model is not fitted: call fit() or load a saved model")
 
-    def _score_matrix(self, matrix: np.ndarray, floor: float | None = None) -> np.ndarray:
+    def _score_matrix(
+        self, matrix: np.ndarray, floor: float | None = None, walk: np.ndarray | None = None
+    ) -> np.ndarray:
         """Scores of the matrix's rows, in row chunks on the cores (NaN: proven below
-        ``floor``, when one is given).
+        ``floor``, when one is given, walking the trees in the order ``walk``).
 
         scikit-learn walks the trees one after another on one core. Each row's
         score depends on that row alone (its depths summed over the trees in
@@ -231,84 +254,128 @@ class WindowModel:
         """
         n_chunks = min(_cores(), len(matrix) // SCORE_CHUNK_MIN_ROWS)
         if n_chunks < 2:
-            return self._scores_from(matrix, floor)
+            return self._scores_from(matrix, floor, walk)
         bounds = np.linspace(0, len(matrix), n_chunks + 1).astype(np.int64)
         scores = np.empty(len(matrix))
 
         def score_chunk(i: int) -> None:
             rows = slice(bounds[i], bounds[i + 1])
-            scores[rows] = self._scores_from(matrix[rows], floor)
+            scores[rows] = self._scores_from(matrix[rows], floor, walk)
 
         with ThreadPoolExecutor(max_workers=n_chunks) as pool:
             list(pool.map(score_chunk, range(n_chunks)))
         return scores
 
-    def _scores_from(self, matrix: np.ndarray, floor: float | None) -> np.ndarray:
-        """Scores of some rows: scikit-learn's; with ``floor``, the same numbers computed
-        as scikit-learn does, tree after tree, except that a row is left (NaN) once
-        even the shortest path in every remaining tree would keep it below ``floor``.
-
-        A tree adds ``depth + c(leaf size) - 1`` at the row's leaf; sums only grow
-        and a larger sum is a lower score, so the smallest such value over each
-        remaining tree's leaves bounds the row's final score from above.
-        """
+    def _path_lengths(self) -> tuple[list[np.ndarray], float] | None:
+        """(per tree, the length a row adds at each node it can end in; the forest's
+        normaliser), from scikit-learn's internals; None for a version without them."""
         forest = self.forest_
-        try:  # scikit-learn's own internals: any version without them scores every row
+        try:
             from sklearn.ensemble._iforest import _average_path_length
 
             lengths = forest._decision_path_lengths
             per_tree = forest._average_path_length_per_tree
-            whole_rows = forest._max_features == matrix.shape[1]
+            if forest._max_features != forest.n_features_in_:
+                return None
         except (ImportError, AttributeError):
-            lengths, whole_rows = None, False
-        if not whole_rows or not len(matrix):
+            return None
+        # A tree adds ``depth + c(leaf size) - 1`` at the row's leaf, as scikit-learn sums it.
+        added = [lengths[t] + per_tree[t] - 1.0 for t in range(len(forest.estimators_))]
+        denominator = len(added) * _average_path_length([forest._max_samples])
+        return added, float(denominator[0])
+
+    def _pruning_plan(self, matrix: np.ndarray) -> tuple[float, np.ndarray | None]:
+        """(a floor, an order of the trees) for scoring the training rows: ``min_score``
+        and the forest's order, or better ones found on a sample of a large table.
+
+        Every score at or above the threshold must be exact, and the threshold is at
+        least the training scores' ``1 - alert_rate`` quantile. The floor is a score
+        that many more than ``alert_rate`` of a random sample reach (four standard
+        deviations more), so with near certainty a lower bound of that quantile;
+        :meth:`_training_quantile` checks it and, were it ever too high, scores the
+        rows it pruned. The order walks first the trees where the sample's paths run
+        longest past the tree's shortest leaf: those prove rows below the floor soonest.
+        """
+        tables = self._path_lengths()
+        if tables is None or len(matrix) < PLAN_FROM_ROWS:
+            return self.min_score, None
+        added, denominator = tables
+        rng = np.random.default_rng(self.random_state)
+        sample = np.sort(rng.choice(len(matrix), min(PLAN_SAMPLE_ROWS, len(matrix)), replace=False))
+        part = np.ascontiguousarray(matrix[sample], dtype=np.float32)
+        trees = self.forest_.estimators_
+        walked = np.stack(
+            [added[t][tree.apply(part, check_input=False)] for t, tree in enumerate(trees)], axis=1
+        )
+        expected = len(sample) * self.alert_rate
+        reached = int(expected + 4 * np.sqrt(expected)) + 1  # sample rows at or above the floor
+        sample_scores = np.sort(2 ** (-walked.sum(axis=1) / denominator))[::-1]
+        floor = float(sample_scores[min(reached, len(sample)) - 1])
+        slack = walked.mean(axis=0) - _shortest_leaves(added, trees)
+        return max(self.min_score, floor), np.argsort(-slack, kind="stable")
+
+    def _scores_from(
+        self, matrix: np.ndarray, floor: float | None, walk: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Scores of some rows: scikit-learn's; with ``floor``, the same numbers computed
+        as scikit-learn does, tree after tree, except that a row is left (NaN) once
+        even the shortest path in every remaining tree would keep it below ``floor``.
+
+        Sums only grow and a larger sum is a lower score, so the smallest value over
+        each remaining tree's leaves bounds the row's final score from above. The
+        trees are walked in the order ``walk`` (default: the forest's) while rows are
+        pruned; the rows left are then summed in the forest's order, as scikit-learn does.
+        """
+        forest = self.forest_
+        tables = self._path_lengths()
+        if tables is None or not len(matrix) or matrix.shape[1] != forest.n_features_in_:
             # The one place where scikit-learn's direction (higher = more normal) is flipped.
             return -forest.score_samples(matrix)
-
+        added, denominator = tables
         trees = forest.estimators_
-        added = [lengths[t] + per_tree[t] - 1.0 for t in range(len(trees))]
-        denominator = len(trees) * _average_path_length([forest._max_samples])
-        # Without a floor every row goes through every tree: scikit-learn's sums, without
-        # its per-tree job dispatch (about 10 ms a call; the replay makes dozens of calls).
-        if floor is not None:
-            shortest = np.array(
-                [
-                    values[tree.tree_.children_left == -1].min()
-                    for values, tree in zip(added, trees, strict=True)
-                ]
-            )
-            still = np.r_[np.cumsum(shortest[::-1])[::-1], 0.0]  # from tree t on, at the least
-            # depths > limit means a score below floor; the margin covers rounding.
-            limit = -np.log2(floor) * float(denominator[0]) + 1e-6
         rows = np.arange(len(matrix))
         part = np.ascontiguousarray(matrix, dtype=np.float32)
-        depths = np.zeros(len(matrix))
-        for t, tree in enumerate(trees):
-            depths += added[t][tree.apply(part, check_input=False)]
-            if floor is not None and (t + 1) % PRUNE_EVERY_TREES == 0 and t + 1 < len(trees):
-                possible = depths + still[t + 1] <= limit
-                if not possible.all():
-                    rows, depths = rows[possible], depths[possible]
-                    part = matrix[rows]
+        # Without a floor every row goes through every tree: scikit-learn's sums, without
+        # its per-tree job dispatch (about 10 ms a call; the replay makes dozens of calls).
+        if floor is None:
+            depths = _path_sums(added, trees, part)
+        else:
+            order = np.arange(len(trees)) if walk is None else walk
+            shortest = _shortest_leaves(added, trees)[order]
+            still = np.r_[np.cumsum(shortest[::-1])[::-1], 0.0]  # from the i-th walked on, at least
+            # depths > limit means a score below floor; the margin covers rounding.
+            limit = -np.log2(floor) * denominator + 1e-6
+            depths = np.zeros(len(matrix))
+            for i, t in enumerate(order):
+                depths += added[t][trees[t].apply(part, check_input=False)]
+                if (i + 1) % PRUNE_EVERY_TREES == 0 and i + 1 < len(order):
+                    possible = depths + still[i + 1] <= limit
+                    if not possible.all():
+                        rows, depths = rows[possible], depths[possible]
+                        part = np.ascontiguousarray(matrix[rows], dtype=np.float32)
+            if walk is not None:  # the rows left, summed again in the forest's order
+                depths = _path_sums(added, trees, part)
         scores = np.full(len(matrix), np.nan)
         scores[rows] = 2 ** (
             -np.divide(depths, denominator, out=np.ones_like(depths), where=denominator != 0)
         )
         return scores
 
-    def _training_quantile(self, scores: np.ndarray, matrix: np.ndarray) -> float:
+    def _training_quantile(
+        self, scores: np.ndarray, matrix: np.ndarray, floor: float | None = None
+    ) -> float:
         """The ``1 - alert_rate`` quantile of the training scores, exactly as over all of them.
 
-        Rows left unscored (NaN) are below ``min_score``, so below every score
-        known at or above it: when the quantile's two order statistics are among
-        those, any smaller stand-in for the others gives the same number. Else
-        (fewer such rows than the alert rate takes) the others are scored too.
+        Rows left unscored (NaN) are below ``floor``, so below every score known
+        at or above it: when the quantile's two order statistics are among those,
+        any smaller stand-in for the others gives the same number. Else (fewer
+        such rows than the alert rate takes) the others are scored too.
         """
         q = 1.0 - self.alert_rate
         unknown = np.isnan(scores)
         if unknown.any():
             n = len(scores)
-            above = int((scores[~unknown] >= self.min_score).sum())
+            above = int((scores[~unknown] >= floor).sum())
             if int(np.floor((n - 1) * q)) < n - above:
                 scores[unknown] = self._score_matrix(matrix[unknown])
                 unknown[:] = False

@@ -16,19 +16,32 @@ def table(small_log):
     return prepare(small_log).features.table
 
 
+def _plan_on_small_tables(monkeypatch) -> None:
+    """The sampled floor and tree order, which large tables get, on the small test table."""
+    import detector.model as model_module
+
+    monkeypatch.setattr(model_module, "PLAN_FROM_ROWS", 100)
+    monkeypatch.setattr(model_module, "PLAN_SAMPLE_ROWS", 2_000)
+
+
+@pytest.mark.parametrize("planned", [False, True])
 @pytest.mark.parametrize("chunked", [False, True])
-def test_fitting_leaves_unscored_only_rows_below_min_score(table, chunked, monkeypatch):
+def test_fitting_leaves_unscored_only_rows_below_the_threshold(table, chunked, planned, monkeypatch):
     import detector.model as model_module
 
     if chunked:  # rows scored in three threads, each pruning its own rows
         monkeypatch.setattr(model_module, "SCORE_CHUNK_MIN_ROWS", 7)
         monkeypatch.setattr(model_module, "_cores", lambda: 3)
+    if planned:
+        _plan_on_small_tables(monkeypatch)
     full = WindowModel().fit(table)
     pruned = WindowModel().fit(table, all_scores=False)
     assert pruned.threshold_ == full.threshold_
     unscored = np.isnan(pruned.training_scores_)
     assert 0 < unscored.sum() < len(table)
-    assert (full.training_scores_[unscored] < full.min_score).all()
+    assert (full.training_scores_[unscored] < full.threshold_).all()
+    if not planned:
+        assert (full.training_scores_[unscored] < full.min_score).all()
     np.testing.assert_array_equal(
         pruned.training_scores_[~unscored], full.training_scores_[~unscored]
     )
@@ -36,15 +49,44 @@ def test_fitting_leaves_unscored_only_rows_below_min_score(table, chunked, monke
     np.testing.assert_array_equal(pruned.score(table), full.training_scores_)
 
 
+@pytest.mark.parametrize("planned", [False, True])
 @pytest.mark.parametrize("min_score", [0.3, 0.62, 0.95])
-def test_the_threshold_is_exact_whatever_min_score_leaves(table, min_score):
+def test_the_threshold_is_exact_whatever_min_score_leaves(table, min_score, planned, monkeypatch):
     """A high min_score leaves fewer rows above it than the alert rate takes: the rest
     are scored too, and the quantile is the full one."""
+    if planned:
+        _plan_on_small_tables(monkeypatch)
     full = WindowModel(min_score=min_score).fit(table)
     pruned = WindowModel(min_score=min_score).fit(table, all_scores=False)
     assert pruned.threshold_ == full.threshold_
     scored = ~np.isnan(pruned.training_scores_)
     np.testing.assert_array_equal(pruned.training_scores_[scored], full.training_scores_[scored])
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_floor_above_the_quantile_is_caught_and_the_rows_it_pruned_scored(
+    table, reverse, monkeypatch
+):
+    """Were the sampled floor ever above the training quantile, the threshold stays the
+    full scoring's: the rows pruned below that floor are scored after all."""
+    n_trees = WindowModel().n_estimators
+    walk = np.arange(n_trees)[::-1] if reverse else None
+    monkeypatch.setattr(WindowModel, "_pruning_plan", lambda self, matrix: (0.99, walk))
+    full = WindowModel().fit(table)
+    assert full.threshold_ < 0.99
+    pruned = WindowModel().fit(table, all_scores=False)
+    assert pruned.threshold_ == full.threshold_
+    np.testing.assert_array_equal(pruned.training_scores_, full.training_scores_)
+
+
+def test_the_sampled_plan_raises_the_floor_and_orders_every_tree(table, monkeypatch):
+    _plan_on_small_tables(monkeypatch)
+    model = WindowModel().fit(table)
+    from detector.model import model_matrix
+
+    floor, walk = model._pruning_plan(model_matrix(table))
+    assert model.min_score <= floor <= model.threshold_
+    assert sorted(walk) == list(range(model.n_estimators))
 
 
 def test_a_consumed_table_gives_the_alerts_of_a_kept_one(small_log):
