@@ -381,11 +381,19 @@ class WindowModel:
                 unknown[:] = False
         return float(np.quantile(np.where(unknown, 0.0, scores), q))
 
-    def score(self, table: pd.DataFrame | Mapping[str, np.ndarray]) -> np.ndarray:
-        """Anomaly score in (0, 1] per row (a frame, or columns of equal length); higher = more suspicious."""
+    def score(
+        self, table: pd.DataFrame | Mapping[str, np.ndarray], floor: float | None = None
+    ) -> np.ndarray:
+        """Anomaly score in (0, 1] per row (a frame, or columns of equal length); higher =
+        more suspicious. With ``floor``, NaN where the score is proven below it."""
         self._check_fitted()
         matrix = model_matrix(table, self.features_)
-        return self._score_matrix(matrix) if len(matrix) else np.zeros(0)
+        return self._score_matrix(matrix, floor) if len(matrix) else np.zeros(0)
+
+    def flags(self, table: pd.DataFrame | Mapping[str, np.ndarray]) -> np.ndarray:
+        """Per row, is its score at or above the threshold (rows proven below it are
+        left before every tree is walked)."""
+        return self.score(table, floor=self.threshold_) >= self.threshold_
 
     def drivers(self, table: pd.DataFrame, top: int = 3) -> list[list[str]]:
         """Per row, the features that drove its score, most influential first.

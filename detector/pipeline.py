@@ -326,7 +326,7 @@ def detect(
         return empty_alerts()
     conditions = {rule.id: rule.evaluate for rule in ruleset.rules} if ruleset is not None else {}
     if fitted is not None:
-        conditions["model"] = lambda frame: fitted.score(frame) >= fitted.threshold_
+        conditions["model"] = fitted.flags
     windows, times = _replay_candidates(prepared, ruleset, fired, flags, windows, conditions)
     if len(windows) == 0:
         return empty_alerts()

@@ -147,3 +147,12 @@ def test_candidates_without_caseload_rows_keep_the_table_whole(small_log):
     assert len(first) > 0
     pd.testing.assert_frame_equal(first, second)
     assert len(consumed.features.caseloads) == 2
+
+
+def test_flags_are_the_scores_at_or_above_the_threshold(table):
+    """The replay's model condition prunes rows below the threshold: the same flags."""
+    model = WindowModel().fit(table)
+    flags = model.flags(table)
+    assert 0 < flags.sum() < len(table)
+    np.testing.assert_array_equal(flags, model.score(table) >= model.threshold_)
+    assert np.isnan(model.score(table, floor=model.threshold_)[~flags]).any()
