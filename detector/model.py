@@ -382,12 +382,16 @@ class WindowModel:
         return float(np.quantile(np.where(unknown, 0.0, scores), q))
 
     def score(
-        self, table: pd.DataFrame | Mapping[str, np.ndarray], floor: float | None = None
+        self,
+        table: pd.DataFrame | Mapping[str, np.ndarray],
+        floor: float | None = None,
+        rows: np.ndarray | None = None,
     ) -> np.ndarray:
         """Anomaly score in (0, 1] per row (a frame, or columns of equal length); higher =
-        more suspicious. With ``floor``, NaN where the score is proven below it."""
+        more suspicious. With ``floor``, NaN where the score is proven below it; with
+        ``rows``, of those row positions only."""
         self._check_fitted()
-        matrix = model_matrix(table, self.features_)
+        matrix = model_matrix(table, self.features_, rows=rows)
         return self._score_matrix(matrix, floor) if len(matrix) else np.zeros(0)
 
     def flags(self, table: pd.DataFrame | Mapping[str, np.ndarray]) -> np.ndarray:

@@ -547,19 +547,19 @@ def _score_unscored(
     threshold, e.g. alerted by a rule only): each row's score is its own, as in fitting."""
     missing = windows[np.isnan(scores[windows])]
     if len(missing):
-        scores[missing] = fitted.score(table.iloc[missing])
+        scores[missing] = fitted.score(table, rows=missing)
 
 
 def _model_scores(
     model: str | Path | WindowModel | None, table: pd.DataFrame, scoring: np.ndarray
 ) -> tuple[WindowModel, np.ndarray]:
     """The model and every window's score (0 outside ``scoring``, the rows that may alert;
-    NaN for a model fitted here where the score is proven below its threshold)."""
+    NaN where the score is proven below the model's threshold)."""
     fitted = _resolve_model(model, table)
     if model is None:  # fitted on this very table: its training scores are its scores
         return fitted, fitted.training_scores_
     scores = np.zeros(len(table))  # only the windows that may alert are scored
-    scores[scoring] = fitted.score(table.iloc[scoring])
+    scores[scoring] = fitted.score(table, floor=fitted.threshold_, rows=scoring)
     return fitted, scores
 
 
