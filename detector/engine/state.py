@@ -539,7 +539,29 @@ def stored_caseload_index(state: State, key: str | None) -> CaseloadIndex | None
     kept, or kept for another file). Mapped, not copied."""
     if key is None or state.caseload_key != key:
         return None
-    current = state.path / f"v{state.version:06d}"
+    return _mapped_caseload_index(state.path / f"v{state.version:06d}")
+
+
+def caseload_index_at(path: str | Path, key: str | None) -> tuple[CaseloadIndex, int] | None:
+    """:func:`stored_caseload_index` of the state directory ``path`` read from its manifest
+    alone, with the version it belongs to: mapped beside :func:`load_state` (in a thread)
+    rather than after it. The caller checks the version against the loaded state's (a run
+    may have swapped the manifest in between). None: none kept for ``key``, or unreadable."""
+    if key is None:
+        return None
+    try:
+        manifest = json.loads((Path(path) / MANIFEST).read_text())
+        if manifest.get("format") not in FORMATS or manifest.get("caseload_key") != key:
+            return None
+        current, version = Path(path) / str(manifest["current"]), int(manifest["version"])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None  # load_state says what is wrong with the manifest
+    index = _mapped_caseload_index(current)
+    return None if index is None else (index, version)
+
+
+def _mapped_caseload_index(current: Path) -> CaseloadIndex | None:
+    """The caseload index files of a version directory, mapped (None: absent or unreadable)."""
     try:
         pairs, accounts, starts = (
             _read_ipc(current / CASELOAD_INDEX[name]) for name in ("pairs", "accounts", "starts")
