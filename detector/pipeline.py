@@ -36,6 +36,7 @@ from detector.engine.state import (
     ContinuedSource,
     Kept,
     State,
+    caseload_index_at,
     caseload_key,
     combine,
     continue_kept_day,
@@ -156,9 +157,10 @@ def prepare(
         caseloads = found_caseloads(log)
     caseload_file = None if isinstance(caseloads, pd.DataFrame) else caseloads
     # With a state, the caseload file's hash first: a state holding its index spares reading
-    # it. Hashed in a thread (hashlib releases the interpreter) while the state is loaded.
+    # it. Hashed, and the index kept for that hash mapped, in a thread (hashlib and Arrow's
+    # reads release the interpreter) while the state is loaded.
     hashing = ThreadPoolExecutor(max_workers=1)
-    key = hashing.submit(caseload_key, caseload_file if state is not None else None)
+    key = hashing.submit(_stored_index, state, caseload_file if state is not None else None)
     hashing.shutdown(wait=False)
     if caseload_file is not None and state is None:
         caseloads = read_caseloads(caseload_file)
@@ -174,8 +176,12 @@ def prepare(
         return Prepared(table, list(table.notices))
     stored = load_state(state, timezone)
     stored.timezone = timezone
-    key = key.result()  # done before the workers fork (no thread runs then)
-    index = stored_caseload_index(stored, key)
+    key, mapped = key.result()  # done before the workers fork (no thread runs then)
+    if mapped is not None and mapped[1] == stored.version and stored.caseload_key == key:
+        index = mapped[0]
+    else:  # none kept for this file, or another run swapped the state meanwhile
+        index = stored_caseload_index(stored, key)
+    del mapped
     if index is not None:  # the caseload file of an earlier run: its index stands for it
         caseloads = index
     elif caseload_file is not None:
@@ -191,6 +197,15 @@ def prepare(
         keep = (keep, KeepDay(stored.kept_day, keep.folder))  # the day to complete, too
     run = run_kernel(source, caseloads, timezone, workers, say, mapper, True, warm_up, keep)
     log_days = {int(d) for p in run.parts for d in np.unique(p.windows["day"].to_numpy())}
+    # A last day newer than every stored day is the day the state will keep: its events
+    # are written from now, in a thread beside completing the kept day (one core), rather
+    # than beside assembly. Its files are cleaned up once that completion has read its own.
+    keeping = ThreadPoolExecutor(max_workers=1)
+    kept = None
+    if _new_last_day(stored, log_days):
+        kept = keeping.submit(
+            _keep_last_day, stored, source, run.parts, log_days, None, has_ids, handover
+        )
     if stored.kept_day in log_days:
         say(f"completing {pd.Timestamp(stored.kept_day, unit='D').date()} with its kept events")
     handed = None
@@ -207,11 +222,14 @@ def prepare(
     parts, scored, overlap = merge(stored, parts, completed)
     if key is not None and run.out_mode == "caseloads":  # kept for the next run
         stored.caseloads_now = (key, caseload_index(caseloads))
-    # The day the state will keep is read again and written meanwhile (not waited for here).
-    keeping = ThreadPoolExecutor(max_workers=1)
-    kept = keeping.submit(
-        _keep_last_day, stored, source, parts, scored, continued, has_ids, handover
-    )
+    # Otherwise the day the state will keep is read again and written meanwhile (not waited
+    # for here).
+    if kept is None:
+        kept = keeping.submit(
+            _keep_last_day, stored, source, parts, scored, continued, has_ids, handover
+        )
+    if handover is not None:  # every reader of the handed files has its events by now
+        kept.add_done_callback(lambda _: handover[1].cleanup())
     keeping.shutdown(wait=False)
     # Baselines of stored days are needed only to fit a model on them.
     refit = uses_model and not _stored_model_usable(stored, len(scored))
@@ -736,6 +754,24 @@ def _alerted(alerts: pd.DataFrame, table: pd.DataFrame, earlier: pd.DataFrame) -
     return pd.concat(frames, ignore_index=True)
 
 
+def _stored_index(state: str | Path | None, caseload_file: Any) -> tuple[str | None, Any]:
+    """(the caseload file's hash, the index a state at ``state`` keeps for it with its
+    version, or None): run in a thread beside :func:`load_state`."""
+    key = caseload_key(caseload_file)
+    return key, None if state is None else caseload_index_at(state, key)
+
+
+def _new_last_day(stored: State, log_days: set[int]) -> bool:
+    """Is the log's last day later than every stored day? (Then it is scored, and it is
+    the day the state keeps next.)"""
+    if not log_days:
+        return False
+    windows = stored.history.windows if stored.history is not None else None
+    if windows is None or not len(windows):
+        return True
+    return max(log_days) > int(windows["day"].max())
+
+
 def _keep_last_day(
     stored: State,
     source,
@@ -748,26 +784,23 @@ def _keep_last_day(
     """The events of the last stored day written for the state, for a log that continues
     it (None: keep the stored ones). Run in a thread while the table is assembled and
     scored. A day of this log: the events its partitions wrote (``handover``, the local
-    engine), else read and validated again (seconds on a national day)."""
-    try:
-        days = [int(p.windows["day"].max()) for p in parts if len(p.windows)]
-        if not days:
-            return None
-        last = max(days)
-        if continued is not None and continued.day == last:
-            events, ids = continued.events, has_ids and stored.kept_ids
-        elif last in scored:  # the day came with this log
-            events, ids = None, has_ids
-            if handover is not None and handover[0].day == last:
-                events = handed_kept(handover[0].files(source.partitions()), has_ids)
-            if events is None:
-                events = once_each(read_day(source, last), has_ids)
-        else:
-            return None
-        return Kept(last, None, ids, write_kept(events, kept_scratch(stored)))
-    finally:
-        if handover is not None:
-            handover[1].cleanup()
+    engine), else read and validated again (seconds on a national day). The caller
+    removes the handover folder once every reader of it is done."""
+    days = [int(p.windows["day"].max()) for p in parts if len(p.windows)]
+    if not days:
+        return None
+    last = max(days)
+    if continued is not None and continued.day == last:
+        events, ids = continued.events, has_ids and stored.kept_ids
+    elif last in scored:  # the day came with this log
+        events, ids = None, has_ids
+        if handover is not None and handover[0].day == last:
+            events = handed_kept(handover[0].files(source.partitions()), has_ids)
+        if events is None:
+            events = once_each(read_day(source, last), has_ids)
+    else:
+        return None
+    return Kept(last, None, ids, write_kept(events, kept_scratch(stored)))
 
 
 def _save_state(

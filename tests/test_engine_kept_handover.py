@@ -132,3 +132,25 @@ def test_kept_day_completed_from_the_partitions_files(days, tmp_path, monkeypatc
     pd.testing.assert_frame_equal(one.alerts, other.alerts)
     pd.testing.assert_frame_equal(one.features, other.features)
     assert one.notices == other.notices
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_handed_files_are_stacked_or_united(tmp_path, shared):
+    """Slices sharing their dictionaries are stacked as they are; other files' dictionaries
+    are united: the same events either way."""
+    names = pa.array(["a", "b", "c"]) if shared else None
+    frames, paths = [], []
+    for n, accounts in enumerate((["a", "b"], ["c", "a", "c"])):
+        own = pa.array(sorted(set(accounts), reverse=n == 1))  # another order in each file
+        dictionary = names if shared else own
+        codes = pa.array([dictionary.to_pylist().index(a) for a in accounts], pa.int32())
+        column = pa.DictionaryArray.from_arrays(codes, dictionary)
+        stamps = pa.array(np.arange(len(accounts), dtype=np.int64) + 10 * n, pa.int64())
+        table = pa.table({"timestamp": stamps, "account_id": column, "event_id": stamps})
+        paths.append(str(tmp_path / f"kept-{n}.arrow"))
+        detector.engine.state.write_kept(table, paths[-1])
+        frames.append(table.to_pandas().astype({"account_id": "string"}))
+    got = detector.engine.state.handed_kept(paths, True)
+    assert got.column("account_id").num_chunks == (2 if shared else 1)
+    expected = pd.concat(frames, ignore_index=True)
+    pd.testing.assert_frame_equal(got.to_pandas().astype({"account_id": "string"}), expected)

@@ -17,6 +17,8 @@ from detector.engine.state import (
     CASELOAD_INDEX,
     KEPT,
     KEPT_ARROW,
+    MANIFEST,
+    caseload_index_at,
     caseload_key,
     load_state,
     read_kept,
@@ -118,3 +120,20 @@ def test_the_caseload_index_is_kept_for_the_same_caseload_file(nights, tmp_path)
     assert after.caseload_key == caseload_key(caseloads) != key
     half = caseload_index(read_caseloads(caseloads))
     assert stored_caseload_index(after, after.caseload_key).records.equals(half.records)
+
+
+def test_the_kept_caseload_index_is_mapped_from_the_manifest_alone(nights, tmp_path):
+    log, files = nights
+    caseloads, state = nights_with_caseloads(log, files[:2], tmp_path)
+    stored = load_state(state, TZ)
+    key = caseload_key(caseloads)
+    found = caseload_index_at(state, key)
+    assert found is not None and found[1] == stored.version
+    kept = stored_caseload_index(stored, key)
+    assert found[0].records.equals(kept.records)
+    np.testing.assert_array_equal(found[0].keys, kept.keys)
+    assert caseload_index_at(state, "another file") is None
+    assert caseload_index_at(state, None) is None
+    assert caseload_index_at(tmp_path / "nowhere", key) is None
+    (state / MANIFEST).write_text("{not json")
+    assert caseload_index_at(state, key) is None  # load_state names the broken manifest

@@ -16,12 +16,27 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from detector.engine.local import default_workers, import_model_stage, run_partition
+from detector.engine.local import (
+    default_workers,
+    import_model_stage,
+    in_background,
+    reuse_freed_memory,
+    run_partition,
+)
 from detector.errors import DetectorError
 
 
 def _task(partition, source, options):
     return run_partition(source, partition, *options)
+
+
+def _close(client: Any, cluster: Any) -> None:
+    try:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    except Exception:  # noqa: BLE001 - the run's results are in: a failing stop changes nothing
+        pass
 
 
 def dask_mapper(scheduler: str | None, workers: int | None) -> Callable[..., Iterator]:
@@ -50,6 +65,11 @@ def dask_mapper(scheduler: str | None, workers: int | None) -> Callable[..., Ite
                     dashboard_address=":0",
                 )
                 client = Client(cluster)
+                # The cluster is this run's: its workers keep their freed heap, as the local
+                # engine's do (glibc mapping and unmapping each partition's large arrays
+                # afresh made their system time a third of their CPU). Not done to the
+                # workers of a cluster given by address: they outlive the run.
+                client.run(reuse_freed_memory)
             else:
                 client = Client(scheduler, timeout="30s")
         except OSError as error:
@@ -68,9 +88,9 @@ def dask_mapper(scheduler: str | None, workers: int | None) -> Callable[..., Ite
                 yield future.result()
                 future.release()
         finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            # Closed in a thread: the results are all here, and stopping a local cluster's
+            # spawned workers takes a second or more, which assembly need not wait for.
+            in_background(lambda: _close(client, cluster))
 
     return mapper
 

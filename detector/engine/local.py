@@ -151,10 +151,10 @@ def _ascending(ids: pd.Series) -> bool:
 
 def _init_worker(source: Any, options: tuple) -> None:
     _WORKER.update(source=source, options=options)
-    _reuse_freed_memory()
+    reuse_freed_memory()
 
 
-def _reuse_freed_memory() -> None:
+def reuse_freed_memory() -> None:
     """Keep freed heap for the next partition instead of giving it back to the system.
 
     The kernel's per-event arrays (megabytes each) are otherwise mapped afresh
@@ -286,9 +286,28 @@ def import_model_stage() -> None:
         ).start()
 
 
+_BACKGROUND: list[threading.Thread] = []  # work a run left running (a Dask cluster closing)
+
+
+def in_background(work: Callable[[], None]) -> None:
+    """Run ``work`` in a thread that the run does not wait for (the interpreter does, at
+    exit). A process pool forks only once such threads are done (:func:`_pool`)."""
+    thread = threading.Thread(target=work, name="logsentinel-background")
+    thread.start()
+    _BACKGROUND.append(thread)
+
+
+def _background_done() -> None:
+    """Wait for the work left running by earlier runs: a fork beside a running thread may
+    copy a lock that thread holds, and the child would wait on it forever."""
+    while _BACKGROUND:
+        _BACKGROUND.pop().join()
+
+
 def _pool(workers: int, source: Any, options: tuple) -> ProcessPoolExecutor:
     # fork where there is one: no re-import of the caller's __main__ (a notebook, a script
     # without a main guard); the warm-up thread starts only once the workers exist.
+    _background_done()
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     return ProcessPoolExecutor(
