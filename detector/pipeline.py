@@ -225,6 +225,7 @@ def prepare(
         baseline_days=None if refit else scored,
         summary=stored.summary,
         carry=True,  # the state stores each window's novelty counts for the next night
+        judged=stored.judged,  # and the accumulation's terms of its last days
     )
     attach(
         table,
@@ -804,6 +805,7 @@ def _save_state(
         alerted=alerted,
         keep_days=keep_days,
         scored=prepared.scored_days,
+        judged=prepared.features.judged,
     )
     if progress:
         progress(f"state updated: {path}")

@@ -105,7 +105,7 @@ from detector.features.kernel import (
     in_days,
     partition_aggregates,
 )
-from detector.features.table import CARRIED
+from detector.features.table import CARRIED, Judged
 from detector.incidents import creation_pairs
 from detector.schema import normalise_table, validated_frame
 
@@ -119,9 +119,21 @@ KEPT_ARROW_FORMAT = "logsentinel-state/4"
 # finding them again from every stored first-seen pair (features.table.CARRIED). A /4
 # state is read and scored the long way; its first run writes every window again, as /5.
 CARRIED_FORMAT = "logsentinel-state/5"
-FORMATS = (FORMAT, PRUNED_FORMAT, SEGMENTED_FORMAT, KEPT_ARROW_FORMAT, CARRIED_FORMAT)
-SEGMENTED = (SEGMENTED_FORMAT, KEPT_ARROW_FORMAT, CARRIED_FORMAT)
+# The same, with the accumulation's terms of the last days (JUDGED: features.table.Judged),
+# which the next night reads instead of working out 14 days of them again. A /5 state is
+# scored the long way, and its first run writes the terms.
+JUDGED_FORMAT = "logsentinel-state/6"
+FORMATS = (
+    FORMAT,
+    PRUNED_FORMAT,
+    SEGMENTED_FORMAT,
+    KEPT_ARROW_FORMAT,
+    CARRIED_FORMAT,
+    JUDGED_FORMAT,
+)
+SEGMENTED = (SEGMENTED_FORMAT, KEPT_ARROW_FORMAT, CARRIED_FORMAT, JUDGED_FORMAT)
 WINDOWS = "windows"
+JUDGED = "judged"  # a file per day: (account, day) -> the accumulation's reference and shift
 WEEK_DAYS = 7  # days of one file once their week is over: pruning rewrites at most a week
 SUMMARY = "summary.parquet"
 # The baselines of the next day read the HISTORY_DAYS days before it; its accumulated
@@ -188,6 +200,7 @@ class State:
     pruned_through: int | None = None  # the last local day dropped (None: nothing pruned)
     segments: dict[str, list[Segment]] = field(default_factory=dict)  # table -> its files
     carries: bool = False  # every stored window holds its CARRIED counts
+    judged: Judged | None = None  # the accumulation's terms of the last stored days
 
     @property
     def kept_path(self) -> Path | None:
@@ -235,6 +248,7 @@ def load_state(path: str | Path, timezone: str) -> State:
         alerted = _read_optional(current / ALERTED, empty_alerted())
         pruned_through = manifest.get("pruned_through")
         summary = None if pruned_through is None else pq.read_table(current / SUMMARY).to_pandas()
+        judged = _read_judged(current, segments.get(JUDGED), manifest.get("judged_caseloads"))
     except (OSError, pa.ArrowInvalid, KeyError, TypeError, ValueError) as error:
         raise StateError(f"{current}: unreadable state ({error})") from None
     if manifest["format"] not in SEGMENTED:  # one file per table, holding every day
@@ -269,7 +283,17 @@ def load_state(path: str | Path, timezone: str) -> State:
         pruned_through=None if pruned_through is None else int(pruned_through),
         segments=segments,
         carries=carries,
+        judged=judged,
     )
+
+
+def _read_judged(current: Path, segments: list[Segment] | None, caseloads: Any) -> Judged | None:
+    """The stored accumulation terms (None in states before /6)."""
+    if not segments:
+        return None
+    frame = _read_segments(current, segments, ("account_id",))
+    days = np.array(sorted({d for s in segments for d in s.days}), dtype=np.int64)
+    return Judged(days, frame, bool(caseloads))
 
 
 def _segments_of(manifest: dict, current: Path) -> dict[str, list[Segment]]:
@@ -837,6 +861,7 @@ def save_state(
     alerted: pd.DataFrame | None = None,
     keep_days: int | None = None,
     scored: set[int] | None = None,
+    judged: Judged | None = None,
 ) -> Path:
     """Write a new version of the state, then make it current by an atomic manifest swap.
 
@@ -846,7 +871,8 @@ def save_state(
     ``kept``: the last day's events to keep (None: the stored ones stay);
     ``links`` and ``alerted``: the tables that replace the stored ones (None: unchanged);
     ``keep_days``: windows of days older than the last ``keep_days`` are folded into
-    the summary and dropped (None: every day is kept).
+    the summary and dropped (None: every day is kept); ``judged``: the accumulation's
+    terms worked out by this run (kept with the stored ones of other recent days).
     """
     check_keep_days(keep_days)
     history, summary, through = prune(history, first_day, keep_days, state)
@@ -861,6 +887,8 @@ def save_state(
     tables = {WINDOWS: writer.windows(history.windows, history.hours)}
     for column, seen in history.first_seen.items():
         tables[_first_seen_name(column)] = writer.first_seen(column, seen)
+    last = int(history.windows["day"].max()) if len(history.windows) else None
+    tables[JUDGED], judged_caseloads = writer.judged(judged, last)
     pq.write_table(history.created, staging / "created.parquet")
     if model is not None:
         model.save(staging / "model.skops")
@@ -893,7 +921,7 @@ def save_state(
     shutil.rmtree(final, ignore_errors=True)
     os.replace(staging, final)  # the new version is complete before the manifest names it
     manifest = {
-        "format": CARRIED_FORMAT,
+        "format": JUDGED_FORMAT,
         "version": version,
         "current": name,
         "timezone": state.timezone,
@@ -908,6 +936,8 @@ def save_state(
             for table, segments in tables.items()
         },
     }
+    if judged_caseloads is not None:
+        manifest["judged_caseloads"] = judged_caseloads
     if caseloads is not None:
         manifest["caseload_key"] = caseloads[0]
     if through is not None:
@@ -1008,6 +1038,40 @@ class _SegmentWriter:
         # Each pair is in one stored segment: only those not linked are deduplicated again.
         new = _first_days(seen.filter(pa.array(~stored)))
         return self._write(table, valid, _not_in(new, self._linked_rows(column, valid, linked)))
+
+    def judged(self, found: Judged | None, last: int | None) -> tuple[list[Segment], bool | None]:
+        """The accumulation terms' files, one per day, of the HORIZON_DAYS + 1 last days:
+        the stored ones of days not worked out again (nor scored) linked, ``found``'s
+        written; and whether out-of-caseload reads were known for them."""
+        stored = self.state.judged
+        if last is None or (found is None and stored is None):
+            return [], None
+        since = last - HORIZON_DAYS
+        caseloads = found.caseloads if found is not None else stored.caseloads
+        again = set(self.scored or ()) | set(() if found is None else found.days.tolist())
+        valid = [
+            s
+            for s in self.state.segments.get(JUDGED, [])
+            if stored is not None
+            and stored.caseloads == caseloads
+            and self.scored is not None
+            and s.days
+            and min(s.days) >= since
+            and not set(s.days) & again
+        ]
+        for segment in valid:
+            _link(self.previous / segment.file, self.staging / segment.file)
+        segments = list(valid)
+        if found is not None:
+            day = found.frame["day"].to_numpy()
+            for d in found.days.tolist():
+                if d < since:
+                    continue
+                segment = Segment(f"{JUDGED}.{self.version:06d}.{d}.parquet", (int(d),))
+                rows = found.frame.filter(pa.array(day == d))
+                pq.write_table(rows, self.staging / segment.file)
+                segments.append(segment)
+        return sorted(segments, key=lambda s: min(s.days)), caseloads
 
     def _linked_rows(self, column: str, valid: list[Segment], linked: list[int]) -> pa.Table:
         """The stored pairs of the ``valid`` segments (whose days are ``linked``)."""
