@@ -1022,21 +1022,27 @@ def _stored_terms(
 def _judged(
     terms: _Terms, accounts: pd.Index, first_day: int, has_caseload_data: bool
 ) -> Judged | None:
-    """The accumulation's terms kept for the state (:class:`Judged`), a row per account with
-    a reference or a shift on a day."""
+    """The accumulation's terms kept for the state (:class:`Judged`): a row per account active
+    on a day with a reference or a shift that day.
+
+    The sums read a day's terms only where the account was active (an inactive day adds
+    nothing, and a reference kept while a sum is under way is that of the active day the
+    excess began), so the other cells are left out, and the rows do not depend on which
+    run worked them out.
+    """
     if not terms.found or terms.days is None:
         return None
-    found = [terms.found[volume] for volume in accumulation.CUSUM_VOLUMES]
+    found = [terms.found.pop(volume) for volume in accumulation.CUSUM_VOLUMES]
     informative = np.zeros(found[0][0].shape, dtype=bool)
-    for centre, scale, shift in found:
-        informative |= ~np.isnan(centre) | ~np.isnan(scale) | (shift != 0)
+    for centre, scale, shift, active in found:
+        informative |= active & (~np.isnan(centre) | ~np.isnan(scale) | (shift != 0))
     column, account = np.nonzero(informative.T)  # day by day
     frame = {
         "account_id": pc.take(pa.array(accounts.astype(str), pa.string()), pa.array(account)),
         "day": pa.array((terms.days[column] + first_day).astype(np.int32)),
     }
     for volume, arrays in zip(accumulation.CUSUM_VOLUMES, found, strict=True):
-        for stat, values in zip(("centre", "scale", "shift"), arrays, strict=True):
+        for stat, values in zip(("centre", "scale", "shift"), arrays[:3], strict=True):
             frame[f"{stat}_{volume}"] = pa.array(values[account, column])
     return Judged(terms.days + first_day, pa.table(frame), has_caseload_data)
 
@@ -1389,7 +1395,8 @@ def _add_accumulation(
     if terms is not None:  # kept for the state: the days the next night may look back over
         kept = days[targets] >= terms.since
         terms.days = days[targets][kept]
-        terms.found[volume] = [a[:, kept] for a in found]
+        active = ~np.isnan(matrix[:, computed[kept]])
+        terms.found[volume] = [*(a[:, kept] for a in found), active]
     del found
     chosen = np.arange(n_cols) if only is None else compact[only]
     before, kept_centre, kept_scale = accumulation.sums_before(

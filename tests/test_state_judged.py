@@ -1,0 +1,139 @@
+"""logsentinel-state/6: the accumulation's terms (each account's reference and same-day
+shift of each of the last days, features.table.Judged) are stored, and a night reads those
+of the stored days instead of working them out again; it must give exactly what the long
+way gives (every feature, the internal columns the replay reads, the alerts, the terms
+stored). A re-delivered earlier day, and a /5 state, take the long way."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from daily_files import cut_into_days
+
+import detector.pipeline as pipeline
+from detector.engine.state import load_state
+from detector.features import table as assembly
+from detector.pipeline import score_log
+from synthetic_logs.generate import generate_dataset
+
+TZ = "Europe/Paris"
+
+
+@pytest.fixture(scope="module")
+def log(tmp_path_factory):
+    out = tmp_path_factory.mktemp("judged") / "logs.parquet"
+    generate_dataset(out, seed=11, accounts=60, days=14)
+    return out
+
+
+def _tables(monkeypatch) -> list:
+    """Each night's assembled table, copied before detection trims it: (features, internal)."""
+    tables = []
+    original = pipeline.assemble
+
+    def spy(*args, **kwargs):
+        table = original(*args, **kwargs)
+        internal = pd.DataFrame(table.internal.block.T.copy(), columns=table.internal.names)
+        tables.append((table.table.copy(), internal))
+        return table
+
+    monkeypatch.setattr(pipeline, "assemble", spy)
+    return tables
+
+
+def _uses(monkeypatch, long_way: bool) -> list[bool]:
+    """Whether each night read the stored terms (``long_way``: never let it)."""
+    used: list[bool] = []
+    original = assembly._stored_terms
+
+    def spy(*args, **kwargs):
+        stored = None if long_way else original(*args, **kwargs)
+        used.append(stored is not None)
+        return stored
+
+    monkeypatch.setattr(assembly, "_stored_terms", spy)
+    return used
+
+
+def _nights(files, state, monkeypatch, long_way: bool):
+    """Each file scored into ``state`` with the log's caseloads (a day without them would
+    know no out-of-caseload reads, and the next night could not read the stored terms)."""
+    caseloads = files[0].parent.parent / "logs.caseloads.parquet"
+    with monkeypatch.context() as patch:
+        used = _uses(patch, long_way)
+        tables = _tables(patch)
+        alerts = [
+            score_log(path, caseloads=caseloads, mode="rules", state=state).alerts
+            for path in files
+        ]
+    return used, tables, alerts
+
+
+def _judged(state) -> pd.DataFrame:
+    judged = load_state(state, TZ).judged
+    frame = judged.frame.to_pandas()
+    frame["account_id"] = frame["account_id"].astype(str)
+    return frame.sort_values(["day", "account_id"]).reset_index(drop=True)
+
+
+def _same(long, short) -> None:
+    for (table, internal), (expected, expected_internal) in zip(short[1], long[1], strict=True):
+        pd.testing.assert_frame_equal(table, expected)
+        pd.testing.assert_frame_equal(internal, expected_internal)
+    for alerts, expected in zip(short[2], long[2], strict=True):
+        pd.testing.assert_frame_equal(alerts, expected)
+
+
+@pytest.mark.parametrize("at_midnight", [False, True])
+def test_nights_with_stored_terms_equal_the_long_way(log, tmp_path, monkeypatch, at_midnight):
+    files = cut_into_days(log, f"days{at_midnight}", at_midnight)
+    long = _nights(files, tmp_path / "long", monkeypatch, long_way=True)
+    short = _nights(files, tmp_path / "short", monkeypatch, long_way=False)
+    assert len(short[0]) == len(files) and all(short[0][1:])  # every night after the first
+    _same(long, short)
+    # The accumulation is not idle here: excess accumulated, and shifts were found.
+    tables = pd.concat([table for table, _ in short[1]])
+    internal = pd.concat([internal for _, internal in short[1]])
+    assert (tables["cusum_records_touched"] > 0).any()
+    assert (internal["_shift_records_touched"] > 0).any()
+    manifest = json.loads((tmp_path / "short" / "manifest.json").read_text())
+    assert manifest["format"] == "logsentinel-state/6"
+    assert len(manifest["tables"]["judged"]) == 15  # the last HORIZON_DAYS + 1 days
+    pd.testing.assert_frame_equal(_judged(tmp_path / "short"), _judged(tmp_path / "long"))
+
+
+def test_a_redelivered_day_and_a_state_of_5_take_the_long_way(log, tmp_path, monkeypatch):
+    files = cut_into_days(log, "days")
+    state = tmp_path / "state"
+    _nights(files[:-1], state, monkeypatch, long_way=False)
+    old = tmp_path / "old"  # the same state as /5 wrote it: no terms
+    shutil.copytree(state, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["format"] = "logsentinel-state/5"
+    manifest.pop("judged_caseloads", None)
+    for segment in manifest["tables"].pop("judged"):
+        (old / manifest["current"] / segment["file"]).unlink()
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    reference = tmp_path / "reference"
+    shutil.copytree(state, reference)
+
+    again = _nights([files[3]], state, monkeypatch, long_way=False)  # a stored day, again
+    assert again[0] == [False]
+    expected = _nights([files[3]], tmp_path / "reference", monkeypatch, long_way=True)
+    _same(expected, again)
+
+    upgraded = _nights([files[-1]], old, monkeypatch, long_way=False)
+    assert upgraded[0] == [False]
+    assert json.loads((old / "manifest.json").read_text())["format"] == "logsentinel-state/6"
+    night = _nights([files[-1]], tmp_path / "state2", monkeypatch, long_way=False)
+    assert night[0] == [False]  # a fresh state: its first run builds it
+    shutil.rmtree(tmp_path / "state2")
+    shutil.copytree(reference, tmp_path / "state2")
+    carried = _nights([files[-1]], tmp_path / "state2", monkeypatch, long_way=False)
+    assert carried[0] == [True]
+    _same(upgraded, carried)
+    pd.testing.assert_frame_equal(_judged(old), _judged(tmp_path / "state2"))
