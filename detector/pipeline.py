@@ -226,6 +226,7 @@ def prepare(
         summary=stored.summary,
         carry=True,  # the state stores each window's novelty counts for the next night
         judged=stored.judged,  # and the accumulation's terms of its last days
+        hours=stored.hours,  # and each account's summed hours before its last day
     )
     attach(
         table,
@@ -806,6 +807,7 @@ def _save_state(
         keep_days=keep_days,
         scored=prepared.scored_days,
         judged=prepared.features.judged,
+        hours=prepared.features.hours,
     )
     if progress:
         progress(f"state updated: {path}")

@@ -31,31 +31,39 @@ def log(tmp_path_factory):
 
 
 def _tables(monkeypatch) -> list:
-    """Each night's assembled table, copied before detection trims it: (features, internal)."""
+    """Each night's assembled table, copied before detection trims it: (features, internal
+    columns and rare hours)."""
     tables = []
     original = pipeline.assemble
 
     def spy(*args, **kwargs):
         table = original(*args, **kwargs)
         internal = pd.DataFrame(table.internal.block.T.copy(), columns=table.internal.names)
-        tables.append((table.table.copy(), internal))
+        rare = pd.DataFrame(table.rare_hours, columns=[f"rare_{h}" for h in range(24)])
+        tables.append((table.table.copy(), pd.concat([internal, rare], axis=1)))
         return table
 
     monkeypatch.setattr(pipeline, "assemble", spy)
     return tables
 
 
-def _uses(monkeypatch, long_way: bool) -> list[bool]:
-    """Whether each night read the stored terms (``long_way``: never let it)."""
-    used: list[bool] = []
-    original = assembly._stored_terms
+def _uses(monkeypatch, long_way: bool) -> tuple[list[bool], list[bool]]:
+    """Whether each night read the stored terms, and the stored hours (``long_way``: never
+    let it)."""
+    used: tuple[list[bool], list[bool]] = ([], [])
 
-    def spy(*args, **kwargs):
-        stored = None if long_way else original(*args, **kwargs)
-        used.append(stored is not None)
-        return stored
+    def spied(name, found):
+        original = getattr(assembly, name)
 
-    monkeypatch.setattr(assembly, "_stored_terms", spy)
+        def spy(*args, **kwargs):
+            stored = None if long_way else original(*args, **kwargs)
+            found.append(stored is not None)
+            return stored
+
+        monkeypatch.setattr(assembly, name, spy)
+
+    spied("_stored_terms", used[0])
+    spied("_stored_hours", used[1])
     return used
 
 
@@ -70,14 +78,18 @@ def _nights(files, state, monkeypatch, long_way: bool):
             score_log(path, caseloads=caseloads, mode="rules", state=state).alerts
             for path in files
         ]
-    return used, tables, alerts
+    assert used[0] == used[1]  # both stand, or neither
+    return used[0], tables, alerts
 
 
 def _judged(state) -> pd.DataFrame:
-    judged = load_state(state, TZ).judged
-    frame = judged.frame.to_pandas()
+    """The stored terms, and the summed hours with the day they end before."""
+    loaded = load_state(state, TZ)
+    frame = loaded.judged.frame.to_pandas()
     frame["account_id"] = frame["account_id"].astype(str)
-    return frame.sort_values(["day", "account_id"]).reset_index(drop=True)
+    frame = frame.sort_values(["day", "account_id"]).reset_index(drop=True)
+    hours = pd.DataFrame(loaded.hours.counts, index=loaded.hours.accounts.to_pylist())
+    return pd.concat([frame, hours.sort_index().reset_index().assign(before=loaded.hours.before)])
 
 
 def _same(long, short) -> None:
@@ -115,6 +127,8 @@ def test_a_redelivered_day_and_a_state_of_5_take_the_long_way(log, tmp_path, mon
     manifest = json.loads((old / "manifest.json").read_text())
     manifest["format"] = "logsentinel-state/5"
     manifest.pop("judged_caseloads", None)
+    manifest.pop("hours_before", None)
+    (old / manifest["current"] / "hours.parquet").unlink()
     for segment in manifest["tables"].pop("judged"):
         (old / manifest["current"] / segment["file"]).unlink()
     (old / "manifest.json").write_text(json.dumps(manifest))

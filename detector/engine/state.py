@@ -103,9 +103,10 @@ from detector.features.kernel import (
     Aggregates,
     CaseloadIndex,
     in_days,
+    lookup,
     partition_aggregates,
 )
-from detector.features.table import CARRIED, Judged
+from detector.features.table import CARRIED, Hours, Judged
 from detector.incidents import creation_pairs
 from detector.schema import normalise_table, validated_frame
 
@@ -134,6 +135,9 @@ FORMATS = (
 SEGMENTED = (SEGMENTED_FORMAT, KEPT_ARROW_FORMAT, CARRIED_FORMAT, JUDGED_FORMAT)
 WINDOWS = "windows"
 JUDGED = "judged"  # a file per day: (account, day) -> the accumulation's reference and shift
+# From /6: per account, the summed hours of its stored windows before the last stored day
+# (features.table.Hours; the manifest's ``hours_before``), which a night's rare hours read.
+HOURS_FILE = "hours.parquet"
 WEEK_DAYS = 7  # days of one file once their week is over: pruning rewrites at most a week
 SUMMARY = "summary.parquet"
 # The baselines of the next day read the HISTORY_DAYS days before it; its accumulated
@@ -201,6 +205,7 @@ class State:
     segments: dict[str, list[Segment]] = field(default_factory=dict)  # table -> its files
     carries: bool = False  # every stored window holds its CARRIED counts
     judged: Judged | None = None  # the accumulation's terms of the last stored days
+    hours: Hours | None = None  # each account's summed hours before the last stored day
 
     @property
     def kept_path(self) -> Path | None:
@@ -249,6 +254,7 @@ def load_state(path: str | Path, timezone: str) -> State:
         pruned_through = manifest.get("pruned_through")
         summary = None if pruned_through is None else pq.read_table(current / SUMMARY).to_pandas()
         judged = _read_judged(current, segments.get(JUDGED), manifest.get("judged_caseloads"))
+        summed = _read_hours(current, manifest.get("hours_before"))
     except (OSError, pa.ArrowInvalid, KeyError, TypeError, ValueError) as error:
         raise StateError(f"{current}: unreadable state ({error})") from None
     if manifest["format"] not in SEGMENTED:  # one file per table, holding every day
@@ -284,7 +290,17 @@ def load_state(path: str | Path, timezone: str) -> State:
         segments=segments,
         carries=carries,
         judged=judged,
+        hours=summed,
     )
+
+
+def _read_hours(current: Path, before: Any) -> Hours | None:
+    """The stored accounts' summed hours (None in states before /6)."""
+    if before is None or not (current / HOURS_FILE).exists():
+        return None
+    table = pq.read_table(current / HOURS_FILE)
+    counts = np.stack([table[h].to_numpy() for h in HOURS], axis=1).astype(np.int64)
+    return Hours(int(before), table["account_id"], counts)
 
 
 def _read_judged(current: Path, segments: list[Segment] | None, caseloads: Any) -> Judged | None:
@@ -862,6 +878,7 @@ def save_state(
     keep_days: int | None = None,
     scored: set[int] | None = None,
     judged: Judged | None = None,
+    hours: Hours | None = None,
 ) -> Path:
     """Write a new version of the state, then make it current by an atomic manifest swap.
 
@@ -872,10 +889,14 @@ def save_state(
     ``links`` and ``alerted``: the tables that replace the stored ones (None: unchanged);
     ``keep_days``: windows of days older than the last ``keep_days`` are folded into
     the summary and dropped (None: every day is kept); ``judged``: the accumulation's
-    terms worked out by this run (kept with the stored ones of other recent days).
+    terms worked out by this run (kept with the stored ones of other recent days);
+    ``hours``: each account's summed hours before the last day, by this run.
     """
     check_keep_days(keep_days)
+    whole = history
     history, summary, through = prune(history, first_day, keep_days, state)
+    if hours is not None and history is not whole:  # the dropped windows' hours, taken off
+        hours = _without_dropped(hours, whole, whole.windows["day"].to_numpy() <= through)
     state.path.mkdir(parents=True, exist_ok=True)
     version = state.version + 1
     name = f"v{version:06d}"
@@ -889,6 +910,8 @@ def save_state(
         tables[_first_seen_name(column)] = writer.first_seen(column, seen)
     last = int(history.windows["day"].max()) if len(history.windows) else None
     tables[JUDGED], judged_caseloads = writer.judged(judged, last)
+    if hours is not None:
+        _write_hours(hours, staging / HOURS_FILE)
     pq.write_table(history.created, staging / "created.parquet")
     if model is not None:
         model.save(staging / "model.skops")
@@ -938,6 +961,8 @@ def save_state(
     }
     if judged_caseloads is not None:
         manifest["judged_caseloads"] = judged_caseloads
+    if hours is not None:
+        manifest["hours_before"] = int(hours.before)
     if caseloads is not None:
         manifest["caseload_key"] = caseloads[0]
     if through is not None:
@@ -951,6 +976,34 @@ def save_state(
     for scratch in state.path.glob(".kept.*.tmp"):  # left by runs that did not finish
         scratch.unlink(missing_ok=True)
     return final
+
+
+def _without_dropped(hours: Hours, history: Aggregates, dropped: np.ndarray) -> Hours | None:
+    """``hours`` less the hours of the ``dropped`` windows of ``history`` (pruned days);
+    None when they do not hold a dropped window's account (the next night reads every
+    stored window's hours)."""
+    accounts = history.windows["account_id"].to_numpy()[dropped]
+    row = lookup(accounts, hours.accounts)
+    if (row < 0).any():
+        return None
+    counts = hours.counts.copy()
+    np.subtract.at(counts, row, history.hours[dropped].astype(np.int64))
+    return Hours(hours.before, hours.accounts, counts)
+
+
+def _write_hours(hours: Hours, path: Path) -> None:
+    """The accounts' summed hours, those with any."""
+    some = hours.counts.any(axis=1)
+    accounts = hours.accounts
+    ids = (
+        accounts
+        if isinstance(accounts, pa.Array | pa.ChunkedArray)
+        else pa.array(np.asarray(accounts.astype(str)), pa.string())
+    )
+    table = {"account_id": pc.cast(ids, pa.string()).filter(pa.array(some))}
+    for h, column in enumerate(HOURS):
+        table[column] = pa.array(hours.counts[some, h])
+    pq.write_table(pa.table(table), path)
 
 
 def _link(source: Path, target: Path) -> None:

@@ -122,6 +122,17 @@ class Judged:
 
 
 @dataclass
+class Hours:
+    """Per account: the summed 24-hour histograms of its stored windows of days before
+    ``before`` (a local day number): what rare hours read of the days a night does not
+    score, instead of every stored window's histogram."""
+
+    before: int
+    accounts: Any  # account ids (pd.Index or Arrow strings), one per row of ``counts``
+    counts: np.ndarray  # (accounts x 24) int64
+
+
+@dataclass
 class Internal:
     """Per-window numbers only the replay reads (the baselines' scales, the accumulation's
     terms), kept apart from the table: detection keeps its candidates' rows only.
@@ -177,6 +188,7 @@ class FeatureTable:
     # partitions' windows (what a state stores beside its windows).
     carried: dict[str, np.ndarray] = field(default_factory=dict)
     judged: Judged | None = None  # the accumulation's terms of the days worked out (for a state)
+    hours: Hours | None = None  # each account's summed hours before the last day (for a state)
 
     def constants(self, name: str, windows: np.ndarray) -> np.ndarray:
         """A window constant (feature or internal number) at the given table rows."""
@@ -274,21 +286,33 @@ def _rare_hours(
     w_acc: np.ndarray,
     dropped: np.ndarray | None = None,
     held: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    upto: tuple[np.ndarray, int] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(windows x 24): local hours which, with their two neighbours, hold < 1 % of the
     account's earlier events (working half an hour late is not rare; 3 a.m. is); and
-    per window, its events in such hours.
+    per window, its events in such hours; and with ``upto`` (each row's day, a day), per
+    account the summed hours of its rows before that day (what a state carries).
 
     Rows are ordered by account (``w_acc``), ``first_of_account`` the first row of
-    each; ``dropped``: (accounts x 24) the account's hours of days pruned from a state;
-    ``held``: the rows to give (None: every row).
+    each; ``dropped``: (accounts x 24) the account's hours of days pruned from a state,
+    or not given as rows; ``held``: the rows to give (None: every row).
     """
     # Running sums over all rows, less the sum before the account's first row: the
     # account's earlier windows. int32 holds them whenever the whole log's events fit.
     small = int(hours.sum(dtype=np.int64)) < np.iinfo(np.int32).max
     running = np.cumsum(hours, axis=0, dtype=np.int32 if small else np.int64)
     base = np.zeros((len(first_of_account), hours.shape[1]), dtype=running.dtype)
-    base[1:] = running[first_of_account[1:] - 1]
+    after = first_of_account > 0  # an account whose rows start at 0 has nothing before
+    base[after] = running[first_of_account[after] - 1]
+    totals = None
+    if upto is not None:
+        rows = np.flatnonzero(upto[0] < upto[1])
+        last = np.full(len(first_of_account), -1, dtype=np.int64)
+        last[w_acc[rows]] = rows  # written last: each account's last such row
+        has = last >= 0
+        totals = np.zeros((len(first_of_account), hours.shape[1]), dtype=np.int64)
+        totals[has] = running[last[has]] - base[has]
+        del rows, last, has
     n_held = len(hours) if held is None else len(held)
     rare = np.zeros((n_held, hours.shape[1]), dtype=bool)
     rare_events = np.zeros(n_held)
@@ -309,20 +333,60 @@ def _rare_hours(
             share = around / history_events[:, None]
         rare[at] = (history_events >= RARE_HOUR_MIN_HISTORY)[:, None] & (share < RARE_HOUR_SHARE)
         rare_events[at] = (hours[rows] * rare[at]).sum(axis=1)
-    return rare, rare_events
+    return rare, rare_events, totals
 
 
 def _ordered_rare_hours(
     parts: Sequence[Aggregates],
     order: np.ndarray,
-    first_of_account: np.ndarray,
-    w_acc: np.ndarray,
+    windows: tuple[np.ndarray, np.ndarray, np.ndarray],
     prior: history.Prior | None,
     held: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_rare_hours` of the partitions' windows in table order (``order``)."""
-    hours = np.concatenate([p.hours for p in parts])[order]
-    return _rare_hours(hours, first_of_account, w_acc, None if prior is None else prior.hours, held)
+    stored: tuple[np.ndarray, int] | None = None,
+    upto: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """:func:`_rare_hours` of the partitions' windows in table order (``order``), and with
+    ``upto`` (a day index) the summed hours of each account's windows before that day.
+
+    ``windows``: each row's account, day index, and each account's first row.
+    ``stored``: the state's summed hours of each account's windows before a day, which
+    every held window comes after: only the windows from that day on are read (a night
+    reads its new days, not every stored window's histogram).
+    """
+    w_acc, w_day, first_of_account = windows
+    dropped = None if prior is None else prior.hours
+    if stored is None:
+        hours = np.concatenate([p.hours for p in parts])[order]
+        wanted = None if upto is None else (w_day, upto)
+        return _rare_hours(hours, first_of_account, w_acc, dropped, held, wanted)
+    totals, since = stored
+    recent = np.flatnonzero(w_day >= since)  # table rows (by account, then day)
+    hours = _stacked_rows(parts, order[recent])
+    acc = w_acc[recent]
+    first = np.searchsorted(acc, np.arange(len(first_of_account)))
+    wanted = None if upto is None else (w_day[recent], upto)
+    rare, rare_events, found = _rare_hours(
+        hours,
+        first,
+        acc,
+        totals if dropped is None else totals + dropped,
+        None if held is None else np.searchsorted(recent, held),
+        wanted,
+    )
+    return rare, rare_events, None if found is None else found + totals
+
+
+def _stacked_rows(parts: Sequence[Aggregates], rows: np.ndarray) -> np.ndarray:
+    """The hour histograms of the given rows of the partitions' stacked windows, without
+    stacking every partition's."""
+    ends = np.cumsum([len(p.hours) for p in parts])
+    part = np.searchsorted(ends, rows, side="right")
+    out = np.zeros((len(rows), 24), dtype=parts[0].hours.dtype if parts else np.int32)
+    for i, p in enumerate(parts):
+        mine = np.flatnonzero(part == i)
+        if len(mine):
+            out[mine] = p.hours[rows[mine] - (ends[i] - len(p.hours))]
+    return out
 
 
 def _novelty(
@@ -681,6 +745,7 @@ def assemble(
     carry: bool = False,
     release: bool = False,
     judged: Judged | None = None,
+    hours: Hours | None = None,
 ) -> FeatureTable:
     """The feature table of a log from its partitions' aggregates.
 
@@ -694,7 +759,9 @@ def assemble(
     state's history) spares finding them again (:func:`_carried_counts`); with ``carry``
     the accumulation's terms of the last days are kept too (``FeatureTable.judged``), and
     ``judged``, the state's, spares working out those of its days again
-    (:func:`_stored_terms`). ``release``:
+    (:func:`_stored_terms`); and each account's summed hours before the last day
+    (``FeatureTable.hours``), of which ``hours``, the state's, spares reading every
+    stored window's (:func:`_stored_hours`). ``release``:
     the caller keeps nothing of ``parts`` but their links, so their sums, hours and
     first-seen pairs are dropped once read (the peak of a large log is at the table's end).
     """
@@ -737,13 +804,25 @@ def assemble(
         np.take(values, order, out=sums[name])
     if release:  # the sums are in the table's columns now
         _release_windows(parts)
-    rare_hours = partial(_ordered_rare_hours, parts, order, first_of_account, w_acc, prior, out)
+    stored_hours = None
+    if carry:  # the state's summed hours, when every scored day comes after their days
+        stored_hours = _stored_hours(hours, parts, baseline_days, first_day, accounts)
+    rare_hours = partial(
+        _ordered_rare_hours,
+        parts,
+        order,
+        (w_acc, w_day, first_of_account),
+        prior,
+        out,
+        stored_hours,
+        int(w_day.max()) if carry else None,
+    )
     # A table of a few scored days finds its rare hours in a thread beside the rest (numpy
     # releases the GIL); the whole log's table first, so that their temporaries (windows
     # x 24) are gone before the baselines' matrices are made.
     beside = ThreadPoolExecutor(max_workers=1) if out is not None else None
     found_rare = beside.submit(rare_hours) if beside is not None else None
-    rare, rare_events = rare_hours() if found_rare is None else (None, None)
+    rare, rare_events, totals = rare_hours() if found_rare is None else (None, None, None)
     if release and found_rare is None:
         for part in parts:
             part.hours = np.zeros((0, 24), dtype=part.hours.dtype)
@@ -909,7 +988,7 @@ def assemble(
         carried[name][order] = sums[name]
 
     if found_rare is not None:
-        rare, rare_events = found_rare.result()
+        rare, rare_events, totals = found_rare.result()
         beside.shutdown()
         columns["rare_hour_events"][:] = rare_events
     if out is not None:  # features are derived for the windows held only
@@ -948,6 +1027,7 @@ def assemble(
         accounts=n_acc,
         carried=carried,
         judged=found,
+        hours=None if totals is None else Hours(n_days - 1 + first_day, accounts, totals),
     )
 
 
@@ -974,6 +1054,32 @@ def _moved_attributes(
         if moved.any():
             return True
     return False
+
+
+def _stored_hours(
+    hours: Hours | None,
+    parts: Sequence[Aggregates],
+    baseline_days: set[int] | None,
+    first_day: int,
+    accounts: pd.Index,
+) -> tuple[np.ndarray, int] | None:
+    """The state's summed hours aligned on ``accounts``, with the day index they end before;
+    None unless the table holds scored days only (``baseline_days``), the first part is
+    the state's history and every other part's days (the scored ones) are on or after
+    that day (a re-delivered earlier day changes what came before later days)."""
+    if hours is None or baseline_days is None or len(parts) < 2:
+        return None
+    if any(int(p.windows["day"].min()) < hours.before for p in parts[1:] if len(p.windows)):
+        return None
+    if min(baseline_days, default=hours.before) < hours.before:
+        return None
+    totals = np.zeros((len(accounts), 24), dtype=np.int64)
+    row = lookup(hours.accounts, pa.array(accounts.astype(str), pa.string()))
+    known = row >= 0
+    totals[row[known]] = hours.counts[known]
+    if not known.all():  # an account the stored windows do not hold: not the state's hours
+        return None
+    return totals, hours.before - first_day
 
 
 def _stored_terms(
