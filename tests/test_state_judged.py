@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
 import pandas as pd
 import pytest
 from daily_files import cut_into_days
@@ -114,7 +113,7 @@ def test_nights_with_stored_terms_equal_the_long_way(log, tmp_path, monkeypatch,
     assert (internal["_shift_records_touched"] > 0).any()
     manifest = json.loads((tmp_path / "short" / "manifest.json").read_text())
     assert manifest["format"] == "logsentinel-state/6"
-    assert len(manifest["tables"]["judged"]) == 15  # the last HORIZON_DAYS + 1 days
+    assert len(manifest["judged"]) == 15  # the last HORIZON_DAYS + 1 days
     pd.testing.assert_frame_equal(_judged(tmp_path / "short"), _judged(tmp_path / "long"))
 
 
@@ -129,7 +128,7 @@ def test_a_redelivered_day_and_a_state_of_5_take_the_long_way(log, tmp_path, mon
     manifest.pop("judged_caseloads", None)
     manifest.pop("hours_before", None)
     (old / manifest["current"] / "hours.parquet").unlink()
-    for segment in manifest["tables"].pop("judged"):
+    for segment in manifest.pop("judged"):
         (old / manifest["current"] / segment["file"]).unlink()
     (old / "manifest.json").write_text(json.dumps(manifest))
     reference = tmp_path / "reference"

@@ -253,7 +253,12 @@ def load_state(path: str | Path, timezone: str) -> State:
         alerted = _read_optional(current / ALERTED, empty_alerted())
         pruned_through = manifest.get("pruned_through")
         summary = None if pruned_through is None else pq.read_table(current / SUMMARY).to_pandas()
-        judged = _read_judged(current, segments.get(JUDGED), manifest.get("judged_caseloads"))
+        # The terms' files are listed apart from the tables: a file per day, not per week.
+        segments[JUDGED] = [
+            Segment(str(s["file"]), tuple(int(d) for d in s["days"]))
+            for s in manifest.get(JUDGED, [])
+        ]
+        judged = _read_judged(current, segments[JUDGED], manifest.get("judged_caseloads"))
         summed = _read_hours(current, manifest.get("hours_before"))
     except (OSError, pa.ArrowInvalid, KeyError, TypeError, ValueError) as error:
         raise StateError(f"{current}: unreadable state ({error})") from None
@@ -909,7 +914,7 @@ def save_state(
     for column, seen in history.first_seen.items():
         tables[_first_seen_name(column)] = writer.first_seen(column, seen)
     last = int(history.windows["day"].max()) if len(history.windows) else None
-    tables[JUDGED], judged_caseloads = writer.judged(judged, last)
+    judged_segments, judged_caseloads = writer.judged(judged, last)
     if hours is not None:
         _write_hours(hours, staging / HOURS_FILE)
     pq.write_table(history.created, staging / "created.parquet")
@@ -960,6 +965,7 @@ def save_state(
         },
     }
     if judged_caseloads is not None:
+        manifest[JUDGED] = [{"file": s.file, "days": list(s.days)} for s in judged_segments]
         manifest["judged_caseloads"] = judged_caseloads
     if hours is not None:
         manifest["hours_before"] = int(hours.before)
