@@ -37,7 +37,6 @@ from detector.engine.state import (
     Kept,
     State,
     caseload_key,
-    combine,
     continue_kept_day,
     handed_kept,
     kept_scratch,
@@ -786,11 +785,15 @@ def _save_state(
         model_days, model_age = days, 0
     else:
         model_days, model_age = stored.model_days, stored.model_age + len(prepared.scored_days)
-    history = combine(prepared.history)
+    # The aggregates are not stacked: the stored history's millions of windows are mostly
+    # linked, not written again (state.save_state takes the rows it writes).
+    history = [p for p in prepared.history if len(p.windows)]
     carried = prepared.features.carried
-    if carried and all(len(v) == len(history.windows) for v in carried.values()):
-        for name, counts in carried.items():  # in the stacked windows' order, as combined
-            history.windows[CARRIED[name]] = counts.astype(np.int32)
+    bounds = np.cumsum([0] + [len(p.windows) for p in history])
+    if carried and all(len(v) == bounds[-1] for v in carried.values()):
+        for name, counts in carried.items():  # in the stacked windows' order
+            for part, start, end in zip(history, bounds[:-1], bounds[1:], strict=True):
+                part.windows[CARRIED[name]] = counts[start:end].astype(np.int32)
     if progress:
         progress("saving the state")
     kept = prepared.kept.result() if prepared.kept is not None else None

@@ -797,6 +797,12 @@ def combine(parts: list[Aggregates]) -> Aggregates:
     parts = [p for p in parts if len(p.windows)]
     windows = pd.concat([p.windows for p in parts], ignore_index=True)
     hours = np.concatenate([p.hours for p in parts]) if parts else np.zeros((0, 24), np.int32)
+    created = pa.concat_tables([p.created for p in parts]) if parts else pa.table({})
+    return Aggregates(windows, hours, _stacked_pairs(parts), created, int(windows["events"].sum()))
+
+
+def _stacked_pairs(parts: list[Aggregates]) -> dict[str, pa.Table]:
+    """The parts' first-seen pairs of each column, stacked (Arrow: no copy)."""
     first_seen = {}
     for column, _ in NOVELTY:
         tables = [p.first_seen[column] for p in parts if column in p.first_seen]
@@ -804,8 +810,7 @@ def combine(parts: list[Aggregates]) -> Aggregates:
             # Stored pairs are read dictionary-encoded, as the kernel gives its own.
             tables = [_encoded_pairs(t) for t in tables]
             first_seen[column] = pa.concat_tables(tables, promote_options="permissive")
-    created = pa.concat_tables([p.created for p in parts]) if parts else pa.table({})
-    return Aggregates(windows, hours, first_seen, created, int(windows["events"].sum()))
+    return first_seen
 
 
 def _encoded_pairs(table: pa.Table) -> pa.Table:
@@ -872,7 +877,7 @@ class Kept:
 
 def save_state(
     state: State,
-    history: Aggregates,
+    history: Aggregates | list[Aggregates],
     first_day: int,
     model=None,
     model_days: int = 0,
@@ -887,7 +892,8 @@ def save_state(
 ) -> Path:
     """Write a new version of the state, then make it current by an atomic manifest swap.
 
-    ``history``: the stored and new aggregates stacked (:func:`combine`);
+    ``history``: the stored and new aggregates stacked (:func:`combine`), or the list of
+    them (their windows are then not stacked: only the rows written are taken);
     ``scored``: the local days whose aggregates this run built (new, re-delivered or
     completed; None: every day), the others being the stored ones, unchanged;
     ``kept``: the last day's events to keep (None: the stored ones stay);
@@ -898,10 +904,15 @@ def save_state(
     ``hours``: each account's summed hours before the last day, by this run.
     """
     check_keep_days(keep_days)
-    whole = history
-    history, summary, through = prune(history, first_day, keep_days, state)
-    if hours is not None and history is not whole:  # the dropped windows' hours, taken off
-        hours = _without_dropped(hours, whole, whole.windows["day"].to_numpy() <= through)
+    summary, through = state.summary, state.pruned_through
+    if isinstance(history, Aggregates) or keep_days is not None:  # pruning reads every window
+        whole = history if isinstance(history, Aggregates) else combine(history)
+        history, summary, through = prune(whole, first_day, keep_days, state)
+        if hours is not None and history is not whole:  # the dropped windows' hours, taken off
+            hours = _without_dropped(hours, whole, whole.windows["day"].to_numpy() <= through)
+        parts = [history]
+    else:
+        parts = [p for p in history if len(p.windows)]
     state.path.mkdir(parents=True, exist_ok=True)
     version = state.version + 1
     name = f"v{version:06d}"
@@ -910,14 +921,16 @@ def save_state(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     writer = _SegmentWriter(state, previous, staging, version, scored)
-    tables = {WINDOWS: writer.windows(history.windows, history.hours)}
-    for column, seen in history.first_seen.items():
+    tables = {WINDOWS: writer.windows([(p.windows, p.hours) for p in parts])}
+    for column, seen in _stacked_pairs(parts).items():
         tables[_first_seen_name(column)] = writer.first_seen(column, seen)
-    last = int(history.windows["day"].max()) if len(history.windows) else None
+    days = set().union(*(pd.unique(p.windows["day"]).tolist() for p in parts))
+    last = int(max(days)) if days else None
     judged_segments, judged_caseloads = writer.judged(judged, last)
     if hours is not None:
         _write_hours(hours, staging / HOURS_FILE)
-    pq.write_table(history.created, staging / "created.parquet")
+    created = pa.concat_tables([p.created for p in parts]) if parts else pa.table({})
+    pq.write_table(created, staging / "created.parquet")
     if model is not None:
         model.save(staging / "model.skops")
     elif state.model_path is not None:
@@ -954,7 +967,7 @@ def save_state(
         "current": name,
         "timezone": state.timezone,
         "first_day": first_day,
-        "days": int(history.windows["day"].nunique()),
+        "days": len(days),
         "model_days": model_days,
         "model_age": model_age,
         "kept_day": None if kept is None else int(kept.day),
@@ -1073,18 +1086,31 @@ class _SegmentWriter:
             segments.append(segment)
         return sorted([*valid, *segments], key=lambda s: min(s.days, default=0))
 
-    def windows(self, windows: pd.DataFrame, hours: np.ndarray) -> list[Segment]:
-        days = set(_days_of(windows["day"]))
+    def windows(self, parts: list[tuple[pd.DataFrame, np.ndarray]]) -> list[Segment]:
+        """``parts``: the windows (and their hours) of the stored and new aggregates; only
+        the rows not in linked segments are taken (and stacked)."""
+        days = set().union(*(pd.unique(windows["day"]).tolist() for windows, _ in parts))
         scored = self.scored or set()
         valid = self._valid(WINDOWS, lambda s: set(s.days) <= days and not set(s.days) & scored)
         carried = [CARRIED[name] for name in CARRIED]
-        if not self.state.carries and set(carried) <= set(windows.columns):
+        if not self.state.carries and all(set(carried) <= set(w.columns) for w, _ in parts):
             valid = []  # stored windows without their counts: every window written with them
         linked = [d for s in valid for d in s.days]
-        rows = ~in_days(windows["day"].to_numpy(), linked)
-        new = windows.loc[rows].copy()
+        taken = []
+        for windows, hours in parts:
+            rows = ~in_days(windows["day"].to_numpy(), linked)
+            if rows.any():
+                taken.append((windows.loc[rows], hours[rows]))
+        columns = list(dict.fromkeys(c for windows, _ in parts for c in windows.columns))
+        if taken:
+            new = pd.concat([w for w, _ in taken], ignore_index=True)
+            hours = np.concatenate([h for _, h in taken])
+        else:
+            new, hours = parts[0][0].iloc[:0].copy(), np.zeros((0, 24), np.int32)
+        if list(new.columns) != columns:  # as stacking every part would give
+            new = new.reindex(columns=columns)
         for h, column in enumerate(HOURS):
-            new[column] = hours[rows, h]
+            new[column] = hours[:, h]
         return self._write(WINDOWS, valid, pa.Table.from_pandas(new, preserve_index=False))
 
     def first_seen(self, column: str, seen: pa.Table) -> list[Segment]:
