@@ -31,6 +31,7 @@ from detector.features import accumulation, baselines, calendar, history
 from detector.features.catalogue import BASELINED_VOLUMES, FEATURES
 from detector.features.derive import (
     BASELINE_CONSTANTS,
+    PLAIN_CONSTANTS,
     SUMS,
     WINDOW_CONSTANTS,
     derive,
@@ -699,6 +700,24 @@ FLOAT_COLUMNS = list(FEATURES)
 INTERNAL_COLUMNS = [name for name in WINDOW_CONSTANTS if name.startswith("_")]
 
 
+def _volume_inputs() -> frozenset[str]:
+    """The sums the baselined volumes are made of, found by changing each sum in turn in
+    :func:`window_features` (the one definition): a table of a few scored days needs only
+    these for the other windows (their baselines), the rest for the windows it holds."""
+    rng = np.random.default_rng(0)
+    names = [*SUMS, "peak_hourly_records"]
+    sums = {name: rng.uniform(1.0, 2.0, 4) for name in names}
+    constants = {name: rng.uniform(1.0, 2.0, 4) for name in PLAIN_CONSTANTS}
+    base = window_features(sums, constants)
+    read = set()
+    for name in names:
+        changed = window_features({**sums, name: sums[name] + 1.0}, constants)
+        if any(not np.array_equal(base[v], changed[v]) for v in BASELINED_VOLUMES):
+            read.add(name)
+    return frozenset(read)
+
+
+_VOLUME_SUMS = _volume_inputs()
 INSTANTS = ("window_start", "window_end")
 # Window columns assembly reads after the sums (keys, instants, account attributes).
 _LATER_COLUMNS = ("account_id", "day", "window_start", "window_end") + tuple(
@@ -801,7 +820,11 @@ def assemble(
             continue
         values = np.concatenate([p.windows[name].to_numpy(dtype=np.float64) for p in parts])
         sums[name] = columns.every(name, n_win) if name in columns.rows else np.empty(n_win)
-        np.take(values, order, out=sums[name])
+        if out is None or name in _VOLUME_SUMS:
+            np.take(values, order, out=sums[name])
+        else:  # read for the held windows only: the others' are never derived (zeros)
+            sums[name][:] = 0.0
+            sums[name][out] = values[order[out]]
     if release:  # the sums are in the table's columns now
         _release_windows(parts)
     stored_hours = None
