@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 from daily_files import cut_into_days
@@ -16,6 +17,7 @@ from daily_files import cut_into_days
 import detector.pipeline as pipeline
 from detector.engine.state import load_state
 from detector.features import table as assembly
+from detector.features.history import Prior
 from detector.pipeline import score_log
 from synthetic_logs.generate import generate_dataset
 
@@ -74,8 +76,7 @@ def _nights(files, state, monkeypatch, long_way: bool):
         used = _uses(patch, long_way)
         tables = _tables(patch)
         alerts = [
-            score_log(path, caseloads=caseloads, mode="rules", state=state).alerts
-            for path in files
+            score_log(path, caseloads=caseloads, mode="rules", state=state).alerts for path in files
         ]
     assert used[0] == used[1]  # both stand, or neither
     return used[0], tables, alerts
@@ -150,3 +151,27 @@ def test_a_redelivered_day_and_a_state_of_5_take_the_long_way(log, tmp_path, mon
     assert carried[0] == [True]
     _same(upgraded, carried)
     pd.testing.assert_frame_equal(_judged(old), _judged(tmp_path / "state2"))
+
+
+def test_a_type_first_known_on_a_scored_day_takes_the_long_way():
+    """An account whose type (or structure) was missing on the stored days and comes from a
+    scored day's window changes peer groups on the stored days: their terms cannot stand,
+    unless days pruned from the state had given it."""
+    w_day = np.array([0, 1, 2, 0, 2])  # account 0: rows 0-2; account 1: rows 3-4
+    first = np.array([0, 3])
+    scored, first_day = {102}, 100  # day index 2
+    same = (np.array([0, 3]), np.array([0, 3]))  # each from the account's first window
+    moved = (np.array([0, 3]), np.array([0, 4]))  # account 1's structure from day 2
+    assert not assembly._moved_attributes(same, w_day, first, scored, first_day, None)
+    assert assembly._moved_attributes(moved, w_day, first, scored, first_day, None)
+    assert not assembly._moved_attributes(moved, w_day, first, None, first_day, None)
+    known = np.array([None, "agency-1"], dtype=object)
+    prior = Prior(
+        np.array([False, True]),
+        np.zeros(2, np.int64),
+        np.zeros(2, np.int64),
+        np.zeros(2, np.int64),
+        np.zeros((2, 24), np.int64),
+        {"type": (known, known), "org": (known, known)},
+    )
+    assert not assembly._moved_attributes(moved, w_day, first, scored, first_day, prior)

@@ -4,12 +4,17 @@ A state directory keeps what history the detector needs, never events:
 
 ```
 state/
-  manifest.json           {"format": "logsentinel-state/5", "version": 7, "current": "v000007",
-                           "tables": {"windows": [{"file": ..., "days": [...]}, ...], ...}, ...}
+  manifest.json           {"format": "logsentinel-state/6", "version": 7, "current": "v000007",
+                           "tables": {"windows": [{"file": ..., "days": [...]}, ...], ...},
+                           "judged": [...], "hours_before": ..., ...}
   v000007/
     windows.<v>.parquet   the kernel's per-window aggregates (sums, hour histogram, instants),
                           one file per run that added days (a segment); from /5 with each
                           window's novelty counts (features.table.CARRIED)
+    judged.<v>.<day>.parquet   from /6: the accumulation's terms of each of the last 15 days
+                          (features.table.Judged), which a night reads instead of working them out
+    hours.parquet         from /6: each account's summed hours before the last stored day
+                          (features.table.Hours), which a night's rare hours read
     first_seen.<column>.<v>.parquet   (account_id, value, day): first use of each address,
                           client, application; a segment per run, each pair in one of them
                           (read dictionary-encoded: millions of pairs, few distinct values)
