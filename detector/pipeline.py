@@ -38,7 +38,6 @@ from detector.engine.state import (
     State,
     caseload_index_at,
     caseload_key,
-    combine,
     continue_kept_day,
     handed_kept,
     kept_scratch,
@@ -243,6 +242,8 @@ def prepare(
         baseline_days=None if refit else scored,
         summary=stored.summary,
         carry=True,  # the state stores each window's novelty counts for the next night
+        judged=stored.judged,  # and the accumulation's terms of its last days
+        hours=stored.hours,  # and each account's summed hours before its last day
     )
     attach(
         table,
@@ -817,11 +818,15 @@ def _save_state(
         model_days, model_age = days, 0
     else:
         model_days, model_age = stored.model_days, stored.model_age + len(prepared.scored_days)
-    history = combine(prepared.history)
+    # The aggregates are not stacked: the stored history's millions of windows are mostly
+    # linked, not written again (state.save_state takes the rows it writes).
+    history = [p for p in prepared.history if len(p.windows)]
     carried = prepared.features.carried
-    if carried and all(len(v) == len(history.windows) for v in carried.values()):
-        for name, counts in carried.items():  # in the stacked windows' order, as combined
-            history.windows[CARRIED[name]] = counts.astype(np.int32)
+    bounds = np.cumsum([0] + [len(p.windows) for p in history])
+    if carried and all(len(v) == bounds[-1] for v in carried.values()):
+        for name, counts in carried.items():  # in the stacked windows' order
+            for part, start, end in zip(history, bounds[:-1], bounds[1:], strict=True):
+                part.windows[CARRIED[name]] = counts[start:end].astype(np.int32)
     if progress:
         progress("saving the state")
     kept = prepared.kept.result() if prepared.kept is not None else None
@@ -837,6 +842,8 @@ def _save_state(
         alerted=alerted,
         keep_days=keep_days,
         scored=prepared.scored_days,
+        judged=prepared.features.judged,
+        hours=prepared.features.hours,
     )
     if progress:
         progress(f"state updated: {path}")

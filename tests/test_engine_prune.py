@@ -71,7 +71,7 @@ def test_pruned_state_scores_every_night_as_a_whole_state(days, tmp_path):
     pruned_state = tmp_path / "pruned"
     pruned = _nightly(files[:UNPRUNED_DAYS], caseloads, pruned_state)
     old = json.loads((pruned_state / "manifest.json").read_text())
-    assert old["format"] == "logsentinel-state/5" and "pruned_through" not in old
+    assert old["format"] == "logsentinel-state/6" and "pruned_through" not in old
     pruned += _nightly(files[UNPRUNED_DAYS:], caseloads, pruned_state, KEEP)
 
     stored = load_state(pruned_state, TZ)

@@ -125,5 +125,5 @@ def test_cli_state_that_is_not_a_state(tmp_path):
     assert result.exit_code == 1
     assert result.output.splitlines()[-1] == (
         f"Error: {state / 'manifest.json'}: not a logsentinel state manifest "
-        "(logsentinel-state/1 to logsentinel-state/5)"
+        "(logsentinel-state/1 to logsentinel-state/6)"
     )

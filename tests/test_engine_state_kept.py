@@ -73,7 +73,7 @@ def test_a_state_with_parquet_kept_events_is_read_and_continued(nights, tmp_path
     pd.testing.assert_frame_equal(new_run.features, old_run.features)
     pd.testing.assert_frame_equal(new_run.alerts, old_run.alerts)
     after = load_state(old, TZ)
-    assert json.loads((old / "manifest.json").read_text())["format"] == "logsentinel-state/5"
+    assert json.loads((old / "manifest.json").read_text())["format"] == "logsentinel-state/6"
     assert after.kept_path.name == KEPT_ARROW
     pd.testing.assert_frame_equal(
         read_kept(after).to_pandas(), read_kept(load_state(state, TZ)).to_pandas()

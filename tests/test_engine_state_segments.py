@@ -105,6 +105,6 @@ def test_a_state_of_the_one_file_layout_is_read_and_continued(log, tmp_path):
     old_run = score_log(files[-1], mode="rules", state=old)
     pd.testing.assert_frame_equal(new_run.features, old_run.features)
     pd.testing.assert_frame_equal(new_run.alerts, old_run.alerts)
-    assert _manifest(old)["format"] == "logsentinel-state/5"
+    assert _manifest(old)["format"] == "logsentinel-state/6"
     pd.testing.assert_frame_equal(_windows(state), _windows(old))
     pd.testing.assert_frame_equal(_pairs(state, "src_ip"), _pairs(old, "src_ip"))

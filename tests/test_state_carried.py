@@ -62,7 +62,7 @@ def test_nights_carry_the_counts_one_run_finds(log, whole, tmp_path, monkeypatch
         score_log(path, mode="rules", state=state)
     assert len(calls) == len(CARRIED) * (len(files) - 1)  # every night after the first
     carried = _carried(state)
-    assert json.loads((state / "manifest.json").read_text())["format"] == "logsentinel-state/5"
+    assert json.loads((state / "manifest.json").read_text())["format"] == "logsentinel-state/6"
     assert carried.notna().all().all() and carried.to_numpy().sum() > 0
     expected = whole.loc[carried.index]
     pd.testing.assert_frame_equal(carried.astype(np.float64), expected, check_names=False)

@@ -4,12 +4,17 @@ A state directory keeps what history the detector needs, never events:
 
 ```
 state/
-  manifest.json           {"format": "logsentinel-state/5", "version": 7, "current": "v000007",
-                           "tables": {"windows": [{"file": ..., "days": [...]}, ...], ...}, ...}
+  manifest.json           {"format": "logsentinel-state/6", "version": 7, "current": "v000007",
+                           "tables": {"windows": [{"file": ..., "days": [...]}, ...], ...},
+                           "judged": [...], "hours_before": ..., ...}
   v000007/
     windows.<v>.parquet   the kernel's per-window aggregates (sums, hour histogram, instants),
                           one file per run that added days (a segment); from /5 with each
                           window's novelty counts (features.table.CARRIED)
+    judged.<v>.<day>.parquet   from /6: the accumulation's terms of each of the last 15 days
+                          (features.table.Judged), which a night reads instead of working them out
+    hours.parquet         from /6: each account's summed hours before the last stored day
+                          (features.table.Hours), which a night's rare hours read
     first_seen.<column>.<v>.parquet   (account_id, value, day): first use of each address,
                           client, application; a segment per run, each pair in one of them
                           (read dictionary-encoded: millions of pairs, few distinct values)
@@ -103,9 +108,10 @@ from detector.features.kernel import (
     Aggregates,
     CaseloadIndex,
     in_days,
+    lookup,
     partition_aggregates,
 )
-from detector.features.table import CARRIED
+from detector.features.table import CARRIED, Hours, Judged
 from detector.incidents import creation_pairs
 from detector.schema import normalise_table, validated_frame
 
@@ -119,9 +125,24 @@ KEPT_ARROW_FORMAT = "logsentinel-state/4"
 # finding them again from every stored first-seen pair (features.table.CARRIED). A /4
 # state is read and scored the long way; its first run writes every window again, as /5.
 CARRIED_FORMAT = "logsentinel-state/5"
-FORMATS = (FORMAT, PRUNED_FORMAT, SEGMENTED_FORMAT, KEPT_ARROW_FORMAT, CARRIED_FORMAT)
-SEGMENTED = (SEGMENTED_FORMAT, KEPT_ARROW_FORMAT, CARRIED_FORMAT)
+# The same, with the accumulation's terms of the last days (JUDGED: features.table.Judged),
+# which the next night reads instead of working out 14 days of them again. A /5 state is
+# scored the long way, and its first run writes the terms.
+JUDGED_FORMAT = "logsentinel-state/6"
+FORMATS = (
+    FORMAT,
+    PRUNED_FORMAT,
+    SEGMENTED_FORMAT,
+    KEPT_ARROW_FORMAT,
+    CARRIED_FORMAT,
+    JUDGED_FORMAT,
+)
+SEGMENTED = (SEGMENTED_FORMAT, KEPT_ARROW_FORMAT, CARRIED_FORMAT, JUDGED_FORMAT)
 WINDOWS = "windows"
+JUDGED = "judged"  # a file per day: (account, day) -> the accumulation's reference and shift
+# From /6: per account, the summed hours of its stored windows before the last stored day
+# (features.table.Hours; the manifest's ``hours_before``), which a night's rare hours read.
+HOURS_FILE = "hours.parquet"
 WEEK_DAYS = 7  # days of one file once their week is over: pruning rewrites at most a week
 SUMMARY = "summary.parquet"
 # The baselines of the next day read the HISTORY_DAYS days before it; its accumulated
@@ -188,6 +209,8 @@ class State:
     pruned_through: int | None = None  # the last local day dropped (None: nothing pruned)
     segments: dict[str, list[Segment]] = field(default_factory=dict)  # table -> its files
     carries: bool = False  # every stored window holds its CARRIED counts
+    judged: Judged | None = None  # the accumulation's terms of the last stored days
+    hours: Hours | None = None  # each account's summed hours before the last stored day
 
     @property
     def kept_path(self) -> Path | None:
@@ -235,6 +258,13 @@ def load_state(path: str | Path, timezone: str) -> State:
         alerted = _read_optional(current / ALERTED, empty_alerted())
         pruned_through = manifest.get("pruned_through")
         summary = None if pruned_through is None else pq.read_table(current / SUMMARY).to_pandas()
+        # The terms' files are listed apart from the tables: a file per day, not per week.
+        segments[JUDGED] = [
+            Segment(str(s["file"]), tuple(int(d) for d in s["days"]))
+            for s in manifest.get(JUDGED, [])
+        ]
+        judged = _read_judged(current, segments[JUDGED], manifest.get("judged_caseloads"))
+        summed = _read_hours(current, manifest.get("hours_before"))
     except (OSError, pa.ArrowInvalid, KeyError, TypeError, ValueError) as error:
         raise StateError(f"{current}: unreadable state ({error})") from None
     if manifest["format"] not in SEGMENTED:  # one file per table, holding every day
@@ -269,7 +299,27 @@ def load_state(path: str | Path, timezone: str) -> State:
         pruned_through=None if pruned_through is None else int(pruned_through),
         segments=segments,
         carries=carries,
+        judged=judged,
+        hours=summed,
     )
+
+
+def _read_hours(current: Path, before: Any) -> Hours | None:
+    """The stored accounts' summed hours (None in states before /6)."""
+    if before is None or not (current / HOURS_FILE).exists():
+        return None
+    table = pq.read_table(current / HOURS_FILE)
+    counts = np.stack([table[h].to_numpy() for h in HOURS], axis=1).astype(np.int64)
+    return Hours(int(before), table["account_id"], counts)
+
+
+def _read_judged(current: Path, segments: list[Segment] | None, caseloads: Any) -> Judged | None:
+    """The stored accumulation terms (None in states before /6)."""
+    if not segments:
+        return None
+    frame = _read_segments(current, segments, ("account_id",))
+    days = np.array(sorted({d for s in segments for d in s.days}), dtype=np.int64)
+    return Judged(days, frame, bool(caseloads))
 
 
 def _segments_of(manifest: dict, current: Path) -> dict[str, list[Segment]]:
@@ -798,6 +848,12 @@ def combine(parts: list[Aggregates]) -> Aggregates:
     parts = [p for p in parts if len(p.windows)]
     windows = pd.concat([p.windows for p in parts], ignore_index=True)
     hours = np.concatenate([p.hours for p in parts]) if parts else np.zeros((0, 24), np.int32)
+    created = pa.concat_tables([p.created for p in parts]) if parts else pa.table({})
+    return Aggregates(windows, hours, _stacked_pairs(parts), created, int(windows["events"].sum()))
+
+
+def _stacked_pairs(parts: list[Aggregates]) -> dict[str, pa.Table]:
+    """The parts' first-seen pairs of each column, stacked (Arrow: no copy)."""
     first_seen = {}
     for column, _ in NOVELTY:
         tables = [p.first_seen[column] for p in parts if column in p.first_seen]
@@ -805,8 +861,7 @@ def combine(parts: list[Aggregates]) -> Aggregates:
             # Stored pairs are read dictionary-encoded, as the kernel gives its own.
             tables = [_encoded_pairs(t) for t in tables]
             first_seen[column] = pa.concat_tables(tables, promote_options="permissive")
-    created = pa.concat_tables([p.created for p in parts]) if parts else pa.table({})
-    return Aggregates(windows, hours, first_seen, created, int(windows["events"].sum()))
+    return first_seen
 
 
 def _encoded_pairs(table: pa.Table) -> pa.Table:
@@ -873,7 +928,7 @@ class Kept:
 
 def save_state(
     state: State,
-    history: Aggregates,
+    history: Aggregates | list[Aggregates],
     first_day: int,
     model=None,
     model_days: int = 0,
@@ -883,19 +938,32 @@ def save_state(
     alerted: pd.DataFrame | None = None,
     keep_days: int | None = None,
     scored: set[int] | None = None,
+    judged: Judged | None = None,
+    hours: Hours | None = None,
 ) -> Path:
     """Write a new version of the state, then make it current by an atomic manifest swap.
 
-    ``history``: the stored and new aggregates stacked (:func:`combine`);
+    ``history``: the stored and new aggregates stacked (:func:`combine`), or the list of
+    them (their windows are then not stacked: only the rows written are taken);
     ``scored``: the local days whose aggregates this run built (new, re-delivered or
     completed; None: every day), the others being the stored ones, unchanged;
     ``kept``: the last day's events to keep (None: the stored ones stay);
     ``links`` and ``alerted``: the tables that replace the stored ones (None: unchanged);
     ``keep_days``: windows of days older than the last ``keep_days`` are folded into
-    the summary and dropped (None: every day is kept).
+    the summary and dropped (None: every day is kept); ``judged``: the accumulation's
+    terms worked out by this run (kept with the stored ones of other recent days);
+    ``hours``: each account's summed hours before the last day, by this run.
     """
     check_keep_days(keep_days)
-    history, summary, through = prune(history, first_day, keep_days, state)
+    summary, through = state.summary, state.pruned_through
+    if isinstance(history, Aggregates) or keep_days is not None:  # pruning reads every window
+        whole = history if isinstance(history, Aggregates) else combine(history)
+        history, summary, through = prune(whole, first_day, keep_days, state)
+        if hours is not None and history is not whole:  # the dropped windows' hours, taken off
+            hours = _without_dropped(hours, whole, whole.windows["day"].to_numpy() <= through)
+        parts = [history]
+    else:
+        parts = [p for p in history if len(p.windows)]
     state.path.mkdir(parents=True, exist_ok=True)
     version = state.version + 1
     name = f"v{version:06d}"
@@ -904,10 +972,16 @@ def save_state(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     writer = _SegmentWriter(state, previous, staging, version, scored)
-    tables = {WINDOWS: writer.windows(history.windows, history.hours)}
-    for column, seen in history.first_seen.items():
+    tables = {WINDOWS: writer.windows([(p.windows, p.hours) for p in parts])}
+    for column, seen in _stacked_pairs(parts).items():
         tables[_first_seen_name(column)] = writer.first_seen(column, seen)
-    pq.write_table(history.created, staging / "created.parquet")
+    days = set().union(*(pd.unique(p.windows["day"]).tolist() for p in parts))
+    last = int(max(days)) if days else None
+    judged_segments, judged_caseloads = writer.judged(judged, last)
+    if hours is not None:
+        _write_hours(hours, staging / HOURS_FILE)
+    created = pa.concat_tables([p.created for p in parts]) if parts else pa.table({})
+    pq.write_table(created, staging / "created.parquet")
     if model is not None:
         model.save(staging / "model.skops")
     elif state.model_path is not None:
@@ -939,12 +1013,12 @@ def save_state(
     shutil.rmtree(final, ignore_errors=True)
     os.replace(staging, final)  # the new version is complete before the manifest names it
     manifest = {
-        "format": CARRIED_FORMAT,
+        "format": JUDGED_FORMAT,
         "version": version,
         "current": name,
         "timezone": state.timezone,
         "first_day": first_day,
-        "days": int(history.windows["day"].nunique()),
+        "days": len(days),
         "model_days": model_days,
         "model_age": model_age,
         "kept_day": None if kept is None else int(kept.day),
@@ -954,6 +1028,11 @@ def save_state(
             for table, segments in tables.items()
         },
     }
+    if judged_caseloads is not None:
+        manifest[JUDGED] = [{"file": s.file, "days": list(s.days)} for s in judged_segments]
+        manifest["judged_caseloads"] = judged_caseloads
+    if hours is not None:
+        manifest["hours_before"] = int(hours.before)
     if caseloads is not None:
         manifest["caseload_key"] = caseloads[0]
     if through is not None:
@@ -967,6 +1046,34 @@ def save_state(
     for scratch in state.path.glob(".kept.*.tmp"):  # left by runs that did not finish
         scratch.unlink(missing_ok=True)
     return final
+
+
+def _without_dropped(hours: Hours, history: Aggregates, dropped: np.ndarray) -> Hours | None:
+    """``hours`` less the hours of the ``dropped`` windows of ``history`` (pruned days);
+    None when they do not hold a dropped window's account (the next night reads every
+    stored window's hours)."""
+    accounts = history.windows["account_id"].to_numpy()[dropped]
+    row = lookup(accounts, hours.accounts)
+    if (row < 0).any():
+        return None
+    counts = hours.counts.copy()
+    np.subtract.at(counts, row, history.hours[dropped].astype(np.int64))
+    return Hours(hours.before, hours.accounts, counts)
+
+
+def _write_hours(hours: Hours, path: Path) -> None:
+    """The accounts' summed hours, those with any."""
+    some = hours.counts.any(axis=1)
+    accounts = hours.accounts
+    ids = (
+        accounts
+        if isinstance(accounts, pa.Array | pa.ChunkedArray)
+        else pa.array(np.asarray(accounts.astype(str)), pa.string())
+    )
+    table = {"account_id": pc.cast(ids, pa.string()).filter(pa.array(some))}
+    for h, column in enumerate(HOURS):
+        table[column] = pa.array(hours.counts[some, h])
+    pq.write_table(pa.table(table), path)
 
 
 def _link(source: Path, target: Path) -> None:
@@ -1030,18 +1137,31 @@ class _SegmentWriter:
             segments.append(segment)
         return sorted([*valid, *segments], key=lambda s: min(s.days, default=0))
 
-    def windows(self, windows: pd.DataFrame, hours: np.ndarray) -> list[Segment]:
-        days = set(_days_of(windows["day"]))
+    def windows(self, parts: list[tuple[pd.DataFrame, np.ndarray]]) -> list[Segment]:
+        """``parts``: the windows (and their hours) of the stored and new aggregates; only
+        the rows not in linked segments are taken (and stacked)."""
+        days = set().union(*(pd.unique(windows["day"]).tolist() for windows, _ in parts))
         scored = self.scored or set()
         valid = self._valid(WINDOWS, lambda s: set(s.days) <= days and not set(s.days) & scored)
         carried = [CARRIED[name] for name in CARRIED]
-        if not self.state.carries and set(carried) <= set(windows.columns):
+        if not self.state.carries and all(set(carried) <= set(w.columns) for w, _ in parts):
             valid = []  # stored windows without their counts: every window written with them
         linked = [d for s in valid for d in s.days]
-        rows = ~in_days(windows["day"].to_numpy(), linked)
-        new = windows.loc[rows].copy()
+        taken = []
+        for windows, hours in parts:
+            rows = ~in_days(windows["day"].to_numpy(), linked)
+            if rows.any():
+                taken.append((windows.loc[rows], hours[rows]))
+        columns = list(dict.fromkeys(c for windows, _ in parts for c in windows.columns))
+        if taken:
+            new = pd.concat([w for w, _ in taken], ignore_index=True)
+            hours = np.concatenate([h for _, h in taken])
+        else:
+            new, hours = parts[0][0].iloc[:0].copy(), np.zeros((0, 24), np.int32)
+        if list(new.columns) != columns:  # as stacking every part would give
+            new = new.reindex(columns=columns)
         for h, column in enumerate(HOURS):
-            new[column] = hours[rows, h]
+            new[column] = hours[:, h]
         return self._write(WINDOWS, valid, pa.Table.from_pandas(new, preserve_index=False))
 
     def first_seen(self, column: str, seen: pa.Table) -> list[Segment]:
@@ -1054,6 +1174,40 @@ class _SegmentWriter:
         # Each pair is in one stored segment: only those not linked are deduplicated again.
         new = _first_days(seen.filter(pa.array(~stored)))
         return self._write(table, valid, _not_in(new, self._linked_rows(column, valid, linked)))
+
+    def judged(self, found: Judged | None, last: int | None) -> tuple[list[Segment], bool | None]:
+        """The accumulation terms' files, one per day, of the HORIZON_DAYS + 1 last days:
+        the stored ones of days not worked out again (nor scored) linked, ``found``'s
+        written; and whether out-of-caseload reads were known for them."""
+        stored = self.state.judged
+        if last is None or (found is None and stored is None):
+            return [], None
+        since = last - HORIZON_DAYS
+        caseloads = found.caseloads if found is not None else stored.caseloads
+        again = set(self.scored or ()) | set(() if found is None else found.days.tolist())
+        valid = [
+            s
+            for s in self.state.segments.get(JUDGED, [])
+            if stored is not None
+            and stored.caseloads == caseloads
+            and self.scored is not None
+            and s.days
+            and min(s.days) >= since
+            and not set(s.days) & again
+        ]
+        for segment in valid:
+            _link(self.previous / segment.file, self.staging / segment.file)
+        segments = list(valid)
+        if found is not None:
+            day = found.frame["day"].to_numpy()
+            for d in found.days.tolist():
+                if d < since:
+                    continue
+                segment = Segment(f"{JUDGED}.{self.version:06d}.{d}.parquet", (int(d),))
+                rows = found.frame.filter(pa.array(day == d))
+                pq.write_table(rows, self.staging / segment.file)
+                segments.append(segment)
+        return sorted(segments, key=lambda s: min(s.days)), caseloads
 
     def _linked_rows(self, column: str, valid: list[Segment], linked: list[int]) -> pa.Table:
         """The stored pairs of the ``valid`` segments (whose days are ``linked``)."""

@@ -31,6 +31,7 @@ from detector.features import accumulation, baselines, calendar, history
 from detector.features.catalogue import BASELINED_VOLUMES, FEATURES
 from detector.features.derive import (
     BASELINE_CONSTANTS,
+    PLAIN_CONSTANTS,
     SUMS,
     WINDOW_CONSTANTS,
     derive,
@@ -95,6 +96,43 @@ class Novel:
     pairs: Any = None  # (account, value code, first day, judged) of every first use
 
 
+# The accumulation's terms of each (account, day) that a state carries for the next night
+# (features.accumulation): the reference the day was judged against and its same-day shift.
+JUDGED_COLUMNS = [
+    f"{stat}_{volume}"
+    for volume in accumulation.CUSUM_VOLUMES
+    for stat in ("centre", "scale", "shift")
+]
+
+
+@dataclass
+class Judged:
+    """Per (account, local day): the CUSUM's reference (centre, scale) and same-day shift of
+    each accumulated volume, as :func:`assemble` worked them out.
+
+    ``frame``: account_id, day (local day number) and JUDGED_COLUMNS, a row per account
+    with a reference or a shift that day (a missing row: NaN, NaN, 0); ``days``: the days
+    it covers; ``caseloads``: whether out-of-caseload reads were known. A night reads the
+    stored days' rows instead of ordering 28 days of history for each of the 14 days the
+    sums look back over, and computing every same-day shift again.
+    """
+
+    days: np.ndarray
+    frame: pd.DataFrame
+    caseloads: bool
+
+
+@dataclass
+class Hours:
+    """Per account: the summed 24-hour histograms of its stored windows of days before
+    ``before`` (a local day number): what rare hours read of the days a night does not
+    score, instead of every stored window's histogram."""
+
+    before: int
+    accounts: Any  # account ids (pd.Index or Arrow strings), one per row of ``counts``
+    counts: np.ndarray  # (accounts x 24) int64
+
+
 @dataclass
 class Internal:
     """Per-window numbers only the replay reads (the baselines' scales, the accumulation's
@@ -150,6 +188,8 @@ class FeatureTable:
     # With ``carry``: per CARRIED sum, every window's count in the order of the stacked
     # partitions' windows (what a state stores beside its windows).
     carried: dict[str, np.ndarray] = field(default_factory=dict)
+    judged: Judged | None = None  # the accumulation's terms of the days worked out (for a state)
+    hours: Hours | None = None  # each account's summed hours before the last day (for a state)
 
     def constants(self, name: str, windows: np.ndarray) -> np.ndarray:
         """A window constant (feature or internal number) at the given table rows."""
@@ -247,21 +287,33 @@ def _rare_hours(
     w_acc: np.ndarray,
     dropped: np.ndarray | None = None,
     held: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    upto: tuple[np.ndarray, int] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(windows x 24): local hours which, with their two neighbours, hold < 1 % of the
     account's earlier events (working half an hour late is not rare; 3 a.m. is); and
-    per window, its events in such hours.
+    per window, its events in such hours; and with ``upto`` (each row's day, a day), per
+    account the summed hours of its rows before that day (what a state carries).
 
     Rows are ordered by account (``w_acc``), ``first_of_account`` the first row of
-    each; ``dropped``: (accounts x 24) the account's hours of days pruned from a state;
-    ``held``: the rows to give (None: every row).
+    each; ``dropped``: (accounts x 24) the account's hours of days pruned from a state,
+    or not given as rows; ``held``: the rows to give (None: every row).
     """
     # Running sums over all rows, less the sum before the account's first row: the
     # account's earlier windows. int32 holds them whenever the whole log's events fit.
     small = int(hours.sum(dtype=np.int64)) < np.iinfo(np.int32).max
     running = np.cumsum(hours, axis=0, dtype=np.int32 if small else np.int64)
     base = np.zeros((len(first_of_account), hours.shape[1]), dtype=running.dtype)
-    base[1:] = running[first_of_account[1:] - 1]
+    after = first_of_account > 0  # an account whose rows start at 0 has nothing before
+    base[after] = running[first_of_account[after] - 1]
+    totals = None
+    if upto is not None:
+        rows = np.flatnonzero(upto[0] < upto[1])
+        last = np.full(len(first_of_account), -1, dtype=np.int64)
+        last[w_acc[rows]] = rows  # written last: each account's last such row
+        has = last >= 0
+        totals = np.zeros((len(first_of_account), hours.shape[1]), dtype=np.int64)
+        totals[has] = running[last[has]] - base[has]
+        del rows, last, has
     n_held = len(hours) if held is None else len(held)
     rare = np.zeros((n_held, hours.shape[1]), dtype=bool)
     rare_events = np.zeros(n_held)
@@ -282,20 +334,60 @@ def _rare_hours(
             share = around / history_events[:, None]
         rare[at] = (history_events >= RARE_HOUR_MIN_HISTORY)[:, None] & (share < RARE_HOUR_SHARE)
         rare_events[at] = (hours[rows] * rare[at]).sum(axis=1)
-    return rare, rare_events
+    return rare, rare_events, totals
 
 
 def _ordered_rare_hours(
     parts: Sequence[Aggregates],
     order: np.ndarray,
-    first_of_account: np.ndarray,
-    w_acc: np.ndarray,
+    windows: tuple[np.ndarray, np.ndarray, np.ndarray],
     prior: history.Prior | None,
     held: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_rare_hours` of the partitions' windows in table order (``order``)."""
-    hours = np.concatenate([p.hours for p in parts])[order]
-    return _rare_hours(hours, first_of_account, w_acc, None if prior is None else prior.hours, held)
+    stored: tuple[np.ndarray, int] | None = None,
+    upto: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """:func:`_rare_hours` of the partitions' windows in table order (``order``), and with
+    ``upto`` (a day index) the summed hours of each account's windows before that day.
+
+    ``windows``: each row's account, day index, and each account's first row.
+    ``stored``: the state's summed hours of each account's windows before a day, which
+    every held window comes after: only the windows from that day on are read (a night
+    reads its new days, not every stored window's histogram).
+    """
+    w_acc, w_day, first_of_account = windows
+    dropped = None if prior is None else prior.hours
+    if stored is None:
+        hours = np.concatenate([p.hours for p in parts])[order]
+        wanted = None if upto is None else (w_day, upto)
+        return _rare_hours(hours, first_of_account, w_acc, dropped, held, wanted)
+    totals, since = stored
+    recent = np.flatnonzero(w_day >= since)  # table rows (by account, then day)
+    hours = _stacked_rows(parts, order[recent])
+    acc = w_acc[recent]
+    first = np.searchsorted(acc, np.arange(len(first_of_account)))
+    wanted = None if upto is None else (w_day[recent], upto)
+    rare, rare_events, found = _rare_hours(
+        hours,
+        first,
+        acc,
+        totals if dropped is None else totals + dropped,
+        None if held is None else np.searchsorted(recent, held),
+        wanted,
+    )
+    return rare, rare_events, None if found is None else found + totals
+
+
+def _stacked_rows(parts: Sequence[Aggregates], rows: np.ndarray) -> np.ndarray:
+    """The hour histograms of the given rows of the partitions' stacked windows, without
+    stacking every partition's."""
+    ends = np.cumsum([len(p.hours) for p in parts])
+    part = np.searchsorted(ends, rows, side="right")
+    out = np.zeros((len(rows), 24), dtype=parts[0].hours.dtype if parts else np.int32)
+    for i, p in enumerate(parts):
+        mine = np.flatnonzero(part == i)
+        if len(mine):
+            out[mine] = p.hours[rows[mine] - (ends[i] - len(p.hours))]
+    return out
 
 
 def _novelty(
@@ -536,14 +628,16 @@ def _account_attribute(
     order: np.ndarray,
     w_acc: np.ndarray,
     first_of_account: np.ndarray,
-) -> np.ndarray:
-    """Each account's type or structure: its first event's, else its first non-missing one.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each account's type or structure: its first event's, else its first non-missing one;
+    and the table row it was taken from.
 
     Only the accounts' first windows are read (``order``: table row -> stacked
     window), not a Python string per window.
     """
     first = pd.concat([p.windows[f"_{name}_first"] for p in parts], ignore_index=True)
     value = first.take(order[first_of_account]).to_numpy(dtype=object)
+    source = first_of_account.copy()  # the row each account's value comes from
     missing = np.flatnonzero(pd.isna(value))
     if len(missing):  # rare: look further, for those accounts only
         any_value = _ordered(parts, f"_{name}_any", order, object)
@@ -551,7 +645,8 @@ def _account_attribute(
         later = present[np.isin(w_acc[present], missing)]
         found = pd.Series(later).groupby(w_acc[later]).first()
         value[found.index.to_numpy()] = any_value[found.to_numpy()]
-    return value
+        source[found.index.to_numpy()] = found.to_numpy()
+    return value, source
 
 
 class _Columns:
@@ -605,6 +700,24 @@ FLOAT_COLUMNS = list(FEATURES)
 INTERNAL_COLUMNS = [name for name in WINDOW_CONSTANTS if name.startswith("_")]
 
 
+def _volume_inputs() -> frozenset[str]:
+    """The sums the baselined volumes are made of, found by changing each sum in turn in
+    :func:`window_features` (the one definition): a table of a few scored days needs only
+    these for the other windows (their baselines), the rest for the windows it holds."""
+    rng = np.random.default_rng(0)
+    names = [*SUMS, "peak_hourly_records"]
+    sums = {name: rng.uniform(1.0, 2.0, 4) for name in names}
+    constants = {name: rng.uniform(1.0, 2.0, 4) for name in PLAIN_CONSTANTS}
+    base = window_features(sums, constants)
+    read = set()
+    for name in names:
+        changed = window_features({**sums, name: sums[name] + 1.0}, constants)
+        if any(not np.array_equal(base[v], changed[v]) for v in BASELINED_VOLUMES):
+            read.add(name)
+    return frozenset(read)
+
+
+_VOLUME_SUMS = _volume_inputs()
 INSTANTS = ("window_start", "window_end")
 # Window columns assembly reads after the sums (keys, instants, account attributes).
 _LATER_COLUMNS = ("account_id", "day", "window_start", "window_end") + tuple(
@@ -650,6 +763,8 @@ def assemble(
     summary: pd.DataFrame | None = None,
     carry: bool = False,
     release: bool = False,
+    judged: Judged | None = None,
+    hours: Hours | None = None,
 ) -> FeatureTable:
     """The feature table of a log from its partitions' aggregates.
 
@@ -660,7 +775,12 @@ def assemble(
     of its dropped days (:mod:`detector.features.history`), read wherever the
     whole past of an account counts. ``carry``: keep the CARRIED sums of every window
     (``FeatureTable.carried``) for a state to store; a first part that carries them (a
-    state's history) spares finding them again (:func:`_carried_counts`). ``release``:
+    state's history) spares finding them again (:func:`_carried_counts`); with ``carry``
+    the accumulation's terms of the last days are kept too (``FeatureTable.judged``), and
+    ``judged``, the state's, spares working out those of its days again
+    (:func:`_stored_terms`); and each account's summed hours before the last day
+    (``FeatureTable.hours``), of which ``hours``, the state's, spares reading every
+    stored window's (:func:`_stored_hours`). ``release``:
     the caller keeps nothing of ``parts`` but their links, so their sums, hours and
     first-seen pairs are dropped once read (the peak of a large log is at the table's end).
     """
@@ -700,16 +820,32 @@ def assemble(
             continue
         values = np.concatenate([p.windows[name].to_numpy(dtype=np.float64) for p in parts])
         sums[name] = columns.every(name, n_win) if name in columns.rows else np.empty(n_win)
-        np.take(values, order, out=sums[name])
+        if out is None or name in _VOLUME_SUMS:
+            np.take(values, order, out=sums[name])
+        else:  # read for the held windows only: the others' are never derived (zeros)
+            sums[name][:] = 0.0
+            sums[name][out] = values[order[out]]
     if release:  # the sums are in the table's columns now
         _release_windows(parts)
-    rare_hours = partial(_ordered_rare_hours, parts, order, first_of_account, w_acc, prior, out)
+    stored_hours = None
+    if carry:  # the state's summed hours, when every scored day comes after their days
+        stored_hours = _stored_hours(hours, parts, baseline_days, first_day, accounts)
+    rare_hours = partial(
+        _ordered_rare_hours,
+        parts,
+        order,
+        (w_acc, w_day, first_of_account),
+        prior,
+        out,
+        stored_hours,
+        int(w_day.max()) if carry else None,
+    )
     # A table of a few scored days finds its rare hours in a thread beside the rest (numpy
     # releases the GIL); the whole log's table first, so that their temporaries (windows
     # x 24) are gone before the baselines' matrices are made.
     beside = ThreadPoolExecutor(max_workers=1) if out is not None else None
     found_rare = beside.submit(rare_hours) if beside is not None else None
-    rare, rare_events = rare_hours() if found_rare is None else (None, None)
+    rare, rare_events, totals = rare_hours() if found_rare is None else (None, None, None)
     if release and found_rare is None:
         for part in parts:
             part.hours = np.zeros((0, 24), dtype=part.hours.dtype)
@@ -766,8 +902,12 @@ def assemble(
     for name, values in plain.items():
         constants[name] = columns.keep(name, values)
     del plain
-    account_type = _account_attribute(parts, "type", order, w_acc, first_of_account)
-    organization = _account_attribute(parts, "org", order, w_acc, first_of_account)
+    account_type, type_row = _account_attribute(parts, "type", order, w_acc, first_of_account)
+    organization, org_row = _account_attribute(parts, "org", order, w_acc, first_of_account)
+    moved = _moved_attributes(
+        (type_row, org_row), w_day, first_of_account, baseline_days, first_day, prior
+    )
+    del type_row, org_row
     if prior is not None:
         account_type = history.attribute(prior, "type", account_type)
         organization = history.attribute(prior, "org", organization)
@@ -789,6 +929,18 @@ def assemble(
         # The sums over days also need the baselines of the days they look back over.
         earliest = present[only].min() - accumulation.HORIZON_DAYS if len(only) else 0
         accumulated = np.flatnonzero(present >= earliest)
+    terms = None
+    if carry:  # the accumulation's terms: the state's, and those kept for it
+        stored = (
+            None
+            if moved
+            else _stored_terms(
+                judged, parts, (present, only, accumulated), first_day, accounts, has_caseload_data
+            )
+        )
+        terms = _Terms(accumulated, stored, int(present[-1]) - accumulation.HORIZON_DAYS)
+    if terms is not None and terms.stored is not None:  # own statistics of the scored days only
+        accumulated = only
     org_group = pd.factorize(organization)[0].astype(np.int64)  # -1: no structure
     cells = w_acc * len(present) + w_col  # each window's cell of the (account x day) matrices
     for name in BASELINE_CONSTANTS:
@@ -810,6 +962,7 @@ def assemble(
                 only,
                 one_at_a_time,
                 out,
+                terms if volume in accumulation.CUSUM_VOLUMES else None,
             )
             # The volumes that also accumulate take longest: first.
             for volume in sorted(
@@ -844,6 +997,8 @@ def assemble(
         for future in done:
             future.result()
     del done, volumes, history_days, has_history, window_keys, cells
+    found = None if terms is None else _judged(terms, accounts, first_day, has_caseload_data)
+    del terms
     # The held windows' instants: the last the table reads of the partitions' windows.
     instants = {name: _ordered(parts, name, order[held], np.int64) for name in INSTANTS}
     if release:  # the partitions' windows, and what the baselines freed, gone before the table
@@ -856,7 +1011,7 @@ def assemble(
         carried[name][order] = sums[name]
 
     if found_rare is not None:
-        rare, rare_events = found_rare.result()
+        rare, rare_events, totals = found_rare.result()
         beside.shutdown()
         columns["rare_hour_events"][:] = rare_events
     if out is not None:  # features are derived for the windows held only
@@ -894,7 +1049,131 @@ def assemble(
         internal=Internal(INTERNAL_COLUMNS, columns.internal),
         accounts=n_acc,
         carried=carried,
+        judged=found,
+        hours=None if totals is None else Hours(n_days - 1 + first_day, accounts, totals),
     )
+
+
+def _moved_attributes(
+    rows: tuple[np.ndarray, ...],
+    w_day: np.ndarray,
+    first_of_account: np.ndarray,
+    baseline_days: set[int] | None,
+    first_day: int,
+    prior: history.Prior | None,
+) -> bool:
+    """Whether an account's type or structure, missing on the stored days, comes from a
+    scored day's window (its peer groups on the stored days then change with it: the
+    stored accumulation terms cannot stand). ``rows``: the table row each came from."""
+    if baseline_days is None or not len(w_day):
+        return False
+    since = min(baseline_days, default=first_day) - first_day
+    stored = w_day[np.minimum(first_of_account, len(w_day) - 1)] < since
+    for name, row in zip(history.ATTRIBUTES, rows, strict=True):
+        moved = stored & (w_day[row] >= since)
+        if prior is not None:  # a value of pruned days stands before every kept one
+            first, any_value = prior.attributes[name]
+            moved &= ~(prior.present & (pd.notna(first) | pd.notna(any_value)))
+        if moved.any():
+            return True
+    return False
+
+
+def _stored_hours(
+    hours: Hours | None,
+    parts: Sequence[Aggregates],
+    baseline_days: set[int] | None,
+    first_day: int,
+    accounts: pd.Index,
+) -> tuple[np.ndarray, int] | None:
+    """The state's summed hours aligned on ``accounts``, with the day index they end before;
+    None unless the table holds scored days only (``baseline_days``), the first part is
+    the state's history and every other part's days (the scored ones) are on or after
+    that day (a re-delivered earlier day changes what came before later days)."""
+    if hours is None or baseline_days is None or len(parts) < 2:
+        return None
+    if any(int(p.windows["day"].min()) < hours.before for p in parts[1:] if len(p.windows)):
+        return None
+    if min(baseline_days, default=hours.before) < hours.before:
+        return None
+    totals = np.zeros((len(accounts), 24), dtype=np.int64)
+    row = lookup(hours.accounts, pa.array(accounts.astype(str), pa.string()))
+    known = row >= 0
+    totals[row[known]] = hours.counts[known]
+    if not known.all():  # an account the stored windows do not hold: not the state's hours
+        return None
+    return totals, hours.before - first_day
+
+
+def _stored_terms(
+    judged: Judged | None,
+    parts: Sequence[Aggregates],
+    columns: tuple[np.ndarray, np.ndarray | None, np.ndarray | None],
+    first_day: int,
+    accounts: pd.Index,
+    has_caseload_data: bool,
+) -> dict[str, list[np.ndarray]] | None:
+    """Per accumulated volume, the state's (centre, scale, shift) as (accounts x the
+    ``accumulated`` columns) arrays, the scored ones left to fill; None when they cannot
+    stand: a table of scored days whose parts all come after the stored ones (the first
+    part, a state's history: a re-delivered earlier day changes later days' terms), the
+    same caseload knowledge, and every stored day looked back over covered."""
+    present, only, accumulated = columns
+    if judged is None or only is None or judged.caseloads != has_caseload_data:
+        return None
+    if len(parts) < 2 or not len(parts[0].windows):
+        return None
+    last = int(parts[0].windows["day"].max())
+    if min(int(p.windows["day"].min()) for p in parts[1:]) <= last:
+        return None
+    back = np.setdiff1d(accumulated, only)
+    if not np.isin(present[back] + first_day, judged.days).all():
+        return None
+    frame = judged.frame
+    day = frame["day"].to_numpy().astype(np.int64) - first_day
+    column = np.minimum(np.searchsorted(present, day), len(present) - 1)  # of ``present``
+    wanted = (present[column] == day) & np.isin(column, back)
+    column = _compact_columns(accumulated, len(present))[column]  # of ``accumulated``
+    account = lookup(frame["account_id"], pa.array(accounts.astype(str), pa.string()))
+    rows = np.flatnonzero(wanted & (account >= 0))
+    cells = account[rows] * len(accumulated) + column[rows]
+    stored = {}
+    for volume in accumulation.CUSUM_VOLUMES:
+        arrays = []
+        for stat, empty in (("centre", np.nan), ("scale", np.nan), ("shift", 0.0)):
+            values = np.full((len(accounts), len(accumulated)), empty)
+            values.reshape(-1)[cells] = frame[f"{stat}_{volume}"].to_numpy()[rows]
+            arrays.append(values)
+        stored[volume] = arrays
+    return stored
+
+
+def _judged(
+    terms: _Terms, accounts: pd.Index, first_day: int, has_caseload_data: bool
+) -> Judged | None:
+    """The accumulation's terms kept for the state (:class:`Judged`): a row per account active
+    on a day with a reference or a shift that day.
+
+    The sums read a day's terms only where the account was active (an inactive day adds
+    nothing, and a reference kept while a sum is under way is that of the active day the
+    excess began), so the other cells are left out, and the rows do not depend on which
+    run worked them out.
+    """
+    if not terms.found or terms.days is None:
+        return None
+    found = [terms.found.pop(volume) for volume in accumulation.CUSUM_VOLUMES]
+    informative = np.zeros(found[0][0].shape, dtype=bool)
+    for centre, scale, shift, active in found:
+        informative |= active & (~np.isnan(centre) | ~np.isnan(scale) | (shift != 0))
+    column, account = np.nonzero(informative.T)  # day by day
+    frame = {
+        "account_id": pc.take(pa.array(accounts.astype(str), pa.string()), pa.array(account)),
+        "day": pa.array((terms.days[column] + first_day).astype(np.int32)),
+    }
+    for volume, arrays in zip(accumulation.CUSUM_VOLUMES, found, strict=True):
+        for stat, values in zip(("centre", "scale", "shift"), arrays[:3], strict=True):
+            frame[f"{stat}_{volume}"] = pa.array(values[account, column])
+    return Judged(terms.days + first_day, pa.table(frame), has_caseload_data)
 
 
 def _day_columns(w_day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1071,11 +1350,13 @@ def _volume_baselines(
     scored: np.ndarray | None,
     lock: threading.Lock,
     out: np.ndarray | None = None,
+    terms: _Terms | None = None,
 ) -> None:
     """One volume's baselines and, for the volumes that accumulate, the CUSUM's terms
     (one task of the pool). ``columns_computed``: the day columns whose own baselines are
     computed (None: all); ``scored``: those whose peer baselines and sums are; ``out``: the
-    windows the table holds (None: every window), which lie in the ``scored`` columns."""
+    windows the table holds (None: every window), which lie in the ``scored`` columns;
+    ``terms``: the accumulation's stored terms, and where its new ones are kept."""
     w_acc, w_col, _ = windows
     peer_group, org_group = groups
     cusum = volume in accumulation.CUSUM_VOLUMES
@@ -1095,6 +1376,7 @@ def _volume_baselines(
                 (peer_group, org_group),
                 scored,
                 out,
+                terms,
             )
 
 
@@ -1164,33 +1446,24 @@ def _add_baselines(
     return own
 
 
-def _add_accumulation(
-    columns: _Columns,
-    volume: str,
-    values: np.ndarray,
-    windows: tuple[np.ndarray, np.ndarray, np.ndarray],
-    own: tuple[dict[str, np.ndarray], np.ndarray],
-    groups: tuple[np.ndarray, np.ndarray],
-    only: np.ndarray | None,
-    out: np.ndarray | None = None,
-) -> None:
-    """The CUSUM's sum before each window and the window's same-day shift
-    (:mod:`detector.features.accumulation`), from the (account x day) baselines.
+@dataclass
+class _Terms:
+    """The accumulation's terms (reference, same-day shift) across its volumes: those a state
+    carries, and those worked out now that the state keeps for the next night."""
 
-    ``own``: the own statistics of the day columns given beside them (every day the
-    sums of the ``only`` columns look back over: a run with a state scores a day or two
-    of many stored ones); everything here is worked out on those columns alone.
-    """
-    w_acc, w_col, days = windows
+    columns: np.ndarray  # the day columns the sums look back over, ascending
+    stored: dict[str, list[np.ndarray]] | None  # per volume: centre, scale, shift of ``columns``
+    since: int  # the first day (index) whose terms are kept
+    days: np.ndarray | None = None  # the day indices kept
+    found: dict[str, list[np.ndarray]] = field(default_factory=dict)  # per volume, those days'
+
+
+def _judge(
+    matrix: np.ndarray, own: dict[str, np.ndarray], groups: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(centre, scale, same-day shift) of each (account, day column) of ``matrix`` (volumes,
+    NaN where inactive) from the own statistics of those columns."""
     peer_group, org_group = groups
-    own, targets = own
-    n_acc, n_cols = own["median"].shape
-    compact = _compact_columns(targets, len(days))
-    col = compact[w_col]
-    cells = w_acc * n_cols + col
-    matrix = np.full((n_acc, n_cols), np.nan)
-    inside = col >= 0
-    matrix.reshape(-1)[cells[inside]] = values[inside]
     enough = own["count"] >= baselines.MIN_OWN_WINDOWS
     own_scale = np.where(
         enough, baselines.robust_scale(own["median"], own["q25"], own["q75"]), np.nan
@@ -1206,9 +1479,57 @@ def _add_accumulation(
     centre, scale = accumulation.reference(
         own["median"], accumulation.own_scale(own["median"], own_scale, own["count"])
     )
+    return centre, scale, shift
+
+
+def _add_accumulation(
+    columns: _Columns,
+    volume: str,
+    values: np.ndarray,
+    windows: tuple[np.ndarray, np.ndarray, np.ndarray],
+    own: tuple[dict[str, np.ndarray], np.ndarray],
+    groups: tuple[np.ndarray, np.ndarray],
+    only: np.ndarray | None,
+    out: np.ndarray | None = None,
+    terms: _Terms | None = None,
+) -> None:
+    """The CUSUM's sum before each window and the window's same-day shift
+    (:mod:`detector.features.accumulation`), from the (account x day) baselines.
+
+    ``own``: the own statistics of the day columns given beside them (every day the
+    sums of the ``only`` columns look back over: a run with a state scores a day or two
+    of many stored ones; or, when ``terms`` holds the stored days' terms, the scored days
+    alone); everything here is worked out on those columns alone. ``terms``: the state's
+    terms of the other days, and where the terms worked out now are kept.
+    """
+    w_acc, w_col, days = windows
+    own, targets = own
+    carried = terms is not None and terms.stored is not None
+    looked = terms.columns if carried else targets
+    n_acc, n_cols = own["median"].shape[0], len(looked)
+    compact = _compact_columns(looked, len(days))
+    col = compact[w_col]
+    cells = w_acc * n_cols + col
+    matrix = np.full((n_acc, n_cols), np.nan)
+    inside = col >= 0
+    matrix.reshape(-1)[cells[inside]] = values[inside]
+    computed = compact[targets]
+    found = _judge(matrix if not carried else matrix[:, computed], own, groups)
+    if carried:  # the stored days' terms, and the scored days' worked out now
+        centre, scale, shift = terms.stored.pop(volume)
+        for whole, now in zip((centre, scale, shift), found, strict=True):
+            whole[:, computed] = now
+    else:
+        centre, scale, shift = found
+    if terms is not None:  # kept for the state: the days the next night may look back over
+        kept = days[targets] >= terms.since
+        terms.days = days[targets][kept]
+        active = ~np.isnan(matrix[:, computed[kept]])
+        terms.found[volume] = [*(a[:, kept] for a in found), active]
+    del found
     chosen = np.arange(n_cols) if only is None else compact[only]
     before, kept_centre, kept_scale = accumulation.sums_before(
-        matrix, centre, scale, shift, days[targets], chosen
+        matrix, centre, scale, shift, days[looked], chosen
     )
     # The day's own reference, unless an excess under way keeps the one from before it.
     day_centre, day_scale = accumulation.frozen(
