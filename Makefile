@@ -23,6 +23,7 @@ test: $(INSTALLED)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check detector synthetic_logs tomlcheck tests benchmarks
+	$(BIN)/ruff format --check detector synthetic_logs tomlcheck tests benchmarks
 
 # Speed and memory figures of the issues (slow: ~10M events).
 bench-speed: $(INSTALLED)

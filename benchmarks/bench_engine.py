@@ -118,7 +118,9 @@ def read_time(log: Path, repeat: int) -> tuple[float, int]:
     runs = []
     for _ in range(repeat + 1):  # the first run warms the page cache
         script = READ_STREAMED if log.is_dir() else READ
-        done = subprocess.run([sys.executable, "-c", script, str(log)], capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(log)], capture_output=True, text=True
+        )
         if done.returncode != 0:
             raise SystemExit(f"the pyarrow read of {log} failed ({done.returncode}): {done.stderr}")
         seconds, rows = done.stdout.split()
@@ -183,7 +185,9 @@ def score_whole_log(detector: str, log: Path, repeat: int, workers: list[str]) -
     seconds, peak, cpu = cpu_of([detector, "score", str(log), "--out", str(out), *workers])
     print(f"events:                 {rows:,}")
     print(f"pyarrow read_table:     {read:.2f} s (best of {repeat}, warm)")
-    print(f"detector score:         {seconds:.2f} s ({rows / seconds:,.0f} events/s), CPU {cpu:.1f} s")
+    print(
+        f"detector score:         {seconds:.2f} s ({rows / seconds:,.0f} events/s), CPU {cpu:.1f} s"
+    )
     big = rows > 50_000_000
     ratio_target, memory_target = ("<= 6x", "4,096") if big else ("<= 5x, stretch 3x", "2,048")
     print(f"ratio score / read:     {seconds / read:.1f}x  (target {ratio_target})")
@@ -221,14 +225,32 @@ def main() -> None:
         state = work / "state"
         subprocess.run(["rm", "-rf", str(state)], check=True)
         build, build_peak, build_cpu = cpu_of(
-            [detector, "score", str(history), "--state", str(state), "--out",
-             str(work / "history.alerts.parquet"), *workers]
+            [
+                detector,
+                "score",
+                str(history),
+                "--state",
+                str(state),
+                "--out",
+                str(work / "history.alerts.parquet"),
+                *workers,
+            ]
         )
         day, day_peak, day_cpu = cpu_of(
-            [detector, "score", str(today), "--state", str(state), "--out",
-             str(work / "day29.alerts.parquet"), *workers]
+            [
+                detector,
+                "score",
+                str(today),
+                "--state",
+                str(state),
+                "--out",
+                str(work / "day29.alerts.parquet"),
+                *workers,
+            ]
         )
-        print(f"28-day state built:     {build:.2f} s, CPU {build_cpu:.1f} s, peak {build_peak:,.0f} MB")
+        print(
+            f"28-day state built:     {build:.2f} s, CPU {build_cpu:.1f} s, peak {build_peak:,.0f} MB"
+        )
         print(
             f"one new day on state:   {day:.2f} s, CPU {day_cpu:.1f} s, peak {day_peak:,.0f} MB"
             "  (target <= 5 s)"

@@ -42,9 +42,15 @@ def _measure(command: list[str]) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--log", type=Path, help="log to score (default: generate 10,000 accounts x 30 days)")
-    parser.add_argument("--repeat", type=int, default=3, help="pyarrow reads to time (the best counts)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--log", type=Path, help="log to score (default: generate 10,000 accounts x 30 days)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="pyarrow reads to time (the best counts)"
+    )
     args = parser.parse_args()
     detector = str(Path(sys.executable).with_name("detector"))
 
@@ -55,7 +61,10 @@ def main() -> None:
             print("generating 10,000 accounts x 30 days ...", flush=True)
             _run([detector, "generate", "--out", str(log), "--accounts", "10000", "--days", "30"])
 
-    reads = [float(_run([sys.executable, "-c", READ, str(log)])[1].split()[0]) for _ in range(args.repeat)]
+    reads = [
+        float(_run([sys.executable, "-c", READ, str(log)])[1].split()[0])
+        for _ in range(args.repeat)
+    ]
     rows = int(_run([sys.executable, "-c", READ, str(log)])[1].split()[1])
     read_time = min(reads)
 

@@ -84,13 +84,23 @@ def main() -> None:
     pd.set_option("display.max_rows", 500)
     print(f"rule set {args.ruleset}, mode {args.mode}, seeds {args.seeds}\n")
     per = rows[
-        ["caseloads", "seed", "scenario", "detected", "time_to_detect_h",
-         "exposed_before_detection", "first_rule"]
+        [
+            "caseloads",
+            "seed",
+            "scenario",
+            "detected",
+            "time_to_detect_h",
+            "exposed_before_detection",
+            "first_rule",
+        ]
     ].copy()
     per["exposed_before_detection"] = (100 * per["exposed_before_detection"]).round(2)
     per["time_to_detect_h"] = per["time_to_detect_h"].round(1)
-    print(per.rename(columns={"exposed_before_detection": "exposed_%", "time_to_detect_h": "ttd_h"})
-          .to_string(index=False))
+    print(
+        per.rename(
+            columns={"exposed_before_detection": "exposed_%", "time_to_detect_h": "ttd_h"}
+        ).to_string(index=False)
+    )
     print()
     benign = rows.groupby(["caseloads", "seed"]).agg(
         benign_alerted=("benign_accounts_alerted", "first"),

@@ -151,7 +151,10 @@ def fitting_order(table: pd.DataFrame) -> np.ndarray:
 def _shortest_leaves(added: list[np.ndarray], trees: list) -> np.ndarray:
     """Per tree, the least length any row can add: its shortest leaf's."""
     return np.array(
-        [values[tree.tree_.children_left == -1].min() for values, tree in zip(added, trees, strict=True)]
+        [
+            values[tree.tree_.children_left == -1].min()
+            for values, tree in zip(added, trees, strict=True)
+        ]
     )
 
 

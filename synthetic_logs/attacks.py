@@ -42,6 +42,7 @@ def primitive(function: PrimitiveFunction) -> PrimitiveFunction:
     PRIMITIVE_FUNCTIONS[function.__name__] = function
     return function
 
+
 OFFICE_HOURS = (9.0, 17.0)
 CHUNK_EVENTS = 2_000_000  # sessions are laid out this many events at a time: bounded memory
 
@@ -401,8 +402,6 @@ def bulk_export(
         exports=exports,
         per_export=per_export,
     )
-
-
 
 
 def _pool(pop: Population, scope: str, run: AttackRun) -> np.ndarray:

@@ -87,7 +87,9 @@ def fingerprint() -> str:
     root = Path(__file__).parent
     # The scenario folder is named apart: it is the top-level scenarios/, linked into the package.
     files = [(p.relative_to(root), p) for p in sorted(root.rglob("*.py"))]
-    files += [(Path("scenarios") / p.name, p) for p in sorted(scenario.builtin_dir().glob("*.toml"))]
+    files += [
+        (Path("scenarios") / p.name, p) for p in sorted(scenario.builtin_dir().glob("*.toml"))
+    ]
     digest = hashlib.sha256()
     for name, path in files:
         digest.update(str(name).encode())

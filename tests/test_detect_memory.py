@@ -26,7 +26,9 @@ def _plan_on_small_tables(monkeypatch) -> None:
 
 @pytest.mark.parametrize("planned", [False, True])
 @pytest.mark.parametrize("chunked", [False, True])
-def test_fitting_leaves_unscored_only_rows_below_the_threshold(table, chunked, planned, monkeypatch):
+def test_fitting_leaves_unscored_only_rows_below_the_threshold(
+    table, chunked, planned, monkeypatch
+):
     import detector.model as model_module
 
     if chunked:  # rows scored in three threads, each pruning its own rows

@@ -143,8 +143,14 @@ def test_cli_unreachable_dask_scheduler(small_log, tmp_path):
     result = CliRunner().invoke(
         main,
         [
-            "score", str(small_log), "--engine", "dask", "--scheduler", "tcp://127.0.0.1:9",
-            "--out", str(tmp_path / "alerts.parquet"),
+            "score",
+            str(small_log),
+            "--engine",
+            "dask",
+            "--scheduler",
+            "tcp://127.0.0.1:9",
+            "--out",
+            str(tmp_path / "alerts.parquet"),
         ],
     )
     assert result.exit_code == 1

@@ -104,9 +104,7 @@ def test_cli_state_with_another_time_zone(month, tmp_path):
     runner = CliRunner()
     args = ["score", str(files[0]), "--mode", "rules", "--state", str(state)]
     assert runner.invoke(main, args + ["--out", str(tmp_path / "a.parquet")]).exit_code == 0
-    result = runner.invoke(
-        main, args + ["--timezone", "UTC", "--out", str(tmp_path / "b.parquet")]
-    )
+    result = runner.invoke(main, args + ["--timezone", "UTC", "--out", str(tmp_path / "b.parquet")])
     assert result.exit_code == 1
     assert result.output.splitlines()[-1] == (
         f"Error: {state} was built with time zone Europe/Paris, not UTC"
@@ -119,7 +117,11 @@ def test_cli_state_that_is_not_a_state(tmp_path):
     (state / "manifest.json").write_text("{}")
     log = tmp_path / "log.parquet"
     pd.DataFrame(
-        {"timestamp": pd.to_datetime(["2024-03-25T08:00Z"]), "account_id": ["a"], "action": ["login"]}
+        {
+            "timestamp": pd.to_datetime(["2024-03-25T08:00Z"]),
+            "account_id": ["a"],
+            "action": ["login"],
+        }
     ).to_parquet(log)
     result = CliRunner().invoke(main, ["score", str(log), "--state", str(state)])
     assert result.exit_code == 1

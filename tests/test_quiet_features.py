@@ -31,7 +31,9 @@ def test_off_days_are_weekends_and_holidays():
     days = [_day_number(d) for d in ("2024-01-19", "2024-01-20", "2024-01-21", "2024-05-08")]
     assert list(calendar.off_days(np.array(days))) == [False, True, True, True]
     # 2024-01-08 (Monday) .. 2024-01-22: two weekends, four days off.
-    before = calendar.off_days_before(np.array([_day_number("2024-01-22")]), _day_number("2024-01-08"))
+    before = calendar.off_days_before(
+        np.array([_day_number("2024-01-22")]), _day_number("2024-01-08")
+    )
     assert list(before) == [4]
 
 
@@ -81,7 +83,9 @@ def _reading_log(days: list[tuple[str, int, int]], start_hour: int = 8) -> pd.Da
         base = pd.Timestamp(f"{date}T{start_hour:02d}:00Z")
         for i in range(own + other):
             org = "s0" if i < own else f"s{1 + i % 7}"
-            rows.append((base + pd.Timedelta(minutes=i), "a", "view_record", f"{date}-{i}", "s0", org))
+            rows.append(
+                (base + pd.Timedelta(minutes=i), "a", "view_record", f"{date}-{i}", "s0", org)
+            )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -128,7 +132,9 @@ def test_a_client_most_peers_switch_to_is_new_but_not_rare():
                 agent = "attacker-tool"
             stamp = pd.Timestamp("2024-01-08T08:00Z") + pd.Timedelta(days=day, minutes=n)
             rows.append((stamp, account, "login", "advisor", agent))
-    frame = pd.DataFrame(rows, columns=["timestamp", "account_id", "action", "account_type", "user_agent"])
+    frame = pd.DataFrame(
+        rows, columns=["timestamp", "account_id", "action", "account_type", "user_agent"]
+    )
     table = build_feature_table(normalise(frame), None).features
     last = table[table["day"] == dt.date(2024, 1, 15)].set_index("account_id")
     assert last.loc["u00", "new_clients"] == 1 and last.loc["u00", "new_rare_clients"] == 0

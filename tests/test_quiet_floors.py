@@ -32,7 +32,9 @@ def rows(tmp_path_factory) -> pd.DataFrame:
     for seed in SEEDS:
         folder = tmp_path_factory.mktemp(f"seed{seed}")
         log = folder / "logs.parquet"
-        generate_dataset(log, scenarios=["all"], seed=seed, accounts=ACCOUNTS, lookalikes="extended")
+        generate_dataset(
+            log, scenarios=["all"], seed=seed, accounts=ACCOUNTS, lookalikes="extended"
+        )
         bare = tmp_path_factory.mktemp(f"seed{seed}-nocaseloads")
         for path in folder.iterdir():
             if "caseloads" not in path.name:

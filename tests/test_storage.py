@@ -80,7 +80,9 @@ def test_a_dataset_directory_in_memory_and_caseloads_by_url(small_log, on_disk, 
 
 
 def test_a_file_url_through_two_local_workers(small_log, on_disk, tmp_path):
-    alerts = score_alerts(small_log.resolve().as_uri(), tmp_path / "alerts.parquet", "--workers", "2")
+    alerts = score_alerts(
+        small_log.resolve().as_uri(), tmp_path / "alerts.parquet", "--workers", "2"
+    )
     pd.testing.assert_frame_equal(alerts, on_disk)
 
 

@@ -63,7 +63,9 @@ def test_a_log_on_s3_gives_the_alerts_of_the_log_on_disk(small_log, on_disk, buc
     caseloads = small_log.with_name("logs.caseloads.parquet")
     _upload(bucket, "may/logs.caseloads.parquet", caseloads.read_bytes())
     # Two worker processes: each opens the URL itself, with the inherited environment.
-    alerts = score_alerts(f"s3://{bucket}/may/logs.parquet", tmp_path / "a.parquet", "--workers", "2")
+    alerts = score_alerts(
+        f"s3://{bucket}/may/logs.parquet", tmp_path / "a.parquet", "--workers", "2"
+    )
     pd.testing.assert_frame_equal(alerts, on_disk)
 
 

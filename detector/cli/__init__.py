@@ -37,7 +37,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "detector.cli.report:report",
         "Write a self-contained HTML report of ALERTS (the table `detector score` wrote).",
     ),
-    "rules": ("detector.cli.rules:rules", "Check and list rule sets (built-in names or TOML files)."),
+    "rules": (
+        "detector.cli.rules:rules",
+        "Check and list rule sets (built-in names or TOML files).",
+    ),
     "bench": (
         "detector.cli.bench:bench",
         "Compare rule sets on generated attacks: the documented replays and the quiet classes.",

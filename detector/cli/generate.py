@@ -45,13 +45,19 @@ LONG_RUN = 100_000  # account-days above which a progress bar is worth showing
     "batch changes, application rename, DST), basic (none).",
 )
 @click.option(
-    "--seed", default=settings.DEFAULT_SEED, show_default=True, help="Random seed: same seed, same data."
+    "--seed",
+    default=settings.DEFAULT_SEED,
+    show_default=True,
+    help="Random seed: same seed, same data.",
 )
 @click.option(
     "--accounts", default=settings.DEFAULT_ACCOUNTS, show_default=True, help="Number of accounts."
 )
 @click.option(
-    "--days", default=settings.DEFAULT_DAYS, show_default=True, help="Number of local days in the log."
+    "--days",
+    default=settings.DEFAULT_DAYS,
+    show_default=True,
+    help="Number of local days in the log.",
 )
 @click.option(
     "--start",

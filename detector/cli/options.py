@@ -79,6 +79,7 @@ def engine_option(command):
         command = option(command)
     return command
 
+
 def pseudonymise_options(command):
     """``--pseudonymise`` and ``--pseudonym-key-file``, shared by score, report and bench."""
     command = click.option(

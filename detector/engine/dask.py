@@ -93,4 +93,3 @@ def dask_mapper(scheduler: str | None, workers: int | None) -> Callable[..., Ite
             in_background(lambda: _close(client, cluster))
 
     return mapper
-

@@ -140,7 +140,9 @@ _ACTIVITY = [
     ),
     Feature("off_day", "1 on a Saturday, a Sunday or a French public holiday", "flag"),
     Feature(
-        "own_off_days_worked", "earlier windows of the account on a Saturday, Sunday or holiday", "days"
+        "own_off_days_worked",
+        "earlier windows of the account on a Saturday, Sunday or holiday",
+        "days",
     ),
     Feature(
         "off_days_since_first_seen",
