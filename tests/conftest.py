@@ -26,3 +26,11 @@ def on_disk(small_log, tmp_path_factory):
     alerts = score_alerts(str(small_log), out, "--workers", "1")
     assert len(alerts) > 0
     return alerts
+
+
+@pytest.fixture(scope="session")
+def fortnight_log(tmp_path_factory) -> Path:
+    """60 accounts over two weeks: the log the state tests score whole and night by night."""
+    out = tmp_path_factory.mktemp("fortnight") / "logs.parquet"
+    generate_dataset(out, seed=11, accounts=60, days=14)
+    return out

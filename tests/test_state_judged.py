@@ -19,16 +19,13 @@ from detector.engine.state import load_state
 from detector.features import table as assembly
 from detector.features.history import Prior
 from detector.pipeline import score_log
-from synthetic_logs.generate import generate_dataset
 
 TZ = "Europe/Paris"
 
 
 @pytest.fixture(scope="module")
-def log(tmp_path_factory):
-    out = tmp_path_factory.mktemp("judged") / "logs.parquet"
-    generate_dataset(out, seed=11, accounts=60, days=14)
-    return out
+def log(fortnight_log):
+    return fortnight_log
 
 
 def _tables(monkeypatch) -> list:

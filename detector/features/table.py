@@ -523,16 +523,22 @@ def _some_novelty(
     days: tuple[int, int],
     has_history: np.ndarray,
     order: np.ndarray,
+    release: bool,
 ) -> tuple[np.ndarray, Novel]:
     """:func:`_novelty` of a (column, sum name), from the counts a state carries when
-    they can stand (:func:`_carried_counts`)."""
+    they can stand (:func:`_carried_counts`); with ``release``, the partitions' first-seen
+    pairs of the column are dropped once it is found."""
     (column, name), (first_day, n_days) = column, days
     known = _carried_counts(parts, name, order)
     if known is None:
-        return _novelty(parts, column, accounts, window_keys, first_day, n_days, has_history)
-    return _novelty_after(
-        parts, column, accounts, window_keys, first_day, n_days, has_history, known
-    )
+        found = _novelty(parts, column, accounts, window_keys, first_day, n_days, has_history)
+    else:
+        found = _novelty_after(
+            parts, column, accounts, window_keys, first_day, n_days, has_history, known
+        )
+    for part in parts if release else ():
+        part.first_seen.pop(column, None)
+    return found
 
 
 def _narrow(values: np.ndarray) -> np.ndarray:
@@ -741,12 +747,6 @@ def _give_back() -> None:
     pa.default_memory_pool().release_unused()
 
 
-def _release_pairs(parts: Sequence[Aggregates], column: str, release: bool) -> None:
-    """The partitions' first-seen pairs of ``column`` dropped (once their novelty is found)."""
-    for part in parts if release else ():
-        part.first_seen.pop(column, None)
-
-
 def _ordered(parts: Sequence[Aggregates], name: str, order: np.ndarray, dtype: Any = None):
     """A column of every partition's windows, in table order."""
     return np.concatenate([p.windows[name].to_numpy(dtype=dtype) for p in parts])[order]
@@ -863,8 +863,8 @@ def assemble(
                 (first_day, n_days),
                 has_history,
                 order,
+                release,
             )
-            _release_pairs(parts, column, release)
         else:
             sums[name] = columns[name]  # found below: not a volume
     if not has_caseload_data:
@@ -979,8 +979,8 @@ def assemble(
                     (first_day, n_days),
                     has_history,
                     order,
+                    release,
                 )
-                _release_pairs(parts, column, release)
                 sums[name] = columns.keep(name, counts)  # every window's: peer shares read them
                 del counts
         for name, feature in PEER_NOVELTY.items():
