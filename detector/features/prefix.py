@@ -47,7 +47,7 @@ def replay_events(feature_table: FeatureTable, windows: np.ndarray) -> Replay:
     """Re-read the events of the given table rows and count them as the kernel did."""
     table = feature_table.table
     windows = np.asarray(windows, dtype=np.int64)
-    accounts = table["account_id"].to_numpy()[windows]
+    accounts = table["account_id"].iloc[windows].to_numpy()  # not the whole column
     days = table["_day"].to_numpy()[windows] + feature_table.first_day
     frame = feature_table.source.read_windows(accounts, days, skip=NOT_REPLAYED)
     # The row groups were decoded in threads that are gone: Arrow's allocator keeps their

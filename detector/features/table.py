@@ -204,7 +204,7 @@ class FeatureTable:
 
     def rows_of(self, accounts: np.ndarray, days: np.ndarray) -> np.ndarray:
         """Rows of the given (account_id, local day number) windows (-1 when absent)."""
-        account = lookup(accounts, self.table["account_id"].to_numpy()[self._account_starts()])
+        account = lookup(accounts, self.table["account_id"].iloc[self._account_starts()].to_numpy())
         n_days = int(self.table["_day"].max()) + 1 if len(self.table) else 1
         keys = self._keys(n_days)
         day = np.asarray(days, dtype=np.int64) - self.first_day
