@@ -28,6 +28,7 @@ from detector.engine.local import (
     last_day_handover,
     run_kernel,
 )
+from detector.engine.lock import state_lock
 from detector.engine.sources import malloc_policy, release_memory, source_of
 from detector.engine.state import (
     FULL_HISTORY_DAYS,
@@ -625,48 +626,49 @@ def score_log(
     (keeping the last ``keep_days`` days' windows, the older ones summarised).
     """
     _give_back_large_blocks()
-    prepared = prepare(
-        log,
-        caseloads,
-        timezone,
-        progress,
-        engine,
-        workers,
-        scheduler,
-        state,
-        uses_model=mode != "rules" and model is None,
-    )
-    if progress:
-        progress(f"detecting ({mode})")
-    fitted = None
-    if state is not None and model is None and mode != "rules":
-        model, fitted = _state_model(prepared)
-    alerts = detect(prepared, rules, mode, model, consume=True)
-    table = prepared.features.table
-    # Who created or granted whom: gathered by the kernel; with a state, since it began,
-    # and the earlier runs' alerts link this run's as one run over the whole log would.
-    links, earlier = prepared.features.links, None
-    if state is not None:
-        links = _all_links(prepared.state.links, links)
-        earlier = _alerted_before(prepared)
-    alerts, incidents = group_incidents(alerts, table, links, earlier)
-    if state is not None:
-        alerted = _alerted(alerts, table, earlier)
-        _save_state(prepared, fitted, progress, links, alerted, keep_days)
-    features = prepared.features.features
-    if prepared.scored_days is not None:  # the stored days were given by earlier runs
-        days = table["_day"].to_numpy() + prepared.features.first_day
-        features = features[np.isin(days, np.fromiter(prepared.scored_days, dtype=np.int64))]
-    return ScoreResult(
-        alerts=alerts,
-        incidents=incidents,
-        features=features,
-        rejects=prepared.rejects,
-        notices=prepared.notices,
-        events=prepared.features.n_events,
-        accounts=prepared.features.accounts
-        or (int(table["account_id"].nunique()) if len(table) else 0),
-    )
+    with state_lock(state):  # one run at a time on a state (see engine.lock)
+        prepared = prepare(
+            log,
+            caseloads,
+            timezone,
+            progress,
+            engine,
+            workers,
+            scheduler,
+            state,
+            uses_model=mode != "rules" and model is None,
+        )
+        if progress:
+            progress(f"detecting ({mode})")
+        fitted = None
+        if state is not None and model is None and mode != "rules":
+            model, fitted = _state_model(prepared)
+        alerts = detect(prepared, rules, mode, model, consume=True)
+        table = prepared.features.table
+        # Who created or granted whom: gathered by the kernel; with a state, since it began,
+        # and the earlier runs' alerts link this run's as one run over the whole log would.
+        links, earlier = prepared.features.links, None
+        if state is not None:
+            links = _all_links(prepared.state.links, links)
+            earlier = _alerted_before(prepared)
+        alerts, incidents = group_incidents(alerts, table, links, earlier)
+        if state is not None:
+            alerted = _alerted(alerts, table, earlier)
+            _save_state(prepared, fitted, progress, links, alerted, keep_days)
+        features = prepared.features.features
+        if prepared.scored_days is not None:  # the stored days were given by earlier runs
+            days = table["_day"].to_numpy() + prepared.features.first_day
+            features = features[np.isin(days, np.fromiter(prepared.scored_days, dtype=np.int64))]
+        return ScoreResult(
+            alerts=alerts,
+            incidents=incidents,
+            features=features,
+            rejects=prepared.rejects,
+            notices=prepared.notices,
+            events=prepared.features.n_events,
+            accounts=prepared.features.accounts
+            or (int(table["account_id"].nunique()) if len(table) else 0),
+        )
 
 
 def _give_back_large_blocks() -> None:
