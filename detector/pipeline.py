@@ -182,6 +182,10 @@ def prepare(
     else:  # none kept for this file, or another run swapped the state meanwhile
         index = stored_caseload_index(stored, key)
     del mapped
+    stored_only = caseloads is None and stored.caseload_key is not None
+    if stored_only:  # none given nor beside the log: the one the state was built with
+        key = stored.caseload_key
+        index = stored_caseload_index(stored, key)
     if index is not None:  # the caseload file of an earlier run: its index stands for it
         caseloads = index
     elif caseload_file is not None:
@@ -196,6 +200,11 @@ def prepare(
     if keep is not None and stored.kept_day is not None and stored.kept_day != keep.day:
         keep = (keep, KeepDay(stored.kept_day, keep.folder))  # the day to complete, too
     run = run_kernel(source, caseloads, timezone, workers, say, mapper, True, warm_up, keep)
+    if stored_only and index is not None:
+        run.notices.append(
+            "no caseload table given: the one stored with the state is used (the last one a"
+            " run was given); pass --caseloads with the current table"
+        )
     log_days = {int(d) for p in run.parts for d in np.unique(p.windows["day"].to_numpy())}
     # A last day newer than every stored day is the day the state will keep: its events
     # are written from now, in a thread beside completing the kept day (one core), rather

@@ -781,6 +781,7 @@ def continue_kept_day(
         new = validated_frame(new)
     else:
         new = once_each(read_day(source, day), has_ids)
+    kept, new = _ids_alike(kept, new)
     try:
         fresh = not_kept(kept, new, has_ids and state.kept_ids)
         events = concat_events([kept, new.loc[fresh]])
@@ -797,6 +798,24 @@ def continue_kept_day(
         + f" and scored again ({len(events):,} events)"
     )
     return Continuation(day, events, aggregates, notice)
+
+
+def _ids_alike(kept: pa.Table, new: pd.DataFrame) -> tuple[pa.Table, pd.DataFrame]:
+    """The kept and the new events' ids as one type: text on both sides when one export
+    gave integers and the other text (a Parquet export one night, an NDJSON one the next:
+    JSON ids are read as text), so that they merge and the same event is recognised."""
+    if "event_id" not in kept.column_names or "event_id" not in new:
+        return kept, new
+    kept_text = not pa.types.is_integer(kept.schema.field("event_id").type)
+    new_text = not pd.api.types.is_integer_dtype(new["event_id"].dtype)
+    if kept_text == new_text:
+        return kept, new
+    if not kept_text:
+        position = kept.schema.get_field_index("event_id")
+        kept = kept.set_column(position, "event_id", pc.cast(kept["event_id"], pa.large_string()))
+    if not new_text:
+        new = new.assign(event_id=new["event_id"].astype(str).to_numpy(dtype=object))
+    return kept, new
 
 
 def without_day(parts: list[Aggregates], day: int) -> list[Aggregates]:
