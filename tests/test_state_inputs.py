@@ -138,3 +138,31 @@ def test_a_night_without_the_caseload_table_uses_the_stored_one(nights, tmp_path
     assert (
         manifest["caseload_key"] == json.loads((copy / "manifest.json").read_text())["caseload_key"]
     )
+
+
+@pytest.mark.parametrize("night", ["empty", "every row rejected"])
+def test_a_night_without_usable_events_changes_nothing(nights, tmp_path, night):
+    """An export of no event (or of rows that are all rejected) is scored: no alert, exit
+    status 0; the night after it gives the alerts it gives without it."""
+    history, files, caseloads = nights
+    state = _state(history, caseloads, tmp_path, as_ndjson=False)
+    without = shutil.copytree(state, tmp_path / "without")
+    table = pq.read_table(files[-1])
+    if night == "empty":
+        table = table.slice(0, 0)
+    else:
+        position = table.schema.get_field_index("timestamp")
+        stamps = pa.nulls(len(table), table.schema.field("timestamp").type)
+        table = table.set_column(position, "timestamp", stamps)
+    pq.write_table(table, tmp_path / "nothing.parquet")
+    options = ("--caseloads", str(caseloads), "--mode", "rules")
+    nothing = score_alerts(
+        str(tmp_path / "nothing.parquet"), tmp_path / "n.parquet", *options, "--state", str(state)
+    )
+    assert len(nothing) == 0
+    expected = score_alerts(
+        str(files[-1]), tmp_path / "a.parquet", *options, "--state", str(without)
+    )
+    got = score_alerts(str(files[-1]), tmp_path / "b.parquet", *options, "--state", str(state))
+    assert len(expected) > 0
+    pd.testing.assert_frame_equal(got, expected)

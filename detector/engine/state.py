@@ -427,8 +427,10 @@ def merge(
     replace the stored ones whatever their counts.
     """
     stored = state.day_events()
-    new_days = pd.concat([p.windows[["day", "events"]] for p in parts if len(p.windows)])
-    new_days = new_days.groupby("day")["events"].sum() if len(new_days) else pd.Series(dtype=int)
+    counted = [p.windows[["day", "events"]] for p in parts if len(p.windows)]
+    new_days = (  # a log of no usable event (empty, or every row rejected) has none
+        pd.concat(counted).groupby("day")["events"].sum() if counted else pd.Series(dtype=int)
+    )
     overlap = [d for d in new_days.index.intersection(stored.index) if d not in completed]
     replaced = [d for d in overlap if new_days[d] >= stored[d]]
     late = [d for d in overlap if new_days[d] < stored[d]]
