@@ -7,6 +7,8 @@ function. Importing lazily keeps `detector --help` fast (no pandas/sklearn impor
 from __future__ import annotations
 
 import importlib
+import signal
+import threading
 
 import click
 
@@ -83,6 +85,11 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context):
+        if threading.current_thread() is threading.main_thread():
+            # Stopped by a scheduler (SIGTERM: cron's timeout, systemd, Kubernetes) as by
+            # Ctrl-C: temporary files, /dev/shm hand-overs included, are cleaned up on the
+            # way out, and the run ends with "Aborted!" and status 1.
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
             return super().invoke(ctx)
         except _expected_errors() as error:

@@ -194,7 +194,7 @@ def _handover_folder() -> tempfile.TemporaryDirectory:
     except (OSError, AttributeError):  # none, or no statvfs (Windows)
         pass
     return tempfile.TemporaryDirectory(
-        prefix="logsentinel-parts-", dir=folder, ignore_cleanup_errors=True
+        prefix=f"logsentinel-parts-{os.getpid()}-", dir=folder, ignore_cleanup_errors=True
     )
 
 
