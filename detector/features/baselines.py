@@ -252,10 +252,33 @@ def _peer_stats_selected(
                 continue
             wanted = [positions(count, q) for _, q in PEER_QUANTILES]
             ranks = np.unique(np.concatenate([np.r_[low, high] for low, high, _ in wanted]))
-            cells.partition(ranks)  # each rank's value in its sorted place
+            ranked = order_statistics(cells, ranks)
             for (key, _), (low, high, fraction) in zip(PEER_QUANTILES, wanted, strict=True):
-                value = interpolate(cells[low], cells[high], fraction, count)
+                at = np.searchsorted(ranks, np.r_[low, high])
+                value = interpolate(ranked[at[:1]], ranked[at[1:]], fraction, count)
                 stats[key][group, target] = value[0]
+
+
+_COUNTED_BELOW = 1 << 22  # largest value (and 4x the cells) up to which values are counted
+
+
+def order_statistics(cells: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """The values of ``cells`` (no NaN) at the sorted positions ``ranks``, in their dtype.
+
+    Counts (small non-negative whole numbers, most volumes) are tallied: the value at
+    rank r is the first whose running tally exceeds r, the value a sort would put
+    there, found in one pass instead of a selection per rank. Other values (shares,
+    large numbers) are selected (np.partition, which reorders ``cells``).
+    """
+    if len(cells) > 1024:
+        top = float(cells.max())
+        if cells.min() >= 0 and top < min(_COUNTED_BELOW, 4 * len(cells)):
+            whole = cells.astype(np.int64)
+            if np.array_equal(whole, cells):
+                tally = np.cumsum(np.bincount(whole))
+                return np.searchsorted(tally, ranks, side="right").astype(cells.dtype)
+    cells.partition(ranks)  # each rank's value in its sorted place
+    return cells[ranks]
 
 
 SHARE_NOISE = 0.05  # a share moving by 5 points is within ordinary day-to-day noise
