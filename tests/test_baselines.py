@@ -134,3 +134,44 @@ def test_a_few_days_are_selected_with_the_numbers_of_the_whole_computation(only)
     for key in peers:
         np.testing.assert_array_equal(selected[key][:, only], peers[key][:, only], err_msg=key)
     assert (selected["count"][:, only] > 0).any()
+
+
+@pytest.mark.parametrize("kind", ["counts", "fractions", "large counts", "a negative value"])
+def test_a_selected_day_of_many_cells_gives_the_numbers_of_the_sort(kind):
+    # Pools of more than a thousand cells: whole numbers are tallied rather than selected
+    # (baselines.order_statistics); the numbers must be those of the sort either way.
+    rng = np.random.default_rng(3)
+    n_days = 40
+    days = np.arange(n_days)
+    values = {
+        "counts": rng.poisson(4, (900, n_days)),
+        "fractions": rng.random((900, n_days)),
+        "large counts": rng.integers(0, 50_000_000, (900, n_days)),
+        "a negative value": rng.poisson(4, (900, n_days)) - (np.arange(900) == 7)[:, None],
+    }[kind]
+    matrix = np.where(rng.random((900, n_days)) < 0.3, np.nan, values).astype(np.float32)
+    groups = np.arange(900) % 2
+    whole = baselines.peer_stats(matrix, groups, days)
+    selected = baselines.peer_stats(matrix, groups, days, np.array([n_days - 1]))
+    assert (selected["count"][:, -1] > 1024).all()
+    for key in whole:
+        np.testing.assert_array_equal(selected[key][:, -1], whole[key][:, -1], err_msg=key)
+
+
+def test_order_statistics_are_the_sorted_values_at_the_ranks():
+    rng = np.random.default_rng(4)
+    for cells in (
+        rng.poisson(3, 5000),
+        rng.poisson(300, 100_000),
+        rng.random(5000),
+        np.zeros(3000),
+        rng.integers(0, 10**7, 5000),
+        np.r_[rng.poisson(3, 4000), [-1]],
+        np.r_[rng.poisson(3, 4000), [2.5]],
+    ):
+        cells = cells.astype(np.float32)
+        for ranks in ([0], [0, 1, len(cells) // 2, len(cells) - 1], rng.integers(0, len(cells), 9)):
+            ranks = np.unique(ranks)
+            found = baselines.order_statistics(cells.copy(), ranks)
+            assert found.dtype == cells.dtype
+            np.testing.assert_array_equal(found, np.sort(cells)[ranks])

@@ -1112,7 +1112,8 @@ def _link(source: Path, target: Path) -> None:
 class _SegmentWriter:
     """Writes a new version's tables: stored segments still valid linked, the rest written.
 
-    A windows segment stays valid while none of its days was scored again or
+    A windows segment stays valid while its days all come before the first scored
+    day (a window's carried novelty counts depend on the days before it) and none was
     pruned; a first-seen segment while its days all come before the first
     scored day (a pair first seen then cannot have an earlier first day now).
     """
@@ -1163,7 +1164,10 @@ class _SegmentWriter:
         the rows not in linked segments are taken (and stacked)."""
         days = set().union(*(pd.unique(windows["day"]).tolist() for windows, _ in parts))
         scored = self.scored or set()
-        valid = self._valid(WINDOWS, lambda s: set(s.days) <= days and not set(s.days) & scored)
+        # A stored window's novelty counts (CARRIED) depend on every day before it: a day
+        # scored again changes those of the stored days after it, which are written again.
+        start = min(scored, default=np.iinfo(np.int64).max)
+        valid = self._valid(WINDOWS, lambda s: set(s.days) <= days and max(s.days) < start)
         carried = [CARRIED[name] for name in CARRIED]
         if not self.state.carries and all(set(carried) <= set(w.columns) for w, _ in parts):
             valid = []  # stored windows without their counts: every window written with them

@@ -199,9 +199,8 @@ def peer_stats(
         cells, column = cells[present], column[present]
         if len(cells) == 0:
             continue
-        order = np.argsort(cells)
-        ordered, column = cells[order], column[order]
-        del cells, order, present
+        ordered, column = _sorted_with(cells, column, n_days)
+        del cells, present
         # Per day, the ranks the quantiles read (lower and upper neighbours) and where
         # they lie in `ordered`: a running count of the cells of the day's run.
         quantiles = np.array([q for _, q in PEER_QUANTILES])
@@ -223,6 +222,27 @@ def peer_stats(
             stats[key][group, targets] = interpolated(pick, count, q)
         stats["count"][group, targets] = count
     return stats
+
+
+def _sorted_with(
+    cells: np.ndarray, column: np.ndarray, n_days: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``cells`` ascending, with each one's ``column``. Whole non-negative counts (most
+    volumes) are packed with their column into one integer and sorted (no argsort and
+    gathers); the order among equal values, which the quantiles do not read, may differ."""
+    bits = max(int(n_days - 1).bit_length(), 1)
+    top = float(cells.max()) if len(cells) else 0.0
+    if len(cells) and cells.min() >= 0 and top < 2.0 ** min(24, 62 - bits):
+        whole = cells.astype(np.int64)
+        if np.array_equal(whole, cells):
+            whole <<= bits
+            whole |= column
+            whole.sort()
+            column = (whole & ((1 << bits) - 1)).astype(column.dtype)
+            whole >>= bits
+            return whole.astype(cells.dtype), column
+    order = np.argsort(cells)
+    return cells[order], column[order]
 
 
 def _peer_stats_selected(
@@ -252,10 +272,33 @@ def _peer_stats_selected(
                 continue
             wanted = [positions(count, q) for _, q in PEER_QUANTILES]
             ranks = np.unique(np.concatenate([np.r_[low, high] for low, high, _ in wanted]))
-            cells.partition(ranks)  # each rank's value in its sorted place
+            ranked = order_statistics(cells, ranks)
             for (key, _), (low, high, fraction) in zip(PEER_QUANTILES, wanted, strict=True):
-                value = interpolate(cells[low], cells[high], fraction, count)
+                at = np.searchsorted(ranks, np.r_[low, high])
+                value = interpolate(ranked[at[:1]], ranked[at[1:]], fraction, count)
                 stats[key][group, target] = value[0]
+
+
+_COUNTED_BELOW = 1 << 22  # largest value (and 4x the cells) up to which values are counted
+
+
+def order_statistics(cells: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """The values of ``cells`` (no NaN) at the sorted positions ``ranks``, in their dtype.
+
+    Counts (small non-negative whole numbers, most volumes) are tallied: the value at
+    rank r is the first whose running tally exceeds r, the value a sort would put
+    there, found in one pass instead of a selection per rank. Other values (shares,
+    large numbers) are selected (np.partition, which reorders ``cells``).
+    """
+    if len(cells) > 1024:
+        top = float(cells.max())
+        if cells.min() >= 0 and top < min(_COUNTED_BELOW, 4 * len(cells)):
+            whole = cells.astype(np.int64)
+            if np.array_equal(whole, cells):
+                tally = np.cumsum(np.bincount(whole))
+                return np.searchsorted(tally, ranks, side="right").astype(cells.dtype)
+    cells.partition(ranks)  # each rank's value in its sorted place
+    return cells[ranks]
 
 
 SHARE_NOISE = 0.05  # a share moving by 5 points is within ordinary day-to-day noise

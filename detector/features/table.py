@@ -645,13 +645,14 @@ def _account_attribute(
     value = first.take(order[first_of_account]).to_numpy(dtype=object)
     source = first_of_account.copy()  # the row each account's value comes from
     missing = np.flatnonzero(pd.isna(value))
-    if len(missing):  # rare: look further, for those accounts only
-        any_value = _ordered(parts, f"_{name}_any", order, object)
-        present = np.flatnonzero(pd.notna(any_value))
-        later = present[np.isin(w_acc[present], missing)]
-        found = pd.Series(later).groupby(w_acc[later]).first()
+    if len(missing):  # rare: look further, in those accounts' rows only
+        rows = np.flatnonzero(np.isin(w_acc, missing))
+        any_value = _stacked_column(parts, f"_{name}_any", order[rows], object)
+        present = pd.notna(any_value)
+        later, any_value = rows[present], any_value[present]
+        found = pd.Series(np.arange(len(later))).groupby(w_acc[later]).first()
         value[found.index.to_numpy()] = any_value[found.to_numpy()]
-        source[found.index.to_numpy()] = found.to_numpy()
+        source[found.index.to_numpy()] = later[found.to_numpy()]
     return value, source
 
 
@@ -752,6 +753,22 @@ def _ordered(parts: Sequence[Aggregates], name: str, order: np.ndarray, dtype: A
     return np.concatenate([p.windows[name].to_numpy(dtype=dtype) for p in parts])[order]
 
 
+def _stacked_column(
+    parts: Sequence[Aggregates], name: str, rows: np.ndarray, dtype: Any
+) -> np.ndarray:
+    """A column of the partitions' stacked windows at the given rows, read from the parts
+    that hold them only (a night's few held windows, not a state's millions stacked)."""
+    ends = np.cumsum([len(p.windows) for p in parts])
+    part = np.searchsorted(ends, rows, side="right")
+    values = np.empty(len(rows), dtype=dtype)
+    for i, p in enumerate(parts):
+        mine = np.flatnonzero(part == i)
+        if len(mine):
+            taken = p.windows[name].iloc[rows[mine] - (ends[i] - len(p.windows))]
+            values[mine] = taken.to_numpy(dtype=dtype)
+    return values
+
+
 def assemble(
     parts: Sequence[Aggregates],
     caseloads: Caseloads | None,
@@ -818,13 +835,13 @@ def assemble(
     for name in [*SUMS, "peak_hourly_records"]:
         if name not in parts[0].windows:
             continue
-        values = np.concatenate([p.windows[name].to_numpy(dtype=np.float64) for p in parts])
         sums[name] = columns.every(name, n_win) if name in columns.rows else np.empty(n_win)
         if out is None or name in _VOLUME_SUMS:
+            values = np.concatenate([p.windows[name].to_numpy(dtype=np.float64) for p in parts])
             np.take(values, order, out=sums[name])
         else:  # read for the held windows only: the others' are never derived (zeros)
             sums[name][:] = 0.0
-            sums[name][out] = values[order[out]]
+            sums[name][out] = _stacked_column(parts, name, order[out], np.float64)
     if release:  # the sums are in the table's columns now
         _release_windows(parts)
     stored_hours = None
@@ -1000,7 +1017,12 @@ def assemble(
     found = None if terms is None else _judged(terms, accounts, first_day, has_caseload_data)
     del terms
     # The held windows' instants: the last the table reads of the partitions' windows.
-    instants = {name: _ordered(parts, name, order[held], np.int64) for name in INSTANTS}
+    instants = {
+        name: _ordered(parts, name, order, np.int64)
+        if out is None
+        else _stacked_column(parts, name, order[out], np.int64)
+        for name in INSTANTS
+    }
     if release:  # the partitions' windows, and what the baselines freed, gone before the table
         for part in parts:
             part.windows = part.windows.iloc[:0].copy(deep=True)
