@@ -88,6 +88,7 @@ import shutil
 import threading
 from collections import Counter
 from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,7 @@ FORMATS = (
 )
 SEGMENTED = (SEGMENTED_FORMAT, KEPT_ARROW_FORMAT, CARRIED_FORMAT, JUDGED_FORMAT)
 WINDOWS = "windows"
+SEGMENT_READERS = 4  # stored segment files read at once (threads; joined before any fork)
 JUDGED = "judged"  # a file per day: (account, day) -> the accumulation's reference and shift
 # From /6: per account, the summed hours of its stored windows before the last stored day
 # (features.table.Hours; the manifest's ``hours_before``), which a night's rare hours read.
@@ -344,10 +346,14 @@ def _read_segments(
     """A stored table: its segments' rows, one after the other (the text columns
     ``dictionaries`` as Parquet stores them, dictionary-encoded: millions of first-seen
     pairs hold a few thousand distinct values, which are all that is decoded and hashed)."""
-    tables = [
-        pq.read_table(current / segment.file, read_dictionary=list(dictionaries))
-        for segment in segments
-    ]
+
+    def read(segment: Segment) -> pa.Table:
+        return pq.read_table(current / segment.file, read_dictionary=list(dictionaries))
+
+    # Side by side in threads (decoding Parquet releases the interpreter): a 28-day state
+    # holds a few dozen small files, each read alone leaving the other core idle.
+    with ThreadPoolExecutor(max_workers=SEGMENT_READERS) as pool:
+        tables = list(pool.map(read, segments))
     # Permissive: segments written before a column was carried lack it (read as missing).
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
 
