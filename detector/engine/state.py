@@ -107,6 +107,7 @@ from detector.features.kernel import (
     NOVELTY,
     Aggregates,
     CaseloadIndex,
+    arrow_categories,
     in_days,
     lookup,
     partition_aggregates,
@@ -540,23 +541,66 @@ def concat_events(parts: list[pd.DataFrame | pa.Table]) -> pd.DataFrame:
     united, actions, time order.
 
     Through Arrow, as a log is read: its hashing of text columns is much faster
-    than uniting pandas categories of high cardinality (record ids).
+    than uniting pandas categories of high cardinality (record ids). A column
+    that is dictionary-encoded in every part stays so (one index type): the
+    parts' dictionaries are united, where decoding them hashed every row again
+    (a second for the ~700k events of a completed national day).
     """
-    tables = []
-    for part in parts:
-        table = (
-            part if isinstance(part, pa.Table) else pa.Table.from_pandas(part, preserve_index=False)
-        )
-        for i, column in enumerate(table.schema):
-            if pa.types.is_dictionary(column.type):
-                plain = pc.cast(table[column.name], column.type.value_type)
-                table = table.set_column(i, column.name, plain)
-        if table.num_columns:
-            tables.append(table.replace_schema_metadata(None))
+    tables = [
+        part if isinstance(part, pa.Table) else pa.Table.from_pandas(part, preserve_index=False)
+        for part in parts
+    ]
+    tables = [t.replace_schema_metadata(None) for t in tables if t.num_columns]
     if not tables:
         return pd.DataFrame()
+    encoded = _encoded_everywhere(tables)
+    for n, table in enumerate(tables):
+        for i, column in enumerate(table.schema):
+            if pa.types.is_dictionary(column.type):
+                value_type = column.type.value_type
+                target = (
+                    pa.dictionary(pa.int32(), value_type) if column.name in encoded else value_type
+                )
+                if column.type != target:
+                    table = table.set_column(i, column.name, pc.cast(table[column.name], target))
+        tables[n] = table
     table = pa.concat_tables(tables, promote_options="permissive")
-    return normalise_table(table, "kept events").events
+    events = normalise_table(table, "kept events").events
+    for name in events.columns:  # (actions have the vocabulary's fixed categories)
+        if name != "action" and isinstance(events[name].dtype, pd.CategoricalDtype):
+            events[name] = _in_sorted_order(events[name])
+    return events
+
+
+def _in_sorted_order(values: pd.Series) -> pd.Series:
+    """A categorical with only its used categories, in sorted order, as text decoded and
+    encoded again gives them (the kernel's windows and first-seen pairs come in category
+    order: the state's tables stay as they were)."""
+    categories = values.cat.categories
+    codes = values.cat.codes.to_numpy()
+    used = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(categories)))
+    names = arrow_categories(categories).take(pa.array(used))
+    order = used[pc.sort_indices(names).to_numpy()]
+    if len(order) == len(categories) and (order[1:] > order[:-1]).all():
+        return values
+    place = np.full(len(categories), -1, dtype=np.int32)
+    place[order] = np.arange(len(order), dtype=np.int32)
+    codes = np.where(codes >= 0, place[np.maximum(codes, 0)], -1)
+    dtype = pd.CategoricalDtype(categories[order])
+    return pd.Series(pd.Categorical.from_codes(codes, dtype=dtype, validate=False), copy=False)
+
+
+def _encoded_everywhere(tables: list[pa.Table]) -> set[str]:
+    """The columns dictionary-encoded, with one value type, in every table holding them
+    (a column of nulls only, which any type holds, does not count)."""
+    types: dict[str, set] = {}
+    for table in tables:
+        for column in table.schema:
+            if not pa.types.is_null(column.type):
+                types.setdefault(column.name, set()).add(
+                    column.type.value_type if pa.types.is_dictionary(column.type) else None
+                )
+    return {name for name, kinds in types.items() if len(kinds) == 1 and None not in kinds}
 
 
 def read_kept(state: State) -> pa.Table:
