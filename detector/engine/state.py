@@ -605,7 +605,10 @@ def _encoded_everywhere(tables: list[pa.Table]) -> set[str]:
 
 def read_kept(state: State) -> pa.Table:
     """The kept day's events as stored (an empty table when none are kept)."""
-    path = state.kept_path
+    return _read_kept_at(state.kept_path)
+
+
+def _read_kept_at(path: Path | None) -> pa.Table:
     if path is None:
         return pa.table({})
     try:
@@ -799,6 +802,39 @@ def kept_scratch(state: State) -> Path:
     return state.path / f".kept.{os.getpid()}.{threading.get_ident()}.tmp"
 
 
+@dataclass(frozen=True)
+class KeptDay:
+    """The stored kept day, for the kernel's partition of that day to complete: in a
+    worker, beside the other partitions, instead of in the parent once they are done."""
+
+    day: int
+    path: Path
+    by_id: bool  # both the kept events and the log carry their own event_id
+
+    def holds(self, partition: Any) -> bool:
+        """Does ``partition`` hold every new event of the day, and no other day?"""
+        return (
+            partition.first_day == self.day
+            and partition.end_day == self.day + 1
+            and partition.slices == 1
+        )
+
+    def complete(
+        self, new: pd.DataFrame, timezone: str, caseloads: Any, out_mode: str | None
+    ) -> Continuation:
+        """The day completed with ``new``, its validated events in this log (once each)."""
+        kept = _read_kept_at(self.path)
+        return _completed(self.day, kept, new, self.by_id, timezone, caseloads, out_mode)
+
+
+def kept_day_of(state: State, has_ids: bool) -> KeptDay | None:
+    """The state's kept day, for the kernel to complete (None: none kept)."""
+    path = state.kept_path
+    if state.kept_day is None or path is None:
+        return None
+    return KeptDay(state.kept_day, path, has_ids and state.kept_ids)
+
+
 def continue_kept_day(
     state: State,
     source: Any,
@@ -825,8 +861,22 @@ def continue_kept_day(
         new = validated_frame(new)
     else:
         new = once_each(read_day(source, day), has_ids)
+    by_id = has_ids and state.kept_ids
+    return _completed(day, kept, new, by_id, timezone, caseloads, out_mode)
+
+
+def _completed(
+    day: int,
+    kept: pa.Table,
+    new: pd.DataFrame,
+    by_id: bool,
+    timezone: str,
+    caseloads: Any,
+    out_mode: str | None,
+) -> Continuation:
+    """``day`` completed: its ``kept`` events and those of ``new`` they do not hold."""
     try:
-        fresh = not_kept(kept, new, has_ids and state.kept_ids)
+        fresh = not_kept(kept, new, by_id)
         events = concat_events([kept, new.loc[fresh]])
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as error:
         raise StateError(
