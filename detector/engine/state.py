@@ -668,13 +668,19 @@ def _mapped_caseload_index(current: Path) -> CaseloadIndex | None:
     if not {"record_id", "account", "key"} <= set(pairs.column_names):
         return None  # another layout of the index (before its keys): built again
     return CaseloadIndex(
-        pairs["record_id"].combine_chunks(),
-        pairs["account"].to_numpy(),
-        accounts["account_id"].combine_chunks(),
-        accounts["rank"].to_numpy(),
-        starts["account_start"].to_numpy(),
-        pairs["key"].to_numpy(),
+        _mapped(pairs["record_id"]),
+        _mapped(pairs["account"]).to_numpy(),
+        _mapped(accounts["account_id"]),
+        _mapped(accounts["rank"]).to_numpy(),
+        _mapped(starts["account_start"]).to_numpy(),
+        _mapped(pairs["key"]).to_numpy(),
     )
+
+
+def _mapped(column: pa.ChunkedArray) -> pa.Array:
+    """A mapped column as one array: its chunk as it is when it has one (the index's
+    files are written in one batch), where combining copied the 15M pairs' record ids."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
 def _index_kept(folder: Path) -> bool:
