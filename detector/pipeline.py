@@ -41,6 +41,7 @@ from detector.engine.state import (
     caseload_key,
     continue_kept_day,
     handed_kept,
+    kept_day_of,
     kept_scratch,
     load_state,
     merge,
@@ -199,7 +200,12 @@ def prepare(
     keep = None if handover is None else handover[0]
     if keep is not None and stored.kept_day is not None and stored.kept_day != keep.day:
         keep = (keep, KeepDay(stored.kept_day, keep.folder))  # the day to complete, too
-    run = run_kernel(source, caseloads, timezone, workers, say, mapper, True, warm_up, keep)
+    # The partition holding the kept day alone completes it beside the others (a local
+    # worker: a cluster's may not see the state's files).
+    complete = kept_day_of(stored, has_ids) if mapper is None else None
+    run = run_kernel(
+        source, caseloads, timezone, workers, say, mapper, True, warm_up, keep, complete
+    )
     if stored_only and index is not None:
         run.notices.append(
             "no caseload table given: the one stored with the state is used (the last one a"
@@ -220,7 +226,7 @@ def prepare(
     handed = None
     if handover is not None and stored.kept_day is not None:
         handed = KeepDay(stored.kept_day, handover[0].folder).files(source.partitions())
-    continued = continue_kept_day(
+    continued = run.continued or continue_kept_day(
         stored, source, log_days, caseloads, timezone, run.out_mode, has_ids, handed
     )
     parts, completed = run.parts, set()

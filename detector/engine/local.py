@@ -96,13 +96,14 @@ def run_partition(
     out_mode: str | None,
     dedupe: bool = False,
     keep: KeepDay | None = None,
+    complete: Any = None,
 ) -> tuple[Aggregates, pd.DataFrame, list[str]]:
     """Read one partition and run the kernel on it: (aggregates, rejects, notices).
 
     The one function every engine runs (local processes or a Dask cluster).
     """
     log = source.read(partition)
-    return _kernel(log, partition, caseloads, timezone, out_mode, dedupe, keep)
+    return _kernel(log, partition, caseloads, timezone, out_mode, dedupe, keep, complete)
 
 
 def run_events(
@@ -120,6 +121,7 @@ def _kernel(
     out_mode: str | None,
     dedupe: bool = False,
     keep: KeepDay | tuple[KeepDay, ...] | None = None,
+    complete: Any = None,
 ) -> tuple[Aggregates, pd.DataFrame, list[str]]:
     """The kernel on a validated partition.
 
@@ -127,6 +129,8 @@ def _kernel(
     event re-delivered within the log (same account, same day) lands in the
     same partition as its first copy: ``dedupe`` drops it here. ``keep``: the
     events of that day are written for the state, as counted (once each).
+    ``complete``: the state's kept day (:class:`detector.engine.state.KeptDay`);
+    the partition holding that day alone completes it (``Aggregates.completed``).
     """
     events = log.events
     notices = [n for n in log.notices if "rows rejected" not in n]
@@ -136,8 +140,13 @@ def _kernel(
             events = events.loc[~repeated].reset_index(drop=True)
             notices.append(f"{int(repeated.sum()):,} events repeating an event_id counted once")
     aggregates = partition_aggregates(events, timezone, caseloads, out_mode)
+    completed = None
+    if complete is not None and complete.holds(partition):
+        completed = complete.complete(events, timezone, caseloads, out_mode)
+        aggregates.completed = completed
     for day in (keep,) if isinstance(keep, KeepDay) else keep or ():
-        day.write(events, partition, timezone)
+        if completed is None or day.day != completed.day:  # (a completed day: not needed)
+            day.write(events, partition, timezone)
     return aggregates, log.rejects, notices
 
 
@@ -407,6 +416,7 @@ class KernelRun:
     rejects: pd.DataFrame
     notices: list[str]
     out_mode: str | None
+    continued: Any = None  # the state's kept day, completed by its partition (complete=)
 
     @property
     def events(self) -> int:
@@ -423,13 +433,15 @@ def run_kernel(
     dedupe: bool = False,
     warm_up: str | None = "sklearn.ensemble",
     keep: KeepDay | tuple[KeepDay, ...] | None = None,
+    complete: Any = None,
 ) -> KernelRun:
     """The kernel on every partition of a log (``mapper``: the local process pool by default).
 
     With ``dedupe``, events repeating an ``event_id`` are counted once. ``warm_up``:
     the module the parent imports in a thread meanwhile (None: a run without a model).
     ``keep``: the partitions holding that day (or those days) write its events
-    (:class:`KeepDay`).
+    (:class:`KeepDay`). ``complete``: the state's kept day, completed by the partition
+    holding that day alone (:attr:`KernelRun.continued`; None when no partition did).
     """
     _WARM_UP["module"] = warm_up
     say = progress or (lambda message: None)
@@ -447,10 +459,13 @@ def run_kernel(
     rejects, notices = [skipped.rejects], list(skipped.notices) + notices
     total = sum(p.rows for p in partitions) or 1
     done_rows = 0
-    options = (caseloads, timezone, out_mode, dedupe, keep)
+    options = (caseloads, timezone, out_mode, dedupe, keep, complete)
+    continued = None
     for partition, (aggregates, partition_rejects, partition_notices) in zip(
         partitions, mapper(source, partitions, options, workers), strict=True
     ):
+        if aggregates.completed is not None:
+            continued, aggregates.completed = aggregates.completed, None
         parts.append(aggregates)
         rejects.append(partition_rejects)
         notices += partition_notices
@@ -476,7 +491,7 @@ def run_kernel(
         all_rejects = all_rejects.sort_values("row", kind="stable").reset_index(drop=True)
         notices.insert(0, rejects_notice(all_rejects))
     release_memory()
-    return KernelRun(parts, all_rejects, notices, out_mode)
+    return KernelRun(parts, all_rejects, notices, out_mode, continued)
 
 
 def attach(table: FeatureTable, source: Any, run: KernelRun) -> FeatureTable:

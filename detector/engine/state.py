@@ -108,6 +108,7 @@ from detector.features.kernel import (
     NOVELTY,
     Aggregates,
     CaseloadIndex,
+    arrow_categories,
     in_days,
     lookup,
     partition_aggregates,
@@ -548,28 +549,74 @@ def concat_events(parts: list[pd.DataFrame | pa.Table]) -> pd.DataFrame:
     united, actions, time order.
 
     Through Arrow, as a log is read: its hashing of text columns is much faster
-    than uniting pandas categories of high cardinality (record ids).
+    than uniting pandas categories of high cardinality (record ids). A column
+    that is dictionary-encoded in every part stays so (one index type): the
+    parts' dictionaries are united, where decoding them hashed every row again
+    (a second for the ~700k events of a completed national day).
     """
-    tables = []
-    for part in parts:
-        table = (
-            part if isinstance(part, pa.Table) else pa.Table.from_pandas(part, preserve_index=False)
-        )
-        for i, column in enumerate(table.schema):
-            if pa.types.is_dictionary(column.type):
-                plain = pc.cast(table[column.name], column.type.value_type)
-                table = table.set_column(i, column.name, plain)
-        if table.num_columns:
-            tables.append(table.replace_schema_metadata(None))
+    tables = [
+        part if isinstance(part, pa.Table) else pa.Table.from_pandas(part, preserve_index=False)
+        for part in parts
+    ]
+    tables = [t.replace_schema_metadata(None) for t in tables if t.num_columns]
     if not tables:
         return pd.DataFrame()
+    encoded = _encoded_everywhere(tables)
+    for n, table in enumerate(tables):
+        for i, column in enumerate(table.schema):
+            if pa.types.is_dictionary(column.type):
+                value_type = column.type.value_type
+                target = (
+                    pa.dictionary(pa.int32(), value_type) if column.name in encoded else value_type
+                )
+                if column.type != target:
+                    table = table.set_column(i, column.name, pc.cast(table[column.name], target))
+        tables[n] = table
     table = pa.concat_tables(tables, promote_options="permissive")
-    return normalise_table(table, "kept events").events
+    events = normalise_table(table, "kept events").events
+    for name in events.columns:  # (actions have the vocabulary's fixed categories)
+        if name != "action" and isinstance(events[name].dtype, pd.CategoricalDtype):
+            events[name] = _in_sorted_order(events[name])
+    return events
+
+
+def _in_sorted_order(values: pd.Series) -> pd.Series:
+    """A categorical with only its used categories, in sorted order, as text decoded and
+    encoded again gives them (the kernel's windows and first-seen pairs come in category
+    order: the state's tables stay as they were)."""
+    categories = values.cat.categories
+    codes = values.cat.codes.to_numpy()
+    used = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(categories)))
+    names = arrow_categories(categories).take(pa.array(used))
+    order = used[pc.sort_indices(names).to_numpy()]
+    if len(order) == len(categories) and (order[1:] > order[:-1]).all():
+        return values
+    place = np.full(len(categories), -1, dtype=np.int32)
+    place[order] = np.arange(len(order), dtype=np.int32)
+    codes = np.where(codes >= 0, place[np.maximum(codes, 0)], -1)
+    dtype = pd.CategoricalDtype(categories[order])
+    return pd.Series(pd.Categorical.from_codes(codes, dtype=dtype, validate=False), copy=False)
+
+
+def _encoded_everywhere(tables: list[pa.Table]) -> set[str]:
+    """The columns dictionary-encoded, with one value type, in every table holding them
+    (a column of nulls only, which any type holds, does not count)."""
+    types: dict[str, set] = {}
+    for table in tables:
+        for column in table.schema:
+            if not pa.types.is_null(column.type):
+                types.setdefault(column.name, set()).add(
+                    column.type.value_type if pa.types.is_dictionary(column.type) else None
+                )
+    return {name for name, kinds in types.items() if len(kinds) == 1 and None not in kinds}
 
 
 def read_kept(state: State) -> pa.Table:
     """The kept day's events as stored (an empty table when none are kept)."""
-    path = state.kept_path
+    return _read_kept_at(state.kept_path)
+
+
+def _read_kept_at(path: Path | None) -> pa.Table:
     if path is None:
         return pa.table({})
     try:
@@ -629,13 +676,19 @@ def _mapped_caseload_index(current: Path) -> CaseloadIndex | None:
     if not {"record_id", "account", "key"} <= set(pairs.column_names):
         return None  # another layout of the index (before its keys): built again
     return CaseloadIndex(
-        pairs["record_id"].combine_chunks(),
-        pairs["account"].to_numpy(),
-        accounts["account_id"].combine_chunks(),
-        accounts["rank"].to_numpy(),
-        starts["account_start"].to_numpy(),
-        pairs["key"].to_numpy(),
+        _mapped(pairs["record_id"]),
+        _mapped(pairs["account"]).to_numpy(),
+        _mapped(accounts["account_id"]),
+        _mapped(accounts["rank"]).to_numpy(),
+        _mapped(starts["account_start"]).to_numpy(),
+        _mapped(pairs["key"]).to_numpy(),
     )
+
+
+def _mapped(column: pa.ChunkedArray) -> pa.Array:
+    """A mapped column as one array: its chunk as it is when it has one (the index's
+    files are written in one batch), where combining copied the 15M pairs' record ids."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
 def _index_kept(folder: Path) -> bool:
@@ -763,6 +816,39 @@ def kept_scratch(state: State) -> Path:
     return state.path / f".kept.{os.getpid()}.{threading.get_ident()}.tmp"
 
 
+@dataclass(frozen=True)
+class KeptDay:
+    """The stored kept day, for the kernel's partition of that day to complete: in a
+    worker, beside the other partitions, instead of in the parent once they are done."""
+
+    day: int
+    path: Path
+    by_id: bool  # both the kept events and the log carry their own event_id
+
+    def holds(self, partition: Any) -> bool:
+        """Does ``partition`` hold every new event of the day, and no other day?"""
+        return (
+            partition.first_day == self.day
+            and partition.end_day == self.day + 1
+            and partition.slices == 1
+        )
+
+    def complete(
+        self, new: pd.DataFrame, timezone: str, caseloads: Any, out_mode: str | None
+    ) -> Continuation:
+        """The day completed with ``new``, its validated events in this log (once each)."""
+        kept = _read_kept_at(self.path)
+        return _completed(self.day, kept, new, self.by_id, timezone, caseloads, out_mode)
+
+
+def kept_day_of(state: State, has_ids: bool) -> KeptDay | None:
+    """The state's kept day, for the kernel to complete (None: none kept)."""
+    path = state.kept_path
+    if state.kept_day is None or path is None:
+        return None
+    return KeptDay(state.kept_day, path, has_ids and state.kept_ids)
+
+
 def continue_kept_day(
     state: State,
     source: Any,
@@ -789,9 +875,23 @@ def continue_kept_day(
         new = validated_frame(new)
     else:
         new = once_each(read_day(source, day), has_ids)
+    by_id = has_ids and state.kept_ids
+    return _completed(day, kept, new, by_id, timezone, caseloads, out_mode)
+
+
+def _completed(
+    day: int,
+    kept: pa.Table,
+    new: pd.DataFrame,
+    by_id: bool,
+    timezone: str,
+    caseloads: Any,
+    out_mode: str | None,
+) -> Continuation:
+    """``day`` completed: its ``kept`` events and those of ``new`` they do not hold."""
     kept, new = _ids_alike(kept, new)
     try:
-        fresh = not_kept(kept, new, has_ids and state.kept_ids)
+        fresh = not_kept(kept, new, by_id)
         events = concat_events([kept, new.loc[fresh]])
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as error:
         raise StateError(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -757,6 +758,9 @@ class Aggregates:
     created: pa.Table  # (account_id, day): accounts created by create_account
     events: int = 0
     links: pd.DataFrame = field(default_factory=pd.DataFrame)  # creator, target, timestamp
+    # The state's kept day completed with this partition's events, when it asked for that
+    # (a Continuation of detector.engine.state; taken off by run_kernel).
+    completed: Any = None
 
 
 def arrow_categories(categories: pd.Index) -> pa.Array:
