@@ -43,6 +43,7 @@ from detector.features.kernel import (
     Aggregates,
     Caseloads,
     caseload_sizes,
+    forget_caseload_index,
     in_days,
     local_wall_ns,  # noqa: F401  (part of this module's interface)
     lookup,
@@ -902,6 +903,11 @@ def assemble(
     if prior is not None:
         first_seen = np.minimum(first_seen, prior.first_day)
     caseload_size = np.zeros(n_acc) if caseloads is None else caseload_sizes(caseloads, accounts)
+    if isinstance(caseloads, pd.DataFrame):
+        # The index the kernel built of a caseload table read from a file (0.35 GB at 100M
+        # events) is not read again here: dropped now, not at detection, as assembly nears
+        # its peak. The replay indexes its candidates' rows only (or the table again).
+        forget_caseload_index()
     plain: dict[str, np.ndarray] = {
         "caseload_size": caseload_size[w_acc],
         "history_days": history_days.astype(np.float64),
