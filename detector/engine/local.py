@@ -408,7 +408,6 @@ def merge_notices(notices: list[str]) -> list[str]:
     ]
 
 
-@dataclass
 class TimeLeft:
     """What is left of the partition phase, at the rate seen since the first partition
     came back: the time before it (the pool starting, the first row groups read) would
@@ -431,6 +430,7 @@ class TimeLeft:
         return f": about {seconds / rows * max(self.total_rows - done_rows, 0):.0f} s left"
 
 
+@dataclass
 class KernelRun:
     """The kernel's output for every partition of a log, and what reading it set aside."""
 
