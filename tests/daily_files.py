@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from detector.features.kernel import DAY_NS, local_days, local_wall_ns
@@ -30,6 +31,18 @@ def cut_into_days(log: Path, folder: str, at_midnight: bool = False) -> list[Pat
         pq.write_table(table.filter(day == value), path)
         files.append(path)
     return files
+
+
+def morning_and_evening(files: list[Path], folder: Path) -> tuple[Path, Path]:
+    """The first day cut in two at its middle event: ``folder``/morning.parquet, then
+    ``folder``/evening.parquet (the rest of that day with the next day's file), as two
+    nights would deliver a day whose export was cut early."""
+    first = pq.read_table(files[0]).sort_by("timestamp")
+    half = first.num_rows // 2
+    pq.write_table(first.slice(0, half), folder / "morning.parquet")
+    rest = pa.concat_tables([first.slice(half), pq.read_table(files[1]).select(first.schema.names)])
+    pq.write_table(rest, folder / "evening.parquet")
+    return folder / "morning.parquet", folder / "evening.parquet"
 
 
 def nights_with_caseloads(log: Path, files: list[Path], folder: Path) -> tuple[Path, Path]:

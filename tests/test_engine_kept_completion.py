@@ -5,10 +5,8 @@ features, notices and stored state as completing it in the parent."""
 from __future__ import annotations
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-from daily_files import cut_into_days
+from daily_files import cut_into_days, morning_and_evening
 
 import detector.pipeline
 from detector.engine import sources
@@ -27,11 +25,7 @@ def morning_evening(tmp_path_factory):
     log = folder / "logs.parquet"
     generate_dataset(log, seed=4, accounts=50, days=4)
     files = cut_into_days(log, "days")
-    first = pq.read_table(files[0]).sort_by("timestamp")
-    half = first.num_rows // 2
-    pq.write_table(first.slice(0, half), folder / "morning.parquet")
-    rest = pa.concat_tables([first.slice(half), pq.read_table(files[1]).select(first.schema.names)])
-    pq.write_table(rest, folder / "evening.parquet")
+    morning_and_evening(files, folder)
     return folder, sibling(log, ".caseloads.parquet")
 
 

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from daily_files import cut_into_days
+from daily_files import cut_into_days, morning_and_evening
 
 import detector.engine.state
 import detector.pipeline
@@ -102,11 +102,7 @@ def test_kept_day_completed_from_the_partitions_files(days, tmp_path, monkeypatc
     partitions wrote (not read again), with the same alerts, features and notices."""
     log, files = days
     caseloads = sibling(log, ".caseloads.parquet")
-    first = pq.read_table(files[0]).sort_by("timestamp")
-    half = first.num_rows // 2
-    pq.write_table(first.slice(0, half), tmp_path / "morning.parquet")
-    rest = pa.concat_tables([first.slice(half), pq.read_table(files[1]).select(first.schema.names)])
-    pq.write_table(rest, tmp_path / "evening.parquet")
+    morning_and_evening(files, tmp_path)
     read_days = []
     real_read_day = detector.engine.state.read_day
 
